@@ -1,0 +1,92 @@
+import { existsSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+/**
+ * Every setting deck reads. Each has an environment variable (which wins) and a key in the optional
+ * `deck.yaml` (path from DECK_CONFIG, else ./deck.yaml when it exists).
+ */
+const port = z.coerce.number().int().min(1).max(65535);
+const seconds = z.coerce.number().positive();
+
+export const SETTINGS = {
+  dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
+  host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
+  sshPort: { env: "DECK_SSH_PORT", yaml: "ssh_port", schema: port, default: 2222, help: "SSH port for git push and commands" },
+  apiPort: { env: "DECK_API_PORT", yaml: "api_port", schema: port, default: 3000, help: "REST API (/api/v1) and smart HTTP git (/git)" },
+  httpPort: { env: "DECK_HTTP_PORT", yaml: "http_port", schema: port, default: 8080, help: "router HTTP port apps are served on" },
+  httpsPort: { env: "DECK_HTTPS_PORT", yaml: "https_port", schema: port, default: 8443, help: "router HTTPS port (reserved)" },
+  domain: { env: "DECK_DOMAIN", yaml: "domain", schema: z.string().regex(/^[a-z0-9.-]+$/i, "a DNS name like localhost or apps.example.com"), default: "localhost", help: "app NAME is served at NAME.DOMAIN" },
+  databaseUrl: { env: "DATABASE_URL", yaml: "database_url", schema: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(), default: undefined, help: "external PostgreSQL; unset = embedded server under the data dir" },
+  redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis, for shared state between several deck nodes (optional)" },
+  runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process"]), default: "process", help: "how releases run: process (supervised processes)" },
+  buildTimeout: { env: "DECK_BUILD_TIMEOUT", yaml: "build_timeout", schema: seconds, default: 900, help: "seconds a build may take before it is stopped" },
+  keepReleases: { env: "DECK_KEEP_RELEASES", yaml: "keep_releases", schema: z.coerce.number().int().min(2).max(100), default: 5, help: "built artifacts kept per app for rollback" },
+  healthTimeout: { env: "DECK_HEALTH_TIMEOUT", yaml: "health_timeout", schema: seconds, default: 60, help: "seconds a new release has to answer its health check" },
+  drainTimeout: { env: "DECK_DRAIN_TIMEOUT", yaml: "drain_timeout", schema: seconds, default: 30, help: "seconds in-flight requests get to finish on the old release" },
+  stopGrace: { env: "DECK_STOP_GRACE", yaml: "stop_grace", schema: seconds, default: 10, help: "seconds between SIGTERM and SIGKILL when stopping a process" },
+  releaseTimeout: { env: "DECK_RELEASE_TIMEOUT", yaml: "release_timeout", schema: seconds, default: 300, help: "seconds the Procfile release command may take" },
+  deployQueue: { env: "DECK_DEPLOY_QUEUE", yaml: "deploy_queue", schema: z.enum(["wait", "refuse"]), default: "wait", help: "a push while the app is deploying waits in line or is refused" },
+  buildConcurrency: { env: "DECK_BUILD_CONCURRENCY", yaml: "build_concurrency", schema: z.coerce.number().int().min(1).max(256), default: availableParallelism(), help: "builds running at once across all apps" },
+} as const;
+
+type Settings = typeof SETTINGS;
+export type DeckConfig = { [K in keyof Settings]: z.infer<Settings[K]["schema"]> } & { configFile?: string };
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+function describeAllowed(schema: z.ZodTypeAny, issue: z.ZodIssue): string {
+  if (schema instanceof z.ZodEnum) return `one of ${schema.options.join(", ")}`;
+  if (schema instanceof z.ZodOptional) return describeAllowed(schema.unwrap(), issue);
+  return issue.message;
+}
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+/** Reads env + deck.yaml; throws ConfigError with one line naming the setting and what is allowed. */
+export function loadConfig(options: LoadConfigOptions = {}): DeckConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  let file: Record<string, unknown> = {};
+  const explicit = env.DECK_CONFIG;
+  const configFile = explicit ? resolve(cwd, explicit) : resolve(cwd, "deck.yaml");
+  const haveFile = existsSync(configFile);
+  if (explicit && !haveFile) throw new ConfigError(`DECK_CONFIG: ${configFile} does not exist`);
+  if (haveFile) {
+    try {
+      const parsed: unknown = parseYaml(readFileSync(configFile, "utf8"));
+      if (parsed != null && (typeof parsed !== "object" || Array.isArray(parsed))) throw new Error("top level must be a mapping of settings");
+      file = (parsed ?? {}) as Record<string, unknown>;
+    } catch (e) {
+      throw new ConfigError(`${configFile}: ${(e as Error).message.split("\n")[0]}`);
+    }
+    const known = new Set(Object.values(SETTINGS).map((s) => s.yaml as string));
+    for (const key of Object.keys(file)) {
+      if (!known.has(key)) throw new ConfigError(`${configFile}: unknown setting "${key}" (known: ${[...known].join(", ")})`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, s] of Object.entries(SETTINGS) as [keyof Settings, Settings[keyof Settings]][]) {
+    const fromEnv = env[s.env];
+    const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : file[s.yaml] ?? s.default;
+    const source = fromEnv !== undefined && fromEnv !== "" ? s.env : file[s.yaml] !== undefined ? `${s.yaml} in ${configFile}` : s.env;
+    const result = (s.schema as z.ZodTypeAny).safeParse(raw);
+    if (!result.success) {
+      throw new ConfigError(`${source}=${JSON.stringify(raw)} is not valid: expected ${describeAllowed(s.schema as z.ZodTypeAny, result.error.issues[0])}`);
+    }
+    out[key] = result.data;
+  }
+  out.dataDir = resolve(cwd, out.dataDir as string);
+  if (haveFile) out.configFile = configFile;
+  return out as DeckConfig;
+}

@@ -1,0 +1,4 @@
+export * from "./app-name.ts";
+export * from "./procfile.ts";
+export * from "./errors.ts";
+export type * from "./interfaces.ts";

@@ -1,0 +1,87 @@
+/**
+ * The narrow interfaces the deploy pipeline uses to reach the builder, the runtime and the router.
+ * Each runtime (process today; docker and kubernetes later) implements `Runtime`.
+ */
+import type { Procfile } from "./procfile.ts";
+
+export type LineSink = (line: string) => void;
+
+// ---------- builder ----------
+export interface BuildRequest {
+  app: string;
+  commitSha: string;
+  /** Bare repository the commit lives in. */
+  repoDir: string;
+  /** Extra env for git so it can read objects still in the push quarantine. */
+  gitEnv: Record<string, string>;
+  /** Directory the finished artifact (slug) is written to; must not exist yet. */
+  slugDir: string;
+  /** Per-app cache directory kept between builds. */
+  cacheDir: string;
+  /** Config vars of the app, visible to the build. */
+  env: Record<string, string>;
+  timeoutMs: number;
+  onLine: LineSink;
+  signal?: AbortSignal;
+}
+
+export type BuildResult =
+  | { ok: true; buildpack: string; procfile: Procfile; sizeBytes: number; durationMs: number }
+  | { ok: false; code: "no_buildpack" | "build_failed" | "timeout" | "cancelled" | "checkout_failed"; message: string; durationMs: number };
+
+// ---------- runtime ----------
+export interface ProcessSpec {
+  app: string;
+  release: number;
+  /** Process type from the Procfile (web, worker, ...). */
+  type: string;
+  /** 1-based index within the type (web.1, web.2). */
+  index: number;
+  command: string;
+  cwd: string;
+  env: Record<string, string>;
+  /** Set for web processes: the PORT the process must listen on. */
+  port?: number;
+  logFile: string;
+}
+
+export interface ProcessInfo {
+  id: string; // `${app}.v${release}.${type}.${index}`
+  app: string;
+  release: number;
+  type: string;
+  index: number;
+  port?: number;
+  /** Pid of the supervised app process, when running. */
+  pid?: number;
+  state: "starting" | "running" | "crashed" | "stopped";
+  restarts: number;
+  startedAt: string;
+}
+
+export interface Runtime {
+  start(spec: ProcessSpec): Promise<ProcessInfo>;
+  /** SIGTERM, then SIGKILL after graceMs. Resolves when the process is gone. */
+  stop(id: string, graceMs: number): Promise<void>;
+  list(app?: string): Promise<ProcessInfo[]>;
+  /** Runs a one-shot command (the Procfile `release:` step) to completion, streaming its output. */
+  runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
+}
+
+// ---------- router ----------
+export interface Route {
+  app: string;
+  hosts: string[];
+  /** `127.0.0.1:PORT` of the live web processes; empty = app has no live release (503). */
+  upstreams: string[];
+}
+
+export interface RouterControl {
+  /** Replaces one app's route atomically; resolves once the router serves the new table. */
+  setRoute(route: Route): Promise<void>;
+  removeRoute(app: string): Promise<void>;
+  /** Replaces the whole table (used at server start to reconcile). */
+  replaceAll(routes: Route[]): Promise<void>;
+  /** Requests currently in flight to an upstream. */
+  inflight(upstream: string): Promise<number>;
+}
