@@ -32,7 +32,13 @@ export type BuildResult =
 // ---------- runtime ----------
 export interface ProcessSpec {
   app: string;
+  /** Release version the process runs (for display). */
   release: number;
+  /**
+   * The deployment that started the process. Restarts and scaling start a new generation of the
+   * same release, so process ids are unique per generation: `${app}.g${generation}.${type}.${index}`.
+   */
+  generation: number;
   /** Process type from the Procfile (web, worker, ...). */
   type: string;
   /** 1-based index within the type (web.1, web.2). */
@@ -46,9 +52,10 @@ export interface ProcessSpec {
 }
 
 export interface ProcessInfo {
-  id: string; // `${app}.v${release}.${type}.${index}`
+  id: string; // `${app}.g${generation}.${type}.${index}`
   app: string;
   release: number;
+  generation: number;
   type: string;
   index: number;
   port?: number;
@@ -65,7 +72,7 @@ export interface Runtime {
   stop(id: string, graceMs: number): Promise<void>;
   list(app?: string): Promise<ProcessInfo[]>;
   /** Runs a one-shot command (the Procfile `release:` step) to completion, streaming its output. */
-  runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
+  runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port" | "generation"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
 }
 
 // ---------- router ----------

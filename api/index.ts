@@ -1,0 +1,1 @@
+export { createApiServer } from "./http-server.ts";

@@ -1,0 +1,112 @@
+import { readFile } from "node:fs/promises";
+import { ConfigError, loadConfig, type DeckConfig } from "../config/index.ts";
+import { pathsFor } from "../deploy/index.ts";
+import { parsePublicKey } from "../gitd/index.ts";
+import { stopRouter } from "../router/index.ts";
+import { ProcessRuntime } from "../runtime/index.ts";
+import { openDatabase } from "../store/index.ts";
+import { addMember, countUsers, createApiToken, insertOrganization, insertSshKey, insertUser } from "../store/queries/index.ts";
+import { startServer } from "./server.ts";
+
+const USAGE = `Usage: deck COMMAND
+
+  server                                     run deck (SSH :2222, API :3000, router :8080)
+  admin:bootstrap --email E --ssh-key FILE   create the first admin; prints an API token
+  down                                       stop the router and every app process deck started
+  help                                       show this text
+
+Settings come from DECK_* environment variables or deck.yaml (see README.md).`;
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`deck: ${message}\n`);
+  process.exit(code);
+}
+
+function config(): DeckConfig {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) fail(e.message, 2);
+    throw e;
+  }
+}
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (!v || v.startsWith("--")) fail(`${name} needs a value`);
+  return v;
+}
+
+async function bootstrap(args: string[]): Promise<void> {
+  const email = flag(args, "--email");
+  const keyFile = flag(args, "--ssh-key");
+  if (!email || !keyFile) fail("usage: deck admin:bootstrap --email YOU@EXAMPLE.COM --ssh-key ~/.ssh/id_ed25519.pub");
+  if (!/^[^\s@]+@[^\s@]+$/.test(email) || email.length > 254) fail(`"${email.slice(0, 60)}" is not an email address`);
+  let keyText: string;
+  try {
+    keyText = await readFile(keyFile, "utf8");
+  } catch {
+    fail(`cannot read ${keyFile}; pass the public key file, e.g. ~/.ssh/id_ed25519.pub`);
+  }
+  let key;
+  try {
+    key = parsePublicKey(keyText);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const cfg = config();
+  const db = await openDatabase({ dataDir: cfg.dataDir, databaseUrl: cfg.databaseUrl });
+  try {
+    const token = await db.pool.transaction(async (tx) => {
+      if ((await countUsers(tx)) > 0) return null;
+      const user = await insertUser(tx, { email, isAdmin: true });
+      const org = await insertOrganization(tx, { name: "Default", slug: "default" });
+      await addMember(tx, org.id, user.id, "owner");
+      await insertSshKey(tx, { userId: user.id, name: key.comment || "bootstrap", publicKey: key.publicKey, fingerprint: key.fingerprint });
+      return createApiToken(tx, user.id, "bootstrap", ["admin"]);
+    });
+    if (!token) fail("refusing: deck already has users; ask an admin to add your key");
+    process.stdout.write(`Created admin ${email} (SSH key ${key.fingerprint}).\nAPI token (shown once; use it as the password for git over HTTP):\n${token}\n`);
+  } finally {
+    await db.close();
+  }
+}
+
+async function down(): Promise<void> {
+  const cfg = config();
+  const paths = pathsFor(cfg.dataDir);
+  await new ProcessRuntime({ stateDir: paths.procStateDir }).stopAll(cfg.stopGrace * 1000);
+  await stopRouter(cfg.dataDir, 5000);
+  process.stdout.write("stopped the router and all app processes\n");
+}
+
+async function server(): Promise<void> {
+  const cfg = config();
+  const running = await startServer(cfg);
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`${sig}: stopping the deck server (apps and the router keep running; \`deck down\` stops them)`);
+    void running.stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const commands: Record<string, () => Promise<void>> = {
+  server,
+  "admin:bootstrap": () => bootstrap(rest),
+  down,
+  help: async () => void process.stdout.write(`${USAGE}\n`),
+};
+const run = commands[command ?? "help"];
+if (!run) fail(`unknown command "${String(command).slice(0, 40)}"\n${USAGE}`);
+run().catch((e: Error) => {
+  if (e.name === "DeckError" || e instanceof ConfigError) fail(e.message, e instanceof ConfigError ? 2 : 1);
+  process.stderr.write(`deck: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,87 @@
+import { mkdir, readdir, writeFile, rm } from "node:fs/promises";
+import type { Server as NetServer } from "node:net";
+import type http from "node:http";
+import { createApiServer } from "../api/index.ts";
+import { runBuild } from "../builder/index.ts";
+import type { DeckConfig } from "../config/index.ts";
+import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
+import { createRouterControl, ensureRouter } from "../router/index.ts";
+import { findFreePort, ProcessRuntime } from "../runtime/index.ts";
+import { openDatabase, type Database } from "../store/index.ts";
+import { join } from "node:path";
+import type ssh2 from "ssh2";
+
+export interface RunningServer {
+  deps: DeployDeps;
+  stop(): Promise<void>;
+}
+
+function listen(server: http.Server | ssh2.Server | NetServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => reject(e.code === "EADDRINUSE" ? new Error(`port ${port} on ${host} is already in use (set another with the matching DECK_*_PORT)`) : e);
+    (server as http.Server).once("error", onError);
+    (server as http.Server).listen(port, host, () => {
+      (server as http.Server).off("error", onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * `deck server`: the control plane. Apps and the router run as their own processes, so they keep
+ * serving while this process restarts; on start it adopts them and reconciles with the database.
+ */
+export async function startServer(config: DeckConfig, log: (line: string) => void = (l) => console.log(l)): Promise<RunningServer> {
+  const paths = pathsFor(config.dataDir);
+  for (const d of [paths.runDir, paths.procStateDir, join(config.dataDir, "logs"), join(config.dataDir, "repos")]) await mkdir(d, { recursive: true });
+  const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
+  const router = await ensureRouter({
+    dataDir: config.dataDir,
+    logFile: join(config.dataDir, "logs", "router.log"),
+    env: { ...process.env, DECK_DATA_DIR: config.dataDir, DECK_HOST: config.host, DECK_HTTP_PORT: String(config.httpPort), DECK_DOMAIN: config.domain, DECK_CONFIG: "" },
+  });
+  log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
+
+  const deps: DeployDeps = {
+    db: db.pool,
+    config,
+    paths,
+    runtime: new ProcessRuntime({ stateDir: paths.procStateDir }),
+    router: createRouterControl(paths.routerSocket),
+    build: runBuild,
+    allocatePort: () => findFreePort(),
+    queue: new AppQueue(config.deployQueue),
+    builds: new Semaphore(config.buildConcurrency),
+    repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
+    log,
+  };
+
+  // Hooks carry absolute paths (node, socket); rewrite them in case either moved.
+  for (const entry of await readdir(join(config.dataDir, "repos")).catch(() => [] as string[])) {
+    if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
+  }
+  const pushes = new PushRegistry();
+  const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
+  const r = await reconcile(deps);
+  if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
+
+  const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
+  const ssh = createSshServer({ deps, pushes, hostKey });
+  const api = createApiServer(deps, pushes);
+  await listen(ssh, config.sshPort, config.host);
+  await listen(api, config.apiPort, config.host);
+  await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);
+  log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort}`);
+
+  return {
+    deps,
+    async stop() {
+      await new Promise<void>((res) => ssh.close(() => res()));
+      await new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); });
+      await new Promise<void>((res) => hookServer.close(() => res()));
+      await rm(join(paths.runDir, "server.pid"), { force: true });
+      await db.close();
+    },
+  };
+}

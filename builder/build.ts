@@ -1,0 +1,167 @@
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import type { BuildRequest, BuildResult, LineSink, Procfile } from "../core/index.ts";
+import { DeckError, isDeckError } from "../core/index.ts";
+import {
+  BuildStepError,
+  describeNoBuildpack,
+  detectBuildpack,
+  formatDetail,
+  formatHeader,
+  isBuildStepError,
+  readProcfile,
+  type BuildContext,
+} from "../buildpacks/index.ts";
+import { createBuildEnv } from "./build-env.ts";
+import { checkoutCommit, validateCommitSha } from "./checkout.ts";
+import { shortSha } from "./commands.ts";
+import { execCommand } from "./exec.ts";
+import { createWorkDir, measureDir } from "./slug.ts";
+
+type Failure = Extract<BuildResult, { ok: false }>;
+type Built = { buildpack: string; procfile: Procfile; sizeBytes: number };
+
+/**
+ * Checks out a commit, builds it with the first matching buildpack and leaves the result at
+ * `req.slugDir`. The build happens in a scratch dir beside slugDir that is renamed into place only on
+ * success, so slugDir exists exactly when the result is ok. Output streams through `req.onLine` as it
+ * happens; failures are returned (the caller reports `message`), never printed here.
+ */
+export async function runBuild(req: BuildRequest): Promise<BuildResult> {
+  const startedAt = performance.now();
+  const elapsedMs = () => Math.round(performance.now() - startedAt);
+  if (await pathExists(req.slugDir)) throw new Error(`runBuild: slugDir already exists: ${req.slugDir}`);
+
+  const stop = createStopSignal(req.signal, req.timeoutMs);
+  let workDir: string | undefined;
+  try {
+    validateCommitSha(req.commitSha);
+    stop.signal.throwIfAborted();
+    workDir = await createWorkDir(req.slugDir);
+    await mkdir(req.cacheDir, { recursive: true });
+
+    const built = await buildSlug(req, workDir, stop.signal);
+    if ("code" in built) return { ...built, durationMs: elapsedMs() };
+
+    stop.signal.throwIfAborted();
+    await rename(workDir, req.slugDir);
+    workDir = undefined;
+    const durationMs = elapsedMs();
+    req.onLine(formatHeader(`Build succeeded in ${(durationMs / 1000).toFixed(1)}s`));
+    return { ok: true, ...built, durationMs };
+  } catch (e) {
+    return { ...toFailure(e, stop.signal), durationMs: elapsedMs() };
+  } finally {
+    stop.dispose();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** The steps of a build, in order. Returns the no_buildpack failure; throws on every other one. */
+async function buildSlug(req: BuildRequest, dir: string, signal: AbortSignal): Promise<Built | Omit<Failure, "durationMs">> {
+  const detail: LineSink = (line) => req.onLine(formatDetail(line));
+
+  req.onLine(formatHeader(`Fetching commit ${shortSha(req.commitSha)}`));
+  await checkoutCommit({ repoDir: req.repoDir, commitSha: req.commitSha, dir, gitEnv: req.gitEnv, signal, onLine: detail });
+  signal.throwIfAborted();
+
+  const pack = await detectBuildpack(dir);
+  if (!pack) return { ok: false, code: "no_buildpack", message: describeNoBuildpack() };
+  req.onLine(formatHeader(`${pack.label} detected`));
+
+  const env = createBuildEnv({ host: process.env, appEnv: req.env, cacheDir: req.cacheDir });
+  await pack.build(createContext({ dir, cacheDir: req.cacheDir, env, signal, onLine: req.onLine }));
+  signal.throwIfAborted();
+
+  req.onLine(formatHeader("Discovering process types"));
+  const procfile = await pack.release(dir);
+  reportProcessTypes(procfile, await readProcfile(dir), detail);
+
+  return { buildpack: pack.name, procfile, sizeBytes: await measureDir(dir) };
+}
+
+type ContextOptions = Omit<BuildContext, "run">;
+
+function createContext(opts: ContextOptions): BuildContext {
+  const detail: LineSink = (line) => opts.onLine(formatDetail(line));
+  return {
+    ...opts,
+    async run(argv, runOpts = {}) {
+      const result = await execCommand(argv, {
+        cwd: runOpts.cwd ?? opts.dir,
+        env: { ...opts.env, ...runOpts.env },
+        signal: opts.signal,
+        onLine: detail,
+      });
+      opts.signal.throwIfAborted();
+      const name = describeCommand(argv);
+      if (result.spawnError) throw new BuildStepError(`${name} could not start (${result.spawnError.code ?? result.spawnError.message})`);
+      if (result.exitCode === null) throw new BuildStepError(`${name} was killed by ${result.exitSignal}`);
+      if (result.exitCode !== 0) throw new BuildStepError(`${name} failed with exit code ${result.exitCode}`);
+    },
+  };
+}
+
+/** `npm ci --cache /x ...` -> `npm ci`: the command without its options, for one-line messages. */
+function describeCommand(argv: readonly string[]): string {
+  const words: string[] = [];
+  for (const arg of argv) {
+    if (arg.startsWith("-")) break;
+    words.push(arg);
+  }
+  return words.join(" ");
+}
+
+function reportProcessTypes(procfile: Procfile, declared: Procfile | undefined, detail: LineSink): void {
+  const fromProcfile = Object.keys(procfile).filter((t) => declared && t in declared && declared[t] === procfile[t]);
+  const defaults = Object.keys(procfile).filter((t) => !fromProcfile.includes(t));
+  if (fromProcfile.length > 0) detail(`Procfile declares types -> ${fromProcfile.join(", ")}`);
+  if (defaults.length > 0) detail(`Default types for buildpack -> ${defaults.join(", ")}`);
+}
+
+interface StopSignal {
+  signal: AbortSignal;
+  dispose(): void;
+}
+
+/** One signal that fires on the caller's cancel or the build timeout, with the outcome as its reason. */
+function createStopSignal(cancel: AbortSignal | undefined, timeoutMs: number): StopSignal {
+  const controller = new AbortController();
+  const onCancel = () => controller.abort(new DeckError("cancelled", "build cancelled"));
+  const timer = setTimeout(() => {
+    controller.abort(new DeckError("timeout", `build timed out after ${formatSeconds(timeoutMs)}`, { timeoutMs }));
+  }, timeoutMs);
+  if (cancel?.aborted) onCancel();
+  else cancel?.addEventListener("abort", onCancel, { once: true });
+  return {
+    signal: controller.signal,
+    dispose() {
+      clearTimeout(timer);
+      cancel?.removeEventListener("abort", onCancel);
+    },
+  };
+}
+
+function formatSeconds(ms: number): string {
+  const s = ms / 1000;
+  return Number.isInteger(s) ? `${s}s` : `${s.toFixed(1)}s`;
+}
+
+/** Maps what stopped a build to its result; an error that is not an expected outcome is rethrown. */
+function toFailure(e: unknown, signal: AbortSignal): Omit<Failure, "durationMs"> {
+  const reason: unknown = signal.reason;
+  if (signal.aborted && isDeckError(reason) && (reason.code === "timeout" || reason.code === "cancelled")) {
+    return { ok: false, code: reason.code, message: reason.message };
+  }
+  if (isBuildStepError(e)) return { ok: false, code: "build_failed", message: e.message };
+  if (isDeckError(e) && e.code === "checkout_failed") return { ok: false, code: "checkout_failed", message: e.message };
+  throw e;
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

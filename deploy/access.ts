@@ -1,0 +1,35 @@
+import { canSee, checkAppName, decide, DeckError, type Action, type Actor, type Role } from "../core/index.ts";
+import { audit, findApp, membershipsOf, type AppRow, type Db, type UserRow } from "../store/queries/index.ts";
+
+export interface Caller { user: UserRow; actor: Actor; sourceIp?: string | null; via: "ssh" | "http" | "git" | "cli" }
+
+export async function callerFor(db: Db, user: UserRow, via: Caller["via"], sourceIp?: string | null): Promise<Caller> {
+  const roles = new Map<number, Role>();
+  for (const m of await membershipsOf(db, user.id)) roles.set(m.orgId, m.role as Role);
+  return { user, actor: { userId: user.id, isAdmin: user.isAdmin, roles }, sourceIp, via };
+}
+
+/**
+ * Loads an app the caller is allowed to act on. An app in an org the caller cannot see is reported
+ * exactly like a missing one, so names of other orgs' apps never leak.
+ */
+export async function authorizeApp(db: Db, caller: Caller, action: Action, rawName: string): Promise<AppRow> {
+  const check = checkAppName(rawName);
+  if (!check.ok) throw new DeckError("invalid_app_name", check.message);
+  const app = await findApp(db, check.name);
+  if (!app || !canSee(caller.actor, app.orgId)) throw new DeckError("app_not_found", `app "${check.name}" does not exist (see apps:list)`);
+  const d = decide(caller.actor, action, app.orgId);
+  if (!d.allow) {
+    await audit(db, { userId: caller.user.id, action, target: app.name, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via } });
+    throw new DeckError("forbidden", `permission denied: ${action} on ${app.name} needs a role that grants it (ask an owner or admin of the app's organisation)`);
+  }
+  return app;
+}
+
+/** The org new apps of this caller go into: the first org where they may create apps. */
+export function orgForNewApp(caller: Caller): number | null {
+  for (const [orgId] of caller.actor.roles) {
+    if (decide(caller.actor, "app:create", orgId).allow) return orgId;
+  }
+  return null;
+}

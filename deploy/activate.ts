@@ -1,0 +1,158 @@
+import { DeckError, runnableTypes, type Procfile, type ProcessInfo } from "../core/index.ts";
+import {
+  setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus,
+  type AppRow, type BuildRow, type ReleaseRow,
+} from "../store/queries/index.ts";
+import { appendAppLog, readLogTail } from "./app-log.ts";
+import type { DeployDeps } from "./deps.ts";
+import { waitHealthy } from "./health-check.ts";
+
+export interface ActivateRequest {
+  app: AppRow;
+  release: ReleaseRow;
+  build: BuildRow;
+  deploymentId: number;
+  runReleasePhase: boolean;
+  out: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export type ActivateResult = { ok: true } | { ok: false; message: string };
+
+export function appHosts(deps: DeployDeps, app: string): string[] {
+  return [`${app}.${deps.config.domain}`];
+}
+
+export function appUrl(deps: DeployDeps, app: string): string {
+  const port = deps.config.httpPort === 80 ? "" : `:${deps.config.httpPort}`;
+  return `http://${app}.${deps.config.domain}${port}`;
+}
+
+/** The environment every app process gets: config vars over a small base, never deck's own env. */
+export function processEnv(app: string, release: ReleaseRow, slugPath: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
+    HOME: slugPath,
+    LANG: "C.UTF-8",
+    NODE_ENV: "production",
+    DECK_APP: app,
+    DECK_RELEASE: `v${release.version}`,
+    ...release.config,
+  };
+}
+
+export function formationFor(procfile: Procfile, formation: Record<string, number>): [string, number][] {
+  return runnableTypes(procfile).map((t) => [t, formation[t] ?? (t === "web" ? 1 : 0)]);
+}
+
+async function lastLogLines(deps: DeployDeps, app: string, label: string, n: number): Promise<string[]> {
+  const lines = await readLogTail(deps.paths.appLog(app), 200);
+  return lines.filter((l) => l.includes(` app[${label}]: `)).slice(-n).map((l) => l.slice(l.indexOf(": ") + 2));
+}
+
+/**
+ * Puts a release live, blue-green: run the release phase, start the new processes on fresh ports,
+ * wait until every web process is healthy, switch the route atomically, then drain and stop the
+ * processes of the previous generation. Until the switch nothing the old release serves is touched;
+ * any failure before it stops the new processes and leaves the old ones serving.
+ */
+export async function activateRelease(deps: DeployDeps, req: ActivateRequest): Promise<ActivateResult> {
+  const { app, release, build, deploymentId, out } = req;
+  const procfile = build.procfile ?? {};
+  const slugPath = build.slugPath;
+  if (!slugPath) throw new DeckError("no_slug", `build ${build.id} of ${app.name} has no artifact`);
+  const env = processEnv(app.name, release, slugPath);
+  const logFile = deps.paths.appLog(app.name);
+  const started: ProcessInfo[] = [];
+  const fail = async (message: string): Promise<ActivateResult> => {
+    for (const p of started) await deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch(() => undefined);
+    await setReleaseStatus(deps.db, release.id, release.status === "live" ? "live" : "failed").catch(() => undefined);
+    return { ok: false, message };
+  };
+
+  // 1. Release phase (migrations and the like) runs once, before any new process starts.
+  if (req.runReleasePhase && procfile.release) {
+    out(`-----> Running release command: ${procfile.release}`);
+    const r = await deps.runtime.runOnce({
+      app: app.name, release: release.version, command: procfile.release, cwd: slugPath, env, logFile,
+      timeoutMs: deps.config.releaseTimeout * 1000, onLine: (l) => out(`       ${l}`),
+    });
+    if (r.timedOut) return fail(`release command timed out after ${deps.config.releaseTimeout}s; v${release.version} was not deployed`);
+    if (r.exitCode !== 0) return fail(`release command failed (exit code ${r.exitCode}); v${release.version} was not deployed`);
+  }
+  if (req.signal?.aborted) return fail("cancelled before the new release started");
+
+  // 2. Start the new generation on fresh ports.
+  const plan = formationFor(procfile, app.formation);
+  const summary = plan.map(([t, n]) => `${t}=${n}`).join(", ") || "none";
+  out(`-----> Starting processes (${summary})`);
+  for (const [type, count] of plan) {
+    for (let index = 1; index <= count; index++) {
+      const port = type === "web" ? await deps.allocatePort() : undefined;
+      const info = await deps.runtime.start({
+        app: app.name, release: release.version, generation: deploymentId, type, index,
+        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, logFile,
+      });
+      started.push(info);
+    }
+  }
+
+  // 3. Health check every web process.
+  const webs = started.filter((p) => p.type === "web" && p.port);
+  const deadlineMs = deps.config.healthTimeout * 1000;
+  const pathToCheck = app.healthCheckPath || "/";
+  for (const p of webs) {
+    out(`-----> Waiting for web.${p.index} to answer ${pathToCheck} on port ${p.port}`);
+    const t0 = Date.now();
+    const h = await waitHealthy({
+      port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
+      stillAlive: async () => {
+        const cur = (await deps.runtime.list(app.name)).find((x) => x.id === p.id);
+        if (!cur || cur.state === "crashed" || cur.restarts > 0) return `web.${p.index} exited during start-up`;
+        return null;
+      },
+    });
+    if (!h.ok) {
+      const tail = await lastLogLines(deps, app.name, `web.${p.index}`, 5);
+      for (const l of tail) out(`       | ${l}`);
+      return fail(`health check failed: ${h.reason}; v${release.version} was not deployed and the previous release keeps serving`);
+    }
+    out(`       web.${p.index} healthy (HTTP ${h.status}) after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  }
+  if (req.signal?.aborted) return fail("cancelled before the switch");
+
+  // 4. Switch: from here on the new release serves every new request.
+  const previous = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
+  await deps.router.setRoute({ app: app.name, hosts: appHosts(deps, app.name), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
+  await deps.db.transaction(async (tx) => {
+    await setReleaseStatus(tx, release.id, "live");
+    await supersedeOtherReleases(tx, app.id, release.id);
+    await setLiveDeployment(tx, app.id, deploymentId);
+    await updateDeployment(tx, deploymentId, { status: "succeeded", releaseId: release.id, finished: true });
+  });
+  appendAppLog(logFile, "deck[deploy]", `v${release.version} is live (${summary})`);
+  out(`-----> Switched traffic to v${release.version}`);
+
+  // 5. Drain the previous generation, then stop it.
+  await drainAndStop(deps, previous);
+  return { ok: true };
+}
+
+export async function drainAndStop(deps: DeployDeps, processes: ProcessInfo[]): Promise<void> {
+  const end = Date.now() + deps.config.drainTimeout * 1000;
+  for (const p of processes) {
+    if (p.port) {
+      const upstream = `127.0.0.1:${p.port}`;
+      while (Date.now() < end) {
+        const n = await deps.router.inflight(upstream).catch(() => 0);
+        if (n === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  await Promise.all(processes.map((p) => deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch((e) => deps.log(`stopping ${p.id}: ${(e as Error).message}`))));
+}
+
+export async function markAppFailedIfNew(deps: DeployDeps, app: AppRow): Promise<void> {
+  if (app.liveDeploymentId === null) await setAppStatus(deps.db, app.id, "failed");
+}

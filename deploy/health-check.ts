@@ -1,0 +1,39 @@
+import http from "node:http";
+
+export type HealthResult = { ok: true; status: number } | { ok: false; reason: string };
+
+function probe(port: number, path: string, timeoutMs: number): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: "127.0.0.1", port, path, timeout: timeoutMs, agent: false, headers: { "user-agent": "deck-health-check", connection: "close" } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("timeout", () => req.destroy(new Error("timed out")));
+    req.on("error", (e) => resolve((e as NodeJS.ErrnoException).code ?? e.message));
+  });
+}
+
+/**
+ * Polls the process until it answers with a status below 500. `stillAlive` lets the caller fail fast
+ * when the process has exited instead of waiting out the whole deadline.
+ */
+export async function waitHealthy(options: {
+  port: number;
+  path: string;
+  deadlineMs: number;
+  signal?: AbortSignal;
+  stillAlive: () => Promise<string | null>;
+}): Promise<HealthResult> {
+  const end = Date.now() + options.deadlineMs;
+  let last = "no answer yet";
+  for (let attempt = 0; ; attempt++) {
+    if (options.signal?.aborted) return { ok: false, reason: "cancelled" };
+    const r = await probe(options.port, options.path, Math.min(5000, Math.max(500, end - Date.now())));
+    if (typeof r === "number" && r > 0 && r < 500) return { ok: true, status: r };
+    last = typeof r === "number" ? `answered ${r}` : r === "ECONNREFUSED" ? "not listening on $PORT" : r;
+    const dead = await options.stillAlive();
+    if (dead) return { ok: false, reason: dead };
+    if (Date.now() >= end) return { ok: false, reason: `no healthy answer on ${options.path} within ${Math.round(options.deadlineMs / 1000)}s (last: ${last})` };
+    await new Promise((r2) => setTimeout(r2, Math.min(50 * 2 ** Math.min(attempt, 3), 400)));
+  }
+}

@@ -1,0 +1,8 @@
+export { AppQueue, Semaphore } from "./app-queue.ts";
+export { pathsFor, type Paths } from "./paths.ts";
+export type { DeployDeps, DeployOutcome } from "./deps.ts";
+export { deployPush, pruneSlugs, type PushRequest } from "./push.ts";
+export { reconcile } from "./reconcile.ts";
+export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
+export { callerFor, authorizeApp, orgForNewApp, type Caller } from "./access.ts";
+export * from "./operations.ts";

@@ -1,0 +1,104 @@
+import { rm } from "node:fs/promises";
+import { isDeckError } from "../core/index.ts";
+import {
+  finishBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned,
+  setAppStatus, updateDeployment, findApp, listReleases, type AppRow, type UserRow,
+} from "../store/queries/index.ts";
+import { activateRelease, appUrl, markAppFailedIfNew } from "./activate.ts";
+import { DeployOutput } from "./app-log.ts";
+import type { DeployDeps, DeployOutcome } from "./deps.ts";
+
+export interface PushRequest {
+  app: AppRow;
+  commitSha: string;
+  user: UserRow;
+  repoDir: string;
+  gitEnv: Record<string, string>;
+  out: (line: string) => void;
+  /** Aborted when the pusher goes away; the deploy stops if it has not switched yet. */
+  signal: AbortSignal;
+}
+
+const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+
+/** A push of the deploy branch: build the commit, make a release of it, put it live. */
+export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<DeployOutcome> {
+  const output = new DeployOutput(deps.db, deps.paths.appLog(req.app.name), req.out);
+  const t0 = Date.now();
+  try {
+    return await deps.queue.run(
+      req.app.name,
+      (pos) => output.line(`-----> Another deploy of ${req.app.name} is running; waiting (position ${pos} in line)`),
+      () => runPush(deps, req, output, t0),
+    );
+  } catch (e) {
+    if (isDeckError(e)) return { ok: false, message: e.message };
+    throw e;
+  } finally {
+    await output.flush().catch((e) => deps.log(`build log: ${(e as Error).message}`));
+  }
+}
+
+async function runPush(deps: DeployDeps, req: PushRequest, output: DeployOutput, t0: number): Promise<DeployOutcome> {
+  const app = (await findApp(deps.db, req.app.name)) ?? req.app;
+  if (req.signal.aborted) return { ok: false, message: "the push was cancelled before its deploy started" };
+  const deployment = await insertDeployment(deps.db, { appId: app.id, kind: "push", commitSha: req.commitSha, createdBy: req.user.id });
+  output.attach(deployment.id);
+  const fail = async (message: string): Promise<DeployOutcome> => {
+    output.error(`-----> Deploy failed: ${message}`);
+    await updateDeployment(deps.db, deployment.id, { status: "failed", error: message, finished: true });
+    await markAppFailedIfNew(deps, app);
+    return { ok: false, message, deploymentId: deployment.id };
+  };
+  await updateDeployment(deps.db, deployment.id, { status: "building" });
+  await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying");
+
+  const release = await deps.builds.acquire((pos) => output.line(`-----> Waiting for a build slot (position ${pos} in line)`));
+  let build;
+  const buildStart = Date.now();
+  try {
+    build = await insertBuild(deps.db, app.id, req.commitSha);
+    const result = await deps.build({
+      app: app.name, commitSha: req.commitSha, repoDir: req.repoDir, gitEnv: req.gitEnv,
+      slugDir: deps.paths.slug(app.name, build.id), cacheDir: deps.paths.cache(app.name),
+      env: await getConfigVars(deps.db, app.id), timeoutMs: deps.config.buildTimeout * 1000,
+      onLine: output.line, signal: req.signal,
+    });
+    await updateDeployment(deps.db, deployment.id, { buildTime: Date.now() - buildStart });
+    if (!result.ok) {
+      await finishBuild(deps.db, build.id, { ok: false });
+      return await fail(result.message);
+    }
+    await finishBuild(deps.db, build.id, { ok: true, buildpack: result.buildpack, slugPath: deps.paths.slug(app.name, build.id), sizeBytes: result.sizeBytes, procfile: result.procfile });
+    await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying", result.buildpack);
+    build = { ...build, status: "succeeded", buildpack: result.buildpack, slugPath: deps.paths.slug(app.name, build.id), sizeBytes: result.sizeBytes, procfile: result.procfile };
+  } finally {
+    release();
+  }
+
+  await updateDeployment(deps.db, deployment.id, { status: "deploying" });
+  // The release snapshots the config in effect when it was made.
+  const config = await getConfigVars(deps.db, app.id);
+  const releaseRow = await deps.db.transaction((tx) => insertRelease(tx, {
+    appId: app.id, buildId: build.id, config, commitSha: req.commitSha,
+    description: `Deploy ${req.commitSha.slice(0, 7)}`, createdBy: req.user.id,
+  }));
+  output.line(`-----> Releasing v${releaseRow.version}`);
+  const activated = await activateRelease(deps, { app, release: releaseRow, build, deploymentId: deployment.id, runReleasePhase: true, out: output.line, signal: req.signal });
+  if (!activated.ok) return fail(activated.message);
+  output.line(`-----> v${releaseRow.version} deployed in ${elapsed(t0)}: ${appUrl(deps, app.name)}`);
+  await pruneSlugs(deps, app).catch((e) => deps.log(`pruning builds of ${app.name}: ${(e as Error).message}`));
+  return { ok: true, version: releaseRow.version, url: appUrl(deps, app.name), deploymentId: deployment.id };
+}
+
+/** Keeps the newest `keepReleases` artifacts, and always those of the live and the previous release. */
+export async function pruneSlugs(deps: DeployDeps, app: AppRow): Promise<void> {
+  const builds = await listSlugBuilds(deps.db, app.id);
+  const releases = await listReleases(deps.db, app.id, 2);
+  const keep = new Set([...builds.slice(0, deps.config.keepReleases).map((b) => b.id), ...releases.map((r) => r.buildId)]);
+  for (const b of builds) {
+    if (keep.has(b.id) || !b.slugPath) continue;
+    await rm(b.slugPath, { recursive: true, force: true });
+    await markBuildPruned(deps.db, b.id);
+  }
+}

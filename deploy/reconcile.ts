@@ -1,0 +1,57 @@
+import type { ProcessInfo, Route } from "../core/index.ts";
+import {
+  findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus, updateDeployment,
+} from "../store/queries/index.ts";
+import { activateRelease, appHosts } from "./activate.ts";
+import type { DeployDeps } from "./deps.ts";
+
+/**
+ * Brings the running state in line with the database when deck starts: deploys that were cut off by
+ * a restart are marked failed and their half-started processes stopped; live processes that kept
+ * running are adopted; the router gets the full route table. A live release whose processes are all
+ * gone (the machine rebooted) is started again.
+ */
+export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; stopped: number; restarted: string[] }> {
+  for (const d of await listUnfinishedDeployments(deps.db)) {
+    await updateDeployment(deps.db, d.id, { status: "failed", error: "interrupted: the deck server stopped during this deploy", finished: true });
+  }
+  await deps.db.query(q`UPDATE releases SET status = 'failed' WHERE status = 'pending'`);
+
+  const apps = await listApps(deps.db, "all");
+  const known = new Set(apps.map((a) => a.name));
+  const all = await deps.runtime.list();
+  let stopped = 0;
+  const strays: ProcessInfo[] = all.filter((p) => {
+    const app = apps.find((a) => a.name === p.app);
+    return !known.has(p.app) || p.generation !== app?.liveDeploymentId;
+  });
+  await Promise.all(strays.map(async (p) => {
+    await deps.runtime.stop(p.id, deps.config.stopGrace * 1000);
+    stopped++;
+  }));
+
+  const routes: Route[] = [];
+  const restarted: string[] = [];
+  for (const app of apps) {
+    const live = all.filter((p) => p.app === app.name && p.generation === app.liveDeploymentId);
+    const webs = live.filter((p) => p.type === "web" && p.port);
+    routes.push({ app: app.name, hosts: appHosts(deps, app.name), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
+    if (app.liveDeploymentId !== null && live.length === 0) restarted.push(app.name);
+  }
+  await deps.router.replaceAll(routes);
+
+  for (const name of restarted) {
+    const app = apps.find((a) => a.name === name)!;
+    const release = (await listReleases(deps.db, app.id, 100)).find((r) => r.status === "live");
+    const build = release ? await findBuild(deps.db, release.buildId) : null;
+    if (!release || !build) continue;
+    await deps.queue.run(app.name, () => undefined, async () => {
+      const r = await activateRelease(deps, { app, release, build, deploymentId: app.liveDeploymentId!, runReleasePhase: false, out: (l) => deps.log(`${app.name}: ${l.trim()}`) });
+      if (!r.ok) {
+        deps.log(`${app.name}: could not restart v${release.version}: ${r.message}`);
+        await setReleaseStatus(deps.db, release.id, "live");
+      }
+    });
+  }
+  return { adopted: all.length - stopped, stopped, restarted };
+}

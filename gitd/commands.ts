@@ -1,0 +1,204 @@
+import { DeckError, isDeckError } from "../core/index.ts";
+import {
+  authorizeApp, changeConfig, createApp, destroyApp, followLog, listVisibleApps, parseAssignments, parseFormation,
+  readLogTail, releasesOf, report, restart, rollback, scale, showConfig, type Caller, type DeployDeps,
+} from "../deploy/index.ts";
+
+export interface CommandIO {
+  out(line: string): void;
+  err(line: string): void;
+  /** Aborted when the client disconnects (ends `logs -t`). */
+  signal: AbortSignal;
+}
+
+interface CommandSpec {
+  usage: string;
+  help: string;
+  run(deps: DeployDeps, caller: Caller, args: Args, io: CommandIO): Promise<number | void>;
+}
+
+/** Parsed arguments: positionals plus the flags a command declared. */
+class Args {
+  readonly positional: string[] = [];
+  readonly flags = new Map<string, string | true>();
+  constructor(words: string[], valueFlags: string[], boolFlags: string[], usage: string) {
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i];
+      if (valueFlags.includes(w)) {
+        if (i + 1 >= words.length) throw new DeckError("bad_argument", `${w} needs a value; usage: ${usage}`);
+        this.flags.set(w, words[++i]);
+      } else if (boolFlags.includes(w)) this.flags.set(w, true);
+      else if (w.startsWith("-") && w.length > 1 && !/^-\d/.test(w)) throw new DeckError("bad_argument", `unknown option ${w.slice(0, 30)}; usage: ${usage}`);
+      else this.positional.push(w);
+    }
+  }
+  app(usage: string): string {
+    const a = this.positional[0];
+    if (!a) throw new DeckError("bad_argument", `missing app name; usage: ${usage}`);
+    return a;
+  }
+  get json(): boolean {
+    return this.flags.has("--json");
+  }
+}
+
+const pad = (rows: string[][]): string[] => {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd());
+};
+
+const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[] }> = {
+  help: { usage: "help", help: "list the commands", run: async (_d, _c, _a, io) => { for (const l of helpText()) io.out(l); } },
+  "apps:list": {
+    usage: "apps:list [--json]", help: "list the apps you can see", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const apps = await listVisibleApps(deps, caller);
+      if (args.json) return io.out(JSON.stringify(apps.map((a) => ({ name: a.name, status: a.status, framework: a.framework, createdAt: a.createdAt }))));
+      if (apps.length === 0) return io.out("no apps yet: push one with `git push deck main` or run apps:create NAME");
+      for (const l of pad([["NAME", "STATUS", "TYPE"], ...apps.map((a) => [a.name, a.status, a.framework ?? "-"])])) io.out(l);
+    },
+  },
+  "apps:create": {
+    usage: "apps:create APP", help: "create an app (a first git push creates it too)",
+    run: async (deps, caller, args, io) => {
+      const app = await createApp(deps, caller, args.app("apps:create APP"));
+      io.out(`created ${app.name}; push to it with: git remote add deck ssh://deck@${deps.config.host}:${deps.config.sshPort}/${app.name}`);
+    },
+  },
+  "apps:destroy": {
+    usage: "apps:destroy APP --confirm APP", help: "stop and delete an app with its releases, logs and repository", flags: ["--confirm"], bools: ["--force"],
+    run: async (deps, caller, args, io) => {
+      const name = args.app("apps:destroy APP --confirm APP");
+      if (args.flags.get("--confirm") !== name && !args.flags.has("--force")) {
+        throw new DeckError("confirmation_required", `this permanently deletes ${name}; run again with --confirm ${name}`);
+      }
+      await destroyApp(deps, caller, name);
+      io.out(`destroyed ${name}`);
+    },
+  },
+  "config:show": {
+    usage: "config:show APP [--json]", help: "show an app's config vars", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const vars = await showConfig(deps, caller, args.app("config:show APP"));
+      if (args.json) return io.out(JSON.stringify(vars));
+      const keys = Object.keys(vars).sort();
+      if (keys.length === 0) return io.out(`no config vars set; set one with config:set ${args.positional[0]} KEY=VALUE`);
+      const w = Math.max(...keys.map((k) => k.length)) + 1;
+      for (const k of keys) io.out(`${`${k}:`.padEnd(w)} ${vars[k]}`);
+    },
+  },
+  "config:get": {
+    usage: "config:get APP KEY", help: "print one config var's value",
+    run: async (deps, caller, args, io) => {
+      const key = args.positional[1];
+      if (!key) throw new DeckError("bad_argument", "missing KEY; usage: config:get APP KEY");
+      const vars = await showConfig(deps, caller, args.app("config:get APP KEY"));
+      if (!(key in vars)) throw new DeckError("not_found", `${key} is not set on ${args.positional[0]}`);
+      io.out(vars[key]);
+    },
+  },
+  "config:set": {
+    usage: "config:set APP KEY=VALUE ...", help: "set config vars and redeploy",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("config:set APP KEY=VALUE ...");
+      const set = parseAssignments(args.positional.slice(1));
+      const r = await changeConfig(deps, caller, name, { set }, io.out);
+      io.out(r.version ? `set ${Object.keys(set).join(", ")} and deployed v${r.version}` : `set ${Object.keys(set).join(", ")}`);
+    },
+  },
+  "config:unset": {
+    usage: "config:unset APP KEY ...", help: "remove config vars and redeploy",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("config:unset APP KEY ...");
+      const keys = args.positional.slice(1);
+      if (keys.length === 0) throw new DeckError("bad_argument", "no KEY given; usage: config:unset APP KEY ...");
+      const r = await changeConfig(deps, caller, name, { unset: keys }, io.out);
+      io.out(r.version ? `unset ${keys.join(", ")} and deployed v${r.version}` : `unset ${keys.join(", ")}`);
+    },
+  },
+  logs: {
+    usage: "logs APP [-n N] [-t]", help: "show app and build output; -t follows new lines", flags: ["-n", "--num"], bools: ["-t", "--tail"],
+    run: async (deps, caller, args, io) => {
+      const app = await authorizeApp(deps.db, caller, "app:logs", args.app("logs APP [-n N] [-t]"));
+      const rawN = (args.flags.get("-n") ?? args.flags.get("--num") ?? "100") as string;
+      if (!/^\d{1,6}$/.test(rawN)) throw new DeckError("bad_argument", `-n needs a number of lines, got "${rawN.slice(0, 20)}"`);
+      for (const l of await readLogTail(deps.paths.appLog(app.name), Number(rawN))) io.out(l);
+      if (args.flags.has("-t") || args.flags.has("--tail")) await followLog(deps.paths.appLog(app.name), io.out, io.signal);
+    },
+  },
+  releases: {
+    usage: "releases APP [--json]", help: "list an app's releases", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const { releases } = await releasesOf(deps, caller, args.app("releases APP"));
+      if (args.json) return io.out(JSON.stringify(releases.map((r) => ({ version: r.version, status: r.status, description: r.description, commit: r.commitSha, createdAt: r.createdAt }))));
+      if (releases.length === 0) return io.out("no releases yet");
+      for (const l of pad([["VERSION", "STATUS", "COMMIT", "CREATED", "DESCRIPTION"], ...releases.map((r) => [`v${r.version}`, r.status, r.commitSha.slice(0, 7), r.createdAt.slice(0, 19).replace("T", " "), r.description])])) io.out(l);
+    },
+  },
+  rollback: {
+    usage: "rollback APP [vN]", help: "put an earlier release live again (no rebuild)",
+    run: async (deps, caller, args, io) => {
+      const r = await rollback(deps, caller, args.app("rollback APP [vN]"), args.positional[1], io.out);
+      io.out(`rolled back to v${r.target} as v${r.version}`);
+    },
+  },
+  "ps:scale": {
+    usage: "ps:scale APP TYPE=N ...", help: "set how many processes of each type run",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("ps:scale APP web=2");
+      const formation = await scale(deps, caller, name, parseFormation(args.positional.slice(1)), io.out);
+      io.out(`scaled ${name}: ${Object.entries(formation).map(([t, n]) => `${t}=${n}`).join(" ")}`);
+    },
+  },
+  "ps:restart": {
+    usage: "ps:restart APP", help: "restart an app's processes (blue-green)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("ps:restart APP");
+      await restart(deps, caller, name, io.out);
+      io.out(`restarted ${name}`);
+    },
+  },
+  "ps:report": {
+    usage: "ps:report APP [--json]", help: "show an app's release and processes", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const r = await report(deps, caller, args.app("ps:report APP"));
+      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status: r.app.status, url: r.url, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
+      io.out(`=== ${r.app.name}`);
+      io.out(`Status:     ${r.app.status}`);
+      io.out(`URL:        ${r.url}`);
+      io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
+      io.out(`Formation:  ${r.formation.map(([t, n]) => `${t}=${n}`).join(" ") || "-"}`);
+      if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
+    },
+  },
+};
+
+const ALIASES: Record<string, string> = { apps: "apps:list", config: "config:show", "ps": "ps:report", "--help": "help", "-h": "help" };
+
+export function helpText(): string[] {
+  const rows = Object.values(COMMANDS).map((c) => [c.usage, c.help]);
+  return ["Usage: ssh deck@HOST COMMAND [ARGS]", "", ...pad(rows).map((l) => `  ${l}`), "", "Deploy with: git push deck main"];
+}
+
+/** Runs one deck command; returns the exit status. Errors become one line on stderr. */
+export async function runCommand(deps: DeployDeps, caller: Caller, words: string[], io: CommandIO): Promise<number> {
+  const name = ALIASES[words[0]] ?? words[0];
+  const spec = COMMANDS[name];
+  if (!spec) {
+    io.err(`deck: unknown command "${(words[0] ?? "").slice(0, 40)}"; run \`help\` to list the commands`);
+    return 1;
+  }
+  try {
+    const args = new Args(words.slice(1), spec.flags ?? [], spec.bools ?? [], spec.usage);
+    const code = await spec.run(deps, caller, args, io);
+    return typeof code === "number" ? code : 0;
+  } catch (e) {
+    if (isDeckError(e)) {
+      io.err(`deck: ${e.message}`);
+      return 1;
+    }
+    deps.log(`command ${name} failed: ${(e as Error).stack ?? e}`);
+    io.err(`deck: ${name} failed because of an internal error (details are in the deck server log)`);
+    return 1;
+  }
+}

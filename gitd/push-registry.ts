@@ -1,0 +1,33 @@
+import { randomUUID } from "node:crypto";
+import type { Caller } from "../deploy/index.ts";
+import type { AppRow } from "../store/queries/index.ts";
+
+/** A push in progress: who is pushing to which app, and how to cancel it if they go away. */
+export interface PushSession {
+  id: string;
+  caller: Caller;
+  app: AppRow;
+  abort: AbortController;
+}
+
+export class PushRegistry {
+  private readonly sessions = new Map<string, PushSession>();
+
+  open(caller: Caller, app: AppRow): PushSession {
+    const s: PushSession = { id: randomUUID(), caller, app, abort: new AbortController() };
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  get(id: string): PushSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  /** The pusher's connection ended; a deploy that has not switched yet is cancelled. */
+  close(id: string, reason?: string): void {
+    const s = this.sessions.get(id);
+    if (!s) return;
+    this.sessions.delete(id);
+    if (reason) s.abort.abort(new Error(reason));
+  }
+}

@@ -1,0 +1,35 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import ssh2 from "ssh2";
+import { DeckError } from "../core/index.ts";
+
+const { utils } = ssh2;
+
+/** OpenSSH-style fingerprint of a public key blob: `SHA256:` + unpadded base64 of its SHA-256. */
+export function fingerprintOfBlob(blob: Buffer): string {
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+}
+
+/** Parses an `ssh-ed25519 AAAA… comment` line; throws a DeckError naming the problem. */
+export function parsePublicKey(text: string): { publicKey: string; fingerprint: string; comment: string } {
+  const line = text.trim().split(/\r?\n/)[0] ?? "";
+  const parsed = utils.parseKey(line);
+  if (parsed instanceof Error || Array.isArray(parsed) || !parsed || parsed.isPrivateKey()) {
+    throw new DeckError("bad_ssh_key", "that is not an SSH public key (expected a line like `ssh-ed25519 AAAA... you@host`, e.g. the contents of ~/.ssh/id_ed25519.pub)");
+  }
+  const parts = line.split(/\s+/);
+  return { publicKey: `${parts[0]} ${parts[1]}`, fingerprint: fingerprintOfBlob(parsed.getPublicSSH()), comment: parts.slice(2).join(" ") };
+}
+
+/** The server's host key, generated once into the data dir. */
+export async function loadOrCreateHostKey(file: string): Promise<string> {
+  if (existsSync(file)) return readFile(file, "utf8");
+  await mkdir(dirname(file), { recursive: true });
+  const pair = utils.generateKeyPairSync("ed25519", { comment: "deck host key" });
+  await writeFile(file, pair.private, { mode: 0o600 });
+  await writeFile(`${file}.pub`, pair.public);
+  await chmod(file, 0o600);
+  return pair.private;
+}

@@ -1,0 +1,129 @@
+import ssh2 from "ssh2";
+import type { Connection, ServerChannel } from "ssh2";
+import { timingSafeEqual } from "node:crypto";
+import { isDeckError } from "../core/index.ts";
+import { callerFor, type Caller, type DeployDeps } from "../deploy/index.ts";
+import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
+import { runCommand } from "./commands.ts";
+import { resolveGitTarget } from "./git-access.ts";
+import { gitServiceArgv, parseGitCommand, spawnGit } from "./git-process.ts";
+import type { PushRegistry } from "./push-registry.ts";
+import { fingerprintOfBlob } from "./ssh-keys.ts";
+import { splitShellWords } from "./shell-words.ts";
+
+const { Server, utils } = ssh2;
+
+export interface SshServerOptions {
+  deps: DeployDeps;
+  pushes: PushRegistry;
+  hostKey: string;
+}
+
+/**
+ * deck's SSH endpoint: public-key auth against users' keys, then either the real git programs
+ * (`git-receive-pack` / `git-upload-pack` on the app's bare repository) or a deck command.
+ * Nothing else can be executed, and a refused request is one line on stderr with exit status 1.
+ */
+export function createSshServer(options: SshServerOptions): ssh2.Server {
+  const { deps } = options;
+  return new Server({ hostKeys: [options.hostKey], ident: "deck" }, (client: Connection, info) => {
+    let user: UserRow | null = null;
+    client.on("error", () => undefined);
+    client.on("authentication", (ctx) => {
+      if (ctx.method !== "publickey") return ctx.reject(["publickey"]);
+      void (async () => {
+        const found = await findUserBySshFingerprint(deps.db, fingerprintOfBlob(ctx.key.data));
+        if (!found) return ctx.reject(["publickey"]);
+        const stored = utils.parseKey(found.publicKey);
+        if (stored instanceof Error || Array.isArray(stored)) return ctx.reject(["publickey"]);
+        const blob = stored.getPublicSSH();
+        if (blob.length !== ctx.key.data.length || !timingSafeEqual(blob, ctx.key.data)) return ctx.reject(["publickey"]);
+        if (ctx.signature && ctx.blob) {
+          if (stored.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(["publickey"]);
+          user = found;
+        }
+        ctx.accept();
+      })().catch((e) => {
+        deps.log(`ssh auth: ${(e as Error).message}`);
+        ctx.reject(["publickey"]);
+      });
+    });
+    client.on("ready", () => {
+      client.on("session", (acceptSession) => {
+        const session = acceptSession();
+        const env: Record<string, string> = {};
+        session.on("env", (accept, _reject, e) => {
+          if (e.key === "GIT_PROTOCOL" && /^[a-z0-9=:.-]{1,40}$/i.test(e.val)) env.GIT_PROTOCOL = e.val;
+          accept?.();
+        });
+        session.on("pty", (accept) => accept?.());
+        session.on("shell", (accept) => {
+          const stream = accept();
+          stream.stderr.write("deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r\n");
+          stream.exit(1);
+          stream.end();
+        });
+        session.on("exec", (accept, _reject, req) => {
+          const stream = accept();
+          if (!user) return refuse(stream, "deck: not authenticated");
+          void callerFor(deps.db, user, "ssh", info.ip).then((caller) => handleExec(options, caller, stream, req.command, env));
+        });
+      });
+    });
+  });
+}
+
+function refuse(stream: ServerChannel, line: string): void {
+  stream.stderr.write(`${line}\n`);
+  stream.exit(1);
+  stream.end();
+}
+
+async function handleExec(options: SshServerOptions, caller: Caller, stream: ServerChannel, command: string, env: Record<string, string>): Promise<void> {
+  const { deps } = options;
+  const git = parseGitCommand(command);
+  if (git) {
+    let app;
+    try {
+      app = await resolveGitTarget(deps, caller, git.service, git.path);
+    } catch (e) {
+      if (isDeckError(e)) return refuse(stream, `deck: ${e.message}`);
+      deps.log(`git over ssh: ${(e as Error).stack}`);
+      return refuse(stream, "deck: internal error; details are in the deck server log");
+    }
+    const push = git.service === "receive-pack" ? options.pushes.open({ ...caller, via: "git" }, app) : null;
+    const child = spawnGit(gitServiceArgv(git.service, deps.paths.repo(app.name)), { ...env, ...(push ? { DECK_PUSH_ID: push.id } : {}) });
+    let exited = false;
+    stream.pipe(child.stdin!);
+    child.stdin!.on("error", () => undefined);
+    child.stdout!.pipe(stream, { end: false });
+    child.stderr!.pipe(stream.stderr, { end: false });
+    child.on("close", (code) => {
+      exited = true;
+      if (push) options.pushes.close(push.id);
+      stream.exit(code ?? 1);
+      stream.end();
+    });
+    stream.on("close", () => {
+      if (exited) return;
+      // The pusher went away mid-push: cancel its deploy and stop git (the quarantine is discarded).
+      if (push) options.pushes.close(push.id, "the pusher disconnected");
+      child.kill("SIGTERM");
+    });
+    return;
+  }
+  const words = splitShellWords(command);
+  if (!words || words.length === 0) return refuse(stream, "deck: could not parse the command (unbalanced quotes?); run `help` to list the commands");
+  const abort = new AbortController();
+  stream.on("close", () => abort.abort());
+  stream.on("data", () => undefined);
+  const code = await runCommand(deps, caller, words, {
+    out: (l) => { if (!abort.signal.aborted) stream.write(`${l}\n`); },
+    err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}\n`); },
+    signal: abort.signal,
+  });
+  if (!abort.signal.aborted) {
+    stream.exit(code);
+    stream.end();
+  }
+}

@@ -1,0 +1,104 @@
+/** The deck server's side of the router control API (see control-server.ts), over the unix socket. */
+import http from "node:http";
+import { DeckError } from "../core/index.ts";
+import type { Route, RouterControl } from "../core/index.ts";
+
+export interface RouterHealth {
+  ok: true;
+  pid: number;
+}
+
+export interface RouterControlClient extends RouterControl {
+  routes(): Promise<Route[]>;
+  health(): Promise<RouterHealth>;
+}
+
+export interface RouterControlOptions {
+  /** Per call; a router that does not answer within it counts as unavailable (default 10 s). */
+  timeoutMs?: number;
+}
+
+interface Reply {
+  status: number;
+  body: unknown;
+}
+
+function unavailable(socketPath: string, cause: unknown): DeckError {
+  const reason = (cause as NodeJS.ErrnoException)?.code ?? (cause as Error)?.message ?? String(cause);
+  return new DeckError("router_unavailable", `the router is not answering on ${socketPath} (${reason}); is it running?`, { socketPath }, { cause });
+}
+
+function call(socketPath: string, method: string, path: string, payload: unknown, timeoutMs: number): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const body = payload === undefined ? undefined : JSON.stringify(payload);
+    const headers: Record<string, string | number> = { Host: "router" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      headers["Content-Length"] = Buffer.byteLength(body);
+    }
+    const request = http.request({ socketPath, method, path, headers, agent: false, timeout: timeoutMs }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on("data", (c: Buffer) => chunks.push(c));
+      response.on("error", (e) => reject(unavailable(socketPath, e)));
+      response.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let parsed: unknown;
+        try {
+          parsed = text === "" ? undefined : JSON.parse(text);
+        } catch {
+          return reject(new DeckError("router_error", `router answered ${method} ${path} with non-JSON (${response.statusCode})`));
+        }
+        resolve({ status: response.statusCode ?? 0, body: parsed });
+      });
+    });
+    request.on("timeout", () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
+    request.on("error", (e) => reject(unavailable(socketPath, e)));
+    request.end(body);
+  });
+}
+
+function expectOk(method: string, path: string, reply: Reply): unknown {
+  if (reply.status >= 200 && reply.status < 300) return reply.body;
+  const error = (reply.body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  const code = typeof error?.code === "string" ? error.code : "router_error";
+  const message = typeof error?.message === "string" ? error.message : `router answered ${method} ${path} with status ${reply.status}`;
+  throw new DeckError(code, message, { status: reply.status });
+}
+
+export function createRouterControl(socketPath: string, options: RouterControlOptions = {}): RouterControlClient {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const request = async (method: string, path: string, payload?: unknown): Promise<unknown> =>
+    expectOk(method, path, await call(socketPath, method, path, payload, timeoutMs));
+  return {
+    async setRoute(route) {
+      await request("PUT", `/routes/${encodeURIComponent(route.app)}`, route);
+    },
+    async removeRoute(app) {
+      await request("DELETE", `/routes/${encodeURIComponent(app)}`);
+    },
+    async replaceAll(routes) {
+      await request("PUT", "/routes", routes);
+    },
+    async inflight(upstream) {
+      const body = (await request("GET", `/inflight?upstream=${encodeURIComponent(upstream)}`)) as { inflight?: unknown };
+      if (typeof body?.inflight !== "number") throw new DeckError("router_error", "router answered /inflight without a count");
+      return body.inflight;
+    },
+    async routes() {
+      return (await request("GET", "/routes")) as Route[];
+    },
+    async health() {
+      return (await request("GET", "/health")) as RouterHealth;
+    },
+  };
+}
+
+/** The router's health when one answers on the socket within the timeout; undefined otherwise. */
+export async function probeRouter(socketPath: string, timeoutMs = 1_000): Promise<RouterHealth | undefined> {
+  try {
+    const health = await createRouterControl(socketPath, { timeoutMs }).health();
+    return health?.ok === true && typeof health.pid === "number" ? health : undefined;
+  } catch {
+    return undefined;
+  }
+}

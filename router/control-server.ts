@@ -1,0 +1,157 @@
+/**
+ * The router's control API, served on a unix socket to the deck server (never on a TCP port).
+ *
+ *   GET    /health                          {"ok":true,"pid":N}
+ *   GET    /routes                          Route[]
+ *   PUT    /routes          body Route[]    replace the whole table
+ *   PUT    /routes/:app     body Route      set one app's route
+ *   DELETE /routes/:app                     remove one app's route
+ *   GET    /inflight?upstream=HOST:PORT     {"inflight":N}  (requests + WebSocket tunnels)
+ *
+ * A change is saved to the routes file first, then made live, then answered: when the caller
+ * sees 200 the router already serves the new table, and a restart would serve it too.
+ * Errors answer `{"error":{"code","message"}}` with a one-line message.
+ */
+import http from "node:http";
+import { DeckError, isDeckError } from "../core/index.ts";
+import type { Route } from "../core/index.ts";
+import { buildSnapshot, validateRoute, withoutRoute, withRoute, type RouteTable } from "./route-table.ts";
+import { saveRoutesFile } from "./routes-file.ts";
+
+export interface ControlServerOptions {
+  table: RouteTable;
+  /** Where the in-flight counts come from (the proxy). */
+  inflight: (upstream: string) => number;
+  routesFile: string;
+  log?: (line: string) => void;
+}
+
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function sendError(res: http.ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: { code, message } });
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new DeckError("body_too_large", `request body is larger than ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const text = await readBody(req);
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new DeckError("invalid_json", `request body is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function checkRoute(value: unknown): Route {
+  const checked = validateRoute(value);
+  if (!checked.ok) throw new DeckError("invalid_route", checked.message);
+  return checked.route;
+}
+
+export function createControlServer(options: ControlServerOptions): http.Server {
+  const { table, routesFile } = options;
+  const log = options.log ?? (() => {});
+  // Changes run one at a time so two concurrent PUTs cannot both start from the same old table.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serialise = <T>(work: () => Promise<T>): Promise<T> => {
+    const run = queue.then(work, work);
+    queue = run.catch(() => {});
+    return run;
+  };
+
+  /** Validates, saves and swaps in `next` routes computed from the live ones. */
+  const change = (describe: string, compute: (current: Route[]) => Route[]) =>
+    serialise(async () => {
+      const routes = compute(table.routes());
+      const snapshot = buildSnapshot(routes);
+      await saveRoutesFile(routesFile, snapshot.routes());
+      table.swap(snapshot);
+      log(`routes: ${describe}`);
+    });
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? "/", "http://router");
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+
+    if (path === "/health") {
+      if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      return sendJson(res, 200, { ok: true, pid: process.pid, routes: table.snapshot.byApp.size });
+    }
+    if (path === "/inflight") {
+      if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      const upstream = url.searchParams.get("upstream");
+      if (!upstream) return sendError(res, 400, "invalid_request", "missing ?upstream=HOST:PORT");
+      return sendJson(res, 200, { inflight: options.inflight(upstream) });
+    }
+    if (path === "/routes") {
+      if (method === "GET") return sendJson(res, 200, table.routes());
+      if (method !== "PUT") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      const body = await readJson(req);
+      if (!Array.isArray(body)) throw new DeckError("invalid_route", "PUT /routes expects a JSON array of routes");
+      const routes = body.map(checkRoute);
+      await change(`replaced all (${routes.length} apps)`, () => routes);
+      return sendJson(res, 200, { ok: true });
+    }
+    if (path.startsWith("/routes/")) {
+      const app = decodeURIComponent(path.slice("/routes/".length));
+      if (app === "" || app.includes("/")) return sendError(res, 404, "not_found", `no such endpoint ${path}`);
+      if (method === "GET") {
+        const route = table.routes().find((r) => r.app === app);
+        return route ? sendJson(res, 200, route) : sendError(res, 404, "not_found", `no route for app "${app}"`);
+      }
+      if (method === "PUT") {
+        const route = checkRoute(await readJson(req));
+        if (route.app !== app) throw new DeckError("invalid_route", `route.app "${route.app}" does not match the path /routes/${app}`);
+        await change(`${app} → [${route.upstreams.join(", ")}] hosts [${route.hosts.join(", ")}]`, (current) => withRoute(current, route));
+        return sendJson(res, 200, { ok: true });
+      }
+      if (method === "DELETE") {
+        let removed = false;
+        await change(`${app} removed`, (current) => {
+          const next = withoutRoute(current, app);
+          removed = next.length !== current.length;
+          return next;
+        });
+        return sendJson(res, 200, { ok: true, removed });
+      }
+      return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+    }
+    return sendError(res, 404, "not_found", `no such endpoint ${method} ${path}`);
+  };
+
+  return http.createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (res.headersSent) return void res.destroy();
+      if (isDeckError(e)) {
+        const status = e.code === "route_conflict" ? 409 : e.code === "body_too_large" ? 413 : 400;
+        return sendError(res, status, e.code, e.message);
+      }
+      log(`control: ${req.method} ${req.url} failed: ${(e as Error).stack ?? String(e)}`);
+      sendError(res, 500, "internal", `router could not apply the change: ${(e as Error).message.split("\n")[0]}`);
+    });
+  });
+}

@@ -1,0 +1,14 @@
+export { RouteTable, RouteSnapshot, buildSnapshot, normaliseHost, parseUpstream, validateRoute, withRoute, withoutRoute } from "./route-table.ts";
+export type { RouteEntry, RouteValidation, UpstreamAddress } from "./route-table.ts";
+export { ProxyServer, createProxyServer, buildForwardHeaders } from "./proxy-server.ts";
+export type { ProxyServerOptions } from "./proxy-server.ts";
+export { createControlServer } from "./control-server.ts";
+export type { ControlServerOptions } from "./control-server.ts";
+export { createRouterControl, probeRouter } from "./control-client.ts";
+export type { RouterControlClient, RouterControlOptions, RouterHealth } from "./control-client.ts";
+export { ensureRouter, stopRouter } from "./launch.ts";
+export type { EnsureRouterOptions, EnsureRouterResult } from "./launch.ts";
+export { loadRoutesFile, saveRoutesFile } from "./routes-file.ts";
+export type { RoutesFileLoad } from "./routes-file.ts";
+export { routerPaths } from "./paths.ts";
+export type { RouterPaths } from "./paths.ts";

@@ -1,0 +1,116 @@
+/**
+ * The router process: `node --import tsx router/main.ts`.
+ *
+ * Runs on its own (not in the deck server's process group) so apps stay reachable while the deck
+ * server crashes or restarts. It serves the last saved route table from the moment it starts.
+ * Reads DECK_HOST, DECK_HTTP_PORT and DECK_DATA_DIR through loadConfig().
+ */
+import { chmod, mkdir, readFile, unlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import type { Server } from "node:http";
+import { loadConfig } from "../config/index.ts";
+import { createControlServer } from "./control-server.ts";
+import { probeRouter } from "./control-client.ts";
+import { routerPaths } from "./paths.ts";
+import { createProxyServer } from "./proxy-server.ts";
+import { RouteTable } from "./route-table.ts";
+import { loadRoutesFile } from "./routes-file.ts";
+
+/** How long in-flight requests get to finish after SIGTERM before connections are cut. */
+const SHUTDOWN_DEADLINE_MS = 5_000;
+
+function log(line: string): void {
+  process.stdout.write(`${new Date().toISOString()} router[${process.pid}] ${line}\n`);
+}
+
+function listenOnSocket(server: Server, socketPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+}
+
+async function removeIfOurs(pidFile: string): Promise<void> {
+  const text = await readFile(pidFile, "utf8").catch(() => "");
+  if (text.trim() === String(process.pid)) await unlink(pidFile).catch(() => {});
+}
+
+async function main(): Promise<number> {
+  const config = loadConfig();
+  const paths = routerPaths(config.dataDir);
+  await mkdir(paths.runDir, { recursive: true });
+
+  if (existsSync(paths.socket)) {
+    const other = await probeRouter(paths.socket);
+    if (other) {
+      log(`another router (pid ${other.pid}) already answers on ${paths.socket}; not starting`);
+      return 1;
+    }
+    await unlink(paths.socket).catch(() => {});
+  }
+
+  const loaded = await loadRoutesFile(paths.routesFile);
+  let initial = loaded.ok ? loaded.routes : [];
+  if (!loaded.ok) log(`ignoring saved routes: ${loaded.message}; starting with an empty table until the deck server sends one`);
+  let table: RouteTable;
+  try {
+    table = new RouteTable(initial);
+  } catch (e) {
+    log(`ignoring saved routes: ${(e as Error).message}`);
+    initial = [];
+    table = new RouteTable();
+  }
+  log(`loaded ${initial.length} routes from ${paths.routesFile}`);
+
+  const proxy = createProxyServer({ table, log });
+  const control = createControlServer({ table, inflight: (u) => proxy.inflight(u), routesFile: paths.routesFile, log });
+
+  try {
+    await listenOnSocket(control, paths.socket);
+  } catch (e) {
+    log(`cannot listen on ${paths.socket}: ${(e as Error).message} (another router starting?)`);
+    return 1;
+  }
+  await chmod(paths.socket, 0o600).catch(() => {});
+  try {
+    await proxy.listen(config.httpPort, config.host);
+  } catch (e) {
+    log(`cannot listen on ${config.host}:${config.httpPort}: ${(e as Error).message}`);
+    await new Promise((r) => control.close(r));
+    return 1;
+  }
+  await writeFile(paths.pidFile, `${process.pid}\n`);
+  log(`serving http://${config.host}:${config.httpPort}, control on ${paths.socket}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log(`${signal}: stopping; in-flight requests get ${SHUTDOWN_DEADLINE_MS} ms`);
+      control.close();
+      proxy
+        .close(SHUTDOWN_DEADLINE_MS)
+        .catch((e: unknown) => log(`shutdown: ${(e as Error).message}`))
+        .then(async () => {
+          // The socket file went with control.close() (Node unlinks it), so a successor's is left alone.
+          await removeIfOurs(paths.pidFile);
+          log("stopped");
+          resolve(0);
+        });
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    log(`failed to start: ${(e as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,21 @@
+import { join } from "node:path";
+
+export interface RouterPaths {
+  runDir: string;
+  /** Unix socket of the control API. */
+  socket: string;
+  /** Last route table, loaded at start. */
+  routesFile: string;
+  pidFile: string;
+}
+
+/** Where a router keeps its runtime files under the deck data directory. */
+export function routerPaths(dataDir: string): RouterPaths {
+  const runDir = join(dataDir, "run");
+  return {
+    runDir,
+    socket: join(runDir, "router.sock"),
+    routesFile: join(runDir, "routes.json"),
+    pidFile: join(runDir, "router.pid"),
+  };
+}

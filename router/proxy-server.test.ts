@@ -1,0 +1,261 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { test, type TestContext } from "node:test";
+import type { Route } from "../core/index.ts";
+import { createProxyServer, type ProxyServer } from "./proxy-server.ts";
+import { RouteTable } from "./route-table.ts";
+import { freePort, send, startUpstream, waitFor, type TestUpstream } from "./test-support.ts";
+
+async function startProxy(t: TestContext, routes: Route[]): Promise<{ proxy: ProxyServer; port: number; table: RouteTable; logs: string[] }> {
+  const table = new RouteTable(routes);
+  const logs: string[] = [];
+  const proxy = createProxyServer({ table, log: (l) => logs.push(l) });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  return { proxy, port: (proxy.server.address() as AddressInfo).port, table, logs };
+}
+
+async function upstream(t: TestContext, name: string, handler?: http.RequestListener): Promise<TestUpstream> {
+  const u = await startUpstream(name, handler);
+  t.after(() => u.close());
+  return u;
+}
+
+test("routes by Host header (any case, with a port) and answers 404/503 in plain text", async (t) => {
+  const shop = await upstream(t, "shop");
+  const blog = await upstream(t, "blog");
+  const { port } = await startProxy(t, [
+    { app: "shop", hosts: ["shop.localhost"], upstreams: [shop.address] },
+    { app: "blog", hosts: ["blog.localhost", "blog.example.com"], upstreams: [blog.address] },
+    { app: "idle", hosts: ["idle.localhost"], upstreams: [] },
+  ]);
+  assert.equal((await send({ port, host: "shop.localhost:8080" })).body, "shop");
+  assert.equal((await send({ port, host: "BLOG.Localhost" })).body, "blog");
+  assert.equal((await send({ port, host: "blog.example.com." })).body, "blog");
+
+  const missing = await send({ port, host: "nope.localhost:8080" });
+  assert.equal(missing.status, 404);
+  assert.match(String(missing.headers["content-type"]), /^text\/plain/);
+  assert.equal(missing.body, 'no app is configured for host "nope.localhost:8080"\n');
+
+  const idle = await send({ port, host: "idle.localhost" });
+  assert.equal(idle.status, 503);
+  assert.equal(idle.body, 'app "idle" has no running release\n');
+});
+
+test("spreads requests round-robin over an app's upstreams", async (t) => {
+  const a = await upstream(t, "a");
+  const b = await upstream(t, "b");
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [a.address, b.address] }]);
+  const seen: Record<string, number> = { a: 0, b: 0 };
+  for (let i = 0; i < 20; i++) seen[(await send({ port, host: "web.localhost" })).body]++;
+  assert.deepEqual(seen, { a: 10, b: 10 });
+});
+
+test("reuses upstream connections: 200 sequential requests open only a handful", async (t) => {
+  const u = await upstream(t, "pooled");
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  // A fresh client connection per request, so only the proxy's pooling can keep the count low.
+  for (let i = 0; i < 200; i++) assert.equal((await send({ port, host: "web.localhost" })).status, 200);
+  assert.ok(u.connections() <= 3, `upstream saw ${u.connections()} connections for 200 requests`);
+});
+
+test("passes X-Forwarded-*, keeps Host, keeps a sane X-Request-Id and strips hop-by-hop headers", async (t) => {
+  const echo = await upstream(t, "echo", (req, res) => {
+    const body = JSON.stringify(req.headers);
+    res.writeHead(200, { "Content-Type": "application/json", "Keep-Alive": "timeout=5", "X-Upstream": "yes" });
+    res.end(body);
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [echo.address] }]);
+
+  const kept = await send({
+    port,
+    host: "Web.localhost:8080",
+    headers: {
+      "X-Forwarded-For": "203.0.113.7",
+      "X-Request-Id": "req-abc.123",
+      Connection: "keep-alive, X-Secret-Hop",
+      "X-Secret-Hop": "must not pass",
+      "Proxy-Authorization": "Basic Zm9vOmJhcg==",
+      "X-Forwarded-Proto": "https",
+    },
+  });
+  const seen = JSON.parse(kept.body) as Record<string, string>;
+  assert.equal(seen.host, "Web.localhost:8080");
+  assert.equal(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+  assert.equal(seen["x-forwarded-proto"], "http");
+  assert.equal(seen["x-forwarded-host"], "Web.localhost:8080");
+  assert.equal(seen["x-request-id"], "req-abc.123");
+  assert.equal(seen["x-secret-hop"], undefined);
+  assert.equal(seen["proxy-authorization"], undefined);
+  assert.equal(kept.headers["x-request-id"], "req-abc.123");
+  assert.equal(kept.headers["x-upstream"], "yes");
+  assert.equal(kept.headers["keep-alive"], undefined, "the upstream's hop-by-hop Keep-Alive is not relayed");
+
+  const generated = await send({ port, host: "web.localhost", headers: { "X-Request-Id": "has spaces; and junk" } });
+  const id = (JSON.parse(generated.body) as Record<string, string>)["x-request-id"];
+  assert.match(id, /^[0-9a-f-]{36}$/);
+  assert.equal(generated.headers["x-request-id"], id, "the client sees the id the upstream saw");
+  assert.equal((JSON.parse(generated.body) as Record<string, string>)["x-forwarded-for"], "127.0.0.1");
+});
+
+test("streams a response: the first event arrives before the upstream finishes", async (t) => {
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const sse = await upstream(t, "sse", (req, res) => {
+    res.writeHead(200, { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" });
+    res.write("data: first\n\n");
+    void finished.then(() => res.end("data: last\n\n"));
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [sse.address] }]);
+  const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const request = http.request({ port, host: "127.0.0.1", headers: { Host: "web.localhost" }, agent: false }, resolve);
+    request.on("error", reject);
+    request.end();
+  });
+  assert.equal(response.headers["content-type"], "text/event-stream");
+  response.setEncoding("utf8");
+  const first = await new Promise<string>((resolve) => response.once("data", resolve));
+  assert.equal(first, "data: first\n\n");
+  finish();
+  let rest = "";
+  for await (const chunk of response) rest += chunk;
+  assert.equal(rest, "data: last\n\n");
+});
+
+test("streams a 20 MB upload to the upstream without waiting for the whole body", async (t) => {
+  let received = 0;
+  const sink = await upstream(t, "sink", (req, res) => {
+    req.on("data", (c: Buffer) => (received += c.length));
+    req.on("end", () => res.end(String(received)));
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [sink.address] }]);
+  const total = 20 * 1024 * 1024;
+  const chunk = randomBytes(1024 * 1024);
+  const reply = new Promise<string>((resolve, reject) => {
+    const request = http.request({ port, host: "127.0.0.1", method: "POST", headers: { Host: "web.localhost", "Content-Length": total }, agent: false }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve(body));
+    });
+    request.on("error", reject);
+    void (async () => {
+      for (let i = 0; i < 10; i++) request.write(chunk);
+      // Half the body is out: the upstream must already be receiving it, before the rest is sent.
+      await waitFor(() => received > 0, 5_000, "upstream to receive the first bytes");
+      assert.ok(received < total);
+      for (let i = 0; i < 10; i++) request.write(chunk);
+      request.end();
+    })().catch(reject);
+  });
+  assert.equal(await reply, String(total));
+});
+
+/** RFC 6455 §1.3: the server proves it read the handshake. */
+function acceptKey(key: string): string {
+  return createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+}
+
+/** Decodes one small (< 126 bytes) frame; masked frames are unmasked. */
+function decodeFrame(buf: Buffer): { opcode: number; payload: Buffer } {
+  const masked = (buf[1] & 0x80) !== 0;
+  const length = buf[1] & 0x7f;
+  if (!masked) return { opcode: buf[0] & 0x0f, payload: buf.subarray(2, 2 + length) };
+  const mask = buf.subarray(2, 6);
+  const payload = Buffer.from(buf.subarray(6, 6 + length));
+  for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i % 4];
+  return { opcode: buf[0] & 0x0f, payload };
+}
+
+test("tunnels a WebSocket upgrade: a frame is echoed back through the router", async (t) => {
+  const echo = await upstream(t, "ws");
+  echo.server.on("upgrade", (req: http.IncomingMessage, socket: net.Socket) => {
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(String(req.headers["sec-websocket-key"]))}\r\nX-Saw-Forwarded-For: ${req.headers["x-forwarded-for"]}\r\n\r\n`,
+    );
+    socket.on("data", (data: Buffer) => {
+      const { payload } = decodeFrame(data);
+      socket.write(Buffer.concat([Buffer.from([0x81, payload.length]), payload]));
+    });
+  });
+  const { port, proxy } = await startProxy(t, [{ app: "chat", hosts: ["chat.localhost"], upstreams: [echo.address] }]);
+
+  const client = net.connect(port, "127.0.0.1");
+  t.after(() => client.destroy());
+  await new Promise((r) => client.once("connect", r));
+  const key = randomBytes(16).toString("base64");
+  client.write(
+    `GET /socket HTTP/1.1\r\nHost: chat.localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  let received = Buffer.alloc(0);
+  client.on("data", (d: Buffer) => (received = Buffer.concat([received, d])));
+  await waitFor(() => received.includes("\r\n\r\n"), 5_000, "the handshake answer");
+  const headEnd = received.indexOf("\r\n\r\n") + 4;
+  const head = received.subarray(0, headEnd).toString();
+  assert.match(head, /^HTTP\/1\.1 101 /);
+  assert.match(head, new RegExp(`Sec-WebSocket-Accept: ${acceptKey(key).replace(/[+/=]/g, "\\$&")}\r\n`, "i"));
+  assert.match(head, /X-Saw-Forwarded-For: 127\.0\.0\.1\r\n/);
+  received = received.subarray(headEnd);
+  assert.equal(proxy.inflight(echo.address), 1, "an open tunnel counts as in flight");
+
+  const mask = randomBytes(4);
+  const text = Buffer.from("hello through the router");
+  const masked = Buffer.from(text.map((b, i) => b ^ mask[i % 4]));
+  client.write(Buffer.concat([Buffer.from([0x81, 0x80 | text.length]), mask, masked]));
+  await waitFor(() => received.length >= 2 + text.length, 5_000, "the echoed frame");
+  const frame = decodeFrame(received);
+  assert.equal(frame.opcode, 1);
+  assert.equal(frame.payload.toString(), "hello through the router");
+
+  client.destroy();
+  await waitFor(() => proxy.inflight(echo.address) === 0, 5_000, "the tunnel count to drop");
+});
+
+test("a refused connection is retried on the next upstream, for any method", async (t) => {
+  const live = await upstream(t, "live");
+  const dead = `127.0.0.1:${await freePort()}`;
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [dead, live.address] }]);
+  for (let i = 0; i < 6; i++) {
+    const method = i % 2 === 0 ? "GET" : "POST";
+    const reply = await send({ port, host: "web.localhost", method, body: method === "POST" ? "payload" : undefined });
+    assert.equal(reply.status, 200, `${method} #${i}`);
+    assert.equal(reply.body, "live");
+  }
+});
+
+test("answers 502 when no upstream accepts the connection", async (t) => {
+  const dead = `127.0.0.1:${await freePort()}`;
+  const { port, logs } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [dead] }]);
+  const reply = await send({ port, host: "web.localhost", method: "POST", body: "x" });
+  assert.equal(reply.status, 502);
+  assert.equal(reply.body, 'app "web" did not answer (bad gateway)\n');
+  assert.match(logs.join("\n"), /ECONNREFUSED/);
+});
+
+test("counts a slow request in flight and releases it when the client gives up", async (t) => {
+  const slow = await upstream(t, "slow", () => {
+    /* never answers */
+  });
+  const { port, proxy } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [slow.address] }]);
+  const request = http.request({ port, host: "127.0.0.1", headers: { Host: "web.localhost" }, agent: false });
+  request.on("error", () => {});
+  request.end();
+  await waitFor(() => proxy.inflight(slow.address) === 1, 5_000, "the request to be in flight");
+  request.destroy();
+  await waitFor(() => proxy.inflight(slow.address) === 0, 5_000, "the aborted request to be released");
+});
+
+test("close() lets an in-flight request finish, then stops", async (t) => {
+  const slow = await upstream(t, "slow", (req, res) => {
+    setTimeout(() => res.end("done"), 300);
+  });
+  const { port, proxy } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [slow.address] }]);
+  const pending = send({ port, host: "web.localhost" });
+  await waitFor(() => proxy.inflight(slow.address) === 1, 5_000, "the request to be in flight");
+  await proxy.close(5_000);
+  assert.equal((await pending).body, "done");
+  await assert.rejects(send({ port, host: "web.localhost" }), /ECONNREFUSED/);
+});

@@ -1,0 +1,103 @@
+/** Helpers shared by the router tests: real upstream servers and a small HTTP client. */
+import http from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+
+export interface TestUpstream {
+  server: http.Server;
+  address: string;
+  port: number;
+  /** TCP connections accepted so far. */
+  connections: () => number;
+  close: () => Promise<void>;
+}
+
+/** Starts an upstream on a free port; `handler` defaults to answering its own name. */
+export async function startUpstream(name: string, handler?: http.RequestListener): Promise<TestUpstream> {
+  let connections = 0;
+  const server = http.createServer(
+    handler ??
+      ((req, res) => {
+        req.resume();
+        req.on("end", () => {
+          res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": Buffer.byteLength(name) });
+          res.end(name);
+        });
+      }),
+  );
+  server.on("connection", () => connections++);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    server,
+    port,
+    address: `127.0.0.1:${port}`,
+    connections: () => connections,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface GetOptions {
+  port: number;
+  host: string;
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  agent?: http.Agent | false;
+}
+
+/** One request to 127.0.0.1:port with the given Host header, body read to the end. */
+export function send(options: GetOptions): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: "127.0.0.1",
+        port: options.port,
+        path: options.path ?? "/",
+        method: options.method ?? "GET",
+        headers: { ...options.headers, Host: options.host },
+        agent: options.agent ?? false,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (c: Buffer) => chunks.push(c));
+        response.on("error", reject);
+        response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString("utf8") }));
+      },
+    );
+    request.on("error", reject);
+    request.end(options.body);
+  });
+}
+
+/** A port nothing listens on right now (bound once, then released). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true or the deadline passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_000, what = "condition"): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}

@@ -1,0 +1,3 @@
+export { ProcessRuntime, processId, type ProcessRuntimeOptions, type ProcessRecord } from "./process-runtime.ts";
+export { runOnce, type RunOnceSpec, type RunOnceResult } from "./run-once.ts";
+export { findFreePort } from "./free-port.ts";

@@ -1,0 +1,55 @@
+import type { ProcessInfo, ProcessSpec } from "../core/interfaces.ts";
+
+/** What ProcessRuntime hands a shim: the file named on the shim's command line. */
+export interface ShimSpec {
+  version: 1;
+  id: string;
+  spec: ProcessSpec;
+  /** Where the shim keeps its ProcessRecord. */
+  stateFile: string;
+  /** Written by `stop()` just before SIGTERM, to pass that stop's grace period. */
+  stopFile: string;
+  /** Grace between SIGTERM and SIGKILL when the shim is signalled without a stop file. */
+  graceMs: number;
+}
+
+/** The state file: ProcessInfo plus what is needed to find, verify and stop the process later. */
+export interface ProcessRecord extends ProcessInfo {
+  shimPid: number;
+  specFile: string;
+  command: string;
+  cwd: string;
+  logFile: string;
+  /** Process group of the current (or last) child; the child is its leader. */
+  pgid?: number;
+  /** /proc start time of `pid`, so a reused pid is never mistaken for the child. */
+  childStartTime?: number;
+}
+
+export interface ProcStat {
+  state: string;
+  ppid: number;
+  pgrp: number;
+  session: number;
+  startTime: number;
+}
+
+export declare const MAX_RESTART_DELAY_MS: number;
+export declare const HEALTHY_UPTIME_MS: number;
+export declare function restartDelayMs(consecutiveCrashes: number): number;
+export declare function formatLogLine(source: "app" | "deck", name: string, text: string, date?: Date): string;
+export declare class LineSplitter {
+  push(chunk: string): string[];
+  flush(): string[];
+}
+export declare function readProcStat(pid: number): ProcStat | undefined;
+export declare function isProcessAlive(pid: number): boolean;
+export declare function isSameProcess(pid: number, startTime: number | undefined): boolean;
+export declare function groupMembers(pgid: number): number[];
+export declare function isGroupAlive(pgid: number): boolean;
+export declare function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean;
+export declare function signalProcess(pid: number, signal: NodeJS.Signals | 0): boolean;
+export declare function readCmdline(pid: number): string[] | undefined;
+export declare function writeJsonAtomic(path: string, value: unknown): void;
+export declare function sleep(ms: number): Promise<void>;
+export declare function shellArgv(command: string): [string, string, string];

@@ -1,0 +1,276 @@
+// Supervisor for one app process: `node runtime/shim.mjs <spec-file>`.
+//
+// ProcessRuntime starts one shim per process, detached in its own session, so app processes keep
+// running (and keep being restarted) while the deck server is down or restarting. The shim runs the
+// command in its own process group, appends its output to the app's log file, restarts it with
+// backoff when it exits, keeps `<id>.json` in the state dir current, and on SIGTERM/SIGINT/SIGHUP
+// stops the whole group (SIGKILL after the grace period) and removes its files.
+import { spawn } from "node:child_process";
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import {
+  formatLogLine,
+  HEALTHY_UPTIME_MS,
+  isGroupAlive,
+  LineSplitter,
+  readProcStat,
+  restartDelayMs,
+  shellArgv,
+  signalGroup,
+  sleep,
+  writeJsonAtomic,
+} from "./shim-lib.mjs";
+
+/** Appends to the log file, reopening it when it was rotated or deleted under us. */
+class LogFile {
+  constructor(path) {
+    this.path = path;
+    this.checkedAt = Date.now();
+    this.open();
+  }
+
+  open() {
+    mkdirSync(dirname(this.path), { recursive: true });
+    this.fd = openSync(this.path, "a", 0o640);
+    this.ino = fstatSync(this.fd).ino;
+  }
+
+  reopenIfMoved() {
+    const now = Date.now();
+    if (now - this.checkedAt < 1000) return;
+    this.checkedAt = now;
+    let moved = false;
+    try {
+      moved = statSync(this.path).ino !== this.ino;
+    } catch {
+      moved = true;
+    }
+    if (!moved) return;
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+    this.open();
+  }
+
+  // Whole lines in one O_APPEND write: lines of several processes of the app interleave, never split.
+  write(text) {
+    try {
+      this.reopenIfMoved();
+      writeSync(this.fd, text);
+    } catch {
+      // A full disk or a removed log directory must not take the app down with the supervisor.
+    }
+  }
+
+  close() {
+    try {
+      closeSync(this.fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+const specFile = process.argv[2];
+if (!specFile) {
+  process.stderr.write("usage: shim.mjs <spec-file>\n");
+  process.exit(2);
+}
+const shimSpec = JSON.parse(readFileSync(specFile, "utf8"));
+const { spec } = shimSpec;
+const name = `${spec.type}.${spec.index}`;
+const log = new LogFile(spec.logFile);
+
+const record = {
+  id: shimSpec.id,
+  app: spec.app,
+  release: spec.release,
+  generation: spec.generation,
+  type: spec.type,
+  index: spec.index,
+  ...(spec.port !== undefined ? { port: spec.port } : {}),
+  state: "starting",
+  restarts: 0,
+  startedAt: new Date().toISOString(),
+  shimPid: process.pid,
+  specFile,
+  command: spec.command,
+  cwd: spec.cwd,
+  logFile: spec.logFile,
+};
+
+/** The current (or last) child: { proc, pgid, startedAt, exited: Promise, outputDone: Promise }. */
+let current;
+let consecutiveCrashes = 0;
+let stopping = false;
+let restartTimer;
+
+function deckLog(text) {
+  log.write(formatLogLine("deck", name, text));
+}
+
+function saveState() {
+  writeJsonAtomic(shimSpec.stateFile, record);
+}
+
+function pipeOutput(stream) {
+  const splitter = new LineSplitter();
+  const writeLines = (lines) => {
+    if (lines.length === 0) return;
+    const now = new Date();
+    log.write(lines.map((l) => formatLogLine("app", name, l, now)).join(""));
+  };
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => writeLines(splitter.push(chunk)));
+  return new Promise((resolve) => {
+    stream.on("close", () => {
+      writeLines(splitter.flush());
+      resolve();
+    });
+  });
+}
+
+function describeExit(code, signal, error) {
+  if (error) return `error (${error.message})`;
+  if (code !== null) return `status ${code}`;
+  return `signal ${signal}`;
+}
+
+function startChild() {
+  if (stopping) return;
+  const [shell, ...args] = shellArgv(spec.command);
+  const env = { ...spec.env };
+  if (spec.port !== undefined) env.PORT = String(spec.port);
+  deckLog(`Starting process with command \`${spec.command}\``);
+
+  const proc = spawn(shell, args, { cwd: spec.cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let resolveExited;
+  const child = {
+    proc,
+    pgid: proc.pid,
+    startedAt: Date.now(),
+    exited: new Promise((resolve) => (resolveExited = resolve)),
+    outputDone: Promise.all([pipeOutput(proc.stdout), pipeOutput(proc.stderr)]),
+  };
+  current = child;
+  let handled = false;
+  const onGone = (code, signal, error) => {
+    if (handled) return;
+    handled = true;
+    resolveExited();
+    onChildExit(child, code, signal, error);
+  };
+  proc.on("exit", (code, signal) => onGone(code, signal));
+  // Without a pid the spawn itself failed (e.g. the cwd vanished): no exit event will follow.
+  proc.on("error", (error) => {
+    if (proc.pid === undefined) onGone(null, null, error);
+  });
+
+  if (proc.pid !== undefined) {
+    record.pid = proc.pid;
+    record.pgid = proc.pid;
+    record.childStartTime = readProcStat(proc.pid)?.startTime;
+    record.state = "running";
+    record.startedAt = new Date(child.startedAt).toISOString();
+    saveState();
+  }
+}
+
+function onChildExit(child, code, signal, error) {
+  delete record.pid;
+  delete record.childStartTime;
+  const how = describeExit(code, signal, error);
+  if (stopping) {
+    deckLog(`Process exited with ${how}`);
+    return;
+  }
+  if (Date.now() - child.startedAt >= HEALTHY_UPTIME_MS) consecutiveCrashes = 0;
+  consecutiveCrashes += 1;
+  const delay = restartDelayMs(consecutiveCrashes);
+  deckLog(`Process exited with ${how}; restarting in ${delay / 1000}s`);
+  record.state = "crashed";
+  saveState();
+  // Leftovers of the crashed process (background jobs of its shell) would hold its port.
+  if (child.pgid !== undefined) signalGroup(child.pgid, "SIGKILL");
+  restartTimer = setTimeout(() => void restart(child), delay);
+}
+
+async function restart(previous) {
+  if (previous.pgid !== undefined) await waitGroupGone(previous.pgid, 5000);
+  if (stopping) return;
+  record.restarts += 1;
+  startChild();
+}
+
+async function waitGroupGone(pgid, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (isGroupAlive(pgid)) {
+    if (Date.now() >= deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+function readStopGrace() {
+  try {
+    const grace = JSON.parse(readFileSync(shimSpec.stopFile, "utf8")).graceMs;
+    if (Number.isFinite(grace) && grace >= 0) return grace;
+  } catch {
+    // signalled by something other than ProcessRuntime.stop()
+  }
+  return shimSpec.graceMs;
+}
+
+async function stop(signalName) {
+  if (stopping) return;
+  stopping = true;
+  clearTimeout(restartTimer);
+  const graceMs = readStopGrace();
+  const child = current;
+  const pgid = child?.pgid;
+  if (pgid !== undefined && isGroupAlive(pgid)) {
+    deckLog(`Stopping (SIGTERM)${signalName === "SIGTERM" ? "" : ` on ${signalName}`}`);
+    signalGroup(pgid, "SIGTERM");
+    const killTimer = setTimeout(() => {
+      deckLog(`Process did not stop within ${graceMs / 1000}s of SIGTERM; sending SIGKILL`);
+      signalGroup(pgid, "SIGKILL");
+    }, graceMs);
+    // A process stuck in uninterruptible sleep cannot be waited for forever; the shim still exits.
+    await waitGroupGone(pgid, graceMs + 10_000);
+    clearTimeout(killTimer);
+    await Promise.race([child.exited, sleep(1000)]);
+    await Promise.race([child.outputDone, sleep(500)]);
+  }
+  finish(0);
+}
+
+function removeFile(path) {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function finish(status) {
+  record.state = "stopped";
+  delete record.pid;
+  removeFile(shimSpec.stateFile);
+  removeFile(shimSpec.stopFile);
+  removeFile(specFile);
+  log.close();
+  process.exit(status);
+}
+
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(sig, () => void stop(sig));
+
+process.on("uncaughtException", (err) => {
+  deckLog(`Supervisor failed: ${err?.message ?? err}; stopping process`);
+  if (current?.pgid !== undefined) signalGroup(current.pgid, "SIGKILL");
+  finish(1);
+});
+
+saveState();
+startChild();

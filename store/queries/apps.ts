@@ -1,0 +1,80 @@
+import { q, sql, toIso, type Db } from "./db.ts";
+
+export interface AppRow {
+  id: number;
+  name: string;
+  orgId: number;
+  status: string;
+  framework: string | null;
+  healthCheckPath: string;
+  formation: Record<string, number>;
+  liveDeploymentId: number | null;
+  createdAt: string;
+}
+
+function toApp(r: Record<string, unknown>): AppRow {
+  return {
+    id: Number(r.id),
+    name: String(r.name),
+    orgId: Number(r.org_id),
+    status: String(r.status),
+    framework: (r.framework as string) ?? null,
+    healthCheckPath: String(r.health_check_path),
+    formation: (typeof r.formation === "string" ? JSON.parse(r.formation) : r.formation) as Record<string, number>,
+    liveDeploymentId: r.live_deployment_id == null ? null : Number(r.live_deployment_id),
+    createdAt: toIso(r.created_at),
+  };
+}
+
+export async function findApp(db: Db, name: string): Promise<AppRow | null> {
+  const r = await db.maybeOne(q`SELECT * FROM apps WHERE name = ${name}`);
+  return r ? toApp(r) : null;
+}
+
+export async function listApps(db: Db, orgIds: number[] | "all"): Promise<AppRow[]> {
+  const rows = orgIds === "all"
+    ? await db.any(q`SELECT * FROM apps ORDER BY name`)
+    : await db.any(q`SELECT * FROM apps WHERE org_id = ANY(${sql.array(orgIds, "int8")}) ORDER BY name`);
+  return rows.map(toApp);
+}
+
+export async function insertApp(db: Db, a: { name: string; orgId: number; createdBy: number | null }): Promise<AppRow> {
+  const r = await db.one(q`INSERT INTO apps (name, org_id, created_by) VALUES (${a.name}, ${a.orgId}, ${a.createdBy}) RETURNING *`);
+  await db.query(q`INSERT INTO environments (app_id, name) VALUES (${Number(r.id)}, 'production')`);
+  return toApp(r);
+}
+
+export async function deleteApp(db: Db, appId: number): Promise<void> {
+  await db.query(q`UPDATE apps SET live_deployment_id = NULL WHERE id = ${appId}`);
+  await db.query(q`DELETE FROM apps WHERE id = ${appId}`);
+}
+
+export async function setAppStatus(db: Db, appId: number, status: string, framework?: string): Promise<void> {
+  await db.query(q`UPDATE apps SET status = ${status}, framework = COALESCE(${framework ?? null}, framework), updated_at = now() WHERE id = ${appId}`);
+}
+
+export async function setFormation(db: Db, appId: number, formation: Record<string, number>): Promise<void> {
+  await db.query(q`UPDATE apps SET formation = ${sql.jsonb(formation)}, updated_at = now() WHERE id = ${appId}`);
+}
+
+export async function setLiveDeployment(db: Db, appId: number, deploymentId: number): Promise<void> {
+  await db.query(q`UPDATE apps SET live_deployment_id = ${deploymentId}, status = 'running', updated_at = now() WHERE id = ${appId}`);
+}
+
+// ---- config vars (the "production" environment) ----
+export async function getConfigVars(db: Db, appId: number): Promise<Record<string, string>> {
+  const v = await db.maybeOneFirst(q`SELECT variables FROM environments WHERE app_id = ${appId} AND name = 'production'`);
+  if (v == null) return {};
+  return (typeof v === "string" ? JSON.parse(v) : v) as Record<string, string>;
+}
+
+export async function saveConfigVars(db: Db, appId: number, vars: Record<string, string>): Promise<void> {
+  await db.query(q`INSERT INTO environments (app_id, name, variables) VALUES (${appId}, 'production', ${sql.jsonb(vars)})
+    ON CONFLICT (app_id, name) DO UPDATE SET variables = EXCLUDED.variables`);
+}
+
+// ---- audit ----
+export async function audit(db: Db, e: { userId: number | null; action: string; target: string; sourceIp?: string | null; result: "ok" | "denied" | "failed"; data?: Record<string, unknown> }): Promise<void> {
+  await db.query(q`INSERT INTO audit_log (user_id, action, target, source_ip, result, data)
+    VALUES (${e.userId}, ${e.action}, ${e.target}, ${e.sourceIp ?? null}, ${e.result}, ${sql.jsonb((e.data ?? {}) as never)})`);
+}
