@@ -5,7 +5,7 @@ import {
   insertRelease, listApps, listReleases, saveConfigVars, setFormation, updateDeployment, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
-import { activateRelease, appUrl, drainAndStop, formationFor } from "./activate.ts";
+import { activateRelease, appHosts, appUrl, drainAndStop, formationFor } from "./activate.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
 import type { DeployDeps } from "./deps.ts";
@@ -26,6 +26,8 @@ export async function createApp(deps: DeployDeps, caller: Caller, rawName: strin
   const targetOrg = orgId ?? (await deps.db.oneFirst(q`SELECT id FROM organizations ORDER BY id LIMIT 1`) as number);
   const app = await insertApp(deps.db, { name: check.name, orgId: Number(targetOrg), createdBy: caller.user.id });
   await deps.repos.ensure(app.name);
+  // Known to the router from the start, so its host answers 503 (no release yet) rather than 404.
+  await deps.router.setRoute({ app: app.name, hosts: appHosts(deps, app.name), upstreams: [] });
   await audit(deps.db, { userId: caller.user.id, action: "app:create", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   return app;
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { chown, mkdtemp, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
@@ -11,6 +11,7 @@ import { destroyEmbeddedServer, openDatabase, sql, type Database } from "./index
 import { findClusterProcesses, isProcessAlive, readPostmasterPid, signalProcess } from "./postmaster.ts";
 
 const HOLD_SCRIPT = fileURLToPath(new URL("./test-fixtures/hold-database.ts", import.meta.url));
+const ROUND_TRIP_SCRIPT = fileURLToPath(new URL("./test-fixtures/round-trip.ts", import.meta.url));
 const isRoot = process.getuid?.() === 0;
 
 /**
@@ -85,20 +86,26 @@ test("embedded: reopening an existing cluster is fast and keeps the data", async
   assert.ok(elapsed < 2_000, `reopen took ${elapsed} ms`);
 });
 
-test("embedded: a deck process killed with SIGKILL leaves a postmaster that the next open takes over", async (t) => {
-  const { dataDir, open } = await tempDataDir(t);
-  const child = spawn(process.execPath, ["--import", "tsx", HOLD_SCRIPT, dataDir, "before-kill@example.com"], { stdio: ["ignore", "pipe", "inherit"] });
+/** Starts a deck stand-in that opens the database and waits; resolves once it is ready. */
+async function startHolder(t: TestContext, dataDir: string, email: string, detached = false): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", HOLD_SCRIPT, dataDir, email], { stdio: ["ignore", "pipe", "inherit"], detached });
   t.after(() => {
-    if (child.pid && child.exitCode === null) signalProcess(child.pid, "SIGKILL");
+    if (child.pid && child.exitCode === null && child.signalCode === null) signalProcess(child.pid, "SIGKILL");
   });
   await new Promise<void>((resolve, reject) => {
     let out = "";
-    child.stdout.on("data", (chunk) => {
+    child.stdout!.on("data", (chunk) => {
       out += String(chunk);
       if (out.includes("ready")) resolve();
     });
     child.once("exit", (code) => reject(new Error(`child exited with ${code} before it was ready`)));
   });
+  return child;
+}
+
+test("embedded: a deck process killed with SIGKILL leaves a postmaster that the next open takes over", async (t) => {
+  const { dataDir, open } = await tempDataDir(t);
+  const child = await startHolder(t, dataDir, "before-kill@example.com");
   const clusterDir = await clusterDirOf(dataDir);
   const orphan = readPostmasterPid(clusterDir)?.pid ?? 0;
   const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -109,7 +116,21 @@ test("embedded: a deck process killed with SIGKILL leaves a postmaster that the 
   const db = await open();
   assert.deepEqual(await emails(db), ["before-kill@example.com"]);
   await db.close();
+  assert.equal(isProcessAlive(orphan), false, "the adopted postmaster is stopped by close");
   assert.deepEqual(findClusterProcesses(clusterDir), [], "no server process of the cluster is left after close");
+});
+
+test("embedded: Ctrl-C in deck's terminal (SIGINT to its process group) does not reach the postmaster", async (t) => {
+  const { dataDir, open } = await tempDataDir(t);
+  const child = await startHolder(t, dataDir, "ctrl-c@example.com", true);
+  const clusterDir = await clusterDirOf(dataDir);
+  const postmaster = readPostmasterPid(clusterDir)?.pid ?? 0;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  process.kill(-child.pid!, "SIGINT");
+  await exited;
+  assert.ok(isProcessAlive(postmaster), "the postmaster keeps running");
+  const db = await open();
+  assert.deepEqual(await emails(db), ["ctrl-c@example.com"]);
 });
 
 test("embedded: a postmaster killed with SIGKILL is recovered on the next open", async (t) => {
@@ -153,5 +174,26 @@ test("embedded as root: works with the data dir inside a 0700 directory under /r
   const owner = (await stat(clusterDir)).uid;
   assert.notEqual(owner, 0, "the cluster belongs to the postgres user, not root");
   await db.close();
+  assert.deepEqual(findClusterProcesses(clusterDir), []);
+});
+
+/** The uid of `nobody` when deck runs as root and that user can read this checkout, else why not. */
+function nobodyUser(): { uid: number; gid: number } | string {
+  if (!isRoot) return "needs root to switch to an unprivileged user";
+  const ids = { uid: 65534, gid: 65534 };
+  const probe = spawnSync("test", ["-r", ROUND_TRIP_SCRIPT], ids);
+  return probe.status === 0 ? ids : "the checkout is not readable by nobody";
+}
+
+test("embedded as an unprivileged user: the cluster lives in the data dir", { skip: typeof nobodyUser() === "string" ? (nobodyUser() as string) : false }, async (t) => {
+  const ids = nobodyUser() as { uid: number; gid: number };
+  const { dataDir } = await tempDataDir(t);
+  await chown(dataDir, ids.uid, ids.gid);
+  const run = spawnSync(process.execPath, ["--import", "tsx", ROUND_TRIP_SCRIPT, dataDir], { ...ids, encoding: "utf8", env: { PATH: process.env.PATH, HOME: dataDir } });
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), ["user@example.com"]);
+  const clusterDir = await clusterDirOf(dataDir);
+  assert.equal(clusterDir, join(await realpath(dataDir), "postgres", "data"));
+  assert.equal((await stat(clusterDir)).uid, ids.uid);
   assert.deepEqual(findClusterProcesses(clusterDir), []);
 });

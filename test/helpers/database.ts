@@ -25,7 +25,7 @@ export async function databaseBackends(): Promise<DbBackend[]> {
   if (!adminUrl) {
     const reason = "DECK_TEST_DATABASE_URL is not set, so the external PostgreSQL backend is not tested";
     if (ci) throw new Error(`${reason} (required when CI=true)`);
-    process.stderr.write(`# ${reason}\n`);
+    process.stderr.write(`${reason}\n`);
     return backends;
   }
   try {
@@ -33,7 +33,7 @@ export async function databaseBackends(): Promise<DbBackend[]> {
   } catch (e) {
     const reason = `external PostgreSQL at ${redactUrl(adminUrl)} is unreachable: ${(e as Error).message.split("\n")[0]}`;
     if (ci) throw new Error(`${reason} (required when CI=true)`);
-    process.stderr.write(`# ${reason}; testing the embedded backend only\n`);
+    process.stderr.write(`${reason}; testing the embedded backend only\n`);
   }
   return backends;
 }

@@ -1,0 +1,216 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import http from "node:http";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { databaseBackends } from "./helpers/database.ts";
+import { commitFiles, Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
+
+const backends = await databaseBackends();
+
+function remoteRef(repoDir: string, ref = "refs/heads/main"): string {
+  try {
+    return execFileSync("git", ["--git-dir", repoDir, "rev-parse", "--verify", "--quiet", ref], { encoding: "utf8" }).trim();
+  } catch {
+    return "";
+  }
+}
+
+function rawHttp(port: number, path: string, token: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, path, method: "GET", headers: { authorization: `Basic ${Buffer.from(`deck:${token}`).toString("base64")}` } }, (res) => {
+      let body = "";
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+for (const backend of backends) {
+  describe(`git push deploys through the router (${backend.name} PostgreSQL)`, () => {
+    let deck: Deck;
+    let work: string;
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), "deck-work-"));
+      deck = await Deck.start({ backend });
+    });
+    after(async () => {
+      await deck?.stop();
+      await rm(work, { recursive: true, force: true });
+      if (backend.name === "external") await backend.drop();
+    });
+
+    it("deploys a Node.js app pushed over SSH and streams the build as it happens", async () => {
+      const repo = await makeRepo(join(work, "web"), nodeApp("v1", {
+        buildScript: "node -e \"console.log('compiling step one'); setTimeout(() => console.log('compiling step two'), 2500)\"",
+      }));
+      const push = await deck.push(repo, "web");
+      assert.equal(push.code, 0, push.stderr);
+      const first = push.lines.find((l) => l.text.includes("compiling step one"));
+      assert.ok(first, `build output missing:\n${push.stderr}`);
+      assert.match(first.text, /^remote: /);
+      // The line reached the pusher while the build was still running, not in one batch at the end.
+      assert.ok(push.endedAt - first.at >= 2000, `first build line arrived only ${push.endedAt - first.at} ms before the push ended`);
+      assert.match(push.stderr, /remote: -----> Node\.js app detected/);
+      assert.match(push.stderr, /v1 deployed in .*http:\/\/web\.localhost:/);
+      const res = await deck.get("web");
+      assert.equal(res.status, 200);
+      assert.match(res.body, /^v1 /);
+      assert.ok(res.headers["x-request-id"], "router adds a request id");
+    });
+
+    it("deploys a static site pushed over HTTP with an API token", async () => {
+      const repo = await makeRepo(join(work, "site"), { "index.html": "<h1>static hello</h1>\n", "about/index.html": "about page\n" });
+      const push = await deck.push(repo, "site", { via: "http" });
+      assert.equal(push.code, 0, push.stderr);
+      assert.match(push.stderr, /remote: -----> Static site detected|remote: -----> static/i);
+      assert.equal((await deck.get("site")).body, "<h1>static hello</h1>\n");
+      assert.equal((await deck.get("site", "/about/")).body, "about page\n");
+    });
+
+    it("refuses HTTP git without a valid token", async () => {
+      const repo = join(work, "site");
+      const push = await deck.push(repo, "site", { url: deck.httpUrl("site", "deck_wrong") });
+      assert.notEqual(push.code, 0);
+      assert.match(push.stderr, /Authentication failed|401|could not read Username/);
+    });
+
+    it("rejects a push whose build fails and keeps the previous release serving", async () => {
+      const repo = join(work, "web");
+      const before = remoteRef(join(deck.dataDir, "repos", "web.git"));
+      await commitFiles(repo, nodeApp("v2-broken", { buildScript: "node -e \"console.error('syntax error in app.ts'); process.exit(3)\"" }), "broken build");
+      const push = await deck.push(repo, "web");
+      assert.notEqual(push.code, 0);
+      assert.match(push.stderr, /remote: .*syntax error in app\.ts/);
+      assert.match(push.stderr, /remote: deck: push rejected: .*build/i);
+      assert.match((await deck.get("web")).body, /^v1 /);
+      assert.equal(remoteRef(join(deck.dataDir, "repos", "web.git")), before, "a rejected push does not move the branch");
+    });
+
+    it("rejects a push whose new release fails its health check and keeps the previous release serving", async () => {
+      const repo = join(work, "web");
+      await commitFiles(repo, nodeApp("v3-crash", { crash: true }), "crashing release");
+      const push = await deck.push(repo, "web");
+      assert.notEqual(push.code, 0);
+      assert.match(push.stderr, /remote: deck: push rejected: health check failed: web\.1 exited during start-up/);
+      assert.match(push.stderr, /boom: missing DATABASE/, "the crashing process's last lines are shown");
+      assert.match((await deck.get("web")).body, /^v1 /);
+    });
+
+    it("rejects a repository no buildpack recognises and names the files it looked for", async () => {
+      const repo = await makeRepo(join(work, "docs"), { "README.md": "just docs\n" });
+      const push = await deck.push(repo, "docs");
+      assert.notEqual(push.code, 0);
+      assert.match(push.stderr, /remote: .*package\.json.*index\.html.*Procfile/);
+    });
+
+    it("stores other branches without deploying them", async () => {
+      const repo = join(work, "web");
+      const push = await deck.push(repo, "web", { ref: "refs/heads/feature" });
+      assert.equal(push.code, 0, push.stderr);
+      assert.match(push.stderr, /remote: -----> Branch feature stored, not deployed/);
+      assert.match((await deck.get("web")).body, /^v1 /);
+    });
+
+    it("sets config vars with a new release and reads them back", async () => {
+      await commitFiles(join(work, "web"), nodeApp("v4"), "healthy again");
+      assert.equal((await deck.push(join(work, "web"), "web", { force: true })).code, 0);
+      const set = await deck.ssh("config:set web GREETING=hello-there");
+      assert.equal(set.code, 0, set.stderr);
+      assert.match(set.stdout, /deployed v\d+/);
+      assert.match((await deck.get("web")).body, /^v4 hello-there /);
+      assert.equal((await deck.ssh("config:get web GREETING")).stdout, "hello-there\n");
+      assert.match((await deck.ssh("config:show web")).stdout, /GREETING:\s+hello-there/);
+      const bad = await deck.ssh("config:set web not-a-pair");
+      assert.equal(bad.code, 1);
+      assert.equal(bad.stderr.trim().split("\n").length, 1);
+    });
+
+    it("scales web to 2 processes and both receive traffic", async () => {
+      const r = await deck.ssh("ps:scale web web=2");
+      assert.equal(r.code, 0, r.stderr);
+      const pids = new Set<string>();
+      for (let i = 0; i < 20; i++) pids.add(/pid=(\d+)/.exec((await deck.get("web")).body)?.[1] ?? "none");
+      assert.equal(pids.size, 2, `answers came from ${[...pids].join(", ")}`);
+      const report = JSON.parse((await deck.ssh("ps:report web --json")).stdout);
+      assert.equal(report.processes.length, 2);
+      assert.deepEqual(report.formation, { web: 2 });
+    });
+
+    it("lists releases and rolls back without rebuilding", async () => {
+      const list = JSON.parse((await deck.ssh("releases web --json")).stdout) as { version: number; status: string; description: string }[];
+      const live = list.find((r) => r.status === "live")!;
+      const v1 = list.find((r) => r.version === 1)!;
+      assert.match(v1.description, /Deploy/);
+      const rb = await deck.ssh("rollback web v1");
+      assert.equal(rb.code, 0, rb.stderr);
+      assert.doesNotMatch(rb.stdout + rb.stderr, /Installing dependencies/, "rollback does not rebuild");
+      assert.match((await deck.get("web")).body, /^v1 /);
+      const back = await deck.ssh(`rollback web v${live.version}`);
+      assert.equal(back.code, 0, back.stderr);
+      assert.match((await deck.get("web")).body, /^v4 hello-there /);
+    });
+
+    it("shows the last N log lines with app and build output", async () => {
+      const r = await deck.ssh("logs web -n 5");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim().split("\n").length, 5);
+      const all = (await deck.ssh("logs web -n 2000")).stdout;
+      assert.match(all, /app\[web\.1\]: v4 listening on/);
+      assert.match(all, /deck\[build\]: -----> Node\.js app detected/);
+    });
+
+    it("refuses hostile app names over SSH and HTTP and touches no file", async () => {
+      const reposBefore = readdirSync(join(deck.dataDir, "repos")).sort();
+      const passwd = readFileSync("/etc/passwd", "utf8");
+      const hostile = ["../x", "/etc/passwd", "a/b", "x'y", 'q"uote', "a".repeat(200), "UPPER", "-dash", ""];
+      for (const name of hostile) {
+        const quoted = name.replace(/'/g, "'\\''");
+        const r = await deck.ssh(`git-receive-pack '${quoted}'`);
+        assert.equal(r.code, 1, `ssh ${name}`);
+        assert.equal(r.stderr.trim().split("\n").length, 1, `one line for ${name}: ${r.stderr}`);
+        assert.match(r.stderr, /deck: invalid app name/);
+        const h = await rawHttp(deck.ports.api, `/git/${encodeURIComponent(name)}.git/info/refs?service=git-receive-pack`, deck.token);
+        assert.ok(h.status >= 400 && h.status < 500, `http ${name}: ${h.status}`);
+      }
+      const viaGit = await deck.push(join(work, "web"), "x", { url: `ssh://deck@127.0.0.1:${deck.ports.ssh}/../../etc` });
+      assert.notEqual(viaGit.code, 0);
+      assert.match(viaGit.stderr, /invalid app name/);
+      assert.deepEqual(readdirSync(join(deck.dataDir, "repos")).sort(), reposBefore);
+      assert.equal(readFileSync("/etc/passwd", "utf8"), passwd);
+      const apps = JSON.parse((await deck.ssh("apps:list --json")).stdout) as { name: string }[];
+      assert.deepEqual(apps.map((a) => a.name).sort(), ["docs", "site", "web"]);
+    });
+
+    it("answers unknown commands, unknown hosts and apps without a release clearly", async () => {
+      const r = await deck.ssh("frobnicate web");
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^deck: unknown command "frobnicate"; run `help`/);
+      const missing = await deck.ssh("config:show nosuchapp");
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /app "nosuchapp" does not exist/);
+      const unknown = await deck.get("nosuchapp");
+      assert.equal(unknown.status, 404);
+      assert.match(unknown.body, /nosuchapp\.localhost/);
+      assert.equal((await deck.ssh("apps:create empty")).code, 0);
+      const noRelease = await deck.get("empty");
+      assert.equal(noRelease.status, 503);
+      const help = await deck.ssh("help");
+      assert.match(help.stdout, /config:set APP KEY=VALUE/);
+    });
+
+    it("destroys an app with confirmation", async () => {
+      const refused = await deck.ssh("apps:destroy empty");
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /--confirm empty/);
+      assert.equal((await deck.ssh("apps:destroy empty --confirm empty")).code, 0);
+      assert.equal((await deck.get("empty")).status, 404);
+      assert.ok(!readdirSync(join(deck.dataDir, "repos")).includes("empty.git"));
+    });
+  });
+}
