@@ -17,6 +17,18 @@ export interface PushRequest {
   out: (line: string) => void;
   /** Aborted when the pusher goes away; the deploy stops if it has not switched yet. */
   signal: AbortSignal;
+  /**
+   * Checked once the push holds the app's deploy slot: a reason to refuse when the branch moved while
+   * the push waited (git would refuse the ref update after the deploy, leaving code live that is not
+   * on the branch).
+   */
+  stillCurrent?: () => Promise<string | null>;
+  /**
+   * Called with the outcome while the push still holds the deploy slot; the slot is then held until
+   * `holdSlotUntil` settles (git has finished updating the branch), so the next push in line sees it.
+   */
+  report?: (outcome: DeployOutcome) => void;
+  holdSlotUntil?: Promise<unknown>;
 }
 
 const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
@@ -29,7 +41,17 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
     return await deps.queue.run(
       req.app.name,
       (pos) => output.line(`-----> Another deploy of ${req.app.name} is running; waiting (position ${pos} in line)`),
-      () => runPush(deps, req, output, t0),
+      async () => {
+        const outcome = await runPush(deps, req, output, t0);
+        await output.flush().catch((e) => deps.log(`build log: ${(e as Error).message}`));
+        if (req.report) {
+          req.report(outcome);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([req.holdSlotUntil, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
+          clearTimeout(timer);
+        }
+        return outcome;
+      },
     );
   } catch (e) {
     if (isDeckError(e)) return { ok: false, message: e.message };
@@ -42,6 +64,8 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
 async function runPush(deps: DeployDeps, req: PushRequest, output: DeployOutput, t0: number): Promise<DeployOutcome> {
   const app = (await findApp(deps.db, req.app.name)) ?? req.app;
   if (req.signal.aborted) return { ok: false, message: "the push was cancelled before its deploy started" };
+  const moved = await req.stillCurrent?.();
+  if (moved) return { ok: false, message: moved };
   const deployment = await insertDeployment(deps.db, { appId: app.id, kind: "push", commitSha: req.commitSha, createdBy: req.user.id });
   output.attach(deployment.id);
   const fail = async (message: string): Promise<DeployOutcome> => {

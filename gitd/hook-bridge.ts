@@ -1,7 +1,8 @@
+import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { dirname } from "node:path";
-import { deployPush, type DeployDeps } from "../deploy/index.ts";
+import { deployPush, type DeployDeps, type DeployOutcome } from "../deploy/index.ts";
 import { parseRefUpdates, planPush } from "./ref-updates.ts";
 import type { PushRegistry } from "./push-registry.ts";
 
@@ -43,6 +44,7 @@ function handleHook(deps: DeployDeps, pushes: PushRegistry, sock: net.Socket): v
     if (!gone) sock.write(`${line.replace(/\n/g, " ")}\n`);
   };
   const finish = (code: number) => {
+    if (done) return;
     done = true;
     if (!gone) sock.end(`\u0000exit:${code}\n`);
   };
@@ -63,7 +65,7 @@ function handleHook(deps: DeployDeps, pushes: PushRegistry, sock: net.Socket): v
       return finish(1);
     }
     pushId = String(header.pushId ?? "");
-    void runHook(deps, pushes, header, send, () => gone).then(finish, (e: Error) => {
+    void runHook(deps, pushes, header, send, () => gone, finish).then(finish, (e: Error) => {
       deps.log(`hook: ${e.stack ?? e.message}`);
       send("deck: internal error while deploying; push refused (details are in the deck server log)");
       finish(1);
@@ -71,7 +73,7 @@ function handleHook(deps: DeployDeps, pushes: PushRegistry, sock: net.Socket): v
   });
 }
 
-async function runHook(deps: DeployDeps, pushes: PushRegistry, header: HookHeader, send: (l: string) => void, isGone: () => boolean): Promise<number> {
+async function runHook(deps: DeployDeps, pushes: PushRegistry, header: HookHeader, send: (l: string) => void, isGone: () => boolean, finish: (code: number) => void): Promise<number> {
   const session = pushes.get(header.pushId);
   if (!session) {
     send("deck: this push did not come through deck's git server; push refused");
@@ -88,13 +90,38 @@ async function runHook(deps: DeployDeps, pushes: PushRegistry, header: HookHeade
   if (plan.kind === "store-only") return 0;
   const gitEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(header.env)) if (v) gitEnv[k] = v;
+  let reported = false;
   send(`-----> Deploying ${session.app.name} (${plan.update.ref.slice(11)} ${plan.update.newSha.slice(0, 7)})`);
   const outcome = await deployPush(deps, {
     app: session.app, commitSha: plan.update.newSha, user: session.caller.user, repoDir: deps.paths.repo(session.app.name),
     gitEnv, out: send, signal: session.abort.signal,
+    stillCurrent: async () => {
+      const now = await currentRef(deps.paths.repo(session.app.name), plan.update.ref);
+      const expected = /^0{40}$/.test(plan.update.oldSha) ? "" : plan.update.oldSha;
+      if (now === expected) return null;
+      return `${plan.update.ref.slice(11)} moved to ${now.slice(0, 7) || "nothing"} while this push waited for the deploy ahead of it; fetch, merge and push again`;
+    },
+    // The verdict goes out while this push still holds the app's slot; the slot is released once git
+    // has updated the branch, so a push waiting behind this one checks against the new tip.
+    report: (outcome) => {
+      reported = true;
+      finish(verdict(outcome, send));
+    },
+    holdSlotUntil: session.finished,
   });
   if (isGone()) return 1;
+  return reported ? verdict(outcome) : verdict(outcome, send);
+}
+
+function verdict(outcome: DeployOutcome, send?: (l: string) => void): number {
   if (outcome.ok) return 0;
-  send(`deck: push rejected: ${outcome.message}`);
+  send?.(`deck: push rejected: ${outcome.message}`);
   return 1;
+}
+
+/** The ref's value in the repository itself (not the push quarantine); "" when it does not exist. */
+function currentRef(repoDir: string, ref: string): Promise<string> {
+  return new Promise((resolve) => {
+    execFile("git", ["--git-dir", repoDir, "rev-parse", "--verify", "--quiet", ref], (err, stdout) => resolve(err ? "" : stdout.trim()));
+  });
 }

@@ -8,13 +8,18 @@ export interface PushSession {
   caller: Caller;
   app: AppRow;
   abort: AbortController;
+  /** Settles when git has finished with the push (refs updated or the push refused). */
+  finished: Promise<void>;
+  markFinished: () => void;
 }
 
 export class PushRegistry {
   private readonly sessions = new Map<string, PushSession>();
 
   open(caller: Caller, app: AppRow): PushSession {
-    const s: PushSession = { id: randomUUID(), caller, app, abort: new AbortController() };
+    let markFinished!: () => void;
+    const finished = new Promise<void>((r) => (markFinished = r));
+    const s: PushSession = { id: randomUUID(), caller, app, abort: new AbortController(), finished, markFinished };
     this.sessions.set(s.id, s);
     return s;
   }
@@ -29,5 +34,6 @@ export class PushRegistry {
     if (!s) return;
     this.sessions.delete(id);
     if (reason) s.abort.abort(new Error(reason));
+    s.markFinished();
   }
 }

@@ -1,6 +1,6 @@
 export { RouteTable, RouteSnapshot, buildSnapshot, normaliseHost, parseUpstream, validateRoute, withRoute, withoutRoute } from "./route-table.ts";
 export type { RouteEntry, RouteValidation, UpstreamAddress } from "./route-table.ts";
-export { ProxyServer, createProxyServer, buildForwardHeaders } from "./proxy-server.ts";
+export { ProxyServer, createProxyServer } from "./proxy-server.ts";
 export type { ProxyServerOptions } from "./proxy-server.ts";
 export { createControlServer } from "./control-server.ts";
 export type { ControlServerOptions } from "./control-server.ts";

@@ -68,21 +68,23 @@ async function main(): Promise<number> {
   const proxy = createProxyServer({ table, log });
   const control = createControlServer({ table, inflight: (u) => proxy.inflight(u), routesFile: paths.routesFile, log });
 
-  try {
-    await listenOnSocket(control, paths.socket);
-  } catch (e) {
-    log(`cannot listen on ${paths.socket}: ${(e as Error).message} (another router starting?)`);
-    return 1;
-  }
-  await chmod(paths.socket, 0o600).catch(() => {});
+  // The HTTP port first: the control socket answering /health is the signal that the router is up.
   try {
     await proxy.listen(config.httpPort, config.host);
   } catch (e) {
     log(`cannot listen on ${config.host}:${config.httpPort}: ${(e as Error).message}`);
-    await new Promise((r) => control.close(r));
     return 1;
   }
   await writeFile(paths.pidFile, `${process.pid}\n`);
+  try {
+    await listenOnSocket(control, paths.socket);
+  } catch (e) {
+    log(`cannot listen on ${paths.socket}: ${(e as Error).message} (another router starting?)`);
+    await proxy.close(0);
+    await removeIfOurs(paths.pidFile);
+    return 1;
+  }
+  await chmod(paths.socket, 0o600).catch(() => {});
   log(`serving http://${config.host}:${config.httpPort}, control on ${paths.socket}`);
 
   return new Promise<number>((resolve) => {

@@ -259,3 +259,31 @@ test("close() lets an in-flight request finish, then stops", async (t) => {
   assert.equal((await pending).body, "done");
   await assert.rejects(send({ port, host: "web.localhost" }), /ECONNREFUSED/);
 });
+
+test("a pooled connection reset by the upstream is retried once for a body-less GET, never for a POST", async (t) => {
+  // Answers the first request on each connection, then resets the connection on the second: what
+  // a client sees when an upstream drops an idle keep-alive connection just as it is reused.
+  let served = 0;
+  const flaky = net.createServer((socket) => {
+    let requests = 0;
+    socket.on("data", (data: Buffer) => {
+      if (!data.includes("\r\n\r\n")) return;
+      requests++;
+      if (requests > 1) return void socket.resetAndDestroy();
+      served++;
+      socket.write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok");
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => flaky.close(resolve)));
+  const address = `127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [address] }]);
+
+  assert.equal((await send({ port, host: "web.localhost" })).body, "ok");
+  assert.equal((await send({ port, host: "web.localhost" })).body, "ok", "the GET is retried on a new connection");
+  assert.equal(served, 2);
+  const post = await send({ port, host: "web.localhost", method: "POST", body: "pay once" });
+  assert.equal(post.status, 502, "a POST whose body was sent is not replayed");
+  assert.equal(served, 2);
+});

@@ -6,9 +6,9 @@
  * URL parsing), bodies are piped in both directions, and upstream connections are pooled by one
  * keep-alive agent.
  */
-import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { Duplex } from "node:stream";
+import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
 
 export interface ProxyServerOptions {
@@ -29,153 +29,6 @@ const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "E
 
 /** Methods RFC 9110 §9.2.2 calls idempotent. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-
-function sameName(name: string, lower: string): boolean {
-  return name === lower || name.toLowerCase() === lower;
-}
-
-/** A client-supplied request id is kept only when it is short and printable without escaping. */
-function isSaneRequestId(id: string): boolean {
-  const n = id.length;
-  if (n === 0 || n > 128) return false;
-  for (let i = 0; i < n; i++) {
-    const c = id.charCodeAt(i);
-    // letters, digits, and - . _ : / + =
-    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46 || c === 95 || c === 58 || c === 47 || c === 43 || c === 61)) return false;
-  }
-  return true;
-}
-
-/** What one pass over the client's headers produced. */
-interface ForwardHeaders {
-  headers: string[];
-  host: string | undefined;
-  requestId: string;
-  hasBody: boolean;
-}
-
-/**
- * Copies the client's headers for the upstream: drops hop-by-hop headers (RFC 9110 §7.6.1), including
- * those named in Connection, keeps Host, and sets X-Forwarded-For/-Proto/-Host and X-Request-Id.
- * For an upgrade request, Connection and Upgrade are forwarded since they carry the handshake.
- */
-export function buildForwardHeaders(raw: string[], remoteAddress: string | undefined, upgrade: boolean): ForwardHeaders {
-  const out: string[] = [];
-  let host: string | undefined;
-  let forwardedFor: string | undefined;
-  let requestId: string | undefined;
-  let connection: string | undefined;
-  let upgradeValue: string | undefined;
-  let hasBody = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i];
-    const value = raw[i + 1];
-    switch (name.length) {
-      case 2:
-        if (sameName(name, "te")) continue;
-        break;
-      case 4:
-        if (sameName(name, "host")) host = value;
-        break;
-      case 7:
-        if (sameName(name, "upgrade")) { upgradeValue = value; continue; }
-        if (sameName(name, "trailer")) continue;
-        break;
-      case 10:
-        if (sameName(name, "connection")) { connection = connection === undefined ? value : `${connection}, ${value}`; continue; }
-        if (sameName(name, "keep-alive")) continue;
-        break;
-      case 12:
-        if (sameName(name, "x-request-id")) { requestId = value; continue; }
-        break;
-      case 14:
-        if (sameName(name, "content-length") && value !== "0") hasBody = true;
-        break;
-      case 15:
-        if (sameName(name, "x-forwarded-for")) { forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`; continue; }
-        break;
-      case 16:
-        if (sameName(name, "x-forwarded-host") || sameName(name, "proxy-connection")) continue;
-        break;
-      case 17:
-        if (sameName(name, "x-forwarded-proto")) continue;
-        // Kept: Node re-frames the body as chunked when it sees this header, so the value stays true.
-        if (sameName(name, "transfer-encoding")) hasBody = true;
-        break;
-      case 19:
-        if (sameName(name, "proxy-authorization")) continue;
-        break;
-    }
-    out.push(name, value);
-  }
-  if (connection !== undefined) dropConnectionListed(out, connection);
-  if (requestId === undefined || !isSaneRequestId(requestId)) requestId = randomUUID();
-  const client = remoteAddress ?? "unknown";
-  out.push(
-    "X-Forwarded-For", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
-    "X-Forwarded-Proto", "http",
-    "X-Request-Id", requestId,
-  );
-  if (host !== undefined) out.push("X-Forwarded-Host", host);
-  if (upgrade && upgradeValue !== undefined) out.push("Connection", "Upgrade", "Upgrade", upgradeValue);
-  return { headers: out, host, requestId, hasBody };
-}
-
-/** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */
-function dropConnectionListed(headers: string[], connection: string): void {
-  let listed: string[] | undefined;
-  for (const token of connection.split(",")) {
-    const t = token.trim().toLowerCase();
-    if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade") continue;
-    (listed ??= []).push(t);
-  }
-  if (!listed) return;
-  for (let i = headers.length - 2; i >= 0; i -= 2) {
-    if (listed.includes(headers[i].toLowerCase())) headers.splice(i, 2);
-  }
-}
-
-/** Copies the upstream's response headers for the client, minus hop-by-hop ones, plus X-Request-Id. */
-function buildResponseHeaders(raw: string[], requestId: string): { headers: string[]; hasLength: boolean } {
-  const out: string[] = [];
-  let connection: string | undefined;
-  let hasLength = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i];
-    switch (name.length) {
-      case 2:
-        if (sameName(name, "te")) continue;
-        break;
-      case 7:
-        if (sameName(name, "upgrade") || sameName(name, "trailer")) continue;
-        break;
-      case 10:
-        if (sameName(name, "connection")) { connection = raw[i + 1]; continue; }
-        if (sameName(name, "keep-alive")) continue;
-        break;
-      case 12:
-        if (sameName(name, "x-request-id")) continue;
-        break;
-      case 14:
-        if (sameName(name, "content-length")) hasLength = true;
-        break;
-      case 16:
-        if (sameName(name, "proxy-connection")) continue;
-        break;
-      case 17:
-        // The client connection gets its own framing from Node (chunked, or close-delimited for HTTP/1.0).
-        if (sameName(name, "transfer-encoding")) continue;
-        break;
-      case 18:
-        if (sameName(name, "proxy-authenticate")) continue;
-        break;
-    }
-    out.push(name, raw[i + 1]);
-  }
-  if (connection !== undefined) dropConnectionListed(out, connection);
-  out.push("X-Request-Id", requestId);
-  return { headers: out, hasLength };
-}
 
 function plainText(res: http.ServerResponse, status: number, body: string): void {
   res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
@@ -389,6 +242,10 @@ export class ProxyServer {
     };
     setNoDelay(client);
     setNoDelay(upstream);
+    // WebSocket has its own close handshake, so an end from either side ends the whole tunnel
+    // (the HTTP server's sockets allow half-open connections, which would leave it dangling).
+    client.allowHalfOpen = false;
+    upstream.allowHalfOpen = false;
     client.on("close", close);
     upstream.on("close", close);
     upstream.on("error", close);

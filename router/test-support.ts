@@ -25,7 +25,13 @@ export async function startUpstream(name: string, handler?: http.RequestListener
         });
       }),
   );
-  server.on("connection", () => connections++);
+  // Upgraded sockets leave the HTTP server's bookkeeping, so close() destroys every socket itself.
+  const sockets = new Set<net.Socket>();
+  server.on("connection", (socket: net.Socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   return {
@@ -35,7 +41,7 @@ export async function startUpstream(name: string, handler?: http.RequestListener
     connections: () => connections,
     close: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
       }),
   };

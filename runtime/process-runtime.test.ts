@@ -206,11 +206,21 @@ setInterval(() => {}, 1000);
 `,
     );
     const tsx = fileURLToPath(import.meta.resolve("tsx"));
-    const creator = spawn(process.execPath, ["--import", tsx, creatorScript], { stdio: ["ignore", "pipe", "inherit"] });
+    // A pipe on fd 30 stands for any descriptor whoever started deck leaked to it (bash's dup leaves it
+    // inheritable): shims and apps must not keep it open.
+    const creator = spawn("/bin/bash", ["-c", 'exec "$0" --import "$1" "$2" 30>&3 3>&-', process.execPath, tsx, creatorScript], {
+      stdio: ["ignore", "pipe", "inherit", "pipe"],
+    });
     track(creator.pid);
+    const leakedPipe = creator.stdio[3] as NodeJS.ReadableStream;
+    const leakedPipeClosed = new Promise<void>((resolve) => {
+      leakedPipe.on("data", () => undefined);
+      leakedPipe.once("end", resolve);
+      leakedPipe.once("close", resolve);
+    });
     const first = await new Promise<{ pid: number; shimPid: number }>((resolve, reject) => {
       let out = "";
-      creator.stdout.on("data", (chunk) => {
+      creator.stdout!.on("data", (chunk) => {
         out += chunk;
         if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]));
       });
@@ -223,6 +233,8 @@ setInterval(() => {}, 1000);
     await new Promise((r) => creator.once("exit", r));
     const body = await get(spec.port!);
     assert.equal(body?.pid, first.pid, "the app survived its creator");
+    const closed = await Promise.race([leakedPipeClosed.then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+    assert.equal(closed, true, "neither shim nor app holds descriptors leaked by deck's parent");
 
     const adopter = new ProcessRuntime({ stateDir });
     const adopted = await adopter.adopt();

@@ -50,6 +50,7 @@ export declare function isGroupAlive(pgid: number): boolean;
 export declare function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean;
 export declare function signalProcess(pid: number, signal: NodeJS.Signals | 0): boolean;
 export declare function readCmdline(pid: number): string[] | undefined;
+export declare function closeInheritedFds(): void;
 export declare function writeJsonAtomic(path: string, value: unknown): void;
 export declare function sleep(ms: number): Promise<void>;
 export declare function shellArgv(command: string): [string, string, string];

@@ -128,6 +128,32 @@ export function readCmdline(pid) {
   }
 }
 
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Closes descriptors this process inherited beyond stdio (whatever started deck may leak some): a
+ * long-lived shim and its app would otherwise hold them open for days, e.g. keeping a pipe's reader
+ * from ever seeing EOF. Node opens all of its own descriptors close-on-exec, so those are kept.
+ */
+export function closeInheritedFds() {
+  let entries;
+  try {
+    entries = readdirSync("/proc/self/fd");
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const fd = Number(entry);
+    if (!Number.isInteger(fd) || fd <= 2) continue;
+    try {
+      const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+      if (flags && (parseInt(flags[1], 8) & O_CLOEXEC) === 0) closeSync(fd);
+    } catch {
+      // the fd used to list the directory is gone by now
+    }
+  }
+}
+
 /** Readers never see a half-written file: write a temp file beside it, then rename over. */
 export function writeJsonAtomic(path, value) {
   const tmp = `${path}.${process.pid}.tmp`;

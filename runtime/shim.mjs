@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
+  closeInheritedFds,
   formatLogLine,
   HEALTHY_UPTIME_MS,
   isGroupAlive,
@@ -72,6 +73,8 @@ class LogFile {
     }
   }
 }
+
+closeInheritedFds();
 
 const specFile = process.argv[2];
 if (!specFile) {

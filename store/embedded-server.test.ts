@@ -197,3 +197,17 @@ test("embedded as an unprivileged user: the cluster lives in the data dir", { sk
   assert.equal((await stat(clusterDir)).uid, ids.uid);
   assert.deepEqual(findClusterProcesses(clusterDir), []);
 });
+
+test("embedded: two deck processes opening a new data dir at once share one server", async (t) => {
+  const { dataDir, open } = await tempDataDir(t);
+  const [a, b] = await Promise.all([startHolder(t, dataDir, "a@example.com"), startHolder(t, dataDir, "b@example.com")]);
+  const clusterDir = await clusterDirOf(dataDir);
+  assert.equal(findClusterProcesses(clusterDir).filter((pid) => readPostmasterPid(clusterDir)?.pid === pid).length, 1);
+  for (const child of [a, b]) {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    signalProcess(child.pid!, "SIGKILL");
+    await exited;
+  }
+  const db = await open();
+  assert.deepEqual((await emails(db)).sort(), ["a@example.com", "b@example.com"]);
+});

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { chown, open, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -48,14 +48,44 @@ export interface EmbeddedServer {
 
 export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
   const log = options.log ?? (() => {});
-  const layout = await resolveLayout(options.dataDir);
-  const state = await ensureCluster(layout, log);
-  for (let attempt = 1; ; attempt++) {
-    const running = await findRunningServer(layout, state, log);
-    if (running) return running;
-    const started = await spawnServer(layout, state, log, attempt);
-    if (started !== "retry") return started;
-    if (attempt >= 4) throw new DeckError("embedded_start_failed", `embedded PostgreSQL did not start after ${attempt} attempts (log: ${layout.logFile})`);
+  // Two deck processes starting on one data dir take turns: the second finds the first's server running.
+  const release = await acquireStartLock(join(options.dataDir, "postgres"));
+  try {
+    const layout = await resolveLayout(options.dataDir);
+    const state = await ensureCluster(layout, log);
+    for (let attempt = 1; ; attempt++) {
+      const running = await findRunningServer(layout, state, log);
+      if (running) return running;
+      const started = await spawnServer(layout, state, log, attempt);
+      if (started !== "retry") return started;
+      if (attempt >= 4) throw new DeckError("embedded_start_failed", `embedded PostgreSQL did not start after ${attempt} attempts (log: ${layout.logFile})`);
+    }
+  } finally {
+    await release();
+  }
+}
+
+/** An exclusive lock file holding the pid of its holder; a lock whose holder is gone is taken over. */
+async function acquireStartLock(stateDir: string): Promise<() => Promise<void>> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const lockFile = join(stateDir, "start.lock");
+  const deadline = Date.now() + START_TIMEOUT_MS * 2;
+  for (;;) {
+    try {
+      await writeFile(lockFile, String(process.pid), { flag: "wx", mode: 0o600 });
+      return () => rm(lockFile, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    const holder = Number.parseInt(await readFile(lockFile, "utf8").catch(() => ""), 10);
+    // An empty file is a lock being written right now, unless it has been empty for a while.
+    const abandoned = Number.isNaN(holder) ? Date.now() - (await stat(lockFile).then((st) => st.mtimeMs, () => 0)) > 5_000 : holder !== process.pid && !isProcessAlive(holder);
+    if (abandoned) {
+      await rm(lockFile, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new DeckError("embedded_start_locked", `another deck process (pid ${holder}) is still starting the embedded database (lock: ${lockFile})`);
+    await sleep(50);
   }
 }
 

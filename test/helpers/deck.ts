@@ -146,6 +146,7 @@ export class Deck {
   }
 
   async startServer(): Promise<void> {
+    const logStart = this.log().length;
     const out = openSync(this.logFile, "a");
     this.server = spawn(DECK, ["server"], { cwd: this.dir, env: this.env(), stdio: ["ignore", out, out] });
     closeSync(out);
@@ -154,7 +155,7 @@ export class Deck {
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null || child.signalCode) throw new Error(`deck server exited: ${this.log().slice(-2000)}`);
-      if (this.log().includes("deck is running")) return;
+      if (this.log().slice(logStart).includes("deck is running")) return;
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`deck server did not start within 60s: ${this.log().slice(-2000)}`);

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { databaseBackends } from "./helpers/database.ts";
+import { commitFiles, Deck, makeRepo, nodeApp, type PushResult } from "./helpers/deck.ts";
+
+const backends = await databaseBackends();
+
+const slowBuild = (tag: string) => nodeApp(tag, {
+  buildScript: `node -e "console.log('build ${tag} start'); setTimeout(() => console.log('build ${tag} end'), 2500)"`,
+});
+
+function window(push: PushResult, tag: string): [number, number] {
+  // The build prints these lines itself (npm also echoes the script, which mentions both).
+  const start = push.lines.find((l) => new RegExp(`^remote:\\s+build ${tag} start\\s*$`).test(l.text));
+  const end = push.lines.find((l) => new RegExp(`^remote:\\s+build ${tag} end\\s*$`).test(l.text));
+  assert.ok(start && end, `build ${tag} output missing:\n${push.stderr}`);
+  return [start.at, end.at];
+}
+
+for (const backend of backends) {
+  describe(`one deploy per app at a time, apps in parallel (${backend.name} PostgreSQL)`, () => {
+    let deck: Deck;
+    let work: string;
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), "deck-work-"));
+      deck = await Deck.start({ backend });
+    });
+    after(async () => {
+      await deck?.stop();
+      await rm(work, { recursive: true, force: true });
+      if (backend.name === "external") await backend.drop();
+    });
+
+    it("runs two pushes to the same app one after the other, telling the second its place in line", async () => {
+      const a = await makeRepo(join(work, "qa"), slowBuild("A"));
+      const b = await makeRepo(join(work, "qb"), slowBuild("B"));
+      // main and master both deploy, so neither push invalidates the other's ref update.
+      const [pa, pb] = await Promise.all([deck.push(a, "queued"), new Promise<PushResult>((r) => setTimeout(() => r(deck.push(b, "queued", { ref: "refs/heads/master" })), 700))]);
+      assert.equal(pa.code, 0, pa.stderr);
+      assert.equal(pb.code, 0, pb.stderr);
+      assert.match(pb.stderr, /remote: -----> Another deploy of queued is running; waiting \(position 1 in line\)/);
+      const [, aEnd] = window(pa, "A");
+      const [bStart] = window(pb, "B");
+      assert.ok(bStart > aEnd, "the second build started only after the first deploy finished");
+      assert.match((await deck.get("queued")).body, /^B /);
+    });
+
+    it("refuses a queued push whose branch moved meanwhile, leaving the first deploy live", async () => {
+      const base = join(work, "race");
+      await makeRepo(base, nodeApp("base"));
+      assert.equal((await deck.push(base, "race")).code, 0);
+      const c1 = join(work, "race1");
+      const c2 = join(work, "race2");
+      execFileSync("git", ["clone", "-q", base, c1]);
+      execFileSync("git", ["clone", "-q", base, c2]);
+      await commitFiles(c1, slowBuild("one"), "one");
+      await commitFiles(c2, nodeApp("two"), "two");
+      const [p1, p2] = await Promise.all([deck.push(c1, "race"), new Promise<PushResult>((r) => setTimeout(() => r(deck.push(c2, "race")), 700))]);
+      assert.equal(p1.code, 0, p1.stderr);
+      assert.notEqual(p2.code, 0);
+      assert.match(p2.stderr, /remote: deck: push rejected: main moved to [0-9a-f]{7} while this push waited/);
+      assert.match((await deck.get("race")).body, /^one /);
+    });
+
+    it("deploys two different apps in parallel", async () => {
+      const x = await makeRepo(join(work, "px"), slowBuild("X"));
+      const y = await makeRepo(join(work, "py"), slowBuild("Y"));
+      const [px, py] = await Promise.all([deck.push(x, "para-x"), deck.push(y, "para-y")]);
+      assert.equal(px.code, 0, px.stderr);
+      assert.equal(py.code, 0, py.stderr);
+      const [xs, xe] = window(px, "X");
+      const [ys, ye] = window(py, "Y");
+      assert.ok(xs < ye && ys < xe, `the two builds overlapped in time: X ${xs}-${xe}, Y ${ys}-${ye}`);
+      assert.doesNotMatch(px.stderr + py.stderr, /waiting/);
+    });
+  });
+}

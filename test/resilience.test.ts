@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import http from "node:http";
+import { mkdtemp, rm, readFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { databaseBackends } from "./helpers/database.ts";
+import { commitFiles, Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
+
+const backends = await databaseBackends();
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const backend of backends) {
+  describe(`crashes and disconnects (${backend.name} PostgreSQL)`, () => {
+    let deck: Deck;
+    let work: string;
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), "deck-work-"));
+      deck = await Deck.start({ backend });
+    });
+    after(async () => {
+      await deck?.stop();
+      await rm(work, { recursive: true, force: true });
+      if (backend.name === "external") await backend.drop();
+    });
+
+    it("keeps apps serving while the deck server is SIGKILLed, and comes back with its state", async () => {
+      const repo = await makeRepo(join(work, "steady"), nodeApp("s1"));
+      assert.equal((await deck.push(repo, "steady")).code, 0);
+      assert.equal((await deck.ssh("config:set steady GREETING=kept")).code, 0);
+      const before = JSON.parse((await deck.ssh("ps:report steady --json")).stdout);
+      const releasesBefore = (await deck.ssh("releases steady --json")).stdout;
+
+      const agent = new http.Agent({ keepAlive: true });
+      const failures: string[] = [];
+      let ok = 0;
+      let stop = false;
+      const load = (async () => {
+        while (!stop) {
+          try {
+            const r = await deck.get("steady", "/", { agent });
+            if (r.status === 200 && r.body.startsWith("s1 kept")) ok++;
+            else failures.push(`${r.status} ${r.body.slice(0, 60)}`);
+          } catch (e) {
+            failures.push((e as Error).message);
+          }
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      await deck.kill9();
+      await new Promise((r) => setTimeout(r, 1500));
+      const duringOutage = ok;
+      await deck.startServer();
+      await new Promise((r) => setTimeout(r, 500));
+      stop = true;
+      await load;
+      agent.destroy();
+      assert.deepEqual(failures, []);
+      assert.ok(duringOutage > 10, "requests were served while the control plane was down");
+
+      const afterReport = JSON.parse((await deck.ssh("ps:report steady --json")).stdout);
+      assert.deepEqual(afterReport.processes.map((p: { pid: number }) => p.pid), before.processes.map((p: { pid: number }) => p.pid), "the same processes were adopted, not restarted");
+      assert.equal((await deck.ssh("releases steady --json")).stdout, releasesBefore);
+      await commitFiles(repo, nodeApp("s2"), "after restart");
+      const push = await deck.push(repo, "steady");
+      assert.equal(push.code, 0, push.stderr);
+      assert.match((await deck.get("steady")).body, /^s2 kept/);
+    });
+
+    it("cancels the deploy when the pusher disconnects mid-build, keeps the old release and the build log", async () => {
+      const repo = await makeRepo(join(work, "cut"), nodeApp("c1"));
+      assert.equal((await deck.push(repo, "cut")).code, 0);
+      const pidFile = join(work, "build.pid");
+      await commitFiles(repo, nodeApp("c2", {
+        buildScript: `node -e "require('fs').writeFileSync('${pidFile}', String(process.pid)); console.log('long build running'); setTimeout(() => {}, 60000)"`,
+      }), "slow build");
+      const git = spawn("git", ["-C", repo, "push", deck.sshUrl("cut"), "HEAD:refs/heads/main"], { env: deck.gitEnv(), stdio: ["ignore", "ignore", "pipe"], detached: true });
+      let seen = "";
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`build never started: ${seen}`)), 60_000);
+        git.stderr.on("data", (c) => {
+          seen += c;
+          // Matches the line the build prints, not npm's echo of the script.
+          if (/remote:\s+long build running\s*$/m.test(seen)) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
+      const buildPid = Number(await readFile(pidFile, "utf8"));
+      assert.ok(alive(buildPid));
+      // The pusher vanishes: the whole git process group dies, taking the ssh connection with it.
+      process.kill(-git.pid!, "SIGKILL");
+      const deadline = Date.now() + 15_000;
+      while (alive(buildPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.ok(!alive(buildPid), "the build process was stopped");
+      assert.match((await deck.get("cut")).body, /^c1 /);
+      const releases = JSON.parse((await deck.ssh("releases cut --json")).stdout) as { version: number; status: string }[];
+      assert.equal(releases.length, 1, "no release was made of the cancelled build");
+      const logs = (await deck.ssh("logs cut -n 500")).stdout;
+      assert.match(logs, /long build running/);
+      assert.match(logs, /Deploy failed: .*(cancel|disconnect)/i);
+      const slugs = readdirSync(join(deck.dataDir, "apps", "cut", "slugs"));
+      assert.equal(slugs.filter((s) => !/^\d+$/.test(s)).length, 0, `no half-built artifact is left: ${slugs}`);
+      assert.ok(existsSync(join(deck.dataDir, "repos", "cut.git")));
+      // The app still takes a normal push afterwards.
+      await commitFiles(repo, nodeApp("c3"), "normal");
+      assert.equal((await deck.push(repo, "cut")).code, 0);
+      assert.match((await deck.get("cut")).body, /^c3 /);
+    });
+  });
+}
