@@ -152,9 +152,19 @@ describe("runBuild: other buildpacks", () => {
     assert.equal(run.result.buildpack, "static");
     assert.ok(run.text.includes("-----> Static site detected"), run.text);
 
-    const web = spawn("sh", ["-c", run.result.procfile.web], { cwd: run.req.slugDir, env: { PATH: process.env.PATH, PORT: "0" }, stdio: ["ignore", "pipe", "inherit"] });
+    const web = spawn("sh", ["-c", run.result.procfile.web], {
+      cwd: run.req.slugDir,
+      env: { PATH: process.env.PATH, PORT: "0" },
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    });
+    // The shell and the server it starts share a process group: stop both.
     t.after(() => {
-      if (web.pid && web.exitCode === null) process.kill(web.pid, "SIGKILL");
+      if (web.pid) {
+        try {
+          process.kill(-web.pid, "SIGKILL");
+        } catch {}
+      }
     });
     const port = await new Promise<number>((resolve, reject) => {
       web.stdout.on("data", (d: Buffer) => {
@@ -197,11 +207,11 @@ describe("runBuild: stopping builds", () => {
     const sleep = ["sleep", uniqueSleepSeconds()];
     t.after(() => findProcesses(sleep).forEach((pid) => process.kill(pid, "SIGKILL")));
     const started = Date.now();
-    const run = await build(nodeApp({ build: sleep.join(" ") }), { timeoutMs: 4000 });
+    const run = await build(nodeApp({ build: sleep.join(" ") }), { timeoutMs: 6000 });
     assert.equal(run.result.ok, false);
     assert.equal(!run.result.ok && run.result.code, "timeout");
-    assert.equal(!run.result.ok && run.result.message, "build timed out after 4s");
-    assert.ok(run.endedAt - started < 12_000, `took ${run.endedAt - started} ms`);
+    assert.equal(!run.result.ok && run.result.message, "build timed out after 6s");
+    assert.ok(run.endedAt - started < 14_000, `took ${run.endedAt - started} ms`);
     assert.ok(run.text.includes("-----> Building (npm run build)"), `the timeout hit during the build script: ${run.text}`);
     assert.deepEqual(findProcesses(sleep), []);
     assertNoSlug(run);

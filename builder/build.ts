@@ -118,6 +118,9 @@ function reportProcessTypes(procfile: Procfile, declared: Procfile | undefined, 
   if (defaults.length > 0) detail(`Default types for buildpack -> ${defaults.join(", ")}`);
 }
 
+/** setTimeout fires at once for delays past 2^31-1 ms; no build needs to run longer than ~24 days. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface StopSignal {
   signal: AbortSignal;
   dispose(): void;
@@ -129,7 +132,7 @@ function createStopSignal(cancel: AbortSignal | undefined, timeoutMs: number): S
   const onCancel = () => controller.abort(new DeckError("cancelled", "build cancelled"));
   const timer = setTimeout(() => {
     controller.abort(new DeckError("timeout", `build timed out after ${formatSeconds(timeoutMs)}`, { timeoutMs }));
-  }, timeoutMs);
+  }, Math.min(timeoutMs, MAX_TIMER_MS));
   if (cancel?.aborted) onCancel();
   else cancel?.addEventListener("abort", onCancel, { once: true });
   return {

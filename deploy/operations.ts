@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
-  insertRelease, listApps, listReleases, saveConfigVars, setFormation, updateDeployment, q,
+  insertRelease, listApps, listReleases, saveConfigVars, setFormation, setHealthCheckPath, updateDeployment, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { activateRelease, appHosts, appUrl, drainAndStop, formationFor } from "./activate.ts";
@@ -177,6 +177,14 @@ export async function restart(deps: DeployDeps, caller: Caller, name: string, ou
     if (!current) throw new DeckError("no_release", `${app.name} has no live release to restart`);
     await redeploy(deps, caller, app, "restart", current, false, out);
   });
+}
+
+/** The path new releases must answer (status below 500) before they get traffic. */
+export async function setHealthCheck(deps: DeployDeps, caller: Caller, name: string, path: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "config:set", name);
+  if (!/^\/[\x21-\x7e]{0,200}$/.test(path)) throw new DeckError("bad_argument", `"${path.slice(0, 40)}" is not a URL path like /health`);
+  await setHealthCheckPath(deps.db, app.id, path);
+  await audit(deps.db, { userId: caller.user.id, action: "config:set", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, healthCheckPath: path } });
 }
 
 export interface AppReport {

@@ -1,7 +1,7 @@
 import { DeckError, isDeckError } from "../core/index.ts";
 import {
   authorizeApp, changeConfig, createApp, destroyApp, followLog, listVisibleApps, parseAssignments, parseFormation,
-  readLogTail, releasesOf, report, restart, rollback, scale, showConfig, type Caller, type DeployDeps,
+  readLogTail, releasesOf, report, restart, rollback, scale, setHealthCheck, showConfig, type Caller, type DeployDeps,
 } from "../deploy/index.ts";
 
 export interface CommandIO {
@@ -158,15 +158,26 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`restarted ${name}`);
     },
   },
+  "healthcheck:set": {
+    usage: "healthcheck:set APP PATH", help: "path a new release must answer before it gets traffic (default /)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("healthcheck:set APP PATH");
+      const path = args.positional[1];
+      if (!path) throw new DeckError("bad_argument", "missing PATH; usage: healthcheck:set APP /health");
+      await setHealthCheck(deps, caller, name, path);
+      io.out(`new releases of ${name} must answer ${path} before they get traffic`);
+    },
+  },
   "ps:report": {
     usage: "ps:report APP [--json]", help: "show an app's release and processes", bools: ["--json"],
     run: async (deps, caller, args, io) => {
       const r = await report(deps, caller, args.app("ps:report APP"));
-      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status: r.app.status, url: r.url, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
+      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status: r.app.status, url: r.url, healthCheckPath: r.app.healthCheckPath, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
       io.out(`=== ${r.app.name}`);
       io.out(`Status:     ${r.app.status}`);
       io.out(`URL:        ${r.url}`);
       io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
+      io.out(`Health:     ${r.app.healthCheckPath}`);
       io.out(`Formation:  ${r.formation.map(([t, n]) => `${t}=${n}`).join(" ") || "-"}`);
       if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
     },

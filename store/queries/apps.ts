@@ -78,3 +78,7 @@ export async function audit(db: Db, e: { userId: number | null; action: string; 
   await db.query(q`INSERT INTO audit_log (user_id, action, target, source_ip, result, data)
     VALUES (${e.userId}, ${e.action}, ${e.target}, ${e.sourceIp ?? null}, ${e.result}, ${sql.jsonb((e.data ?? {}) as never)})`);
 }
+
+export async function setHealthCheckPath(db: Db, appId: number, path: string): Promise<void> {
+  await db.query(q`UPDATE apps SET health_check_path = ${path}, updated_at = now() WHERE id = ${appId}`);
+}
