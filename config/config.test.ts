@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "./index.ts";
+
+const DECK = fileURLToPath(new URL("../bin/deck", import.meta.url));
+
+describe("configuration", () => {
+  it("uses the documented defaults", () => {
+    const c = loadConfig({ env: {}, cwd: mkdtempSync(join(tmpdir(), "cfg-")) });
+    assert.equal(c.sshPort, 2222);
+    assert.equal(c.apiPort, 3000);
+    assert.equal(c.httpPort, 8080);
+    assert.equal(c.domain, "localhost");
+    assert.equal(c.deployQueue, "wait");
+    assert.match(c.dataDir, /\/data$/);
+  });
+
+  it("reads deck.yaml and lets the environment win", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "deck.yaml"), "ssh_port: 2200\nhttp_port: 8000\n");
+    const c = loadConfig({ env: { DECK_HTTP_PORT: "9000" }, cwd: dir });
+    assert.equal(c.sshPort, 2200);
+    assert.equal(c.httpPort, 9000);
+  });
+
+  it("names the setting and what is allowed in one line", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "cfg-"));
+    assert.throws(() => loadConfig({ env: { DECK_SSH_PORT: "99999" }, cwd }), (e: Error) => e instanceof ConfigError && /^DECK_SSH_PORT="99999" is not valid/.test(e.message));
+    assert.throws(() => loadConfig({ env: { DECK_DEPLOY_QUEUE: "maybe" }, cwd }), /DECK_DEPLOY_QUEUE="maybe" is not valid: expected one of wait, refuse/);
+    writeFileSync(join(cwd, "deck.yaml"), "sshport: 1\n");
+    assert.throws(() => loadConfig({ env: {}, cwd }), /unknown setting "sshport"/);
+  });
+
+  it("stops `deck server` with exit status 2 and one line on a bad value", () => {
+    const r = spawnSync(DECK, ["server"], { env: { ...process.env, DECK_HTTP_PORT: "http" }, cwd: mkdtempSync(join(tmpdir(), "cfg-")), encoding: "utf8" });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr.trim().split("\n").length, 1);
+    assert.match(r.stderr, /^deck: DECK_HTTP_PORT="http" is not valid/);
+  });
+});
