@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -37,7 +37,7 @@ for (const backend of backends) {
     let work: string;
     before(async () => {
       work = await mkdtemp(join(tmpdir(), "deck-work-"));
-      deck = await Deck.start({ backend });
+      deck = await Deck.start({ backend, env: { DECK_KEEP_RELEASES: "3" } });
     });
     after(async () => {
       await deck?.stop();
@@ -163,6 +163,36 @@ for (const backend of backends) {
       const all = (await deck.ssh("logs web -n 2000")).stdout;
       assert.match(all, /app\[web\.1\]: v4 listening on/);
       assert.match(all, /deck\[build\]: -----> Node\.js app detected/);
+    });
+
+    it("follows the log live with logs -t", async () => {
+      const tail = spawn("ssh", [...deck.sshArgs(), "deck@127.0.0.1", "logs web -t -n 1"], { stdio: ["ignore", "pipe", "pipe"] });
+      let seen = "";
+      tail.stdout.on("data", (c) => (seen += c));
+      try {
+        while (!seen) await new Promise((r) => setTimeout(r, 50));
+        const mark = seen.length;
+        assert.equal((await deck.ssh("ps:restart web")).code, 0);
+        const deadline = Date.now() + 10_000;
+        while (!/app\[web\.\d\]: v4 listening on/.test(seen.slice(mark)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.match(seen.slice(mark), /app\[web\.\d\]: v4 listening on/, "lines written after logs -t started reach it");
+      } finally {
+        tail.kill("SIGKILL");
+      }
+    });
+
+    it("keeps the last DECK_KEEP_RELEASES artifacts and says when a rollback target is gone", async () => {
+      const repo = join(work, "site");
+      for (const n of [2, 3, 4]) {
+        await commitFiles(repo, { "index.html": `<h1>site ${n}</h1>\n` }, `site ${n}`);
+        assert.equal((await deck.push(repo, "site", { via: "http" })).code, 0);
+      }
+      assert.equal(readdirSync(join(deck.dataDir, "apps", "site", "slugs")).length, 3);
+      const gone = await deck.ssh("rollback site v1");
+      assert.equal(gone.code, 1);
+      assert.match(gone.stderr, /the build of v1 is no longer kept \(deck keeps the last 3\)/);
+      assert.equal((await deck.ssh("rollback site")).code, 0);
+      assert.equal((await deck.get("site")).body, "<h1>site 3</h1>\n");
     });
 
     it("refuses hostile app names over SSH and HTTP and touches no file", async () => {
