@@ -96,9 +96,13 @@ describe("runBuild: Node.js", () => {
     const first = await build(MS_APP);
     assert.equal(first.result.ok, true, first.text);
     // npm_config_offline forbids every network request: only a cache hit can install ms now.
-    const second = await runBuild({ ...first.req, slugDir: join(first.req.slugDir, "..", "v2"), env: { npm_config_offline: "true" }, onLine: () => {} });
+    const secondLines: string[] = [];
+    const second = await runBuild({ ...first.req, slugDir: join(first.req.slugDir, "..", "v2"), env: { npm_config_offline: "true" }, onLine: (l) => secondLines.push(l) });
     assert.equal(second.ok, true, JSON.stringify(second));
     assert.ok(existsSync(join(first.req.slugDir, "..", "v2", "node_modules/ms/index.js")));
+    // An unchanged lockfile reuses the installed tree instead of running npm ci again.
+    assert.ok(secondLines.includes("-----> Restoring dependencies from the cache (lockfile unchanged)"), secondLines.join("\n"));
+    assert.ok(!secondLines.some((l) => l.includes("Installing dependencies")), secondLines.join("\n"));
 
     // The same offline build with an empty cache fails, so the check above can fail.
     const cold = await build(MS_APP, { env: { npm_config_offline: "true" } });

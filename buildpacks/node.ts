@@ -1,10 +1,30 @@
-import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runnableTypes, type Procfile } from "../core/index.ts";
 import { BuildStepError, fileExists, formatHeader, readProcfile, type Buildpack, type BuildContext } from "./buildpack.ts";
 
 interface PackageJson {
   scripts?: Record<string, string>;
+}
+
+/** Root scripts `npm ci` would run: while any is defined, installed modules are never reused. */
+const INSTALL_SCRIPTS = ["preinstall", "install", "postinstall", "prepare"];
+
+/**
+ * The key under which an installed node_modules can be reused: the exact lockfile, on the same Node.js
+ * version and platform (native modules are built for both).
+ */
+async function modulesKey(dir: string): Promise<string | null> {
+  for (const name of ["npm-shrinkwrap.json", "package-lock.json"]) {
+    const text = await readFile(join(dir, name), "utf8").catch(() => null);
+    if (text !== null) return createHash("sha256").update(`${process.version} ${process.platform} ${process.arch}\n${text}`).digest("hex");
+  }
+  return null;
+}
+
+function modulesCacheDir(cacheDir: string): string {
+  return join(cacheDir, "node_modules-cache");
 }
 
 /** Which npm command installs dependencies: `ci` needs a lockfile and installs exactly what it pins. */
@@ -70,8 +90,27 @@ export const nodeBuildpack: Buildpack = {
     resolveProcesses(pkg, await readProcfile(ctx.dir));
 
     const mode = await detectInstallMode(ctx.dir);
-    ctx.onLine(formatHeader(`Installing dependencies (npm ${mode})`));
-    await ctx.run(npmInstallArgv(mode, ctx.cacheDir));
+    const reusable = mode === "ci" && !INSTALL_SCRIPTS.some((s) => pkg.scripts?.[s]);
+    const key = reusable ? await modulesKey(ctx.dir) : null;
+    const cached = modulesCacheDir(ctx.cacheDir);
+    const cachedKey = key ? await readFile(join(cached, "key"), "utf8").catch(() => "") : "";
+    if (key && cachedKey === key && (await fileExists(join(cached, "node_modules")))) {
+      // Same lockfile as the last install: hard-link the installed tree instead of reinstalling it.
+      ctx.onLine(formatHeader("Restoring dependencies from the cache (lockfile unchanged)"));
+      await ctx.run(["cp", "-al", join(cached, "node_modules"), join(ctx.dir, "node_modules")]);
+    } else {
+      ctx.onLine(formatHeader(`Installing dependencies (npm ${mode})`));
+      await ctx.run(npmInstallArgv(mode, ctx.cacheDir));
+      if (key && (await fileExists(join(ctx.dir, "node_modules")))) {
+        const next = `${cached}.next`;
+        await rm(next, { recursive: true, force: true });
+        await ctx.run(["mkdir", "-p", next]);
+        await ctx.run(["cp", "-al", join(ctx.dir, "node_modules"), join(next, "node_modules")]);
+        await writeFile(join(next, "key"), key);
+        await rm(cached, { recursive: true, force: true });
+        await rename(next, cached);
+      }
+    }
 
     if (pkg.scripts?.build) {
       ctx.onLine(formatHeader("Building (npm run build)"));

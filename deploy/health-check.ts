@@ -34,6 +34,7 @@ export async function waitHealthy(options: {
     const dead = await options.stillAlive();
     if (dead) return { ok: false, reason: dead };
     if (Date.now() >= end) return { ok: false, reason: `no healthy answer on ${options.path} within ${Math.round(options.deadlineMs / 1000)}s (last: ${last})` };
-    await new Promise((r2) => setTimeout(r2, Math.min(50 * 2 ** Math.min(attempt, 3), 400)));
+    // Most apps listen within a fraction of a second: poll briskly at first, then back off.
+    await new Promise((r2) => setTimeout(r2, attempt < 40 ? 20 : 250));
   }
 }
