@@ -69,9 +69,19 @@ function wrk(port: number, host: string, cpu: string): WrkResult {
   return { rps, p50, p99 };
 }
 
+/** p99 at a fixed request rate (hey: 50 workers, each rate-limited), so queueing at saturation does not dominate. */
+function heyAtRate(port: number, host: string, rps: number, cpu: string): { p50: number; p99: number; rps: number } {
+  const workers = 50;
+  const out = execFileSync("taskset", ["-c", cpu, "hey", "-z", `${DURATION}s`, "-c", String(workers), "-q", String(Math.max(1, Math.round(rps / workers))), "-host", host, `http://127.0.0.1:${port}/`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const pct = (p: string) => Number(new RegExp(`${p}% in ([\\d.]+) secs`).exec(out)?.[1]) * 1000;
+  const bad = /\[(?!200\])\d+\]\s+\d+ responses/.exec(out) || /Error distribution/.exec(out);
+  if (bad) throw new Error(`hey against port ${port} saw errors: ${out.slice(out.indexOf("Status code"))}`);
+  return { p50: pct("50"), p99: pct("99"), rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]) };
+}
+
 async function routerBench(): Promise<string[]> {
-  const missing = ["nginx", "wrk", "taskset"].filter((c) => !has(c));
-  if (missing.length) return [`router: skipped, missing ${missing.join(", ")} (apt-get install -y nginx-light wrk)`];
+  const missing = ["nginx", "wrk", "hey", "taskset"].filter((c) => !has(c));
+  if (missing.length) return [`router: skipped, missing ${missing.join(", ")} (apt-get install -y nginx-light wrk hey)`];
   const dir = await mkdtemp(join(tmpdir(), "deck-bench-"));
   const upstreamPort = await freePort();
   // The upstream: a static responder on core 1 (shared with wrk); proxies get core 0 to themselves.
@@ -118,6 +128,9 @@ http {
   const direct = wrk(upstreamPort, "app.localhost", "1");
   const nginx = wrk(nginxPort, "app.localhost", "1");
   const deck = wrk(routerPort, "app.localhost", "1");
+  const half = Math.round(nginx.rps / 2);
+  const nginxHalf = heyAtRate(nginxPort, "app.localhost", half, "1");
+  const deckHalf = heyAtRate(routerPort, "app.localhost", half, "1");
   await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   const row = (name: string, r: WrkResult) => `| ${name} | ${Math.round(r.rps)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${(r.rps / nginx.rps).toFixed(2)}× | ${(r.p99 / nginx.p99).toFixed(2)}× |`;
   return [
@@ -128,6 +141,13 @@ http {
     row("direct to upstream", direct),
     row("nginx (keep-alive upstream)", nginx),
     row("deck router", deck),
+    "",
+    `At a fixed ${half} requests/s (half of nginx's maximum; hey, 50 keep-alive workers):`,
+    "",
+    "| path | achieved requests/s | p50 ms | p99 ms | p99 vs nginx |",
+    "|---|---|---|---|---|",
+    `| nginx | ${Math.round(nginxHalf.rps)} | ${nginxHalf.p50.toFixed(2)} | ${nginxHalf.p99.toFixed(2)} | 1.00× |`,
+    `| deck router | ${Math.round(deckHalf.rps)} | ${deckHalf.p50.toFixed(2)} | ${deckHalf.p99.toFixed(2)} | ${(deckHalf.p99 / nginxHalf.p99).toFixed(2)}× |`,
   ];
 }
 
