@@ -2,6 +2,8 @@ import { mkdir, readdir, writeFile, rm } from "node:fs/promises";
 import type { Server as NetServer } from "node:net";
 import type http from "node:http";
 import { createApiServer } from "../api/index.ts";
+import { createAuthDeps, setPassword } from "../api/auth/index.ts";
+import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { runBuild } from "../builder/index.ts";
 import type { DeckConfig } from "../config/index.ts";
 import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
@@ -9,6 +11,7 @@ import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegi
 import { createRouterControl, ensureRouter } from "../router/index.ts";
 import { findFreePort, ProcessRuntime } from "../runtime/index.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { configureSecrets } from "../store/secret-box.ts";
 import { join } from "node:path";
 import type ssh2 from "ssh2";
 
@@ -35,6 +38,8 @@ function listen(server: http.Server | ssh2.Server | NetServer, port: number, hos
 export async function startServer(config: DeckConfig, log: (line: string) => void = (l) => console.log(l)): Promise<RunningServer> {
   const paths = pathsFor(config.dataDir);
   for (const d of [paths.runDir, paths.procStateDir, join(config.dataDir, "logs"), join(config.dataDir, "repos")]) await mkdir(d, { recursive: true });
+  // Before the database starts: a bad DECK_MASTER_KEY then stops deck with nothing left running.
+  configureSecrets({ dataDir: config.dataDir, masterKey: config.masterKey });
   const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
   const router = await ensureRouter({
     dataDir: config.dataDir,
@@ -68,7 +73,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
 
   const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
   const ssh = createSshServer({ deps, pushes, hostKey });
-  const api = createApiServer(deps, pushes);
+  const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
+  const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword } });
   await listen(ssh, config.sshPort, config.host);
   await listen(api, config.apiPort, config.host);
   await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);

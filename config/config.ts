@@ -29,7 +29,19 @@ export const SETTINGS = {
   stopGrace: { env: "DECK_STOP_GRACE", yaml: "stop_grace", schema: seconds, default: 10, help: "seconds between SIGTERM and SIGKILL when stopping a process" },
   releaseTimeout: { env: "DECK_RELEASE_TIMEOUT", yaml: "release_timeout", schema: seconds, default: 300, help: "seconds the Procfile release command may take" },
   deployQueue: { env: "DECK_DEPLOY_QUEUE", yaml: "deploy_queue", schema: z.enum(["wait", "refuse"]), default: "wait", help: "a push while the app is deploying waits in line or is refused" },
+  masterKey: { env: "DECK_MASTER_KEY", yaml: "master_key", schema: z.string().optional(), default: undefined, help: "base64 of 32 bytes that encrypts config vars at rest (checked at start, never echoed); unset = a key generated once into DATA_DIR/keys/master.key" },
   buildConcurrency: { env: "DECK_BUILD_CONCURRENCY", yaml: "build_concurrency", schema: z.coerce.number().int().min(1).max(256), default: availableParallelism(), help: "builds running at once across all apps" },
+  publicUrl: { env: "DECK_PUBLIC_URL", yaml: "public_url", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL such as https://deck.example.com").optional(), default: undefined, help: "external base URL of the API, used to build OAuth redirect URIs; unset = http://HOST:API_PORT" },
+  oidcGithubClientId: { env: "DECK_OIDC_GITHUB_CLIENT_ID", yaml: "oidc_github_client_id", schema: z.string().min(1).optional(), default: undefined, help: "GitHub OAuth app client id; set with the secret to enable GitHub sign-in" },
+  oidcGithubClientSecret: { env: "DECK_OIDC_GITHUB_CLIENT_SECRET", yaml: "oidc_github_client_secret", schema: z.string().min(1).optional(), default: undefined, help: "GitHub OAuth app client secret" },
+  oidcGithubIssuer: { env: "DECK_OIDC_GITHUB_ISSUER", yaml: "oidc_github_issuer", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL"), default: "https://github.com", help: "GitHub base URL (GitHub Enterprise: your server's URL)" },
+  oidcGithubApiUrl: { env: "DECK_OIDC_GITHUB_API_URL", yaml: "oidc_github_api_url", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL"), default: "https://api.github.com", help: "GitHub REST API base URL (GitHub Enterprise: https://HOST/api/v3)" },
+  oidcGitlabClientId: { env: "DECK_OIDC_GITLAB_CLIENT_ID", yaml: "oidc_gitlab_client_id", schema: z.string().min(1).optional(), default: undefined, help: "GitLab application id; set with the secret to enable GitLab sign-in" },
+  oidcGitlabClientSecret: { env: "DECK_OIDC_GITLAB_CLIENT_SECRET", yaml: "oidc_gitlab_client_secret", schema: z.string().min(1).optional(), default: undefined, help: "GitLab application secret" },
+  oidcGitlabIssuer: { env: "DECK_OIDC_GITLAB_ISSUER", yaml: "oidc_gitlab_issuer", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL"), default: "https://gitlab.com", help: "GitLab OpenID Connect issuer (self-managed GitLab: your server's URL)" },
+  oidcGoogleClientId: { env: "DECK_OIDC_GOOGLE_CLIENT_ID", yaml: "oidc_google_client_id", schema: z.string().min(1).optional(), default: undefined, help: "Google OAuth client id; set with the secret to enable Google sign-in" },
+  oidcGoogleClientSecret: { env: "DECK_OIDC_GOOGLE_CLIENT_SECRET", yaml: "oidc_google_client_secret", schema: z.string().min(1).optional(), default: undefined, help: "Google OAuth client secret" },
+  oidcGoogleIssuer: { env: "DECK_OIDC_GOOGLE_ISSUER", yaml: "oidc_google_issuer", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL"), default: "https://accounts.google.com", help: "Google OpenID Connect issuer" },
 } as const;
 
 type Settings = typeof SETTINGS;

@@ -3,3 +3,4 @@ export * from "./procfile.ts";
 export * from "./errors.ts";
 export type * from "./interfaces.ts";
 export * from "./policy.ts";
+export * from "./mask.ts";

@@ -1,12 +1,14 @@
 import { canSee, checkAppName, decide, DeckError, type Action, type Actor, type Role } from "../core/index.ts";
-import { audit, findApp, membershipsOf, type AppRow, type Db, type UserRow } from "../store/queries/index.ts";
+import { appRolesOf, audit, findApp, membershipsOf, type AppRow, type Db, type UserRow } from "../store/queries/index.ts";
 
 export interface Caller { user: UserRow; actor: Actor; sourceIp?: string | null; via: "ssh" | "http" | "git" | "cli" }
 
 export async function callerFor(db: Db, user: UserRow, via: Caller["via"], sourceIp?: string | null): Promise<Caller> {
   const roles = new Map<number, Role>();
   for (const m of await membershipsOf(db, user.id)) roles.set(m.orgId, m.role as Role);
-  return { user, actor: { userId: user.id, isAdmin: user.isAdmin, roles }, sourceIp, via };
+  const appRoles = new Map<number, Role>();
+  for (const g of await appRolesOf(db, user.id)) appRoles.set(g.appId, g.role as Role);
+  return { user, actor: { userId: user.id, isAdmin: user.isAdmin, roles, appRoles }, sourceIp, via };
 }
 
 /**
@@ -17,8 +19,9 @@ export async function authorizeApp(db: Db, caller: Caller, action: Action, rawNa
   const check = checkAppName(rawName);
   if (!check.ok) throw new DeckError("invalid_app_name", check.message);
   const app = await findApp(db, check.name);
-  if (!app || !canSee(caller.actor, app.orgId)) throw new DeckError("app_not_found", `app "${check.name}" does not exist (see apps:list)`);
-  const d = decide(caller.actor, action, app.orgId);
+  const target = app ? { orgId: app.orgId, appId: app.id } : { orgId: -1 };
+  if (!app || !canSee(caller.actor, target)) throw new DeckError("app_not_found", `app "${check.name}" does not exist (see apps:list)`);
+  const d = decide(caller.actor, action, target);
   if (!d.allow) {
     await audit(db, { userId: caller.user.id, action, target: app.name, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via } });
     throw new DeckError("forbidden", `permission denied: ${action} on ${app.name} needs a role that grants it (ask an owner or admin of the app's organisation)`);

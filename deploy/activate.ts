@@ -1,6 +1,6 @@
 import { DeckError, runnableTypes, type Procfile, type ProcessInfo } from "../core/index.ts";
 import {
-  setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus,
+  listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus,
   type AppRow, type BuildRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { appendAppLog, readLogTail } from "./app-log.ts";
@@ -19,8 +19,16 @@ export interface ActivateRequest {
 
 export type ActivateResult = { ok: true } | { ok: false; message: string };
 
-export function appHosts(deps: DeployDeps, app: string): string[] {
-  return [`${app}.${deps.config.domain}`];
+/** Every host an app answers on: its default `APP.DOMAIN` and its custom domains. */
+export async function appHosts(deps: DeployDeps, app: AppRow | { id: number; name: string }): Promise<string[]> {
+  const custom = await listDomains(deps.db, app.id);
+  return [`${app.name}.${deps.config.domain}`, ...custom.map((d) => d.domain)];
+}
+
+/** Re-sends an app's route with its current hosts and live web processes (after a domain change). */
+export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void> {
+  const live = (await deps.runtime.list(app.name)).filter((p) => p.generation === app.liveDeploymentId && p.type === "web" && p.port);
+  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: live.map((p) => `127.0.0.1:${p.port}`) });
 }
 
 export function appUrl(deps: DeployDeps, app: string): string {
@@ -123,7 +131,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
 
   // 4. Switch: from here on the new release serves every new request.
   const previous = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
-  await deps.router.setRoute({ app: app.name, hosts: appHosts(deps, app.name), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
+  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
   await deps.db.transaction(async (tx) => {
     await setReleaseStatus(tx, release.id, "live");
     await supersedeOtherReleases(tx, app.id, release.id);

@@ -6,3 +6,5 @@ export { reconcile } from "./reconcile.ts";
 export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
 export { callerFor, authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 export * from "./operations.ts";
+export * from "./accounts.ts";
+export * from "./webhooks.ts";

@@ -27,13 +27,16 @@ export async function createApp(deps: DeployDeps, caller: Caller, rawName: strin
   const app = await insertApp(deps.db, { name: check.name, orgId: Number(targetOrg), createdBy: caller.user.id });
   await deps.repos.ensure(app.name);
   // Known to the router from the start, so its host answers 503 (no release yet) rather than 404.
-  await deps.router.setRoute({ app: app.name, hosts: appHosts(deps, app.name), upstreams: [] });
+  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: [] });
   await audit(deps.db, { userId: caller.user.id, action: "app:create", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   return app;
 }
 
 export async function listVisibleApps(deps: DeployDeps, caller: Caller): Promise<AppRow[]> {
-  return listApps(deps.db, caller.actor.isAdmin ? "all" : [...caller.actor.roles.keys()]);
+  if (caller.actor.isAdmin) return listApps(deps.db, "all");
+  const inOrgs = await listApps(deps.db, [...caller.actor.roles.keys()]);
+  const granted = caller.actor.appRoles?.size ? (await listApps(deps.db, "all")).filter((a) => caller.actor.appRoles!.has(a.id) && !inOrgs.some((o) => o.id === a.id)) : [];
+  return [...inOrgs, ...granted].sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export async function destroyApp(deps: DeployDeps, caller: Caller, name: string): Promise<void> {

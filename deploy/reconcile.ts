@@ -35,7 +35,7 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   for (const app of apps) {
     const live = all.filter((p) => p.app === app.name && p.generation === app.liveDeploymentId);
     const webs = live.filter((p) => p.type === "web" && p.port);
-    routes.push({ app: app.name, hosts: appHosts(deps, app.name), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
+    routes.push({ app: app.name, hosts: await appHosts(deps, app), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
     if (app.liveDeploymentId !== null && live.length === 0) restarted.push(app.name);
   }
   await deps.router.replaceAll(routes);

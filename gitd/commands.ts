@@ -1,6 +1,8 @@
-import { DeckError, isDeckError } from "../core/index.ts";
+import { DeckError, maskValue, isDeckError } from "../core/index.ts";
+import { parsePublicKey } from "./ssh-keys.ts";
 import {
-  authorizeApp, changeConfig, createApp, destroyApp, followLog, listVisibleApps, parseAssignments, parseFormation,
+  addAppDomain, addKey, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
+  listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
   readLogTail, releasesOf, report, restart, rollback, scale, setHealthCheck, showConfig, type Caller, type DeployDeps,
 } from "../deploy/index.ts";
 
@@ -9,10 +11,14 @@ export interface CommandIO {
   err(line: string): void;
   /** Aborted when the client disconnects (ends `logs -t`). */
   signal: AbortSignal;
+  /** Everything the client sends on standard input (for keys:add). */
+  stdin?: () => Promise<string>;
 }
 
 interface CommandSpec {
   usage: string;
+  /** Reads standard input (otherwise the command does not wait for it). */
+  stdin?: boolean;
   help: string;
   run(deps: DeployDeps, caller: Caller, args: Args, io: CommandIO): Promise<number | void>;
 }
@@ -77,9 +83,12 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     },
   },
   "config:show": {
-    usage: "config:show APP [--json]", help: "show an app's config vars", bools: ["--json"],
+    usage: "config:show APP [--reveal] [--json]", help: "show an app's config vars (values masked unless --reveal)", bools: ["--json", "--reveal"],
     run: async (deps, caller, args, io) => {
-      const vars = await showConfig(deps, caller, args.app("config:show APP"));
+      const name = args.app("config:show APP");
+      let vars = await showConfig(deps, caller, name);
+      if (args.flags.has("--reveal")) await authorizeApp(deps.db, caller, "config:set", name);
+      else vars = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
       if (args.json) return io.out(JSON.stringify(vars));
       const keys = Object.keys(vars).sort();
       if (keys.length === 0) return io.out(`no config vars set; set one with config:set ${args.positional[0]} KEY=VALUE`);
@@ -182,6 +191,99 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
     },
   },
+  "keys:list": {
+    usage: "keys:list [--json]", help: "list your SSH keys", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const keys = await listKeys(deps, caller);
+      if (args.json) return io.out(JSON.stringify(keys.map((k) => ({ id: k.id, name: k.name, fingerprint: k.fingerprint, createdAt: k.createdAt, lastUsedAt: k.lastUsedAt }))));
+      for (const l of pad([["ID", "NAME", "FINGERPRINT", "LAST USED"], ...keys.map((k) => [String(k.id), k.name, k.fingerprint, k.lastUsedAt?.slice(0, 19).replace("T", " ") ?? "never"])])) io.out(l);
+    },
+  },
+  "keys:add": {
+    usage: "keys:add [NAME] < KEY.pub", help: "add an SSH public key, read from standard input", stdin: true,
+    run: async (deps, caller, args, io) => {
+      const text = (io.stdin ? await io.stdin() : "").trim();
+      if (!text) throw new DeckError("bad_argument", "send the public key on standard input: ssh deck@HOST keys:add laptop < ~/.ssh/id_ed25519.pub");
+      const key = parsePublicKey(text);
+      const row = await addKey(deps, caller, { publicKey: key.publicKey, fingerprint: key.fingerprint, name: args.positional[0] ?? key.comment });
+      io.out(`added ${row.fingerprint} as key ${row.id}`);
+    },
+  },
+  "keys:remove": {
+    usage: "keys:remove ID|FINGERPRINT", help: "remove one of your SSH keys",
+    run: async (deps, caller, args, io) => {
+      const id = args.positional[0];
+      if (!id) throw new DeckError("bad_argument", "missing key; usage: keys:remove ID|FINGERPRINT (see keys:list)");
+      await removeKey(deps, caller, id);
+      io.out(`removed key ${id}`);
+    },
+  },
+  "domains:list": {
+    usage: "domains:list APP [--json]", help: "list an app's domains", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const domains = await domainsOf(deps, caller, args.app("domains:list APP"));
+      if (args.json) return io.out(JSON.stringify(domains));
+      for (const d of domains) io.out(d.default ? `${d.domain} (default)` : d.domain);
+    },
+  },
+  "domains:add": {
+    usage: "domains:add APP DOMAIN", help: "serve the app on a custom domain too",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("domains:add APP DOMAIN");
+      const domain = args.positional[1];
+      if (!domain) throw new DeckError("bad_argument", "missing DOMAIN; usage: domains:add APP www.example.com");
+      await addAppDomain(deps, caller, name, domain);
+      io.out(`${name} now answers on ${domain.toLowerCase()}`);
+    },
+  },
+  "domains:remove": {
+    usage: "domains:remove APP DOMAIN", help: "stop serving the app on a custom domain",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("domains:remove APP DOMAIN");
+      const domain = args.positional[1];
+      if (!domain) throw new DeckError("bad_argument", "missing DOMAIN; usage: domains:remove APP www.example.com");
+      await removeAppDomain(deps, caller, name, domain);
+      io.out(`removed ${domain.toLowerCase()} from ${name}`);
+    },
+  },
+  "access:list": {
+    usage: "access:list APP [--json]", help: "roles granted on this app alone", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const rows = await listAppAccess(deps, caller, args.app("access:list APP"));
+      if (args.json) return io.out(JSON.stringify(rows));
+      if (!rows.length) return io.out("no per-app roles granted (organisation roles apply)");
+      for (const l of pad([["EMAIL", "ROLE"], ...rows.map((r) => [r.email, r.role])])) io.out(l);
+    },
+  },
+  "access:add": {
+    usage: "access:add APP EMAIL ROLE", help: "grant a user a role (viewer, member, admin, owner) on one app",
+    run: async (deps, caller, args, io) => {
+      const [name, email, role] = args.positional;
+      if (!name || !email || !role) throw new DeckError("bad_argument", "usage: access:add APP EMAIL ROLE");
+      await grantAppAccess(deps, caller, name, email, role);
+      io.out(`${email} is now ${role} on ${name}`);
+    },
+  },
+  "access:remove": {
+    usage: "access:remove APP EMAIL", help: "remove a user's role on one app",
+    run: async (deps, caller, args, io) => {
+      const [name, email] = args.positional;
+      if (!name || !email) throw new DeckError("bad_argument", "usage: access:remove APP EMAIL");
+      await revokeAppAccess(deps, caller, name, email);
+      io.out(`removed ${email}'s role on ${name}`);
+    },
+  },
+  audit: {
+    usage: "audit APP [-n N] [--json]", help: "who did what to an app, newest first", flags: ["-n"], bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const rawN = (args.flags.get("-n") ?? "50") as string;
+      if (!/^\d{1,3}$/.test(rawN) || Number(rawN) < 1) throw new DeckError("bad_argument", `-n needs a number from 1 to 999, got "${rawN.slice(0, 20)}"`);
+      const rows = await appAudit(deps, caller, args.app("audit APP"), Number(rawN));
+      if (args.json) return io.out(JSON.stringify(rows));
+      if (!rows.length) return io.out("no audit entries yet");
+      for (const l of pad([["TIME", "WHO", "ACTION", "RESULT", "FROM"], ...rows.map((r) => [r.createdAt.slice(0, 19).replace("T", " "), r.userEmail ?? "-", r.action, r.result, `${(r.data as { via?: string }).via ?? "-"} ${r.sourceIp ?? ""}`.trim()])])) io.out(l);
+    },
+  },
 };
 
 const ALIASES: Record<string, string> = { apps: "apps:list", config: "config:show", "ps": "ps:report", "--help": "help", "-h": "help" };
@@ -213,3 +315,4 @@ export async function runCommand(deps: DeployDeps, caller: Caller, words: string
     return 1;
   }
 }
+

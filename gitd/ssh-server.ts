@@ -116,11 +116,25 @@ async function handleExec(options: SshServerOptions, caller: Caller, stream: Ser
   if (!words || words.length === 0) return refuse(stream, "deck: could not parse the command (unbalanced quotes?); run `help` to list the commands");
   const abort = new AbortController();
   stream.on("close", () => abort.abort());
-  stream.on("data", () => undefined);
+  // Standard input is read only by commands that take it (keys:add), up to 64 KB.
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const ended = new Promise<void>((resolve) => {
+    stream.on("end", () => resolve());
+    stream.on("close", () => resolve());
+  });
+  stream.on("data", (c: Buffer) => {
+    size += c.length;
+    if (size <= 64 * 1024) chunks.push(c);
+  });
   const code = await runCommand(deps, caller, words, {
     out: (l) => { if (!abort.signal.aborted) stream.write(`${l}\n`); },
     err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}\n`); },
     signal: abort.signal,
+    stdin: async () => {
+      await ended;
+      return Buffer.concat(chunks).toString("utf8");
+    },
   });
   if (!abort.signal.aborted) {
     stream.exit(code);

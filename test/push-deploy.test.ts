@@ -125,7 +125,8 @@ for (const backend of backends) {
       assert.match(set.stdout, /deployed v\d+/);
       assert.match((await deck.get("web")).body, /^v4 hello-there /);
       assert.equal((await deck.ssh("config:get web GREETING")).stdout, "hello-there\n");
-      assert.match((await deck.ssh("config:show web")).stdout, /GREETING:\s+hello-there/);
+      assert.match((await deck.ssh("config:show web --reveal")).stdout, /GREETING:\s+hello-there/);
+      assert.match((await deck.ssh("config:show web")).stdout, /GREETING:\s+he\*+\n/, "values are masked unless revealed");
       const bad = await deck.ssh("config:set web not-a-pair");
       assert.equal(bad.code, 1);
       assert.equal(bad.stderr.trim().split("\n").length, 1);

@@ -1,3 +1,4 @@
+import { decryptSecrets, encryptSecrets } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
 export interface AppRow {
@@ -63,14 +64,27 @@ export async function setLiveDeployment(db: Db, appId: number, deploymentId: num
 
 // ---- config vars (the "production" environment) ----
 export async function getConfigVars(db: Db, appId: number): Promise<Record<string, string>> {
-  const v = await db.maybeOneFirst(q`SELECT variables FROM environments WHERE app_id = ${appId} AND name = 'production'`);
-  if (v == null) return {};
-  return (typeof v === "string" ? JSON.parse(v) : v) as Record<string, string>;
+  const r = await db.maybeOne(q`SELECT variables, variables_format FROM environments WHERE app_id = ${appId} AND name = 'production'`);
+  if (r == null) return {};
+  const stored = (typeof r.variables === "string" ? JSON.parse(r.variables) : r.variables) as Record<string, string>;
+  if (r.variables_format !== "plain") return decryptSecrets(stored);
+  // Written before config was encrypted (migration 004): seal it, and this app's older releases, now.
+  // Each update is guarded by the format, so a concurrent seal or save is never overwritten.
+  await db.query(q`UPDATE environments SET variables = ${sql.jsonb(encryptSecrets(stored))}, variables_format = 'sealed'
+    WHERE app_id = ${appId} AND name = 'production' AND variables_format = 'plain'`);
+  for (const rel of await db.any(q`SELECT id, config FROM releases WHERE app_id = ${appId} AND config_format = 'plain'`)) {
+    const config = (typeof rel.config === "string" ? JSON.parse(rel.config) : rel.config) as Record<string, string>;
+    await db.query(q`UPDATE releases SET config = ${sql.jsonb(encryptSecrets(config))}, config_format = 'sealed' WHERE id = ${Number(rel.id)} AND config_format = 'plain'`);
+  }
+  return stored;
 }
 
 export async function saveConfigVars(db: Db, appId: number, vars: Record<string, string>): Promise<void> {
-  await db.query(q`INSERT INTO environments (app_id, name, variables) VALUES (${appId}, 'production', ${sql.jsonb(vars)})
-    ON CONFLICT (app_id, name) DO UPDATE SET variables = EXCLUDED.variables`);
+  const format = await db.maybeOneFirst(q`SELECT variables_format FROM environments WHERE app_id = ${appId} AND name = 'production'`);
+  // Reading a pre-encryption row seals the app's older releases too, which overwriting it would skip.
+  if (format === "plain") await getConfigVars(db, appId);
+  await db.query(q`INSERT INTO environments (app_id, name, variables, variables_format) VALUES (${appId}, 'production', ${sql.jsonb(encryptSecrets(vars))}, 'sealed')
+    ON CONFLICT (app_id, name) DO UPDATE SET variables = EXCLUDED.variables, variables_format = 'sealed'`);
 }
 
 // ---- audit ----

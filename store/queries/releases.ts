@@ -1,3 +1,4 @@
+import { decryptSecrets, encryptSecrets } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
 export interface BuildRow { id: number; appId: number; commitSha: string; buildpack: string | null; status: string; slugPath: string | null; sizeBytes: number | null; procfile: Record<string, string> | null }
@@ -10,7 +11,7 @@ function toBuild(r: Record<string, unknown>): BuildRow {
   return { id: Number(r.id), appId: Number(r.app_id), commitSha: String(r.commit_sha), buildpack: (r.buildpack as string) ?? null, status: String(r.status), slugPath: (r.slug_path as string) ?? null, sizeBytes: r.size_bytes == null ? null : Number(r.size_bytes), procfile: r.procfile == null ? null : json(r.procfile) };
 }
 function toRelease(r: Record<string, unknown>): ReleaseRow {
-  return { id: Number(r.id), appId: Number(r.app_id), version: Number(r.version), buildId: Number(r.build_id), config: json(r.config), commitSha: String(r.commit_sha), description: String(r.description), status: String(r.status), createdAt: toIso(r.created_at), createdBy: r.created_by == null ? null : Number(r.created_by) };
+  return { id: Number(r.id), appId: Number(r.app_id), version: Number(r.version), buildId: Number(r.build_id), config: r.config_format === "plain" ? json(r.config) : decryptSecrets(json(r.config)), commitSha: String(r.commit_sha), description: String(r.description), status: String(r.status), createdAt: toIso(r.created_at), createdBy: r.created_by == null ? null : Number(r.created_by) };
 }
 function toDeployment(r: Record<string, unknown>): DeploymentRow {
   return { id: Number(r.id), appId: Number(r.app_id), releaseId: r.release_id == null ? null : Number(r.release_id), commitSha: (r.commit_sha as string) ?? null, kind: String(r.kind), status: String(r.status), buildTime: r.build_time == null ? null : Number(r.build_time), error: (r.error as string) ?? null, createdAt: toIso(r.created_at) };
@@ -41,7 +42,7 @@ export async function insertRelease(db: Db, r: { appId: number; buildId: number;
   // The app row lock serialises version numbers per app.
   await db.query(q`SELECT id FROM apps WHERE id = ${r.appId} FOR UPDATE`);
   return toRelease(await db.one(q`INSERT INTO releases (app_id, version, build_id, config, commit_sha, description, status, created_by)
-    VALUES (${r.appId}, (SELECT COALESCE(max(version), 0) + 1 FROM releases WHERE app_id = ${r.appId}), ${r.buildId}, ${sql.jsonb(r.config)},
+    VALUES (${r.appId}, (SELECT COALESCE(max(version), 0) + 1 FROM releases WHERE app_id = ${r.appId}), ${r.buildId}, ${sql.jsonb(encryptSecrets(r.config))},
             ${r.commitSha}, ${r.description}, 'pending', ${r.createdBy}) RETURNING *`));
 }
 export async function setReleaseStatus(db: Db, id: number, status: string): Promise<void> {

@@ -1,0 +1,96 @@
+import type Koa from "koa";
+import { z } from "zod/v4";
+import { DeckError } from "../core/index.ts";
+import type { Caller, DeployDeps } from "../deploy/index.ts";
+import { readJsonBody } from "./body.ts";
+
+/** Token scopes, each including the ones before it. */
+export const SCOPES = ["read", "deploy", "write", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export function scopeAllows(granted: readonly string[], needed: Scope): boolean {
+  const rank = SCOPES.indexOf(needed);
+  return granted.some((g) => SCOPES.indexOf(g as Scope) >= rank);
+}
+
+export interface ApiCaller extends Caller {
+  scopes: string[];
+}
+
+export interface ApiRequest<P, Q, B> {
+  ctx: Koa.Context;
+  deps: ApiDeps;
+  caller: ApiCaller;
+  params: P;
+  query: Q;
+  body: B;
+}
+
+/** What routes reach: the deploy dependencies plus the API's own services. */
+export interface ApiDeps extends DeployDeps {
+  authenticate(ctx: Koa.Context): Promise<ApiCaller | null>;
+  extra: Record<string, unknown>;
+}
+
+type Method = "get" | "post" | "put" | "patch" | "delete";
+
+export interface RouteDef<P extends z.ZodType = z.ZodType, Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType> {
+  method: Method;
+  /** Koa style, relative to /api/v1: `/apps/:app`. */
+  path: string;
+  tag: string;
+  summary: string;
+  /** `none` = public (sign-in, webhooks verify their own signatures). */
+  auth?: "user" | "none";
+  /** Scope a token needs for this route. */
+  scope?: Scope;
+  params?: P;
+  query?: Q;
+  body?: B;
+  response?: z.ZodType;
+  status?: number;
+  /** The handler writes the response itself (streams, raw bodies). */
+  raw?: boolean;
+  handler(req: ApiRequest<z.infer<P>, z.infer<Q>, z.infer<B>>): Promise<unknown>;
+}
+
+export const ROUTES: RouteDef[] = [];
+
+export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(def: RouteDef<P, Q, B>): RouteDef<P, Q, B> {
+  ROUTES.push(def as unknown as RouteDef);
+  return def;
+}
+
+/** A zod failure as one line naming the field: `body.name: Too big: expected string to have <=63 characters`. */
+function describeIssue(where: string, error: z.ZodError): string {
+  const issue = error.issues[0];
+  const path = issue.path.length ? `${where}.${issue.path.join(".")}` : where;
+  if (issue.code === "unrecognized_keys") return `${path}: unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`;
+  return `${path}: ${issue.message}`;
+}
+
+export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, where: string): z.infer<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new DeckError("validation_failed", describeIssue(where, r.error));
+  return r.data;
+}
+
+/** Runs one route: authenticate, check scope, validate params/query/body, call the handler. */
+export function runRoute(def: RouteDef, deps: ApiDeps) {
+  return async (ctx: Koa.Context & { params?: Record<string, string> }): Promise<void> => {
+    let caller: ApiCaller | null = null;
+    if (def.auth !== "none") {
+      caller = await deps.authenticate(ctx);
+      if (!caller) throw new DeckError("unauthenticated", "sign in first: send `Authorization: Bearer <token>` (an API token or an access token from POST /api/v1/session)");
+      const needed = def.scope ?? (def.method === "get" ? "read" : "write");
+      if (!scopeAllows(caller.scopes, needed)) throw new DeckError("insufficient_scope", `this token lacks the "${needed}" scope needed for ${def.method.toUpperCase()} ${def.path}`);
+    }
+    const params = def.params ? parseOrThrow(def.params, ctx.params ?? {}, "path") : {};
+    const query = def.query ? parseOrThrow(def.query, Object.fromEntries(new URLSearchParams(ctx.querystring)), "query") : {};
+    const body = def.body ? parseOrThrow(def.body, await readJsonBody(ctx), "body") : undefined;
+    const result = await def.handler({ ctx, deps, caller: caller as ApiCaller, params, query, body });
+    if (def.raw) return;
+    ctx.status = def.status ?? 200;
+    ctx.body = result === undefined ? { ok: true } : result;
+  };
+}

@@ -1,0 +1,235 @@
+import { z } from "zod/v4";
+import { DeckError, maskValue } from "../../core/index.ts";
+import {
+  addAppDomain, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
+  listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
+  scale, setHealthCheck, showConfig,
+} from "../../deploy/index.ts";
+import { listDeployments, readBuildLogs, findDeployment } from "../../store/queries/index.ts";
+import { defineRoute } from "../registry.ts";
+import { appName, appParams, configKey, email, offsetPage, outputLines, page, role } from "../schemas.ts";
+
+const appSummary = z.object({ name: z.string(), status: z.string(), framework: z.string().nullable(), createdAt: z.string() });
+
+defineRoute({
+  method: "get", path: "/apps", tag: "apps", summary: "List the apps you can see", query: offsetPage,
+  response: z.object({ items: z.array(appSummary), next: z.number().nullable() }),
+  handler: async ({ deps, caller, query }) => {
+    const all = await listVisibleApps(deps, caller);
+    const items = all.slice(query.offset, query.offset + query.limit).map((a) => ({ name: a.name, status: a.status, framework: a.framework, createdAt: a.createdAt }));
+    return { items, next: query.offset + query.limit < all.length ? query.offset + query.limit : null };
+  },
+});
+
+defineRoute({
+  method: "post", path: "/apps", tag: "apps", summary: "Create an app", status: 201, scope: "deploy",
+  body: z.object({ name: appName }).strict(), response: appSummary,
+  handler: async ({ deps, caller, body }) => {
+    const a = await createApp(deps, caller, body.name);
+    return { name: a.name, status: a.status, framework: a.framework, createdAt: a.createdAt };
+  },
+});
+
+defineRoute({
+  method: "get", path: "/apps/:app", tag: "apps", summary: "An app's status, release, formation and processes", params: appParams,
+  handler: async ({ deps, caller, params }) => {
+    const r = await report(deps, caller, params.app);
+    return {
+      name: r.app.name, status: r.app.status, url: r.url, framework: r.app.framework, healthCheckPath: r.app.healthCheckPath,
+      release: r.release ? { version: r.release.version, description: r.release.description, commit: r.release.commitSha } : null,
+      formation: Object.fromEntries(r.formation),
+      processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, restarts: p.restarts, startedAt: p.startedAt })),
+    };
+  },
+});
+
+defineRoute({
+  method: "patch", path: "/apps/:app", tag: "apps", summary: "Change app settings (health check path)", params: appParams,
+  body: z.object({ healthCheckPath: z.string().max(200) }).strict(),
+  handler: async ({ deps, caller, params, body }) => {
+    await setHealthCheck(deps, caller, params.app, body.healthCheckPath);
+  },
+});
+
+defineRoute({
+  method: "delete", path: "/apps/:app", tag: "apps", summary: "Destroy an app (confirm with ?confirm=APP)", params: appParams, scope: "admin",
+  query: z.object({ confirm: z.string().max(63) }).strict(),
+  handler: async ({ deps, caller, params, query }) => {
+    if (query.confirm !== params.app) throw new DeckError("validation_failed", `this permanently deletes ${params.app}; repeat with ?confirm=${params.app}`);
+    await destroyApp(deps, caller, params.app);
+  },
+});
+
+// ---------- config ----------
+defineRoute({
+  method: "get", path: "/apps/:app/config", tag: "config", summary: "Config vars (values masked unless reveal=true and you may change config)", params: appParams,
+  query: z.object({ reveal: z.enum(["true", "false"]).optional() }).strict(), response: z.record(z.string(), z.string()),
+  handler: async ({ deps, caller, params, query }) => {
+    const vars = await showConfig(deps, caller, params.app);
+    if (query.reveal === "true") {
+      await authorizeApp(deps.db, caller, "config:set", params.app);
+      return vars;
+    }
+    return Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
+  },
+});
+
+defineRoute({
+  method: "patch", path: "/apps/:app/config", tag: "config", summary: "Set and unset config vars; a live app is redeployed", params: appParams,
+  body: z.object({ set: z.record(configKey, z.string().max(32 * 1024)).optional(), unset: z.array(configKey).max(100).optional() }).strict(),
+  response: outputLines.extend({ release: z.number().nullable() }),
+  handler: async ({ deps, caller, params, body }) => {
+    const set = body.set ?? {};
+    if ("PORT" in set) throw new DeckError("validation_failed", "PORT is set by deck for each web process and cannot be configured");
+    if (!Object.keys(set).length && !(body.unset ?? []).length) throw new DeckError("validation_failed", "body: give `set` and/or `unset`");
+    const output: string[] = [];
+    let release: number | null = null;
+    if (Object.keys(set).length) release = (await changeConfig(deps, caller, params.app, { set }, (l) => output.push(l))).version ?? release;
+    if ((body.unset ?? []).length) release = (await changeConfig(deps, caller, params.app, { unset: body.unset }, (l) => output.push(l))).version ?? release;
+    return { output, release };
+  },
+});
+
+
+// ---------- releases and deployments ----------
+defineRoute({
+  method: "get", path: "/apps/:app/releases", tag: "releases", summary: "Release history, newest first", params: appParams, query: page,
+  handler: async ({ deps, caller, params, query }) => {
+    const { releases } = await releasesOf(deps, caller, params.app);
+    const items = releases.filter((r) => query.before === undefined || r.version < query.before).slice(0, query.limit)
+      .map((r) => ({ version: r.version, status: r.status, description: r.description, commit: r.commitSha, createdAt: r.createdAt }));
+    return { items, next: items.length === query.limit ? items[items.length - 1].version : null };
+  },
+});
+
+defineRoute({
+  method: "post", path: "/apps/:app/rollback", tag: "releases", summary: "Roll back to a release (default: the one before the live one)", params: appParams,
+  body: z.object({ version: z.number().int().positive().optional() }).strict(), response: outputLines.extend({ release: z.number(), target: z.number() }),
+  handler: async ({ deps, caller, params, body }) => {
+    const output: string[] = [];
+    const r = await rollback(deps, caller, params.app, body.version === undefined ? undefined : `v${body.version}`, (l) => output.push(l));
+    return { output, release: r.version, target: r.target };
+  },
+});
+
+defineRoute({
+  method: "get", path: "/apps/:app/deployments", tag: "deployments", summary: "Deployments, newest first", params: appParams, query: page,
+  handler: async ({ deps, caller, params, query }) => {
+    const app = await authorizeApp(deps.db, caller, "app:read", params.app);
+    const items = await listDeployments(deps.db, app.id, query.limit, query.before);
+    return { items, next: items.length === query.limit ? (items[items.length - 1].id as number) : null };
+  },
+});
+
+defineRoute({
+  method: "get", path: "/apps/:app/deployments/:id", tag: "deployments", summary: "One deployment with its build log",
+  params: z.object({ app: appName, id: z.coerce.number().int().positive() }).strict(),
+  handler: async ({ deps, caller, params }) => {
+    const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
+    const d = await findDeployment(deps.db, params.id);
+    if (!d || d.appId !== app.id) throw new DeckError("not_found", `${app.name} has no deployment ${params.id}`);
+    return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, createdAt: d.createdAt, log: await readBuildLogs(deps.db, d.id) };
+  },
+});
+
+// ---------- processes ----------
+defineRoute({
+  method: "patch", path: "/apps/:app/formation", tag: "processes", summary: "Scale process types (blue-green)", params: appParams,
+  body: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/), z.number().int().min(0).max(50)),
+  response: outputLines.extend({ formation: z.record(z.string(), z.number()) }),
+  handler: async ({ deps, caller, params, body }) => {
+    if (!Object.keys(body).length) throw new DeckError("validation_failed", "body: give at least one TYPE: COUNT, e.g. {\"web\": 2}");
+    const output: string[] = [];
+    const formation = await scale(deps, caller, params.app, body, (l) => output.push(l));
+    return { output, formation };
+  },
+});
+
+defineRoute({
+  method: "post", path: "/apps/:app/restart", tag: "processes", summary: "Restart the app's processes (blue-green)", params: appParams, scope: "deploy",
+  response: outputLines,
+  handler: async ({ deps, caller, params }) => {
+    const output: string[] = [];
+    await restart(deps, caller, params.app, (l) => output.push(l));
+    return { output };
+  },
+});
+
+// ---------- logs ----------
+defineRoute({
+  method: "get", path: "/apps/:app/logs", tag: "logs", summary: "App and build output; follow=true streams new lines as server-sent events", params: appParams,
+  query: z.object({ lines: z.coerce.number().int().min(0).max(10_000).default(100), follow: z.enum(["true", "false"]).default("false") }).strict(),
+  raw: true,
+  handler: async ({ ctx, deps, caller, params, query }) => {
+    const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
+    const tail = await readLogTail(deps.paths.appLog(app.name), query.lines);
+    if (query.follow !== "true") {
+      ctx.status = 200;
+      ctx.body = { lines: tail };
+      return;
+    }
+    ctx.respond = false;
+    const res = ctx.res;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+    const send = (l: string) => res.write(`data: ${l.replace(/\r?\n/g, " ")}\n\n`);
+    tail.forEach(send);
+    const abort = new AbortController();
+    ctx.req.on("close", () => abort.abort());
+    const ping = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
+    await followLog(deps.paths.appLog(app.name), send, abort.signal);
+    clearInterval(ping);
+    res.end();
+  },
+});
+
+// ---------- domains ----------
+defineRoute({
+  method: "get", path: "/apps/:app/domains", tag: "domains", summary: "The app's domains (its default one first)", params: appParams,
+  handler: async ({ deps, caller, params }) => ({ items: await domainsOf(deps, caller, params.app) }),
+});
+
+defineRoute({
+  method: "post", path: "/apps/:app/domains", tag: "domains", summary: "Add a custom domain", params: appParams, status: 201,
+  body: z.object({ domain: z.string().max(253) }).strict(),
+  handler: async ({ deps, caller, params, body }) => {
+    await addAppDomain(deps, caller, params.app, body.domain);
+    return { items: await domainsOf(deps, caller, params.app) };
+  },
+});
+
+defineRoute({
+  method: "delete", path: "/apps/:app/domains/:domain", tag: "domains", summary: "Remove a custom domain",
+  params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
+  handler: async ({ deps, caller, params }) => {
+    await removeAppDomain(deps, caller, params.app, params.domain);
+  },
+});
+
+// ---------- per-app access ----------
+defineRoute({
+  method: "get", path: "/apps/:app/access", tag: "access", summary: "Roles granted on this app alone", params: appParams,
+  handler: async ({ deps, caller, params }) => ({ items: await listAppAccess(deps, caller, params.app) }),
+});
+
+defineRoute({
+  method: "put", path: "/apps/:app/access", tag: "access", summary: "Grant a user a role on this app", params: appParams,
+  body: z.object({ email, role }).strict(),
+  handler: async ({ deps, caller, params, body }) => ({ items: await grantAppAccess(deps, caller, params.app, body.email, body.role) }),
+});
+
+defineRoute({
+  method: "delete", path: "/apps/:app/access/:email", tag: "access", summary: "Remove a user's role on this app",
+  params: z.object({ app: appName, email }).strict(),
+  handler: async ({ deps, caller, params }) => {
+    await revokeAppAccess(deps, caller, params.app, params.email);
+  },
+});
+
+// ---------- audit ----------
+defineRoute({
+  method: "get", path: "/apps/:app/audit", tag: "audit", summary: "Audit trail of one app, newest first", params: appParams, query: page,
+  handler: async ({ deps, caller, params, query }) => {
+    const items = await appAudit(deps, caller, params.app, query.limit, query.before);
+    return { items, next: items.length === query.limit ? items[items.length - 1].id : null };
+  },
+});

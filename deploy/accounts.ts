@@ -1,0 +1,194 @@
+import { DeckError, decide, isRole, type Role } from "../core/index.ts";
+import {
+  addDomain, addMember, appIdsGrantedTo, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, domainOwner,
+  findOrgBySlug, findSshKeyByFingerprint, findUserByEmail, grantAppRole, insertOrganization, insertSshKey, insertUser,
+  listAppMembers, listDomains, listMembers, listOrgs, listSshKeys, removeDomain, removeMember, revokeAppRole,
+  type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
+} from "../store/queries/index.ts";
+import { refreshRoute } from "./activate.ts";
+import { authorizeApp, type Caller } from "./access.ts";
+import type { DeployDeps } from "./deps.ts";
+
+/**
+ * Organisations, members, per-app grants, SSH keys, domains and the audit trail: the account side of
+ * the operations SSH commands and the REST API share.
+ */
+const SLUG = /^[a-z][a-z0-9-]{1,38}$/;
+
+function record(deps: DeployDeps, caller: Caller, action: string, target: string, data: Record<string, unknown> = {}): Promise<void> {
+  return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
+}
+
+// ---------- organisations ----------
+export async function listOrganizations(deps: DeployDeps, caller: Caller): Promise<(OrgRow & { role: string | null })[]> {
+  const orgs = await listOrgs(deps.db, caller.actor.isAdmin ? "all" : [...caller.actor.roles.keys()]);
+  return orgs.map((o) => ({ ...o, role: caller.actor.roles.get(o.id) ?? null }));
+}
+
+export async function createOrganization(deps: DeployDeps, caller: Caller, input: { slug: string; name?: string }): Promise<OrgRow> {
+  if (!SLUG.test(input.slug)) throw new DeckError("validation_failed", `"${input.slug.slice(0, 40)}" is not an organisation slug: 2-39 lowercase letters, digits and dashes, starting with a letter`);
+  if (await findOrgBySlug(deps.db, input.slug)) throw new DeckError("conflict", `organisation "${input.slug}" already exists`);
+  const org = await deps.db.transaction(async (tx) => {
+    const o = await insertOrganization(tx, { name: input.name ?? input.slug, slug: input.slug });
+    await addMember(tx, o.id, caller.user.id, "owner");
+    return o;
+  });
+  caller.actor.roles.set(org.id, "owner");
+  await record(deps, caller, "org:create", `org:${org.slug}`, { orgId: org.id });
+  return (await findOrgBySlug(deps.db, org.slug))!;
+}
+
+/** An org the caller belongs to; any other org is reported as missing. */
+export async function visibleOrg(deps: DeployDeps, caller: Caller, slug: string): Promise<OrgRow> {
+  const org = SLUG.test(slug) ? await findOrgBySlug(deps.db, slug) : null;
+  if (!org || !(caller.actor.isAdmin || caller.actor.roles.has(org.id))) throw new DeckError("not_found", `organisation "${slug.slice(0, 40)}" does not exist`);
+  return org;
+}
+
+async function orgForManaging(deps: DeployDeps, caller: Caller, slug: string, action: "members:manage" | "audit:read"): Promise<OrgRow> {
+  const org = await visibleOrg(deps, caller, slug);
+  const d = decide(caller.actor, action, org.id);
+  if (!d.allow) {
+    await audit(deps.db, { userId: caller.user.id, action, target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via, orgId: org.id } });
+    throw new DeckError("forbidden", `permission denied: ${action} in ${org.slug} needs the admin or owner role`);
+  }
+  return org;
+}
+
+export async function listOrgMembers(deps: DeployDeps, caller: Caller, slug: string): Promise<MemberRow[]> {
+  const org = await visibleOrg(deps, caller, slug);
+  return listMembers(deps.db, org.id);
+}
+
+function parseRole(raw: string): Role {
+  if (!isRole(raw)) throw new DeckError("validation_failed", `"${raw.slice(0, 20)}" is not a role: owner, admin, member or viewer`);
+  return raw;
+}
+
+async function userByEmail(deps: DeployDeps, email: string): Promise<{ id: number; email: string }> {
+  const u = await findUserByEmail(deps.db, email);
+  if (!u) throw new DeckError("not_found", `no user with email ${email.slice(0, 80)}; an admin creates users first`);
+  return u;
+}
+
+export async function setOrgMember(deps: DeployDeps, caller: Caller, slug: string, email: string, rawRole: string): Promise<MemberRow[]> {
+  const org = await orgForManaging(deps, caller, slug, "members:manage");
+  const role = parseRole(rawRole);
+  const mine = caller.actor.roles.get(org.id);
+  if (role === "owner" && mine !== "owner" && !caller.actor.isAdmin) throw new DeckError("forbidden", "permission denied: only an owner can make someone an owner");
+  const user = await userByEmail(deps, email);
+  const current = (await listMembers(deps.db, org.id)).find((m) => m.userId === user.id);
+  if (current?.role === "owner" && role !== "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
+  await addMember(deps.db, org.id, user.id, role);
+  await record(deps, caller, "members:set", `org:${org.slug}`, { orgId: org.id, member: email, role });
+  return listMembers(deps.db, org.id);
+}
+
+export async function removeOrgMember(deps: DeployDeps, caller: Caller, slug: string, email: string): Promise<void> {
+  const org = await orgForManaging(deps, caller, slug, "members:manage");
+  const user = await userByEmail(deps, email);
+  const current = (await listMembers(deps.db, org.id)).find((m) => m.userId === user.id);
+  if (!current) throw new DeckError("not_found", `${email} is not a member of ${org.slug}`);
+  if (current.role === "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
+  await removeMember(deps.db, org.id, user.id);
+  await record(deps, caller, "members:remove", `org:${org.slug}`, { orgId: org.id, member: email });
+}
+
+// ---------- per-app grants ----------
+export async function listAppAccess(deps: DeployDeps, caller: Caller, appName: string): Promise<MemberRow[]> {
+  const app = await authorizeApp(deps.db, caller, "members:manage", appName);
+  return listAppMembers(deps.db, app.id);
+}
+
+export async function grantAppAccess(deps: DeployDeps, caller: Caller, appName: string, email: string, rawRole: string): Promise<MemberRow[]> {
+  const app = await authorizeApp(deps.db, caller, "members:manage", appName);
+  const role = parseRole(rawRole);
+  if (role === "owner" && !decide(caller.actor, "app:destroy", { orgId: app.orgId, appId: app.id }).allow) throw new DeckError("forbidden", "permission denied: only an owner can grant the owner role");
+  const user = await userByEmail(deps, email);
+  await grantAppRole(deps.db, app.id, user.id, role, caller.user.id);
+  await record(deps, caller, "access:grant", app.name, { member: email, role });
+  return listAppMembers(deps.db, app.id);
+}
+
+export async function revokeAppAccess(deps: DeployDeps, caller: Caller, appName: string, email: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "members:manage", appName);
+  const user = await userByEmail(deps, email);
+  if (!(await revokeAppRole(deps.db, app.id, user.id))) throw new DeckError("not_found", `${email} has no role granted on ${app.name}`);
+  await record(deps, caller, "access:revoke", app.name, { member: email });
+}
+
+// ---------- SSH keys ----------
+export async function listKeys(deps: DeployDeps, caller: Caller): Promise<SshKeyRow[]> {
+  return listSshKeys(deps.db, caller.user.id);
+}
+
+export async function addKey(deps: DeployDeps, caller: Caller, key: { publicKey: string; fingerprint: string; name: string }): Promise<SshKeyRow> {
+  if (await findSshKeyByFingerprint(deps.db, key.fingerprint)) throw new DeckError("conflict", `the key ${key.fingerprint} is already registered`);
+  await insertSshKey(deps.db, { userId: caller.user.id, name: key.name.slice(0, 100) || "key", publicKey: key.publicKey, fingerprint: key.fingerprint });
+  await record(deps, caller, "keys:add", `user:${caller.user.email}`, { fingerprint: key.fingerprint });
+  return (await listSshKeys(deps.db, caller.user.id)).find((k) => k.fingerprint === key.fingerprint)!;
+}
+
+export async function removeKey(deps: DeployDeps, caller: Caller, idOrFingerprint: string): Promise<void> {
+  const keys = await listSshKeys(deps.db, caller.user.id);
+  const target = keys.find((k) => String(k.id) === idOrFingerprint || k.fingerprint === idOrFingerprint);
+  if (!target) throw new DeckError("not_found", `you have no SSH key ${idOrFingerprint.slice(0, 80)} (see keys:list)`);
+  if (keys.length === 1) throw new DeckError("conflict", "that is your last SSH key; add another one first so you keep access");
+  await deleteSshKey(deps.db, caller.user.id, String(target.id));
+  await record(deps, caller, "keys:remove", `user:${caller.user.email}`, { fingerprint: target.fingerprint });
+}
+
+// ---------- users ----------
+export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input: { email: string; name?: string; isAdmin?: boolean; org?: string; role?: string }): Promise<{ id: number; email: string }> {
+  if (!caller.actor.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins create users");
+  if (await findUserByEmail(deps.db, input.email)) throw new DeckError("conflict", `a user with email ${input.email} already exists`);
+  const user = await insertUser(deps.db, { email: input.email, name: input.name, isAdmin: Boolean(input.isAdmin) });
+  if (input.org) {
+    const org = await findOrgBySlug(deps.db, input.org);
+    if (!org) throw new DeckError("not_found", `organisation "${input.org}" does not exist`);
+    await addMember(deps.db, org.id, user.id, parseRole(input.role ?? "member"));
+  }
+  await record(deps, caller, "users:create", `user:${user.email}`, { isAdmin: Boolean(input.isAdmin) });
+  return { id: user.id, email: user.email };
+}
+
+// ---------- domains ----------
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$/;
+
+export async function domainsOf(deps: DeployDeps, caller: Caller, appName: string): Promise<{ domain: string; sslStatus: string; default?: boolean }[]> {
+  const app = await authorizeApp(deps.db, caller, "app:read", appName);
+  return [{ domain: `${app.name}.${deps.config.domain}`, sslStatus: "none", default: true }, ...(await listDomains(deps.db, app.id))];
+}
+
+export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
+  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  if (!HOSTNAME.test(domain)) throw new DeckError("validation_failed", `"${rawDomain.slice(0, 60)}" is not a domain name like www.example.com`);
+  if (domain.endsWith(`.${deps.config.domain}`)) throw new DeckError("conflict", `${domain} is under deck's own domain ${deps.config.domain}; apps get APP.${deps.config.domain} automatically`);
+  const owner = await domainOwner(deps.db, domain);
+  if (owner !== null) throw new DeckError("conflict", owner === app.id ? `${domain} is already a domain of ${app.name}` : `${domain} already belongs to another app`);
+  await addDomain(deps.db, app.id, domain);
+  await refreshRoute(deps, app);
+  await record(deps, caller, "domains:add", app.name, { domain });
+}
+
+export async function removeAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
+  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  if (!(await removeDomain(deps.db, app.id, domain))) throw new DeckError("not_found", `${domain.slice(0, 80)} is not a domain of ${app.name} (see domains:list ${app.name})`);
+  await refreshRoute(deps, app);
+  await record(deps, caller, "domains:remove", app.name, { domain });
+}
+
+// ---------- audit ----------
+export async function appAudit(deps: DeployDeps, caller: Caller, appName: string, limit = 50, before?: number): Promise<AuditRow[]> {
+  const app = await authorizeApp(deps.db, caller, "audit:read", appName);
+  return auditForTargets(deps.db, [app.name], limit, before);
+}
+
+export async function orgAudit(deps: DeployDeps, caller: Caller, slug: string, limit = 50, before?: number): Promise<AuditRow[]> {
+  const org = await orgForManaging(deps, caller, slug, "audit:read");
+  return auditForOrg(deps.db, org.id, org.slug, limit, before);
+}
+
+export { appIdsGrantedTo };
