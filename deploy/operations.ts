@@ -179,6 +179,7 @@ export async function restart(deps: DeployDeps, caller: Caller, name: string, ou
     const current = await liveRelease(deps, app);
     if (!current) throw new DeckError("no_release", `${app.name} has no live release to restart`);
     await redeploy(deps, caller, app, "restart", current, false, out);
+    await audit(deps.db, { userId: caller.user.id, action: "ps:restart", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   });
 }
 

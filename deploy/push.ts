@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { isDeckError } from "../core/index.ts";
 import {
   finishBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned,
-  setAppStatus, updateDeployment, findApp, listReleases, type AppRow, type UserRow,
+  setAppStatus, updateDeployment, findApp, listReleases, audit, type AppRow, type UserRow,
 } from "../store/queries/index.ts";
 import { activateRelease, appUrl, markAppFailedIfNew } from "./activate.ts";
 import { DeployOutput } from "./app-log.ts";
@@ -43,6 +43,10 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
       (pos) => output.line(`-----> Another deploy of ${req.app.name} is running; waiting (position ${pos} in line)`),
       async () => {
         const outcome = await runPush(deps, req, output, t0);
+        await audit(deps.db, {
+          userId: req.user.id, action: "app:deploy", target: req.app.name, result: outcome.ok ? "ok" : "failed",
+          data: { commit: req.commitSha, ...(outcome.ok ? { release: outcome.version } : { reason: outcome.message.slice(0, 300) }) },
+        }).catch((e) => deps.log(`audit: ${(e as Error).message}`));
         await output.flush().catch((e) => deps.log(`build log: ${(e as Error).message}`));
         if (req.report) {
           req.report(outcome);
