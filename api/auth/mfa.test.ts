@@ -1,3 +1,5 @@
+import { sql } from "slonik";
+import { configureSecrets } from "../../store/secret-box.ts";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Secret, TOTP, URI } from "otpauth";
@@ -29,6 +31,7 @@ for (const backend of backends) {
     let t = Date.parse("2025-06-01T12:00:15Z");
     before(async () => {
       tdb = await openTestDatabase(backend);
+      configureSecrets({ dataDir: tdb.dataDir });
     });
     after(() => tdb?.cleanup());
 
@@ -38,6 +41,13 @@ for (const backend of backends) {
       const { recoveryCodes } = await confirmMfaEnrolment(tdb.db.pool, user.id, codeAt(secret, t), { now: t });
       return { user, secret, recoveryCodes };
     };
+
+    test("the TOTP secret is stored encrypted, never in clear", async () => {
+      const { user, secret } = await enrol("enc@example.com");
+      const stored = String(await tdb.db.pool.oneFirst(sql.unsafe`SELECT mfa_secret FROM users WHERE id = ${user.id}`));
+      assert.match(stored, /^v1:/);
+      assert.ok(!stored.includes(secret));
+    });
 
     test("enrolment gives an otpauth:// URI for CloudDeck, and needs a valid code before it counts", async () => {
       const db = tdb.db.pool;

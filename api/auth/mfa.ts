@@ -76,7 +76,7 @@ export async function confirmMfaEnrolment(db: Db, userId: number, code: string, 
   if (step == null) throw new DeckError("invalid_mfa_code", "that code does not match; check the device's clock and try the current code");
   const recoveryCodes = generateRecoveryCodes();
   await db.transaction(async (tx) => {
-    if (!(await activatePendingMfa(tx, userId, state.pendingSecret!, step))) {
+    if (!(await activatePendingMfa(tx, userId, state.pendingSealed!, step))) {
       throw new DeckError("mfa_not_pending", "the enrolment was restarted meanwhile; scan the newest code and try again");
     }
     await replaceRecoveryCodes(tx, userId, recoveryCodes.map(hashRecoveryCode));

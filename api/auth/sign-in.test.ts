@@ -1,3 +1,4 @@
+import { configureSecrets } from "../../store/secret-box.ts";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Secret, TOTP } from "otpauth";
@@ -33,6 +34,7 @@ for (const backend of backends) {
 
     before(async () => {
       tdb = await openTestDatabase(backend);
+      configureSecrets({ dataDir: tdb.dataDir });
       deps = await createAuthDeps({ db: tdb.db.pool, dataDir: tdb.dataDir, now: () => t });
     });
     after(() => tdb?.cleanup());

@@ -1,3 +1,4 @@
+import { decryptSecret, encryptSecret } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 import type { UserRow } from "./users.ts";
 
@@ -31,8 +32,16 @@ export interface MfaState {
   secret: string | null;
   enabledAt: string | null;
   pendingSecret: string | null;
+  /** The pending secret as stored (encrypted), to compare-and-set against. */
+  pendingSealed: string | null;
   pendingAt: string | null;
   lastStep: number | null;
+}
+
+/** TOTP secrets are encrypted at rest like config vars (they cannot be hashed: codes are checked against them). */
+function openMfaSecret(stored: string | null): string | null {
+  if (stored == null) return null;
+  return stored.startsWith("v1:") ? decryptSecret(stored) : stored;
 }
 
 export async function findMfaState(db: Db, userId: number): Promise<MfaState | null> {
@@ -41,26 +50,27 @@ export async function findMfaState(db: Db, userId: number): Promise<MfaState | n
   if (!r) return null;
   return {
     email: String(r.email),
-    secret: (r.mfa_secret as string) ?? null,
+    secret: openMfaSecret(r.mfa_secret as string | null),
     enabledAt: isoOrNull(r.mfa_enabled_at),
-    pendingSecret: (r.mfa_pending_secret as string) ?? null,
+    pendingSecret: openMfaSecret(r.mfa_pending_secret as string | null),
+    pendingSealed: (r.mfa_pending_secret as string) ?? null,
     pendingAt: isoOrNull(r.mfa_pending_at),
     lastStep: r.mfa_last_step == null ? null : Number(r.mfa_last_step),
   };
 }
 
 export async function setPendingMfaSecret(db: Db, userId: number, secret: string): Promise<void> {
-  await db.query(q`UPDATE users SET mfa_pending_secret = ${secret}, mfa_pending_at = now(), updated_at = now() WHERE id = ${userId}`);
+  await db.query(q`UPDATE users SET mfa_pending_secret = ${encryptSecret(secret)}, mfa_pending_at = now(), updated_at = now() WHERE id = ${userId}`);
 }
 
 /**
  * Turns the pending secret into the active one, only if it is still the one the code was checked
  * against (a second enrolment started meanwhile makes this a no-op: false).
  */
-export async function activatePendingMfa(db: Db, userId: number, pendingSecret: string, acceptedStep: number): Promise<boolean> {
+export async function activatePendingMfa(db: Db, userId: number, pendingSealed: string, acceptedStep: number): Promise<boolean> {
   const r = await db.maybeOne(q`UPDATE users SET mfa_secret = mfa_pending_secret, mfa_enabled_at = now(),
       mfa_pending_secret = NULL, mfa_pending_at = NULL, mfa_last_step = ${acceptedStep}, updated_at = now()
-    WHERE id = ${userId} AND mfa_pending_secret = ${pendingSecret} RETURNING id`);
+    WHERE id = ${userId} AND mfa_pending_secret = ${pendingSealed} RETURNING id`);
   return r != null;
 }
 
