@@ -162,6 +162,10 @@ defineRoute({
       const pending = await openPending(ctx.cookies.get(PENDING_COOKIE), cookieSecret(deps.config.dataDir));
       const identity = await finishSignIn(provider, { callbackUrl: new URL(ctx.originalUrl, "http://deck.invalid"), pending });
       const { user } = await resolveOAuthUser(deps.db, identity, { sourceIp: ctx.ip });
+      // The provider proves one factor; a user who turned on MFA asked for a second on every sign-in.
+      if ((await mfaStatus(deps.db, user.id)).enabled) {
+        throw new DeckError("mfa_required", "this account uses two-factor authentication; sign in with your email, password and authenticator code (POST /api/v1/session)");
+      }
       ctx.cookies.set(PENDING_COOKIE, null, { path: "/api/v1/auth/oidc" });
       const s = await issueSession(authDepsOf(deps), user);
       return { accessToken: s.accessToken, expiresIn: s.expiresIn, tokenType: "Bearer" as const };

@@ -99,12 +99,22 @@ process.on("SIGTERM", () => server.close(() => process.exit(0)));
   return { "package.json": JSON.stringify(pkg, null, 2), "server.js": server, Procfile: "web: node server.js\n", "VERSION": version };
 }
 
-export interface DeckOptions { backend: DbBackend; env?: Record<string, string> }
+export interface DeckPorts { ssh: number; api: number; http: number }
+
+export interface DeckOptions {
+  backend: DbBackend;
+  env?: Record<string, string>;
+  /**
+   * Ports to use instead of free ones picked at start, for a test that must know a URL of the server
+   * before it runs (an OAuth redirect URI registered with a provider; see `freePort`).
+   */
+  ports?: Partial<DeckPorts>;
+}
 
 export class Deck {
   readonly dir: string;
   readonly dataDir: string;
-  ports!: { ssh: number; api: number; http: number };
+  ports!: DeckPorts;
   token = "";
   keyFile: string;
   server: ChildProcess | null = null;
@@ -120,7 +130,8 @@ export class Deck {
 
   static async start(options: DeckOptions): Promise<Deck> {
     const d = new Deck(await mkdtemp(join(tmpdir(), "deck-e2e-")), options);
-    d.ports = { ssh: await freePort(), api: await freePort(), http: await freePort() };
+    const fixed = options.ports ?? {};
+    d.ports = { ssh: fixed.ssh ?? (await freePort()), api: fixed.api ?? (await freePort()), http: fixed.http ?? (await freePort()) };
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "tester@deck", "-f", d.keyFile]);
     const boot = await run(DECK, ["admin:bootstrap", "--email", "admin@example.com", "--ssh-key", `${d.keyFile}.pub`], { env: d.env(), cwd: d.dir });
     if (boot.code !== 0) throw new Error(`bootstrap failed: ${boot.stderr}`);
@@ -211,7 +222,10 @@ export class Deck {
   async stop(): Promise<void> {
     if (this.server) {
       this.server.kill("SIGTERM");
-      await Promise.race([this.exitPromise, new Promise((r) => setTimeout(r, 15_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.exitPromise, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
+      // A pending timer would keep the test process alive for the rest of the 15 s after a quick exit.
+      clearTimeout(timer);
       if (this.server.exitCode === null && !this.server.signalCode) {
         this.server.kill("SIGKILL");
         await this.exitPromise;
