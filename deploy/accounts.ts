@@ -55,6 +55,13 @@ async function orgForManaging(deps: DeployDeps, caller: Caller, slug: string, ac
   return org;
 }
 
+/** Owners answer only to owners: an org admin manages members, but cannot demote or remove an owner. */
+async function refuseUnlessOwner(deps: DeployDeps, caller: Caller, org: OrgRow, what: string): Promise<void> {
+  if (caller.actor.isAdmin || caller.actor.roles.get(org.id) === "owner") return;
+  await audit(deps.db, { userId: caller.user.id, action: "members:manage", target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via, orgId: org.id, reason: "owner_only" } });
+  throw new DeckError("forbidden", `permission denied: members:manage in ${org.slug} needs the owner role to ${what}`);
+}
+
 export async function listOrgMembers(deps: DeployDeps, caller: Caller, slug: string): Promise<MemberRow[]> {
   const org = await visibleOrg(deps, caller, slug);
   return listMembers(deps.db, org.id);
@@ -78,6 +85,7 @@ export async function setOrgMember(deps: DeployDeps, caller: Caller, slug: strin
   if (role === "owner" && mine !== "owner" && !caller.actor.isAdmin) throw new DeckError("forbidden", "permission denied: only an owner can make someone an owner");
   const user = await userByEmail(deps, email);
   const current = (await listMembers(deps.db, org.id)).find((m) => m.userId === user.id);
+  if (current?.role === "owner" && role !== "owner") await refuseUnlessOwner(deps, caller, org, "change an owner's role");
   if (current?.role === "owner" && role !== "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
   await addMember(deps.db, org.id, user.id, role);
   await record(deps, caller, "members:set", `org:${org.slug}`, { orgId: org.id, member: email, role });
@@ -89,6 +97,7 @@ export async function removeOrgMember(deps: DeployDeps, caller: Caller, slug: st
   const user = await userByEmail(deps, email);
   const current = (await listMembers(deps.db, org.id)).find((m) => m.userId === user.id);
   if (!current) throw new DeckError("not_found", `${email} is not a member of ${org.slug}`);
+  if (current.role === "owner") await refuseUnlessOwner(deps, caller, org, "remove an owner");
   if (current.role === "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
   await removeMember(deps.db, org.id, user.id);
   await record(deps, caller, "members:remove", `org:${org.slug}`, { orgId: org.id, member: email });

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { createGunzip } from "node:zlib";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, type DeployDeps } from "../deploy/index.ts";
-import { findUserByApiToken } from "../store/queries/index.ts";
+import { findUserById, hashToken, usePersonalToken } from "../store/queries/index.ts";
 import { resolveGitTarget } from "./git-access.ts";
 import { gitServiceArgv, spawnGit, type GitService } from "./git-process.ts";
 import type { PushRegistry } from "./push-registry.ts";
@@ -39,8 +39,14 @@ export async function handleGitHttp(deps: DeployDeps, pushes: PushRegistry, req:
     service = endpoint.slice(4) as GitService;
   }
 
-  const user = await authenticate(deps, req);
-  if (!user) return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });
+  const auth = await authenticate(deps, req);
+  if (!auth) return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });
+  const user = auth.user;
+  // A token's scopes bound what it can do over git too: fetching needs read, pushing needs deploy.
+  const needed = service === "receive-pack" ? ["deploy", "write", "admin"] : ["read", "deploy", "write", "admin"];
+  if (!auth.scopes.some((s) => needed.includes(s))) {
+    return plain(res, 403, `deck: this token lacks the "${needed[0]}" scope needed to ${service === "receive-pack" ? "push" : "fetch"}`);
+  }
   const caller = await callerFor(deps.db, user, "http", req.socket.remoteAddress);
   let app;
   try {
@@ -86,11 +92,15 @@ export async function handleGitHttp(deps: DeployDeps, pushes: PushRegistry, req:
   });
 }
 
+/** HTTP basic auth whose password is a personal access token; returns its user and scopes. */
 async function authenticate(deps: DeployDeps, req: IncomingMessage) {
   const h = req.headers.authorization;
   if (!h?.startsWith("Basic ")) return null;
   const decoded = Buffer.from(h.slice(6), "base64").toString("utf8");
   const password = decoded.slice(decoded.indexOf(":") + 1);
-  if (!password || password.length > 200) return null;
-  return findUserByApiToken(deps.db, password);
+  if (!password.startsWith("deck_") || password.length > 200) return null;
+  const token = await usePersonalToken(deps.db, hashToken(password));
+  if (!token) return null;
+  const user = await findUserById(deps.db, token.userId);
+  return user ? { user, scopes: token.scopes } : null;
 }
