@@ -44,7 +44,7 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
       async () => {
         const outcome = await runPush(deps, req, output, t0);
         await audit(deps.db, {
-          userId: req.user.id, action: "app:deploy", target: req.app.name, result: outcome.ok ? "ok" : "failed",
+          userId: req.user.id, action: "deploy:finish", target: req.app.name, result: outcome.ok ? "ok" : "failed",
           data: { commit: req.commitSha, ...(outcome.ok ? { release: outcome.version } : { reason: outcome.message.slice(0, 300) }) },
         }).catch((e) => deps.log(`audit: ${(e as Error).message}`));
         await output.flush().catch((e) => deps.log(`build log: ${(e as Error).message}`));
