@@ -109,6 +109,23 @@ for (const backend of backends) {
       assert.deepEqual(orgs.json.items.map((o: { slug: string }) => o.slug).sort(), ["default", "quotes"]);
     });
 
+    it("never repeats a config value in an error answer", async () => {
+      assert.equal((await call("POST", "/apps", { name: "secretive" })).status, 201);
+      const value = "s3cr3t-9f8e7d6c5b4a";
+      const answers = [
+        await call("PATCH", "/apps/secretive/config", { set: { "BAD-KEY": value } }),
+        await call("PATCH", "/apps/secretive/config", { set: { PORT: value } }),
+        await call("PATCH", "/apps/secretive/config", { set: { OK: value }, extra: value }),
+        await call("PATCH", "/apps/secretive/config", { set: { OK: value.repeat(4000) } }),
+        await call("PATCH", "/apps/nosuch/config", { set: { OK: value } }),
+      ];
+      for (const a of answers) {
+        assert.ok(a.status >= 400 && a.status < 500, a.text);
+        assert.ok(!a.text.includes(value), `an error answer repeated the value: ${a.text}`);
+      }
+      await call("DELETE", "/apps/secretive?confirm=secretive");
+    });
+
     it("paginates lists", async () => {
       for (const n of ["pa", "pb", "pc"]) assert.equal((await call("POST", "/apps", { name: n })).status, 201);
       const first = await call("GET", "/apps?limit=2");
