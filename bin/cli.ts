@@ -3,7 +3,8 @@ import { ConfigError, loadConfig, type DeckConfig } from "../config/index.ts";
 import { pathsFor } from "../deploy/index.ts";
 import { parsePublicKey } from "../gitd/index.ts";
 import { stopRouter } from "../router/index.ts";
-import { ProcessRuntime } from "../runtime/index.ts";
+import { createDockerClient, DockerRuntime, ProcessRuntime, scopeFor } from "../runtime/index.ts";
+import { join } from "node:path";
 import { openDatabase } from "../store/index.ts";
 import { addMember, countUsers, createApiToken, insertOrganization, insertSshKey, insertUser } from "../store/queries/index.ts";
 import { startServer } from "./server.ts";
@@ -78,6 +79,11 @@ async function down(): Promise<void> {
   const cfg = config();
   const paths = pathsFor(cfg.dataDir);
   await new ProcessRuntime({ stateDir: paths.procStateDir }).stopAll(cfg.stopGrace * 1000);
+  if (cfg.runtime === "docker") {
+    const docker = new DockerRuntime({ client: createDockerClient(), stateDir: join(cfg.dataDir, "run", "docker"), scope: scopeFor(cfg.dataDir) });
+    await docker.stopAll(cfg.stopGrace * 1000);
+    docker.close();
+  }
   await stopRouter(cfg.dataDir, 5000);
   process.stdout.write("stopped the router and all app processes\n");
 }

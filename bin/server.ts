@@ -9,7 +9,7 @@ import type { DeckConfig } from "../config/index.ts";
 import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
-import { findFreePort, ProcessRuntime } from "../runtime/index.ts";
+import { createDockerClient, DockerRuntime, findFreePort, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { openDatabase, type Database } from "../store/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
 import { join } from "node:path";
@@ -40,6 +40,13 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   for (const d of [paths.runDir, paths.procStateDir, join(config.dataDir, "logs"), join(config.dataDir, "repos")]) await mkdir(d, { recursive: true });
   // Before the database starts: a bad DECK_MASTER_KEY then stops deck with nothing left running.
   configureSecrets({ dataDir: config.dataDir, masterKey: config.masterKey });
+  // Likewise a docker runtime without an engine.
+  const docker = config.runtime === "docker" ? createDockerClient() : undefined;
+  if (docker) {
+    await docker.ping().catch((e: Error) => {
+      throw new Error(`DECK_RUNTIME=docker but no Docker engine answers (${e.message.split("\n")[0]}); start dockerd or set DOCKER_HOST`);
+    });
+  }
   const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
   const router = await ensureRouter({
     dataDir: config.dataDir,
@@ -48,13 +55,20 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   });
   log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
+  const runtime = docker
+    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
+    : new ProcessRuntime({ stateDir: paths.procStateDir });
+
   const deps: DeployDeps = {
     db: db.pool,
     config,
     paths,
-    runtime: new ProcessRuntime({ stateDir: paths.procStateDir }),
+    runtime,
     router: createRouterControl(paths.routerSocket),
-    build: runBuild,
+    build: (req) => runBuild(req, {
+      runtime: config.runtime, engine: docker, baseImage: config.baseImage,
+      imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
+    }),
     allocatePort: () => findFreePort(),
     queue: new AppQueue(config.deployQueue),
     builds: new Semaphore(config.buildConcurrency),
@@ -86,6 +100,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       await new Promise<void>((res) => ssh.close(() => res()));
       await new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); });
       await new Promise<void>((res) => hookServer.close(() => res()));
+      if (runtime instanceof DockerRuntime) await runtime.close();
       await rm(join(paths.runDir, "server.pid"), { force: true });
       await db.close();
     },

@@ -200,7 +200,7 @@ describe("runBuild: other buildpacks", () => {
     const run = await build({ "main.go": "package main\n", "docs/notes.txt": "hello" });
     assert.deepEqual(run.result.ok ? undefined : { code: run.result.code, message: run.result.message }, {
       code: "no_buildpack",
-      message: "no buildpack matched: deck looked for package.json (Node.js), index.html (static site) and Procfile (any command) in the repository root",
+      message: "no buildpack matched: deck looked for package.json (Node.js), requirements.txt or pyproject.toml (Python), go.mod (Go), Cargo.toml (Rust), index.html (static site) and Procfile (any command) in the repository root (a Dockerfile builds with DECK_RUNTIME=docker)",
     });
     assertNoSlug(run);
   });

@@ -4,7 +4,7 @@ import { DeckError, isDeckError } from "../core/index.ts";
 import {
   BuildStepError,
   describeNoBuildpack,
-  detectBuildpack,
+  selectBuildpack,
   formatDetail,
   formatHeader,
   isBuildStepError,
@@ -12,13 +12,26 @@ import {
   type BuildContext,
 } from "../buildpacks/index.ts";
 import { createBuildEnv } from "./build-env.ts";
+import { buildDockerfileApp, buildSlugImage, DOCKERFILE_NEEDS_DOCKER, hasDockerfile, type ImageBuildLimits, type ImageEngine } from "./docker-build.ts";
 import { checkoutCommit, validateCommitSha } from "./checkout.ts";
 import { shortSha } from "./commands.ts";
 import { execCommand } from "./exec.ts";
 import { createWorkDir, measureDir } from "./slug.ts";
 
 type Failure = Extract<BuildResult, { ok: false }>;
-type Built = { buildpack: string; procfile: Procfile; sizeBytes: number };
+type Built = { buildpack: string; procfile: Procfile; sizeBytes: number; image?: string };
+
+/** How the built release will run; the pipeline's build call fixes these for the whole server. */
+export interface BuildOptions {
+  /** "docker": Dockerfile apps build with the engine and buildpack slugs are packaged into images. Default "process". */
+  runtime?: "process" | "docker";
+  /** The Docker engine (required for runtime "docker"). */
+  engine?: ImageEngine;
+  /** Image buildpack slugs are packaged onto (DECK_BASE_IMAGE). */
+  baseImage?: string;
+  /** Memory and CPUs of each RUN step of a Dockerfile build (the engine runs them outside deck's build cgroup). */
+  imageBuildLimits?: ImageBuildLimits;
+}
 
 /**
  * Checks out a commit, builds it with the first matching buildpack and leaves the result at
@@ -26,7 +39,7 @@ type Built = { buildpack: string; procfile: Procfile; sizeBytes: number };
  * success, so slugDir exists exactly when the result is ok. Output streams through `req.onLine` as it
  * happens; failures are returned (the caller reports `message`), never printed here.
  */
-export async function runBuild(req: BuildRequest): Promise<BuildResult> {
+export async function runBuild(req: BuildRequest, options: BuildOptions = {}): Promise<BuildResult> {
   const startedAt = performance.now();
   const elapsedMs = () => Math.round(performance.now() - startedAt);
   if (await pathExists(req.slugDir)) throw new Error(`runBuild: slugDir already exists: ${req.slugDir}`);
@@ -39,7 +52,7 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
     workDir = await createWorkDir(req.slugDir);
     await mkdir(req.cacheDir, { recursive: true });
 
-    const built = await buildSlug(req, workDir, stop.signal);
+    const built = await buildSlug(req, workDir, stop.signal, options);
     if ("code" in built) return { ...built, durationMs: elapsedMs() };
 
     stop.signal.throwIfAborted();
@@ -57,14 +70,21 @@ export async function runBuild(req: BuildRequest): Promise<BuildResult> {
 }
 
 /** The steps of a build, in order. Returns the no_buildpack failure; throws on every other one. */
-async function buildSlug(req: BuildRequest, dir: string, signal: AbortSignal): Promise<Built | Omit<Failure, "durationMs">> {
+async function buildSlug(req: BuildRequest, dir: string, signal: AbortSignal, options: BuildOptions): Promise<Built | Omit<Failure, "durationMs">> {
   const detail: LineSink = (line) => req.onLine(formatDetail(line));
 
   req.onLine(formatHeader(`Fetching commit ${shortSha(req.commitSha)}`));
   await checkoutCommit({ repoDir: req.repoDir, commitSha: req.commitSha, dir, gitEnv: req.gitEnv, signal, onLine: detail });
   signal.throwIfAborted();
 
-  const pack = await detectBuildpack(dir);
+  // `builder:set` beats detection: a named buildpack ignores a Dockerfile, "dockerfile" requires one.
+  const detecting = !req.builder || req.builder === "auto";
+  if (req.builder === "dockerfile" && !(await hasDockerfile(dir))) {
+    throw new BuildStepError(`the app's builder is set to "dockerfile" but the repository has no Dockerfile: add one, or run builder:set APP auto`);
+  }
+  if (req.builder === "dockerfile" || (detecting && (await hasDockerfile(dir)))) return buildWithDockerfile(req, dir, signal, options);
+
+  const pack = await selectBuildpack(dir, req.builder);
   if (!pack) return { ok: false, code: "no_buildpack", message: describeNoBuildpack() };
   req.onLine(formatHeader(`${pack.label} detected`));
 
@@ -76,7 +96,34 @@ async function buildSlug(req: BuildRequest, dir: string, signal: AbortSignal): P
   const procfile = await pack.release(dir);
   reportProcessTypes(procfile, await readProcfile(dir), detail);
 
-  return { buildpack: pack.name, procfile, sizeBytes: await measureDir(dir) };
+  if (options.runtime !== "docker") return { buildpack: pack.name, procfile, sizeBytes: await measureDir(dir) };
+  req.onLine(formatHeader(`Packaging the slug into an image FROM ${options.baseImage}`));
+  const image = await buildSlugImage({
+    engine: requireEngine(options), app: req.app, commitSha: req.commitSha, baseImage: requireBaseImage(options),
+    dir, slugDir: req.slugDir, signal, onLine: req.onLine,
+  });
+  return { buildpack: pack.name, procfile, sizeBytes: image.sizeBytes, image: image.id };
+}
+
+/** A repository with a Dockerfile builds with the Docker engine; the process runtime cannot run the result. */
+async function buildWithDockerfile(req: BuildRequest, dir: string, signal: AbortSignal, options: BuildOptions): Promise<Built> {
+  if (options.runtime !== "docker") throw new BuildStepError(DOCKERFILE_NEEDS_DOCKER);
+  req.onLine(formatHeader("Dockerfile detected: building the image"));
+  const { image, procfile } = await buildDockerfileApp({
+    engine: requireEngine(options), app: req.app, commitSha: req.commitSha, dir, slugDir: req.slugDir, env: req.env, limits: options.imageBuildLimits, signal, onLine: req.onLine,
+  });
+  req.onLine(formatHeader(`Built image ${image.tag} (${image.id.slice(7, 19)}, ${(image.sizeBytes / 1024 ** 2).toFixed(1)} MB)`));
+  return { buildpack: "dockerfile", procfile, sizeBytes: image.sizeBytes, image: image.id };
+}
+
+function requireEngine(options: BuildOptions): ImageEngine {
+  if (!options.engine) throw new Error("runBuild: the docker runtime needs options.engine");
+  return options.engine;
+}
+
+function requireBaseImage(options: BuildOptions): string {
+  if (!options.baseImage) throw new Error("runBuild: the docker runtime needs options.baseImage");
+  return options.baseImage;
 }
 
 type ContextOptions = Omit<BuildContext, "run">;

@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { StringDecoder } from "node:string_decoder";
 import type { Readable } from "node:stream";
 import type { LineSink } from "../core/index.ts";
+import { cgroupEnterArgv, currentBuildCgroup, resolveExecutable } from "./limits.ts";
 
 /**
  * The one place builder children are spawned. Commands arrive as argv arrays (never a shell string);
@@ -79,7 +80,18 @@ function startInGroup(argv: readonly string[], opts: ExecOptions, stdin: "ignore
   const result = (extra: Partial<ExecResult>): ExecResult => ({ argv, exitCode: null, exitSignal: null, aborted: false, stderrTail, ...extra });
   if (opts.signal?.aborted) return { stderrTail, done: Promise.resolve(result({ aborted: true })) };
 
-  const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: [stdin, "pipe", "pipe"] });
+  // Inside a build with limits, the child enters the build's cgroup before it execs (see limits.ts).
+  let command = argv;
+  const cgroup = currentBuildCgroup();
+  if (cgroup) {
+    const path = resolveExecutable(argv[0], opts.env.PATH, opts.cwd);
+    if (!path) {
+      const err: NodeJS.ErrnoException = Object.assign(new Error(`spawn ${argv[0]} ENOENT`), { code: "ENOENT", path: argv[0] });
+      return { stderrTail, done: Promise.resolve(result({ spawnError: err })) };
+    }
+    command = cgroupEnterArgv(cgroup.procsFiles, [path, ...argv.slice(1)]);
+  }
+  const child = spawn(command[0], command.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: [stdin, "pipe", "pipe"] });
   const done = new Promise<ExecResult>((resolve) => {
     let stopping: Promise<void> | undefined;
     const onAbort = () => {

@@ -4,58 +4,45 @@
  */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Procfile } from "../core/index.ts";
 import {
+  BUILDER_CHOICES,
   BUILDPACKS,
   BuildStepError,
   describeNoBuildpack,
   detectBuildpack,
   genericBuildpack,
+  goBuildpack,
+  isBuilderChoice,
   nodeBuildpack,
   npmInstallArgv,
+  pythonBuildpack,
+  rustBuildpack,
+  selectBuildpack,
   staticBuildpack,
   STATIC_SERVER_PATH,
   type Buildpack,
   type BuildContext,
 } from "./index.ts";
+import { createSampleDirs, createTestContext } from "./test-helpers.ts";
 
-const root = mkdtempSync(join(tmpdir(), "deck-buildpacks-"));
-after(() => rmSync(root, { recursive: true, force: true }));
-let dirCount = 0;
+const samples = createSampleDirs();
+after(() => samples.remove());
 
 function sampleDir(files: Record<string, string>): string {
-  const dir = join(root, `app-${++dirCount}`);
-  mkdirSync(dir);
-  for (const [path, content] of Object.entries(files)) writeFileSync(join(dir, path), content);
-  return dir;
+  return samples.make(files);
 }
 
-/** A real (unmocked) runner, standing in for the builder's: argv, no shell, fails on non-zero exit. */
 function createContext(dir: string): BuildContext & { lines: string[] } {
-  const lines: string[] = [];
-  const cacheDir = join(root, `cache-${dirCount}`);
-  const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", CI: "true" };
-  return {
-    dir,
-    cacheDir,
-    env,
-    lines,
-    onLine: (line) => lines.push(line),
-    signal: new AbortController().signal,
-    run: (argv, opts = {}) =>
-      new Promise((resolve, reject) => {
-        const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd ?? dir, env: { ...env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
-        child.stdout.on("data", (d: Buffer) => lines.push(...d.toString().split("\n")));
-        child.stderr.on("data", (d: Buffer) => lines.push(...d.toString().split("\n")));
-        child.on("error", reject);
-        child.on("close", (code) => (code === 0 ? resolve() : reject(new BuildStepError(`${argv.join(" ")} failed with exit code ${code}`))));
-      }),
-  };
+  return createTestContext(dir, { cacheDir: samples.cache() });
 }
+
+const GO_MOD = "module example.com/hello\n\ngo 1.19\n";
+const GO_MAIN = 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hi") }\n';
+const CARGO_TOML = '[package]\nname = "hello-rs"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n';
+const RUST_MAIN = 'fn main() { println!("hi"); }\n';
 
 interface ContractCase {
   pack: Buildpack;
@@ -112,6 +99,52 @@ const CASES: ContractCase[] = [
     ],
   },
   {
+    pack: pythonBuildpack,
+    matches: [{ "requirements.txt": "" }, { "pyproject.toml": "[project]\nname = \"a\"\n" }, { "requirements.txt": "", "index.html": "<p>", Procfile: "web: x" }],
+    skips: [{ "app.py": "print(1)" }, { "setup.cfg": "" }, { Procfile: "web: python app.py" }],
+    builds: [
+      {
+        files: { "requirements.txt": "# no third-party packages\n", "app.py": "print('hi')\n" },
+        procfile: { web: "python app.py" },
+        check: (dir) => {
+          assert.ok(existsSync(join(dir, ".venv/bin/python")), "a virtualenv is in the slug");
+          assert.deepEqual(JSON.parse(readFileSync(join(dir, ".deck/env.json"), "utf8")).path, [".venv/bin"], "its bin goes on PATH");
+        },
+      },
+      { files: { "requirements.txt": "", "app.py": "", Procfile: "web: gunicorn app:app\nworker: python worker.py\n" }, procfile: { web: "gunicorn app:app", worker: "python worker.py" } },
+    ],
+    refuses: [{ files: { "requirements.txt": "" }, message: /nothing to run: add a Procfile with a "web:" line \(e\.g\. "web: python app\.py"\) or an app\.py/ }],
+  },
+  {
+    pack: goBuildpack,
+    matches: [{ "go.mod": GO_MOD }, { "go.mod": GO_MOD, Procfile: "web: bin/hello" }],
+    skips: [{ "main.go": GO_MAIN }, { "go.sum": "" }, { "Cargo.toml": CARGO_TOML }],
+    builds: [
+      { files: { "go.mod": GO_MOD, "main.go": GO_MAIN }, procfile: { web: "bin/hello" }, check: (dir) => assert.ok(existsSync(join(dir, "bin/hello")), "the command is in the slug") },
+      {
+        files: { "go.mod": GO_MOD, "cmd/api/main.go": GO_MAIN, "cmd/jobs/main.go": GO_MAIN, Procfile: "web: bin/api\nworker: bin/jobs\n" },
+        procfile: { web: "bin/api", worker: "bin/jobs" },
+      },
+    ],
+    refuses: [
+      { files: { "go.mod": GO_MOD, "cmd/a/main.go": GO_MAIN, "cmd/b/main.go": GO_MAIN }, message: /the Go build made several commands \(a, b\): add a Procfile line such as "web: bin\/a"/ },
+      { files: { "go.mod": "go 1.19\n", "main.go": GO_MAIN }, message: /go\.mod has no "module" line/ },
+    ],
+  },
+  {
+    pack: rustBuildpack,
+    matches: [{ "Cargo.toml": CARGO_TOML }],
+    skips: [{ "main.rs": RUST_MAIN }, { "Cargo.lock": "" }, { "go.mod": GO_MOD }],
+    builds: [
+      {
+        files: { "Cargo.toml": CARGO_TOML, "src/main.rs": RUST_MAIN },
+        procfile: { web: "bin/hello-rs" },
+        check: (dir) => assert.ok(existsSync(join(dir, "bin/hello-rs")), "the binary is in the slug"),
+      },
+    ],
+    refuses: [{ files: { "Cargo.toml": CARGO_TOML, "src/lib.rs": "pub fn f() {}\n" }, message: /Cargo\.toml defines no binary: add src\/main\.rs/ }],
+  },
+  {
     pack: genericBuildpack,
     matches: [{ Procfile: "web: ./run" }, { Procfile: "web: ./run", "index.html": "<p>" }],
     skips: [{ "README.md": "hi" }, { "procfile.txt": "web: x" }],
@@ -157,8 +190,12 @@ for (const c of CASES) {
 }
 
 describe("detection order", () => {
-  test("node before static before generic", async () => {
-    assert.deepEqual(BUILDPACKS.map((b) => b.name), ["node", "static", "generic"]);
+  test("node, then the other languages, then static, then generic", async () => {
+    assert.deepEqual(BUILDPACKS.map((b) => b.name), ["node", "python", "go", "rust", "static", "generic"]);
+    assert.equal((await detectBuildpack(sampleDir({ "package.json": "{}", "requirements.txt": "" })))?.name, "node");
+    assert.equal((await detectBuildpack(sampleDir({ "requirements.txt": "", "index.html": "<p>", Procfile: "web: x" })))?.name, "python");
+    assert.equal((await detectBuildpack(sampleDir({ "go.mod": GO_MOD, "index.html": "<p>" })))?.name, "go");
+    assert.equal((await detectBuildpack(sampleDir({ "Cargo.toml": CARGO_TOML, Procfile: "web: x" })))?.name, "rust");
     const all = { "package.json": "{}", "index.html": "<p>", Procfile: "web: x" };
     assert.equal((await detectBuildpack(sampleDir(all)))?.name, "node");
     assert.equal((await detectBuildpack(sampleDir({ "index.html": "<p>", Procfile: "web: x" })))?.name, "static");
@@ -169,7 +206,7 @@ describe("detection order", () => {
   test("the no-match message names every file deck looked for", () => {
     assert.equal(
       describeNoBuildpack(),
-      "no buildpack matched: deck looked for package.json (Node.js), index.html (static site) and Procfile (any command) in the repository root",
+      "no buildpack matched: deck looked for package.json (Node.js), requirements.txt or pyproject.toml (Python), go.mod (Go), Cargo.toml (Rust), index.html (static site) and Procfile (any command) in the repository root (a Dockerfile builds with DECK_RUNTIME=docker)",
     );
   });
 });
@@ -187,5 +224,29 @@ describe("node buildpack commands", () => {
       await nodeBuildpack.build(ctx);
       assert.ok(ctx.lines.includes("-----> Installing dependencies (npm ci)"), `${lock}: ${ctx.lines.join("|")}`);
     }
+  });
+});
+
+describe("builder setting", () => {
+  test("a named buildpack beats detection", async () => {
+    const both = { "package.json": JSON.stringify({ scripts: { start: "node s.js" } }), "requirements.txt": "", "app.py": "" };
+    assert.equal((await selectBuildpack(sampleDir(both)))?.name, "node");
+    assert.equal((await selectBuildpack(sampleDir(both), "auto"))?.name, "node");
+    assert.equal((await selectBuildpack(sampleDir(both), "python"))?.name, "python");
+    assert.equal((await selectBuildpack(sampleDir({ "index.html": "<p>", Procfile: "web: ./run" }), "generic"))?.name, "generic");
+  });
+
+  test("a named buildpack whose files are missing, or an unknown name, is a BuildStepError saying what to do", async () => {
+    await assert.rejects(selectBuildpack(sampleDir({ "package.json": "{}" }), "go"), {
+      name: "BuildStepError",
+      message: `the app's builder is set to "go" but the repository has no go.mod (Go): add it, or run builder:set APP auto`,
+    });
+    await assert.rejects(selectBuildpack(sampleDir({ "package.json": "{}" }), "cobol"), (e: unknown) => e instanceof BuildStepError && /does not know: use one of dockerfile, node, python, go, rust, static, generic, auto$/.test(e.message));
+  });
+
+  test("builder:set accepts every buildpack, dockerfile and auto", () => {
+    assert.deepEqual([...BUILDER_CHOICES], ["dockerfile", "node", "python", "go", "rust", "static", "generic", "auto"]);
+    assert.equal(isBuilderChoice("rust"), true);
+    assert.equal(isBuilderChoice("Rust"), false);
   });
 });

@@ -11,6 +11,22 @@ import { z } from "zod";
 const port = z.coerce.number().int().min(1).max(65535);
 const seconds = z.coerce.number().positive();
 
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+/** A byte size: 536870912, 512m, 512MB, 1.5g, 2GiB (binary units, case-insensitive). */
+export function parseByteSize(raw: string | number): number | null {
+  if (typeof raw === "number") return Number.isFinite(raw) && raw > 0 ? Math.floor(raw) : null;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(raw);
+  return m ? Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]) : null;
+}
+const byteSize = (min: number) => z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const bytes = parseByteSize(v);
+  if (bytes === null || bytes < min) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `a size of at least ${min / 1024 ** 2}m, like 512m or 2g` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
 export const SETTINGS = {
   dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
   host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
@@ -21,7 +37,10 @@ export const SETTINGS = {
   domain: { env: "DECK_DOMAIN", yaml: "domain", schema: z.string().regex(/^[a-z0-9.-]+$/i, "a DNS name like localhost or apps.example.com"), default: "localhost", help: "app NAME is served at NAME.DOMAIN" },
   databaseUrl: { env: "DATABASE_URL", yaml: "database_url", schema: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(), default: undefined, help: "external PostgreSQL; unset = embedded server under the data dir" },
   redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis for several deck nodes (validated; not used yet: one node needs none)" },
-  runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process"]), default: "process", help: "how releases run: process (supervised processes)" },
+  runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process", "docker"]), default: "process", help: "how releases run: process (supervised processes) or docker (one container per process; Dockerfile apps need it)" },
+  baseImage: { env: "DECK_BASE_IMAGE", yaml: "base_image", schema: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "an image reference such as clouddeck/base:latest"), default: "clouddeck/base:latest", help: "docker runtime: image buildpack apps are packaged onto (must hold what they run, e.g. node)" },
+  appMemory: { env: "DECK_APP_MEMORY", yaml: "app_memory", schema: byteSize(6 * 1024 ** 2), default: "512m", help: "docker runtime: memory limit of each app process (512m, 1g)" },
+  appCpus: { env: "DECK_APP_CPUS", yaml: "app_cpus", schema: z.coerce.number().positive().max(1024), default: 1, help: "docker runtime: CPUs each app process may use (0.5 = half a core)" },
   buildTimeout: { env: "DECK_BUILD_TIMEOUT", yaml: "build_timeout", schema: seconds, default: 900, help: "seconds a build may take before it is stopped" },
   keepReleases: { env: "DECK_KEEP_RELEASES", yaml: "keep_releases", schema: z.coerce.number().int().min(2).max(100), default: 5, help: "built artifacts kept per app for rollback" },
   healthTimeout: { env: "DECK_HEALTH_TIMEOUT", yaml: "health_timeout", schema: seconds, default: 60, help: "seconds a new release has to answer its health check" },
@@ -30,6 +49,8 @@ export const SETTINGS = {
   releaseTimeout: { env: "DECK_RELEASE_TIMEOUT", yaml: "release_timeout", schema: seconds, default: 300, help: "seconds the Procfile release command may take" },
   deployQueue: { env: "DECK_DEPLOY_QUEUE", yaml: "deploy_queue", schema: z.enum(["wait", "refuse"]), default: "wait", help: "a push while the app is deploying waits in line or is refused" },
   masterKey: { env: "DECK_MASTER_KEY", yaml: "master_key", schema: z.string().optional(), default: undefined, help: "base64 of 32 bytes that encrypts config vars at rest (checked at start, never echoed); unset = a key generated once into DATA_DIR/keys/master.key" },
+  buildMemory: { env: "DECK_BUILD_MEMORY", yaml: "build_memory", schema: byteSize(32 * 1024 ** 2), default: "2g", help: "memory one build may use (512m, 2g); a build over it is stopped and its push rejected" },
+  buildCpus: { env: "DECK_BUILD_CPUS", yaml: "build_cpus", schema: z.coerce.number().min(0.01).max(1024), default: 1, help: "CPU cores one build may use (0.5, 2)" },
   buildConcurrency: { env: "DECK_BUILD_CONCURRENCY", yaml: "build_concurrency", schema: z.coerce.number().int().min(1).max(256), default: availableParallelism(), help: "builds running at once across all apps" },
   publicUrl: { env: "DECK_PUBLIC_URL", yaml: "public_url", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an http(s) URL such as https://deck.example.com").optional(), default: undefined, help: "external base URL of the API, used to build OAuth redirect URIs; unset = http://HOST:API_PORT" },
   oidcGithubClientId: { env: "DECK_OIDC_GITHUB_CLIENT_ID", yaml: "oidc_github_client_id", schema: z.string().min(1).optional(), default: undefined, help: "GitHub OAuth app client id; set with the secret to enable GitHub sign-in" },

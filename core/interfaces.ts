@@ -20,14 +20,31 @@ export interface BuildRequest {
   cacheDir: string;
   /** Config vars of the app, visible to the build. */
   env: Record<string, string>;
+  /**
+   * The app's `builder:set` choice, which beats detection: a buildpack name or "dockerfile".
+   * Unset (or "auto") = detect from the repository.
+   */
+  builder?: string;
   timeoutMs: number;
   onLine: LineSink;
   signal?: AbortSignal;
 }
 
 export type BuildResult =
-  | { ok: true; buildpack: string; procfile: Procfile; sizeBytes: number; durationMs: number }
+  | {
+      ok: true; buildpack: string; procfile: Procfile; sizeBytes: number; durationMs: number;
+      /** Set when the build produced an image for the docker runtime (its id, also in IMAGE_REF_FILE). */
+      image?: string;
+    }
   | { ok: false; code: "no_buildpack" | "build_failed" | "timeout" | "cancelled" | "checkout_failed"; message: string; durationMs: number };
+
+/**
+ * A build for the docker runtime leaves this file in its artifact dir (`slugDir`), naming the image
+ * to run: `{"image": "sha256:…", "tag": "deck/APP:build-ID", "appDir"?: "/app"}` (appDir: where the
+ * artifact dir's content sits inside the image, for a packaged slug). Everything that starts a release passes
+ * the artifact dir as `cwd`, so rollbacks and restarts find the image the same way they find a slug.
+ */
+export const IMAGE_REF_FILE = "deck-image.json";
 
 // ---------- runtime ----------
 export interface ProcessSpec {
@@ -49,6 +66,8 @@ export interface ProcessSpec {
   /** Set for web processes: the PORT the process must listen on. */
   port?: number;
   logFile: string;
+  /** Docker runtime: the image to run; unset = the one named by IMAGE_REF_FILE in `cwd`. Other runtimes ignore it. */
+  image?: string;
 }
 
 export interface ProcessInfo {

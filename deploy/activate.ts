@@ -1,4 +1,8 @@
-import { DeckError, runnableTypes, type Procfile, type ProcessInfo } from "../core/index.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  applySlugEnv, DeckError, EMPTY_SLUG_ENV, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type SlugEnv,
+} from "../core/index.ts";
 import {
   listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus,
   type AppRow, type BuildRow, type ReleaseRow,
@@ -36,9 +40,12 @@ export function appUrl(deps: DeployDeps, app: string): string {
   return `http://${app}.${deps.config.domain}${port}`;
 }
 
-/** The environment every app process gets: config vars over a small base, never deck's own env. */
-export function processEnv(app: string, release: ReleaseRow, slugPath: string): Record<string, string> {
-  return {
+/**
+ * The environment every app process gets: config vars over a small base, never deck's own env. What
+ * the buildpack asked for (`slugEnv`, e.g. a virtualenv's bin on PATH) sits between the two.
+ */
+export function processEnv(app: string, release: ReleaseRow, slugPath: string, slugEnv: SlugEnv = EMPTY_SLUG_ENV): Record<string, string> {
+  return applySlugEnv({
     PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin",
     HOME: slugPath,
     LANG: "C.UTF-8",
@@ -46,7 +53,21 @@ export function processEnv(app: string, release: ReleaseRow, slugPath: string): 
     DECK_APP: app,
     DECK_RELEASE: `v${release.version}`,
     ...release.config,
-  };
+  }, slugEnv, slugPath);
+}
+
+/** The buildpack's run-time env stored in a slug; slugs built before it existed have none. */
+export async function readSlugEnv(slugPath: string): Promise<SlugEnv> {
+  let text: string;
+  try {
+    text = await readFile(join(slugPath, SLUG_ENV_FILE), "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return EMPTY_SLUG_ENV;
+    throw e;
+  }
+  const parsed = parseSlugEnv(text);
+  if (!parsed.ok) throw new DeckError("bad_slug", `the build's run-time env is unusable: ${parsed.message}`);
+  return parsed.env;
 }
 
 export function formationFor(procfile: Procfile, formation: Record<string, number>): [string, number][] {
@@ -69,7 +90,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const procfile = build.procfile ?? {};
   const slugPath = build.slugPath;
   if (!slugPath) throw new DeckError("no_slug", `build ${build.id} of ${app.name} has no artifact`);
-  const env = processEnv(app.name, release, slugPath);
+  const env = processEnv(app.name, release, slugPath, await readSlugEnv(slugPath));
   const logFile = deps.paths.appLog(app.name);
   const started: ProcessInfo[] = [];
   const fail = async (message: string): Promise<ActivateResult> => {

@@ -8,3 +8,7 @@ export { callerFor, authorizeApp, orgForNewApp, type Caller } from "./access.ts"
 export * from "./operations.ts";
 export * from "./accounts.ts";
 export * from "./webhooks.ts";
+export {
+  BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds,
+  type BuildOutputTarget, type BuildRunState, type BuildStatus, type BuildSummary, type CancelledBuild,
+} from "./builds.ts";

@@ -2,9 +2,10 @@ import { rm } from "node:fs/promises";
 import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
-  insertRelease, listApps, listReleases, saveConfigVars, setFormation, setHealthCheckPath, updateDeployment, q,
+  insertRelease, listApps, listReleases, saveConfigVars, setAppBuilder, setFormation, setHealthCheckPath, updateDeployment, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
+import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
 import { activateRelease, appHosts, appUrl, drainAndStop, formationFor } from "./activate.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
@@ -181,6 +182,16 @@ export async function restart(deps: DeployDeps, caller: Caller, name: string, ou
     await redeploy(deps, caller, app, "restart", current, false, out);
     await audit(deps.db, { userId: caller.user.id, action: "ps:restart", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   });
+}
+
+/** Chooses how the app is built from now on: a buildpack or `dockerfile`, or `auto` to detect it again. */
+export async function setBuilder(deps: DeployDeps, caller: Caller, name: string, choice: string): Promise<string | null> {
+  const app = await authorizeApp(deps.db, caller, "config:set", name);
+  if (!isBuilderChoice(choice)) throw new DeckError("bad_argument", `"${choice.slice(0, 30)}" is not a builder; use one of ${BUILDER_CHOICES.join(", ")}`);
+  const value = choice === "auto" ? null : choice;
+  await setAppBuilder(deps.db, app.id, value);
+  await audit(deps.db, { userId: caller.user.id, action: "config:set", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, builder: choice } });
+  return value;
 }
 
 /** The path new releases must answer (status below 500) before they get traffic. */

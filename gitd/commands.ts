@@ -3,7 +3,8 @@ import { parsePublicKey } from "./ssh-keys.ts";
 import {
   addAppDomain, addKey, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
   listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
-  readLogTail, releasesOf, report, restart, rollback, scale, setHealthCheck, showConfig, type Caller, type DeployDeps,
+  readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setHealthCheck, showConfig, type Caller, type DeployDeps,
+  cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary,
 } from "../deploy/index.ts";
 
 export interface CommandIO {
@@ -52,6 +53,15 @@ const pad = (rows: string[][]): string[] => {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd());
 };
+
+const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");
+const seconds = (ms: number | null) => (ms === null ? "-" : `${(ms / 1000).toFixed(1)}s`);
+const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / (1024 * 1024)).toFixed(1)} MB`);
+
+function buildRow(b: BuildSummary): string[] {
+  const size = b.artifact === "pruned" ? `${megabytes(b.sizeBytes)} (pruned)` : megabytes(b.sizeBytes);
+  return [b.id === null ? "-" : String(b.id), b.status, b.commit.slice(0, 7), b.buildpack ?? "-", seconds(b.durationMs), size, shortTime(b.startedAt)];
+}
 
 const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[] }> = {
   help: { usage: "help", help: "list the commands", run: async (_d, _c, _a, io) => { for (const l of helpText()) io.out(l); } },
@@ -167,6 +177,16 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`restarted ${name}`);
     },
   },
+  "builder:set": {
+    usage: "builder:set APP BUILDER", help: "build with a given buildpack or the Dockerfile instead of detecting (auto = detect)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("builder:set APP BUILDER");
+      const choice = args.positional[1];
+      if (!choice) throw new DeckError("bad_argument", "missing BUILDER; usage: builder:set APP dockerfile|node|python|go|rust|static|generic|auto");
+      const value = await setBuilder(deps, caller, name, choice);
+      io.out(value ? `${name} is built with ${value} from the next push` : `${name}'s builder is detected from the repository again`);
+    },
+  },
   "healthcheck:set": {
     usage: "healthcheck:set APP PATH", help: "path a new release must answer before it gets traffic (default /)",
     run: async (deps, caller, args, io) => {
@@ -187,6 +207,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`URL:        ${r.url}`);
       io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
       io.out(`Health:     ${r.app.healthCheckPath}`);
+      io.out(`Builder:    ${r.app.builder ?? "auto (detected)"}`);
       io.out(`Formation:  ${r.formation.map(([t, n]) => `${t}=${n}`).join(" ") || "-"}`);
       if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
     },
@@ -271,6 +292,44 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       if (!name || !email) throw new DeckError("bad_argument", "usage: access:remove APP EMAIL");
       await revokeAppAccess(deps, caller, name, email);
       io.out(`removed ${email}'s role on ${name}`);
+    },
+  },
+  "builds:list": {
+    usage: "builds:list APP [--json]", help: "an app's recent builds: status, commit, buildpack, duration, size", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const builds = await listBuilds(deps, caller, args.app("builds:list APP"));
+      if (args.json) return io.out(JSON.stringify(builds));
+      if (!builds.length) return io.out("no builds yet; push to build the app");
+      for (const l of pad([["ID", "STATUS", "COMMIT", "BUILDPACK", "DURATION", "SIZE", "STARTED"], ...builds.map(buildRow)])) io.out(l);
+    },
+  },
+  "builds:output": {
+    usage: "builds:output APP [ID]", help: "a build's output: follows a build in progress, prints a finished one (default: the latest)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("builds:output APP [ID]");
+      const rawId = args.positional[1];
+      if (rawId !== undefined && !/^\d{1,15}$/.test(rawId)) throw new DeckError("bad_argument", `"${rawId.slice(0, 20)}" is not a build id (see builds:list ${name})`);
+      const target = await findBuildOutput(deps, caller, name, rawId === undefined ? undefined : Number(rawId));
+      if (target.kind === "live") return target.run.follow(io.out, io.signal);
+      if (!target.lines.length) io.out(`(no output was recorded for build ${target.summary.id})`);
+      for (const l of target.lines) io.out(l);
+    },
+  },
+  "builds:cancel": {
+    usage: "builds:cancel APP", help: "stop the app's running build and any push of it waiting; those pushes are rejected",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("builds:cancel APP");
+      for (const c of await cancelBuilds(deps, caller, name)) {
+        io.out(c.id === null ? `cancelled a push of ${name} waiting for its turn` : `cancelled build ${c.id} of ${name}`);
+      }
+    },
+  },
+  "builds:cache:clear": {
+    usage: "builds:cache:clear APP", help: "delete the app's build cache; the next build starts cold",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("builds:cache:clear APP");
+      const { freedBytes } = await clearBuildCache(deps, caller, name);
+      io.out(`cleared the build cache of ${name} (${megabytes(freedBytes)})`);
     },
   },
   audit: {

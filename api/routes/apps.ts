@@ -1,7 +1,7 @@
 import { z } from "zod/v4";
 import { DeckError, maskValue } from "../../core/index.ts";
 import {
-  addAppDomain, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
+  addAppDomain, appAudit, authorizeApp, cancelBuilds, changeConfig, clearBuildCache, createApp, destroyApp, domainsOf, findBuildOutput, followLog, grantAppAccess, listBuilds,
   listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
   scale, setHealthCheck, showConfig,
 } from "../../deploy/index.ts";
@@ -130,6 +130,64 @@ defineRoute({
     if (!d || d.appId !== app.id) throw new DeckError("not_found", `${app.name} has no deployment ${params.id}`);
     return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, createdAt: d.createdAt, log: await readBuildLogs(deps.db, d.id) };
   },
+});
+
+// ---------- builds ----------
+const buildSummary = z.object({
+  id: z.number().nullable(), status: z.string(), commit: z.string(), buildpack: z.string().nullable(), durationMs: z.number().nullable(),
+  sizeBytes: z.number().nullable(), artifact: z.enum(["kept", "pruned"]).nullable(), startedAt: z.string(), pusher: z.string().nullable(), error: z.string().nullable(),
+});
+
+defineRoute({
+  method: "get", path: "/apps/:app/builds", tag: "builds", summary: "Recent builds, newest first (pushes waiting for their turn have no id yet)", params: appParams,
+  query: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).strict(),
+  response: z.object({ items: z.array(buildSummary) }),
+  handler: async ({ deps, caller, params, query }) => ({ items: await listBuilds(deps, caller, params.app, query.limit) }),
+});
+
+defineRoute({
+  method: "get", path: "/apps/:app/builds/:id", tag: "builds",
+  summary: "A build's output (id or `latest`); follow=true streams a build in progress as server-sent events until it ends",
+  params: z.object({ app: appName, id: z.union([z.literal("latest"), z.coerce.number().int().positive()]) }).strict(),
+  query: z.object({ follow: z.enum(["true", "false"]).default("false") }).strict(),
+  raw: true,
+  handler: async ({ ctx, deps, caller, params, query }) => {
+    const target = await findBuildOutput(deps, caller, params.app, params.id === "latest" ? undefined : params.id);
+    if (target.kind === "finished") {
+      ctx.status = 200;
+      ctx.body = { ...target.summary, running: false, lines: target.lines };
+      return;
+    }
+    if (query.follow !== "true") {
+      const lines: string[] = [];
+      await target.run.follow((l) => lines.push(l), AbortSignal.abort());
+      ctx.status = 200;
+      ctx.body = { id: target.id, status: target.id === null ? "queued" : "running", commit: target.run.commitSha, running: true, lines };
+      return;
+    }
+    ctx.respond = false;
+    const res = ctx.res;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
+    const abort = new AbortController();
+    ctx.req.on("close", () => abort.abort());
+    const ping = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
+    await target.run.follow((l) => res.write(`data: ${l.replace(/\r?\n/g, " ")}\n\n`), abort.signal);
+    clearInterval(ping);
+    res.end("event: end\ndata: \n\n");
+  },
+});
+
+defineRoute({
+  method: "post", path: "/apps/:app/builds/cancel", tag: "builds", summary: "Cancel the app's running build and any push of it waiting (those pushes are rejected)",
+  params: appParams, scope: "deploy",
+  response: z.object({ cancelled: z.array(z.object({ id: z.number().nullable(), state: z.string() })) }),
+  handler: async ({ deps, caller, params }) => ({ cancelled: await cancelBuilds(deps, caller, params.app) }),
+});
+
+defineRoute({
+  method: "delete", path: "/apps/:app/builds/cache", tag: "builds", summary: "Delete the app's build cache; the next build starts cold", params: appParams, scope: "deploy",
+  response: z.object({ freedBytes: z.number() }),
+  handler: async ({ deps, caller, params }) => clearBuildCache(deps, caller, params.app),
 });
 
 // ---------- processes ----------

@@ -10,6 +10,8 @@ export interface AppRow {
   healthCheckPath: string;
   formation: Record<string, number>;
   liveDeploymentId: number | null;
+  /** The builder chosen with builder:set; null = detect from the repository. */
+  builder: string | null;
   createdAt: string;
 }
 
@@ -23,6 +25,7 @@ function toApp(r: Record<string, unknown>): AppRow {
     healthCheckPath: String(r.health_check_path),
     formation: (typeof r.formation === "string" ? JSON.parse(r.formation) : r.formation) as Record<string, number>,
     liveDeploymentId: r.live_deployment_id == null ? null : Number(r.live_deployment_id),
+    builder: (r.builder as string) ?? null,
     createdAt: toIso(r.created_at),
   };
 }
@@ -95,4 +98,8 @@ export async function audit(db: Db, e: { userId: number | null; action: string; 
 
 export async function setHealthCheckPath(db: Db, appId: number, path: string): Promise<void> {
   await db.query(q`UPDATE apps SET health_check_path = ${path}, updated_at = now() WHERE id = ${appId}`);
+}
+
+export async function setAppBuilder(db: Db, appId: number, builder: string | null): Promise<void> {
+  await db.query(q`UPDATE apps SET builder = ${builder}, updated_at = now() WHERE id = ${appId}`);
 }

@@ -1,0 +1,348 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
+import { IMAGE_REF_FILE, runnableTypes, type LineSink, type Procfile } from "../core/index.ts";
+import { BuildStepError, formatDetail, readProcfile } from "../buildpacks/index.ts";
+
+/**
+ * Builds with the Docker engine: an app's own Dockerfile, or (under the docker runtime) a buildpack
+ * slug packaged onto the base image. The engine is reached through `ImageEngine`, which the runtime's
+ * Docker client satisfies; this folder never talks to dockerode itself.
+ */
+
+/** Query options of the Engine API's POST /build that deck sets. */
+export interface ImageBuildOptions {
+  t: string;
+  buildargs?: Record<string, string>;
+  labels?: Record<string, string>;
+  forcerm?: boolean;
+  /** Limits of each RUN step's container: bytes of memory (memswap equal = no swap), CPU quota per period (µs). */
+  memory?: number;
+  memswap?: number;
+  cpuperiod?: number;
+  cpuquota?: number;
+}
+
+/** What one build may use: the engine's RUN containers do not run in deck's build cgroup, so they get these. */
+export interface ImageBuildLimits {
+  memoryBytes?: number;
+  cpus?: number;
+}
+
+const CPU_PERIOD_US = 100_000;
+
+/** The build options that carry `limits` to every RUN step. */
+export function limitOptions(limits: ImageBuildLimits = {}): Pick<ImageBuildOptions, "memory" | "memswap" | "cpuperiod" | "cpuquota"> {
+  const out: Pick<ImageBuildOptions, "memory" | "memswap" | "cpuperiod" | "cpuquota"> = {};
+  if (limits.memoryBytes !== undefined) {
+    out.memory = limits.memoryBytes;
+    out.memswap = limits.memoryBytes;
+  }
+  if (limits.cpus !== undefined) {
+    out.cpuperiod = CPU_PERIOD_US;
+    out.cpuquota = Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US));
+  }
+  return out;
+}
+
+/** A tar stream, or a directory sent as the context (its top-level .dockerignore applies). */
+export type BuildContextSource = Readable | { context: string; src: string[] };
+
+export interface ImageEngine {
+  ping(): Promise<void>;
+  /** Resolves with the engine's JSON-lines progress stream; a failed build still answers 200 with an `{"error"}` line. */
+  buildImage(context: BuildContextSource, options: ImageBuildOptions, signal?: AbortSignal): Promise<Readable>;
+  inspectImage(ref: string): Promise<{ id: string; size: number } | undefined>;
+}
+
+export interface BuiltImage {
+  /** Image id (`sha256:…`): what releases run, immune to the tag moving. */
+  id: string;
+  tag: string;
+  sizeBytes: number;
+}
+
+/** What a Dockerfile app under the process runtime is told. */
+export const DOCKERFILE_NEEDS_DOCKER = "this app has a Dockerfile; deck runs Dockerfile apps with DECK_RUNTIME=docker";
+
+/** `deck/APP:build-ID`, ID being the artifact dir's name (the build's id). */
+export function imageTag(app: string, slugDir: string): string {
+  const build = basename(slugDir).replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 100);
+  return `deck/${app}:build-${build}`;
+}
+
+/**
+ * The config vars a Dockerfile build gets as build args: exactly those it declares with `ARG NAME`
+ * (in any stage). Declaring an ARG is how an app marks a config var build-time; the others, secrets
+ * included, never reach the build, and the engine has no unused build args to warn about.
+ */
+export function buildArgsFor(dockerfile: string, env: Record<string, string>): Record<string, string> {
+  const declared = new Set<string>();
+  // Backslash-continued lines are one instruction.
+  for (const line of dockerfile.replace(/\\\r?\n/g, " ").split(/\r?\n/)) {
+    const m = /^\s*ARG\s+(.+)$/i.exec(line);
+    if (!m) continue;
+    for (const word of m[1].trim().split(/\s+/)) {
+      const name = /^([A-Za-z_][A-Za-z0-9_]*)(=|$)/.exec(word)?.[1];
+      if (name) declared.add(name);
+    }
+  }
+  const out: Record<string, string> = {};
+  for (const name of declared) if (name in env) out[name] = env[name];
+  return out;
+}
+
+/** Where a packaged slug lives in its image. */
+export const SLUG_APP_DIR = "/app";
+
+/** The Dockerfile that packages a slug: the base image, the slug at /app, HOME there as with the process runtime. */
+export function slugDockerfile(baseImage: string): string {
+  return [`FROM ${baseImage}`, `COPY app/ ${SLUG_APP_DIR}/`, `WORKDIR ${SLUG_APP_DIR}`, `ENV HOME=${SLUG_APP_DIR}`, ""].join("\n");
+}
+
+/** tar of `contextDir/Dockerfile` plus `slugDir` as `app/` (symlink targets untouched). */
+export function slugContextArgv(contextDir: string, slugDir: string): string[] {
+  return ["tar", "-c", "-f", "-", "--owner=0", "--group=0", "--transform", "s,^\\.,app,S", "-C", contextDir, "Dockerfile", "-C", slugDir, "."];
+}
+
+/**
+ * Process types of a Dockerfile app: its Procfile when that names a process to run, else one `web`
+ * with an empty command, which the docker runtime reads as "the image's own CMD".
+ */
+export function dockerfileProcfile(declared: Procfile | undefined): Procfile {
+  if (declared && runnableTypes(declared).length > 0) return declared;
+  return { ...declared, web: "" };
+}
+
+export async function hasDockerfile(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).includes("Dockerfile");
+  } catch {
+    return false;
+  }
+}
+
+/** The image named in an artifact dir's IMAGE_REF_FILE, if the build made one. */
+export async function readImageRef(slugDir: string): Promise<{ image: string; tag: string; appDir?: string } | undefined> {
+  try {
+    return JSON.parse(await readFile(join(slugDir, IMAGE_REF_FILE), "utf8")) as { image: string; tag: string; appDir?: string };
+  } catch {
+    return undefined;
+  }
+}
+
+/** `appDir`: where the artifact dir's content sits in the image (a packaged slug), so host paths into it can be mapped. */
+export async function writeImageRef(slugDir: string, image: BuiltImage, appDir?: string): Promise<void> {
+  await writeFile(join(slugDir, IMAGE_REF_FILE), `${JSON.stringify({ image: image.id, tag: image.tag, ...(appDir ? { appDir } : {}) })}\n`);
+}
+
+export interface ImageBuildRequest {
+  engine: ImageEngine;
+  context: BuildContextSource;
+  tag: string;
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  limits?: ImageBuildLimits;
+  signal: AbortSignal;
+  /** Every line of the engine's output, as it arrives. */
+  onLine: LineSink;
+}
+
+/** Runs one build on the engine, streaming its output; a failed step throws BuildStepError with the engine's last error line. */
+export async function buildImage(req: ImageBuildRequest): Promise<BuiltImage> {
+  await checkEngine(req.engine);
+  let stream: Readable;
+  try {
+    const options: ImageBuildOptions = { t: req.tag, buildargs: req.buildArgs, labels: req.labels, forcerm: true, ...limitOptions(req.limits) };
+    stream = await req.engine.buildImage(req.context, options, req.signal);
+  } catch (e) {
+    req.signal.throwIfAborted();
+    throw new BuildStepError(`docker build could not start: ${engineMessage(e)}`);
+  }
+  const outcome = await readBuildStream(stream, req.onLine);
+  req.signal.throwIfAborted();
+  if (outcome.error) {
+    // 137 = SIGKILL: with a memory limit set, the kernel's OOM killer is the usual sender.
+    const hint = req.limits?.memoryBytes !== undefined && /non-zero code: 137$/.test(outcome.error)
+      ? ` (killed: most likely over the build memory limit of ${Math.round(req.limits.memoryBytes / 1024 ** 2)} MB, DECK_BUILD_MEMORY)`
+      : "";
+    throw new BuildStepError(`docker build failed: ${outcome.error}${hint}`);
+  }
+  const info = await req.engine.inspectImage(outcome.id ?? req.tag);
+  if (!info) throw new BuildStepError(`docker build finished but image ${req.tag} is not on the engine`);
+  return { id: info.id, tag: req.tag, sizeBytes: info.size };
+}
+
+async function checkEngine(engine: ImageEngine): Promise<void> {
+  await engine.ping().catch((e: unknown) => {
+    throw new BuildStepError(`the Docker engine does not answer (${engineMessage(e)}); start dockerd or set DOCKER_HOST`);
+  });
+}
+
+/**
+ * Reads the engine's build output to its end. Text of `stream` messages is cut into lines across
+ * messages (a RUN step's output arrives in arbitrary pieces); the last `{"error"}` is the outcome.
+ */
+export function readBuildStream(stream: Readable, onLine: LineSink): Promise<{ id?: string; error?: string }> {
+  const decoder = new StringDecoder("utf8");
+  const parser = new JsonLinesParser();
+  let text = "";
+  let id: string | undefined;
+  let error: string | undefined;
+  const emitText = (flush: boolean) => {
+    const parts = text.split(/\r?\n/);
+    text = flush ? "" : (parts.pop() ?? "");
+    for (const line of parts) if (line.trim() !== "") onLine(formatDetail(line.trimEnd()));
+  };
+  const handle = (messages: Record<string, unknown>[]) => {
+    for (const m of messages) {
+      if (typeof m.stream === "string") text += m.stream;
+      else if (typeof m.status === "string") text += `${m.status}${typeof m.progress === "string" ? ` ${m.progress}` : ""}\n`;
+      const aux = m.aux as { ID?: unknown } | undefined;
+      if (typeof aux?.ID === "string") id = aux.ID;
+      if (typeof m.error === "string") {
+        const lines = m.error.trim().split("\n");
+        error = lines[lines.length - 1];
+        text += `${m.error}\n`;
+      }
+    }
+    emitText(false);
+  };
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (streamError?: Error) => {
+      if (done) return;
+      done = true;
+      handle(parser.push(decoder.end()));
+      handle(parser.flush());
+      if (text !== "") emitText(true);
+      if (streamError && !error) error = `the engine closed the build output (${streamError.message})`;
+      resolve({ id, error });
+    };
+    stream.on("data", (chunk: Buffer | string) => handle(parser.push(typeof chunk === "string" ? chunk : decoder.write(chunk))));
+    stream.once("end", () => finish());
+    stream.once("close", () => finish());
+    stream.once("error", (e) => finish(e));
+  });
+}
+
+/** Splits a JSON-lines stream into objects; text that is not JSON is kept as a `stream` message. */
+export class JsonLinesParser {
+  #rest = "";
+
+  push(chunk: string): Record<string, unknown>[] {
+    const parts = (this.#rest + chunk).split("\n");
+    this.#rest = parts.pop() ?? "";
+    return parts.filter((p) => p.trim() !== "").map(parseMessage);
+  }
+
+  flush(): Record<string, unknown>[] {
+    const rest = this.#rest;
+    this.#rest = "";
+    return rest.trim() === "" ? [] : [parseMessage(rest)];
+  }
+}
+
+function parseMessage(text: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { stream: `${text}\n` };
+}
+
+function engineMessage(e: unknown): string {
+  const err = e as { json?: { message?: string }; message?: string };
+  return (err.json?.message ?? err.message ?? String(e)).split("\n")[0];
+}
+
+export interface DockerfileBuildRequest {
+  engine: ImageEngine;
+  app: string;
+  commitSha: string;
+  /** The checked-out source; on success it is emptied down to IMAGE_REF_FILE. */
+  dir: string;
+  slugDir: string;
+  env: Record<string, string>;
+  limits?: ImageBuildLimits;
+  signal: AbortSignal;
+  onLine: LineSink;
+}
+
+/** Builds an app's own Dockerfile; the checkout is the build context. */
+export async function buildDockerfileApp(req: DockerfileBuildRequest): Promise<{ image: BuiltImage; procfile: Procfile }> {
+  const dockerfile = await readFile(join(req.dir, "Dockerfile"), "utf8");
+  const procfile = dockerfileProcfile(await readProcfile(req.dir));
+  const image = await buildImage({
+    engine: req.engine,
+    context: { context: req.dir, src: await readdir(req.dir) },
+    tag: imageTag(req.app, req.slugDir),
+    buildArgs: buildArgsFor(dockerfile, req.env),
+    labels: { "deck.app": req.app, "deck.commit": req.commitSha },
+    limits: req.limits,
+    signal: req.signal,
+    onLine: req.onLine,
+  });
+  // The image is the artifact: the source it was built from is not kept.
+  for (const entry of await readdir(req.dir)) await rm(join(req.dir, entry), { recursive: true, force: true });
+  await writeImageRef(req.dir, image);
+  return { image, procfile };
+}
+
+export interface SlugImageRequest {
+  engine: ImageEngine;
+  app: string;
+  commitSha: string;
+  baseImage: string;
+  /** The built slug; IMAGE_REF_FILE is added to it. */
+  dir: string;
+  slugDir: string;
+  signal: AbortSignal;
+  onLine: LineSink;
+}
+
+/** Packages a buildpack slug into an image FROM the base image, for the docker runtime. */
+export async function buildSlugImage(req: SlugImageRequest): Promise<BuiltImage> {
+  await checkEngine(req.engine);
+  if (!(await req.engine.inspectImage(req.baseImage))) {
+    throw new BuildStepError(`base image ${req.baseImage} is not on the Docker engine; build or load it there, or set DECK_BASE_IMAGE`);
+  }
+  const contextDir = await mkdtemp(join(dirname(req.slugDir), ".image-context-"));
+  try {
+    await writeFile(join(contextDir, "Dockerfile"), slugDockerfile(req.baseImage));
+    const [cmd, ...args] = slugContextArgv(contextDir, req.dir);
+    // A raw byte stream for the engine (not lines), so tar is spawned here rather than through exec.ts.
+    const tar = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let tarError = "";
+    tar.stderr.on("data", (c) => (tarError += c));
+    const tarExit = new Promise<number | null>((resolve) => {
+      tar.once("error", (e) => {
+        tarError += e.message;
+        resolve(null);
+      });
+      tar.once("close", (code) => resolve(code));
+    });
+    try {
+      const image = await buildImage({
+        engine: req.engine,
+        context: tar.stdout,
+        tag: imageTag(req.app, req.slugDir),
+        labels: { "deck.app": req.app, "deck.commit": req.commitSha },
+        signal: req.signal,
+        onLine: req.onLine,
+      });
+      const code = await tarExit;
+      if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`);
+      await writeImageRef(req.dir, image, SLUG_APP_DIR);
+      return image;
+    } finally {
+      tar.kill("SIGKILL");
+    }
+  } finally {
+    await rm(contextDir, { recursive: true, force: true });
+  }
+}

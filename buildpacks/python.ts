@@ -1,0 +1,94 @@
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runnableTypes, type Procfile } from "../core/index.ts";
+import { BuildStepError, fileExists, formatDetail, formatHeader, readProcfile, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { requireToolchain, writeSlugEnv, type Toolchain } from "./toolchain.ts";
+
+const PYTHON: Toolchain = {
+  app: "Python app",
+  command: "python3",
+  install: "Python 3.8+ with its venv module (Debian: apt-get install python3 python3-venv)",
+};
+
+/** The virtualenv lives in the slug: each release gets its own, so a rollback runs its own packages. */
+export const VENV_DIR = ".venv";
+export const PYTHON_WEB_COMMAND = "python app.py";
+
+export type PythonInstallSource = "requirements.txt" | "pyproject.toml";
+
+/** The install command, run with the virtualenv's own interpreter; the pip cache is kept per app. */
+export function pipInstallArgv(venvPython: string, source: PythonInstallSource, cacheDir: string): string[] {
+  const what = source === "requirements.txt" ? ["-r", "requirements.txt"] : ["."];
+  return [venvPython, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--cache-dir", join(cacheDir, "pip"), ...what];
+}
+
+async function installSource(dir: string): Promise<PythonInstallSource> {
+  return (await fileExists(join(dir, "requirements.txt"))) ? "requirements.txt" : "pyproject.toml";
+}
+
+async function resolveProcesses(dir: string): Promise<Procfile> {
+  const processes: Procfile = { ...(await readProcfile(dir)) };
+  if (!processes.web && (await fileExists(join(dir, "app.py")))) processes.web = PYTHON_WEB_COMMAND;
+  if (runnableTypes(processes).length === 0) {
+    throw new BuildStepError(`nothing to run: add a Procfile with a "web:" line (e.g. "web: python app.py") or an app.py`);
+  }
+  return processes;
+}
+
+/**
+ * pip writes each script's interpreter as an absolute path into the build dir, which is gone once the
+ * slug is moved into place. The slug's PATH starts with the virtualenv's bin, so `env python3` finds
+ * the same interpreter wherever the slug runs.
+ */
+async function makeScriptsRelocatable(binDir: string): Promise<number> {
+  let rewritten = 0;
+  for (const name of await readdir(binDir)) {
+    const path = join(binDir, name);
+    const text = await readFile(path, "utf8").catch(() => null);
+    if (text === null || !text.startsWith("#!")) continue;
+    const lines = text.split("\n");
+    let drop = 0;
+    if (lines[0].startsWith(`#!${binDir}/python`)) drop = 1;
+    // pip's form for interpreter paths too long for a #! line.
+    else if (lines[0] === "#!/bin/sh" && lines[1]?.startsWith(`'''exec' "${binDir}/python`) && lines[2] === "' '''") drop = 3;
+    if (drop === 0) continue;
+    await writeFile(path, ["#!/usr/bin/env python3", ...lines.slice(drop)].join("\n"));
+    rewritten++;
+  }
+  return rewritten;
+}
+
+export const pythonBuildpack: Buildpack = {
+  name: "python",
+  label: "Python app",
+  looksFor: "requirements.txt or pyproject.toml (Python)",
+
+  async detect(dir) {
+    return (await fileExists(join(dir, "requirements.txt"))) || (await fileExists(join(dir, "pyproject.toml")));
+  },
+
+  async build(ctx: BuildContext) {
+    // Fail before a long install when the app could never start.
+    await resolveProcesses(ctx.dir);
+    await requireToolchain(ctx, PYTHON);
+
+    const venv = join(ctx.dir, VENV_DIR);
+    await rm(venv, { recursive: true, force: true });
+    ctx.onLine(formatHeader(`Creating a virtualenv (${VENV_DIR})`));
+    await ctx.run(["python3", "-m", "venv", venv]).catch((e: unknown) => {
+      throw new BuildStepError(`python3 -m venv failed: install Python's venv module on the deck host (Debian: apt-get install python3-venv)`, { cause: e });
+    });
+
+    const source = await installSource(ctx.dir);
+    ctx.onLine(formatHeader(`Installing dependencies (pip install ${source === "requirements.txt" ? "-r requirements.txt" : "."})`));
+    await ctx.run(pipInstallArgv(join(venv, "bin", "python"), source, ctx.cacheDir));
+
+    const rewritten = await makeScriptsRelocatable(join(venv, "bin"));
+    ctx.onLine(formatDetail(`${rewritten} script${rewritten === 1 ? "" : "s"} in ${VENV_DIR}/bin made relocatable`));
+    await writeSlugEnv(ctx.dir, { path: [`${VENV_DIR}/bin`], dirs: { VIRTUAL_ENV: VENV_DIR }, vars: { PYTHONUNBUFFERED: "1" } });
+  },
+
+  release(dir) {
+    return resolveProcesses(dir);
+  },
+};

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import {
+  finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setReleaseStatus,
+  updateDeployment, type AppRow, type UserRow,
+} from "../store/queries/index.ts";
+import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
+import { callerFor } from "./access.ts";
+import { AppQueue } from "./app-queue.ts";
+import { BuildRuns, buildRunsOf, classifyFailure, listBuilds, protectedBuildIds } from "./builds.ts";
+import type { DeployDeps } from "./deps.ts";
+import { pruneSlugs } from "./push.ts";
+
+const SHA = (n: number) => String(n).repeat(40).slice(0, 40);
+
+describe("BuildRun", () => {
+  it("replays the output so far to a late follower, then streams each new line until the push ends", async () => {
+    const runs = new BuildRuns();
+    const run = runs.begin("web", SHA(1), "dev@example.com");
+    run.line("-----> one");
+    const seen: string[] = [];
+    const following = run.follow((l) => seen.push(l), new AbortController().signal);
+    assert.deepEqual(seen, ["-----> one"]);
+    run.line("       two");
+    assert.deepEqual(seen, ["-----> one", "       two"], "a new line reaches the follower at once");
+    runs.end(run);
+    await following;
+    run.line("after the end");
+    assert.equal(seen.length, 2);
+    assert.deepEqual(runs.forApp("web"), []);
+  });
+
+  it("stops following when the follower goes away", async () => {
+    const run = new BuildRuns().begin("web", SHA(1), "dev@example.com");
+    const gone = new AbortController();
+    const seen: string[] = [];
+    const following = run.follow((l) => seen.push(l), gone.signal);
+    gone.abort();
+    await following;
+    run.line("not seen");
+    assert.deepEqual(seen, []);
+  });
+
+  it("cancels a queued or building push, naming who cancelled, but not one already deploying", async () => {
+    const runs = new BuildRuns();
+    const queued = runs.begin("web", SHA(1), "dev@example.com");
+    assert.equal(queued.cancel("ops@example.com"), true);
+    assert.equal(await queued.cancelledWhileQueued, "build cancelled by ops@example.com");
+    assert.equal(queued.signal.aborted, true);
+    assert.equal(queued.cancelMessage, "build cancelled by ops@example.com");
+    assert.equal(queued.cancel("ops@example.com"), false, "cancelled once");
+
+    const building = runs.begin("web", SHA(2), "dev@example.com");
+    building.startBuild(7);
+    let over = false;
+    const waiting = building.waitBuildOver(5000).then(() => (over = true));
+    assert.equal(building.cancel("ops@example.com"), true);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(over, false, "cancel waits for the build to stop");
+    building.finishBuild();
+    await waiting;
+
+    const deploying = runs.begin("web", SHA(3), "dev@example.com");
+    deploying.startBuild(8);
+    deploying.finishBuild();
+    assert.equal(deploying.cancellable, false);
+    assert.equal(deploying.cancel("ops@example.com"), false);
+    assert.equal(deploying.signal.aborted, false);
+  });
+
+  it("keeps one registry per server, shared by every copy of its dependencies", () => {
+    const queue = new AppQueue();
+    assert.equal(buildRunsOf({ queue }), buildRunsOf({ queue }));
+    assert.notEqual(buildRunsOf({ queue }), buildRunsOf({ queue: new AppQueue() }));
+  });
+
+  it("tells cancelled, timed-out and out-of-memory builds apart", () => {
+    assert.equal(classifyFailure("build cancelled by ops@example.com"), "cancelled");
+    assert.equal(classifyFailure("build timed out after 900s"), "timed-out");
+    assert.equal(classifyFailure("build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use"), "out-of-memory");
+    assert.equal(classifyFailure("npm ci failed with exit code 1"), "failed");
+    assert.equal(classifyFailure(null), "failed");
+  });
+});
+
+for (const backend of await databaseBackends()) {
+  describe(`build records and artifact retention (${backend.name} PostgreSQL)`, () => {
+    let t: TestDatabase;
+    let user: UserRow;
+    let dir: string;
+    before(async () => {
+      t = await openTestDatabase(backend);
+      dir = await mkdtemp(join(tmpdir(), "deck-slugs-"));
+      user = await insertUser(t.db.pool, { email: "admin@example.com", isAdmin: true });
+    });
+    after(async () => {
+      await t?.cleanup();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    const deps = (): DeployDeps => ({ db: t.db.pool, config: { keepReleases: 2 }, queue: new AppQueue(), log: () => undefined } as unknown as DeployDeps);
+
+    /** A push: its deployment, then its build (with a slug on disk when it succeeded), then maybe a release. */
+    async function push(app: AppRow, n: number, outcome: { build: "ok" | "failed"; error?: string; release?: "live" | "superseded" | "failed" }): Promise<{ buildId: number; slug: string }> {
+      const d = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", commitSha: SHA(n), createdBy: user.id });
+      const b = await insertBuild(t.db.pool, app.id, SHA(n));
+      const slug = join(dir, app.name, String(b.id));
+      if (outcome.build === "ok") {
+        await mkdir(slug, { recursive: true });
+        await writeFile(join(slug, "app.js"), "x".repeat(1000 * n));
+        await finishBuild(t.db.pool, b.id, { ok: true, buildpack: "node", slugPath: slug, sizeBytes: 1000 * n, procfile: { web: "node app.js" } });
+      } else {
+        await finishBuild(t.db.pool, b.id, { ok: false });
+      }
+      if (outcome.error) await updateDeployment(t.db.pool, d.id, { status: "failed", error: outcome.error, finished: true });
+      if (outcome.release) {
+        const r = await t.db.pool.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: b.id, config: {}, commitSha: SHA(n), description: `v${n}`, createdBy: user.id }));
+        await setReleaseStatus(t.db.pool, r.id, outcome.release);
+      }
+      return { buildId: b.id, slug };
+    }
+
+    it("never prunes the live release's artifact or the one rollback would return to", async () => {
+      const org = await insertOrganization(t.db.pool, { name: "Keep", slug: "keep" });
+      const app = await insertApp(t.db.pool, { name: "keeper", orgId: org.id, createdBy: user.id });
+      // v2 is live and three later releases failed their health check: the two newest builds are not
+      // the ones that matter.
+      const v1 = await push(app, 1, { build: "ok", release: "superseded" });
+      const v2 = await push(app, 2, { build: "ok", release: "live" });
+      const v3 = await push(app, 3, { build: "ok", release: "failed" });
+      const v4 = await push(app, 4, { build: "ok", release: "failed" });
+      const v5 = await push(app, 5, { build: "ok", release: "failed" });
+      assert.deepEqual((await protectedBuildIds(t.db.pool, app.id)).sort(), [v1.buildId, v2.buildId].sort());
+      await pruneSlugs(deps(), app);
+      for (const kept of [v1, v2, v4, v5]) assert.ok(existsSync(kept.slug), `build ${kept.buildId} kept`);
+      assert.equal(existsSync(v3.slug), false, "an artifact no release needs is removed");
+    });
+
+    it("lists builds newest first with status, commit, size and whether the artifact is kept", async () => {
+      const org = await insertOrganization(t.db.pool, { name: "List", slug: "list" });
+      const app = await insertApp(t.db.pool, { name: "lister", orgId: org.id, createdBy: user.id });
+      await push(app, 1, { build: "ok", release: "superseded" });
+      await push(app, 2, { build: "failed", error: "build cancelled by ops@example.com" });
+      await push(app, 3, { build: "failed", error: "build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use" });
+      await push(app, 4, { build: "ok", release: "superseded" });
+      await push(app, 5, { build: "ok", release: "live" });
+      const d = deps();
+      await pruneSlugs(d, app);
+      const caller = await callerFor(t.db.pool, user, "cli");
+      const builds = await listBuilds(d, caller, "lister");
+      assert.deepEqual(builds.map((b) => [b.commit, b.status, b.sizeBytes, b.artifact]), [
+        [SHA(5), "succeeded", 5000, "kept"],
+        [SHA(4), "succeeded", 4000, "kept"],
+        [SHA(3), "out-of-memory", null, null],
+        [SHA(2), "cancelled", null, null],
+        [SHA(1), "succeeded", 1000, "pruned"],
+      ]);
+      assert.ok(builds.every((b) => b.pusher === "admin@example.com" && b.durationMs !== null && b.durationMs >= 0));
+      assert.equal(builds[2].error?.startsWith("build ran out of memory"), true);
+
+      // A push waiting for its turn is listed first, without an id yet.
+      const run = buildRunsOf(d).begin("lister", SHA(6), "dev@example.com");
+      try {
+        const [first] = await listBuilds(d, caller, "lister");
+        assert.deepEqual([first.id, first.status, first.commit, first.pusher], [null, "queued", SHA(6), "dev@example.com"]);
+      } finally {
+        buildRunsOf(d).end(run);
+      }
+    });
+  });
+}

@@ -1,0 +1,353 @@
+import { rm } from "node:fs/promises";
+import { createBuildCgroup, measureDir, type BuildCgroup } from "../builder/index.ts";
+import { DeckError } from "../core/index.ts";
+import { audit, q, readBuildLogs, sql, toIso, type Db } from "../store/queries/index.ts";
+import { authorizeApp, type Caller } from "./access.ts";
+import type { DeployDeps } from "./deps.ts";
+
+/**
+ * Builds while they happen and after: the in-memory record of every push that is queued, building or
+ * deploying (so it can be listed, cancelled and re-attached to), the cgroup each build runs in, and the
+ * `builds:*` operations that SSH commands and the REST API share.
+ */
+
+// ---------- builds in progress ----------
+
+/** queued: behind another deploy of the app; waiting: for a build slot; then building, deploying. */
+export type BuildRunState = "queued" | "waiting" | "building" | "deploying";
+
+/** Lines kept per build for re-attaching; a longer build's output is still complete in build_logs. */
+const MAX_BUFFERED_LINES = 20_000;
+
+export class BuildRun {
+  state: BuildRunState = "queued";
+  buildId: number | null = null;
+  deploymentId: number | null = null;
+  readonly queuedAt = new Date();
+  buildStartedAt: Date | null = null;
+  private readonly controller = new AbortController();
+  private readonly buffered: string[] = [];
+  private dropped = 0;
+  private readonly followers = new Set<(line: string) => void>();
+  private ended = false;
+  private readonly endWaiters: (() => void)[] = [];
+  private readonly buildEndWaiters: (() => void)[] = [];
+  private cancelledInQueue!: (message: string) => void;
+  /** Settles with the cancel message when the run is cancelled while still queued behind another deploy. */
+  readonly cancelledWhileQueued: Promise<string> = new Promise((r) => (this.cancelledInQueue = r));
+
+  constructor(readonly app: string, readonly commitSha: string, readonly pusher: string) {}
+
+  /** Aborts when someone cancels this build; its reason is the DeckError to report. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get cancelMessage(): string | null {
+    const reason: unknown = this.controller.signal.reason;
+    return this.controller.signal.aborted && reason instanceof DeckError ? reason.message : null;
+  }
+
+  line = (text: string): void => {
+    this.buffered.push(text);
+    if (this.buffered.length > MAX_BUFFERED_LINES) {
+      this.buffered.shift();
+      this.dropped += 1;
+    }
+    for (const f of this.followers) f(text);
+  };
+
+  startBuild(buildId: number): void {
+    this.buildId = buildId;
+    this.buildStartedAt = new Date();
+    this.state = "building";
+  }
+
+  /** The build is over (whatever its result): from here on the push can no longer be cancelled. */
+  finishBuild(): void {
+    if (this.state === "building" || this.state === "waiting" || this.state === "queued") this.state = "deploying";
+    for (const w of this.buildEndWaiters.splice(0)) w();
+  }
+
+  get cancellable(): boolean {
+    return !this.ended && this.state !== "deploying";
+  }
+
+  cancel(by: string): boolean {
+    if (!this.cancellable || this.signal.aborted) return false;
+    const message = `build cancelled by ${by}`;
+    this.controller.abort(new DeckError("cancelled", message, { by }));
+    if (this.state === "queued") this.cancelledInQueue(message);
+    return true;
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.followers.clear();
+    for (const w of [...this.buildEndWaiters.splice(0), ...this.endWaiters.splice(0)]) w();
+  }
+
+  /** Resolves once the build step is over (or the run ended), or after `ms`. */
+  async waitBuildOver(ms: number): Promise<void> {
+    if (this.ended || this.state === "deploying") return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((r) => this.buildEndWaiters.push(r)), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+  }
+
+  /** Every line so far, then each new one as it comes, until the push ends or `signal` aborts. */
+  async follow(onLine: (line: string) => void, signal: AbortSignal): Promise<void> {
+    if (this.dropped) onLine(`(${this.dropped} earlier lines not shown; see builds:output once the build has finished)`);
+    for (const l of this.buffered) onLine(l);
+    if (this.ended || signal.aborted) return;
+    this.followers.add(onLine);
+    await new Promise<void>((resolve) => {
+      this.endWaiters.push(resolve);
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    this.followers.delete(onLine);
+  }
+}
+
+/** The pushes of one deck server that are queued, building or deploying, per app in arrival order. */
+export class BuildRuns {
+  private readonly runs = new Set<BuildRun>();
+
+  begin(app: string, commitSha: string, pusher: string): BuildRun {
+    const run = new BuildRun(app, commitSha, pusher);
+    this.runs.add(run);
+    return run;
+  }
+
+  end(run: BuildRun): void {
+    run.end();
+    this.runs.delete(run);
+  }
+
+  forApp(app: string): BuildRun[] {
+    return [...this.runs].filter((r) => r.app === app);
+  }
+}
+
+/*
+ * One registry per server. It hangs off the app queue because that object is shared by every copy of
+ * the deploy dependencies (the API extends them) and lives exactly as long as the server.
+ */
+const registries = new WeakMap<object, BuildRuns>();
+
+export function buildRunsOf(deps: Pick<DeployDeps, "queue">): BuildRuns {
+  let runs = registries.get(deps.queue);
+  if (!runs) registries.set(deps.queue, (runs = new BuildRuns()));
+  return runs;
+}
+
+// ---------- limits ----------
+
+let warnedNoCgroups = false;
+
+/**
+ * The cgroup a build runs in, with the configured limits; null (builds run without limits, one line
+ * in the server log the first time) where this machine does not let deck create cgroups.
+ */
+export async function openBuildCgroup(deps: Pick<DeployDeps, "config" | "log">, buildId: number): Promise<BuildCgroup | null> {
+  // The server's pid keeps names apart when several deck servers share a machine (tests do).
+  const r = await createBuildCgroup(`build-${buildId}-${process.pid}`, { memoryBytes: deps.config.buildMemory, cpus: deps.config.buildCpus });
+  if (r.ok) return r.cgroup;
+  if (!warnedNoCgroups) {
+    warnedNoCgroups = true;
+    deps.log(`builds run without memory/CPU limits: cannot create a cgroup v1 under /sys/fs/cgroup (${r.reason})`);
+  }
+  return null;
+}
+
+// ---------- artifacts ----------
+
+/**
+ * Builds whose artifact must stay on disk whatever the retention count: the live release's, and the
+ * one `rollback` without a version would go back to (the newest earlier release that did not fail).
+ */
+export async function protectedBuildIds(db: Db, appId: number): Promise<number[]> {
+  const ids = await db.anyFirst(q`
+    SELECT build_id FROM releases WHERE app_id = ${appId} AND status = 'live'
+    UNION
+    (SELECT build_id FROM releases
+      WHERE app_id = ${appId} AND status <> 'failed'
+        AND version < (SELECT max(version) FROM releases WHERE app_id = ${appId} AND status = 'live')
+      ORDER BY version DESC LIMIT 1)`);
+  return ids.map(Number);
+}
+
+// ---------- builds:list ----------
+
+export type BuildStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled" | "timed-out" | "out-of-memory" | "interrupted";
+
+export interface BuildSummary {
+  /** Null while the push waits for its turn (the build row is made when it starts). */
+  id: number | null;
+  status: BuildStatus;
+  commit: string;
+  buildpack: string | null;
+  durationMs: number | null;
+  sizeBytes: number | null;
+  /** Whether the artifact is still on disk (old ones are garbage-collected). */
+  artifact: "kept" | "pruned" | null;
+  startedAt: string;
+  pusher: string | null;
+  error: string | null;
+}
+
+interface BuildRecord {
+  id: number;
+  commitSha: string;
+  buildpack: string | null;
+  status: string;
+  sizeBytes: number | null;
+  startedAt: string;
+  finishedAt: string | null;
+  prunedAt: string | null;
+  deploymentId: number | null;
+  error: string | null;
+  pusher: string | null;
+}
+
+/*
+ * A build row does not name its deployment; the push that made it does: per app, deploys run one at a
+ * time and a push inserts its deployment just before its build, so a build belongs to the newest push
+ * deployment of its app and commit created no later than the build started.
+ */
+const BUILD_RECORD = sql.fragment`
+  SELECT b.id, b.commit_sha, b.buildpack, b.status, b.size_bytes, b.started_at, b.finished_at, b.pruned_at,
+         d.id AS deployment_id, d.error, u.email AS pusher
+    FROM builds b
+    LEFT JOIN LATERAL (
+      SELECT id, error, created_by FROM deployments
+       WHERE app_id = b.app_id AND kind = 'push' AND commit_sha = b.commit_sha AND created_at <= b.started_at
+       ORDER BY id DESC LIMIT 1) d ON true
+    LEFT JOIN users u ON u.id = d.created_by`;
+
+function toRecord(r: Record<string, unknown>): BuildRecord {
+  return {
+    id: Number(r.id), commitSha: String(r.commit_sha), buildpack: (r.buildpack as string) ?? null, status: String(r.status),
+    sizeBytes: r.size_bytes == null ? null : Number(r.size_bytes), startedAt: toIso(r.started_at),
+    finishedAt: r.finished_at == null ? null : toIso(r.finished_at), prunedAt: r.pruned_at == null ? null : toIso(r.pruned_at),
+    deploymentId: r.deployment_id == null ? null : Number(r.deployment_id), error: (r.error as string) ?? null, pusher: (r.pusher as string) ?? null,
+  };
+}
+
+async function listBuildRecords(db: Db, appId: number, limit: number): Promise<BuildRecord[]> {
+  return (await db.any(q`${BUILD_RECORD} WHERE b.app_id = ${appId} ORDER BY b.id DESC LIMIT ${limit}`)).map(toRecord);
+}
+
+async function findBuildRecord(db: Db, appId: number, id: number): Promise<BuildRecord | null> {
+  const r = await db.maybeOne(q`${BUILD_RECORD} WHERE b.app_id = ${appId} AND b.id = ${id}`);
+  return r ? toRecord(r) : null;
+}
+
+/** What a finished build's failure was, from the message its push was rejected with. */
+export function classifyFailure(error: string | null): BuildStatus {
+  if (!error) return "failed";
+  if (error.startsWith("build cancelled")) return "cancelled";
+  if (error.startsWith("build timed out")) return "timed-out";
+  if (error.startsWith("build ran out of memory")) return "out-of-memory";
+  return "failed";
+}
+
+function summarise(rec: BuildRecord, live: BuildRun | undefined, now: number): BuildSummary {
+  let status: BuildStatus;
+  if (rec.status === "succeeded") status = "succeeded";
+  else if (rec.status === "failed") status = classifyFailure(rec.error);
+  else status = live ? "running" : "interrupted"; // a building row no server is running: deck stopped mid-build
+  const end = rec.finishedAt ? Date.parse(rec.finishedAt) : status === "running" ? now : null;
+  return {
+    id: rec.id, status, commit: rec.commitSha, buildpack: rec.buildpack, durationMs: end === null ? null : end - Date.parse(rec.startedAt),
+    sizeBytes: rec.sizeBytes, artifact: rec.status !== "succeeded" ? null : rec.prunedAt ? "pruned" : "kept",
+    startedAt: rec.startedAt, pusher: rec.pusher ?? live?.pusher ?? null, error: status === "succeeded" ? null : rec.error,
+  };
+}
+
+/** The app's recent builds, newest first: pushes still waiting for their turn, then the build rows. */
+export async function listBuilds(deps: DeployDeps, caller: Caller, name: string, limit = 20): Promise<BuildSummary[]> {
+  const app = await authorizeApp(deps.db, caller, "app:logs", name);
+  const runs = buildRunsOf(deps).forApp(app.name);
+  const waiting: BuildSummary[] = runs.filter((r) => r.buildId === null).reverse().map((r) => ({
+    id: null, status: "queued", commit: r.commitSha, buildpack: null, durationMs: null, sizeBytes: null, artifact: null,
+    startedAt: r.queuedAt.toISOString(), pusher: r.pusher, error: null,
+  }));
+  const now = Date.now();
+  const rows = (await listBuildRecords(deps.db, app.id, limit)).map((rec) => summarise(rec, runs.find((r) => r.buildId === rec.id), now));
+  return [...waiting, ...rows].slice(0, limit);
+}
+
+// ---------- builds:output ----------
+
+export type BuildOutputTarget =
+  | { kind: "live"; id: number | null; run: BuildRun }
+  | { kind: "finished"; summary: BuildSummary; lines: string[] };
+
+/**
+ * The build to show: `id`, or with no id the app's build in progress (else its newest one). A build in
+ * progress is followed live; a finished one is read from build_logs.
+ */
+export async function findBuildOutput(deps: DeployDeps, caller: Caller, name: string, id?: number): Promise<BuildOutputTarget> {
+  const app = await authorizeApp(deps.db, caller, "app:logs", name);
+  const runs = buildRunsOf(deps).forApp(app.name);
+  if (id === undefined) {
+    const active = runs.find((r) => r.buildId !== null) ?? runs[runs.length - 1];
+    if (active) return { kind: "live", id: active.buildId, run: active };
+    const [latest] = await listBuildRecords(deps.db, app.id, 1);
+    if (!latest) throw new DeckError("not_found", `${app.name} has no builds yet; push to build it`);
+    id = latest.id;
+  }
+  const run = runs.find((r) => r.buildId === id);
+  if (run) return { kind: "live", id, run };
+  const rec = await findBuildRecord(deps.db, app.id, id);
+  if (!rec) throw new DeckError("not_found", `${app.name} has no build ${id} (see builds:list ${app.name})`);
+  const lines = rec.deploymentId === null ? [] : await readBuildLogs(deps.db, rec.deploymentId);
+  return { kind: "finished", summary: summarise(rec, undefined, Date.now()), lines };
+}
+
+// ---------- builds:cancel ----------
+
+export interface CancelledBuild { id: number | null; state: BuildRunState }
+
+/**
+ * Cancels the app's build in progress and every push of it still waiting: each push is rejected with
+ * "build cancelled by <who>". Resolves once the running build's processes are gone.
+ */
+export async function cancelBuilds(deps: DeployDeps, caller: Caller, name: string): Promise<CancelledBuild[]> {
+  const app = await authorizeApp(deps.db, caller, "app:deploy", name);
+  const runs = buildRunsOf(deps).forApp(app.name).filter((r) => r.cancellable);
+  if (runs.length === 0) throw new DeckError("no_build", `${app.name} has no build running or waiting (see builds:list ${app.name})`);
+  const cancelled: CancelledBuild[] = [];
+  for (const r of runs) {
+    const state = r.state;
+    if (r.cancel(caller.user.email)) cancelled.push({ id: r.buildId, state });
+  }
+  await audit(deps.db, { userId: caller.user.id, action: "builds:cancel", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, builds: cancelled } });
+  // A build stops its whole process group with a grace period of a few seconds.
+  await Promise.all(runs.map((r) => r.waitBuildOver(15_000)));
+  return cancelled;
+}
+
+// ---------- builds:cache:clear ----------
+
+/** Deletes the app's build cache (every buildpack's part of it): its next build starts cold. */
+export async function clearBuildCache(deps: DeployDeps, caller: Caller, name: string): Promise<{ freedBytes: number }> {
+  const app = await authorizeApp(deps.db, caller, "app:deploy", name);
+  if (deps.queue.busy(app.name)) {
+    throw new DeckError("deploy_in_progress", `a deploy of ${app.name} is in progress; clear the cache once it has finished (or run builds:cancel ${app.name})`);
+  }
+  // Holding the app's deploy slot keeps a push from starting a build on a half-deleted cache.
+  const freedBytes = await deps.queue.run(app.name, () => undefined, async () => {
+    const dir = deps.paths.cache(app.name);
+    const bytes = await measureDir(dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return 0;
+      throw e;
+    });
+    await rm(dir, { recursive: true, force: true });
+    return bytes;
+  });
+  await audit(deps.db, { userId: caller.user.id, action: "builds:cache:clear", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, freedBytes } });
+  return { freedBytes };
+}
