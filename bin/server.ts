@@ -4,7 +4,7 @@ import type http from "node:http";
 import { createApiServer } from "../api/index.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
-import { runBuild } from "../builder/index.ts";
+import { readImageRef, runBuild } from "../builder/index.ts";
 import type { DeckConfig } from "../config/index.ts";
 import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
@@ -73,6 +73,12 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     queue: new AppQueue(config.deployQueue),
     builds: new Semaphore(config.buildConcurrency),
     repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
+    removeArtifactImage: docker
+      ? async (slugPath) => {
+          const ref = await readImageRef(slugPath);
+          if (ref) await docker.removeImage(ref.image);
+        }
+      : undefined,
     log,
   };
 

@@ -17,6 +17,8 @@ export interface DeployDeps {
   builds: Semaphore;
   /** Bare repositories: created on first push or apps:create, removed on apps:destroy. */
   repos: { ensure(app: string): Promise<string>; remove(app: string): Promise<void> };
+  /** Removes the image an artifact points to (Docker runtime); absent for the process runtime. */
+  removeArtifactImage?(slugPath: string): Promise<void>;
   log(line: string): void;
 }
 

@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
-  insertRelease, listApps, listReleases, saveConfigVars, setAppBuilder, setFormation, setHealthCheckPath, updateDeployment, q,
+  insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setFormation, setHealthCheckPath, updateDeployment, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
@@ -46,6 +46,9 @@ export async function destroyApp(deps: DeployDeps, caller: Caller, name: string)
     await deps.router.removeRoute(app.name);
     const procs = await deps.runtime.list(app.name);
     await Promise.all(procs.map((p) => deps.runtime.stop(p.id, deps.config.stopGrace * 1000)));
+    if (deps.removeArtifactImage) {
+      for (const b of await listSlugBuilds(deps.db, app.id)) if (b.slugPath) await deps.removeArtifactImage(b.slugPath).catch(() => undefined);
+    }
     await deleteApp(deps.db, app.id);
     await deps.repos.remove(app.name);
     for (const dir of [deps.paths.slugs(app.name), deps.paths.cache(app.name)]) await rm(dir, { recursive: true, force: true });

@@ -203,6 +203,7 @@ export async function pruneSlugs(deps: DeployDeps, app: AppRow): Promise<void> {
   const keep = new Set([...builds.slice(0, deps.config.keepReleases).map((b) => b.id), ...(await protectedBuildIds(deps.db, app.id))]);
   for (const b of builds) {
     if (keep.has(b.id) || !b.slugPath) continue;
+    await deps.removeArtifactImage?.(b.slugPath).catch((e) => deps.log(`removing the image of build ${b.id}: ${(e as Error).message}`));
     await rm(b.slugPath, { recursive: true, force: true });
     await markBuildPruned(deps.db, b.id);
   }

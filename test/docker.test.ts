@@ -154,5 +154,10 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
     const set = await deck.ssh(`config:set ${app} GREETING=adopted`);
     assert.equal(set.code, 0, set.stderr);
     assert.match((await deck.get(app)).body, /^n1 adopted /);
+
+    // Destroying the app removes its containers and its images.
+    assert.equal((await deck.ssh(`apps:destroy ${app} --confirm ${app}`)).code, 0);
+    assert.equal(docker("ps", "--all", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "");
+    assert.equal(docker("images", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "");
   });
 });
