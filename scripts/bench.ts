@@ -19,7 +19,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { saveRoutesFile } from "../router/index.ts";
+import { runBuild } from "../builder/index.ts";
 import { commitFiles, Deck, freePort, makeRepo } from "../test/helpers/deck.ts";
+import { GO_APP, PYTHON_APP, RUST_APP } from "../test/helpers/sample-apps.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DURATION = process.env.BENCH_SECONDS ?? "10";
@@ -239,11 +241,52 @@ async function pushBench(): Promise<string[]> {
   }
 }
 
+/** Cold (empty cache) and warm (cache kept, app code changed) build times per language, with runBuild. */
+async function buildBench(): Promise<string[]> {
+  const work = await mkdtemp(join(tmpdir(), "deck-bench-builds-"));
+  const nodeFiles = APP_FILES("n1");
+  const apps: [string, Record<string, string>, string][] = [
+    ["Node.js (npm ci, 1 dependency)", nodeFiles, "server.js"],
+    ["Python (venv + pip)", PYTHON_APP, "app.py"],
+    ["Go (go build)", GO_APP, "main.go"],
+    ["Rust (cargo build --release)", RUST_APP, "src/main.rs"],
+  ];
+  const rows: string[] = [];
+  try {
+    for (const [label, files, changed] of apps) {
+      const src = await makeRepo(join(work, `src-${rows.length}`), files);
+      if (files === nodeFiles) {
+        execFileSync("npm", ["install", "--package-lock-only", "--no-audit", "--no-fund"], { cwd: src, stdio: "ignore" });
+        await commitFiles(src, {}, "lockfile");
+      }
+      const bare = join(work, `repo-${rows.length}.git`);
+      execFileSync("git", ["clone", "-q", "--bare", src, bare]);
+      const cache = join(work, `cache-${rows.length}`);
+      const once = async (n: number): Promise<number> => {
+        const sha = execFileSync("git", ["--git-dir", bare, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+        const r = await runBuild({ app: "bench", commitSha: sha, repoDir: bare, gitEnv: {}, slugDir: join(work, `slug-${rows.length}-${n}`), cacheDir: cache, env: {}, timeoutMs: 600_000, onLine: () => {} });
+        if (!r.ok) throw new Error(`${label} build failed: ${r.message}`);
+        return r.durationMs / 1000;
+      };
+      const cold = await once(1);
+      // A code change, as on a typical push: dependencies and compiler caches are warm.
+      await commitFiles(src, { [changed]: `${files[changed]}\n${changed.endsWith(".py") ? "#" : "//"} change\n` }, "change");
+      execFileSync("git", ["-C", src, "push", "-q", bare, "HEAD:refs/heads/main"]);
+      const warm = await once(2);
+      rows.push(`| ${label} | ${cold.toFixed(2)} | ${warm.toFixed(2)} | ${(warm / cold).toFixed(2)}× |`);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return ["Builds (runBuild, process runtime): cold = empty cache, warm = cache kept and the app's code changed", "", "| language | cold s | warm s | warm/cold |", "|---|---|---|---|", ...rows];
+}
+
 try {
   const which = process.argv[2];
   const lines: string[] = [];
   if (!which || which === "router") lines.push(...(await routerBench()), "");
-  if (!which || which === "push") lines.push(...(await pushBench()));
+  if (!which || which === "push") lines.push(...(await pushBench()), "");
+  if (!which || which === "builds") lines.push(...(await buildBench()));
   process.stdout.write(`${lines.join("\n")}\n`);
 } finally {
   for (const c of children) c.kill("SIGTERM");
