@@ -68,6 +68,9 @@ export interface ProcessSpec {
   logFile: string;
   /** Docker runtime: the image to run; unset = the one named by IMAGE_REF_FILE in `cwd`. Other runtimes ignore it. */
   image?: string;
+  /** Per-app limits; runtimes that enforce limits (Docker) use their defaults when unset. */
+  memoryBytes?: number;
+  cpus?: number;
 }
 
 export interface ProcessInfo {

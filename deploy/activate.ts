@@ -121,6 +121,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
       const info = await deps.runtime.start({
         app: app.name, release: release.version, generation: deploymentId, type, index,
         command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, logFile,
+        memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
       });
       started.push(info);
     }

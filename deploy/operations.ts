@@ -2,10 +2,11 @@ import { rm } from "node:fs/promises";
 import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
-  insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setFormation, setHealthCheckPath, updateDeployment, q,
+  insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setAppLimits, setFormation, setHealthCheckPath, updateDeployment, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
+import { parseByteSize } from "../config/index.ts";
 import { activateRelease, appHosts, appUrl, drainAndStop, formationFor } from "./activate.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
@@ -185,6 +186,28 @@ export async function restart(deps: DeployDeps, caller: Caller, name: string, ou
     await redeploy(deps, caller, app, "restart", current, false, out);
     await audit(deps.db, { userId: caller.user.id, action: "ps:restart", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   });
+}
+
+/**
+ * Memory and CPU limits of the app's processes (enforced by the Docker runtime); they apply to processes
+ * started from now on: the next deploy, scale or `ps:restart`. `null` returns to the server default.
+ */
+export async function setResourceLimits(deps: DeployDeps, caller: Caller, name: string, change: { memory?: string | null; cpus?: string | null }): Promise<{ memoryLimit: number | null; cpuLimit: number | null }> {
+  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
+  let memoryLimit = app.memoryLimit;
+  let cpuLimit = app.cpuLimit;
+  if (change.memory !== undefined) {
+    memoryLimit = change.memory === null ? null : parseByteSize(change.memory);
+    if (memoryLimit === null && change.memory !== null) throw new DeckError("bad_argument", `"${String(change.memory).slice(0, 20)}" is not a memory size like 256m or 1g`);
+    if (memoryLimit !== null && memoryLimit < 6 * 1024 ** 2) throw new DeckError("bad_argument", "the memory limit must be at least 6m");
+  }
+  if (change.cpus !== undefined) {
+    cpuLimit = change.cpus === null ? null : Number(change.cpus);
+    if (cpuLimit !== null && !(Number.isFinite(cpuLimit) && cpuLimit > 0 && cpuLimit <= 256)) throw new DeckError("bad_argument", `"${String(change.cpus).slice(0, 20)}" is not a number of CPUs like 0.5 or 2`);
+  }
+  await setAppLimits(deps.db, app.id, { memoryLimit, cpuLimit });
+  await audit(deps.db, { userId: caller.user.id, action: "ps:scale", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, memoryLimit, cpuLimit } });
+  return { memoryLimit, cpuLimit };
 }
 
 /** Chooses how the app is built from now on: a buildpack or `dockerfile`, or `auto` to detect it again. */

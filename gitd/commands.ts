@@ -3,7 +3,7 @@ import { parsePublicKey } from "./ssh-keys.ts";
 import {
   addAppDomain, addKey, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
   listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
-  readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setHealthCheck, showConfig, type Caller, type DeployDeps,
+  readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setResourceLimits, setHealthCheck, showConfig, type Caller, type DeployDeps,
   cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary,
 } from "../deploy/index.ts";
 
@@ -177,6 +177,20 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`restarted ${name}`);
     },
   },
+  "resource:limit": {
+    usage: "resource:limit APP [--memory SIZE] [--cpus N] [--clear]", help: "memory/CPU limits of the app's processes (Docker runtime; applies from the next deploy or ps:restart)",
+    flags: ["--memory", "--cpus"], bools: ["--clear", "--json"],
+    run: async (deps, caller, args, io) => {
+      const name = args.app("resource:limit APP --memory 512m --cpus 1");
+      const clear = args.flags.has("--clear");
+      const memory = clear ? null : (args.flags.get("--memory") as string | undefined);
+      const cpus = clear ? null : (args.flags.get("--cpus") as string | undefined);
+      const r = await setResourceLimits(deps, caller, name, { memory, cpus });
+      if (args.json) return io.out(JSON.stringify(r));
+      const mem = r.memoryLimit === null ? `default (${Math.round(deps.config.appMemory / 1024 ** 2)}m)` : `${Math.round(r.memoryLimit / 1024 ** 2)}m`;
+      io.out(`${name}: memory ${mem}, cpus ${r.cpuLimit ?? `default (${deps.config.appCpus})`}`);
+    },
+  },
   "builder:set": {
     usage: "builder:set APP BUILDER", help: "build with a given buildpack or the Dockerfile instead of detecting (auto = detect)",
     run: async (deps, caller, args, io) => {
@@ -208,6 +222,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
       io.out(`Health:     ${r.app.healthCheckPath}`);
       io.out(`Builder:    ${r.app.builder ?? "auto (detected)"}`);
+      io.out(`Limits:     memory ${r.app.memoryLimit === null ? "default" : `${Math.round(r.app.memoryLimit / 1024 ** 2)}m`}, cpus ${r.app.cpuLimit ?? "default"}`);
       io.out(`Formation:  ${r.formation.map(([t, n]) => `${t}=${n}`).join(" ") || "-"}`);
       if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
     },

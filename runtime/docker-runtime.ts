@@ -252,7 +252,7 @@ export class DockerRuntime implements Runtime {
 
     let containerId: string;
     try {
-      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, this.#limits));
+      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }));
     } catch (e) {
       throw new DeckError("process_start_failed", `${id}: the container could not be created: ${engineMessage(e)}`, { id }, { cause: e });
     }

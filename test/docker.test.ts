@@ -155,6 +155,17 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
     assert.equal(set.code, 0, set.stderr);
     assert.match((await deck.get(app)).body, /^n1 adopted /);
 
+    // Per-app limits beat the server defaults for processes started after the change.
+    const limit = await deck.ssh(`resource:limit ${app} --memory 256m --cpus 0.5`);
+    assert.equal(limit.code, 0, limit.stderr);
+    assert.match(limit.stdout, /memory 256m, cpus 0\.5/);
+    assert.equal((await deck.ssh(`ps:restart ${app}`)).code, 0);
+    const limited = JSON.parse(docker("inspect", (await webContainer(app)).id)) as { HostConfig: { Memory: number; NanoCpus: number } }[];
+    assert.equal(limited[0].HostConfig.Memory, 256 * 1024 ** 2);
+    assert.equal(limited[0].HostConfig.NanoCpus, 5e8);
+    assert.match((await deck.ssh(`ps:report ${app}`)).stdout, /Limits:\s+memory 256m, cpus 0\.5/);
+    assert.equal((await deck.ssh(`resource:limit ${app} --memory lots`)).code, 1);
+
     // Destroying the app removes its containers and its images.
     assert.equal((await deck.ssh(`apps:destroy ${app} --confirm ${app}`)).code, 0);
     assert.equal(docker("ps", "--all", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "");

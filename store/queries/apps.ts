@@ -12,6 +12,9 @@ export interface AppRow {
   liveDeploymentId: number | null;
   /** The builder chosen with builder:set; null = detect from the repository. */
   builder: string | null;
+  /** Per-app limits for app processes (Docker runtime); null = the server default. */
+  memoryLimit: number | null;
+  cpuLimit: number | null;
   createdAt: string;
 }
 
@@ -26,6 +29,8 @@ function toApp(r: Record<string, unknown>): AppRow {
     formation: (typeof r.formation === "string" ? JSON.parse(r.formation) : r.formation) as Record<string, number>,
     liveDeploymentId: r.live_deployment_id == null ? null : Number(r.live_deployment_id),
     builder: (r.builder as string) ?? null,
+    memoryLimit: r.memory_limit == null ? null : Number(r.memory_limit),
+    cpuLimit: r.cpu_limit == null ? null : Number(r.cpu_limit),
     createdAt: toIso(r.created_at),
   };
 }
@@ -102,4 +107,8 @@ export async function setHealthCheckPath(db: Db, appId: number, path: string): P
 
 export async function setAppBuilder(db: Db, appId: number, builder: string | null): Promise<void> {
   await db.query(q`UPDATE apps SET builder = ${builder}, updated_at = now() WHERE id = ${appId}`);
+}
+
+export async function setAppLimits(db: Db, appId: number, limits: { memoryLimit: number | null; cpuLimit: number | null }): Promise<void> {
+  await db.query(q`UPDATE apps SET memory_limit = ${limits.memoryLimit}, cpu_limit = ${limits.cpuLimit}, updated_at = now() WHERE id = ${appId}`);
 }
