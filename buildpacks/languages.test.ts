@@ -157,6 +157,21 @@ describe("python buildpack", () => {
     assert.match(pip, new RegExp(`${slug}/\\.venv/lib/`));
   });
 
+  test("a rebuild with the same requirements.txt reuses the virtualenv; a changed one builds a new one", async (t) => {
+    const cache = samples.cache();
+    const cold = await build(pythonBuildpack, PYTHON_APP, cache);
+    assert.ok(cold.lines.includes("-----> Creating a virtualenv (.venv)"), cold.lines.join("\n"));
+    const warm = await build(pythonBuildpack, { ...PYTHON_APP, "app.py": `${PYTHON_APP["app.py"]}# changed\n` }, cache);
+    t.diagnostic(`python cold ${cold.ms} ms, warm ${warm.ms} ms`);
+    assert.ok(warm.lines.includes("-----> Restoring the virtualenv from the cache (requirements.txt unchanged)"), warm.lines.join("\n"));
+    assert.ok(!warm.lines.some((l) => l.includes("Creating a virtualenv")));
+    const slug = moveSlug(warm.dir);
+    const res = await serve(t, slug, warm.procfile.web);
+    assert.equal(res.body, `hello from python prefix=${slug}/.venv venv=${slug}/.venv\n`);
+    const changed = await build(pythonBuildpack, { ...PYTHON_APP, "requirements.txt": "# still nothing, but a different file\n" }, cache);
+    assert.ok(changed.lines.includes("-----> Creating a virtualenv (.venv)"), changed.lines.join("\n"));
+  });
+
   test("a host without python3 gets an error naming what to install", async () => {
     await assertMissingToolchain(pythonBuildpack, PYTHON_APP, /^Python app detected but `python3` is not installed on the deck host: install Python 3\.8\+ with its venv module \(Debian: apt-get install python3 python3-venv\)$/);
   });

@@ -1,4 +1,6 @@
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runnableTypes, type Procfile } from "../core/index.ts";
 import { BuildStepError, fileExists, formatDetail, formatHeader, readProcfile, type Buildpack, type BuildContext } from "./buildpack.ts";
@@ -74,17 +76,33 @@ export const pythonBuildpack: Buildpack = {
 
     const venv = join(ctx.dir, VENV_DIR);
     await rm(venv, { recursive: true, force: true });
-    ctx.onLine(formatHeader(`Creating a virtualenv (${VENV_DIR})`));
-    await ctx.run(["python3", "-m", "venv", venv]).catch((e: unknown) => {
-      throw new BuildStepError(`python3 -m venv failed: install Python's venv module on the deck host (Debian: apt-get install python3-venv)`, { cause: e });
-    });
-
     const source = await installSource(ctx.dir);
-    ctx.onLine(formatHeader(`Installing dependencies (pip install ${source === "requirements.txt" ? "-r requirements.txt" : "."})`));
-    await ctx.run(pipInstallArgv(join(venv, "bin", "python"), source, ctx.cacheDir));
-
-    const rewritten = await makeScriptsRelocatable(join(venv, "bin"));
-    ctx.onLine(formatDetail(`${rewritten} script${rewritten === 1 ? "" : "s"} in ${VENV_DIR}/bin made relocatable`));
+    // requirements.txt pins what goes into the virtualenv: with the same file and the same Python, the
+    // previous build's virtualenv is reused. (pip install . installs the app itself: never reused.)
+    const key = source === "requirements.txt" ? await venvKey(ctx) : null;
+    const cached = join(ctx.cacheDir, "venv-cache");
+    if (key && (await readFile(join(cached, "key"), "utf8").catch(() => "")) === key) {
+      ctx.onLine(formatHeader("Restoring the virtualenv from the cache (requirements.txt unchanged)"));
+      await ctx.run(["cp", "-a", join(cached, VENV_DIR), venv]);
+    } else {
+      ctx.onLine(formatHeader(`Creating a virtualenv (${VENV_DIR})`));
+      await ctx.run(["python3", "-m", "venv", venv]).catch((e: unknown) => {
+        throw new BuildStepError(`python3 -m venv failed: install Python's venv module on the deck host (Debian: apt-get install python3-venv)`, { cause: e });
+      });
+      ctx.onLine(formatHeader(`Installing dependencies (pip install ${source === "requirements.txt" ? "-r requirements.txt" : "."})`));
+      await ctx.run(pipInstallArgv(join(venv, "bin", "python"), source, ctx.cacheDir));
+      const rewritten = await makeScriptsRelocatable(join(venv, "bin"));
+      ctx.onLine(formatDetail(`${rewritten} script${rewritten === 1 ? "" : "s"} in ${VENV_DIR}/bin made relocatable`));
+      if (key) {
+        const next = `${cached}.next`;
+        await rm(next, { recursive: true, force: true });
+        await ctx.run(["mkdir", "-p", next]);
+        await ctx.run(["cp", "-a", venv, join(next, VENV_DIR)]);
+        await writeFile(join(next, "key"), key);
+        await rm(cached, { recursive: true, force: true });
+        await rename(next, cached);
+      }
+    }
     await writeSlugEnv(ctx.dir, { path: [`${VENV_DIR}/bin`], dirs: { VIRTUAL_ENV: VENV_DIR }, vars: { PYTHONUNBUFFERED: "1" } });
   },
 
@@ -92,3 +110,13 @@ export const pythonBuildpack: Buildpack = {
     return resolveProcesses(dir);
   },
 };
+
+/** The cache key of a virtualenv: the exact requirements.txt and the Python that runs it. */
+async function venvKey(ctx: BuildContext): Promise<string | null> {
+  const requirements = await readFile(join(ctx.dir, "requirements.txt"), "utf8").catch(() => null);
+  if (requirements === null) return null;
+  const version = await new Promise<string | null>((resolve) => {
+    execFile("python3", ["-c", "import sys; print(sys.executable, sys.version)"], { env: ctx.env }, (err, stdout) => resolve(err ? null : stdout.trim()));
+  });
+  return version ? createHash("sha256").update(`${version}\n${requirements}`).digest("hex") : null;
+}
