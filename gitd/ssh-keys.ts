@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import ssh2 from "ssh2";
 import { DeckError } from "../core/index.ts";
@@ -25,11 +25,24 @@ export function parsePublicKey(text: string): { publicKey: string; fingerprint: 
 
 /** The server's host key, generated once into the data dir. */
 export async function loadOrCreateHostKey(file: string): Promise<string> {
-  if (existsSync(file)) return readFile(file, "utf8");
+  if (existsSync(file)) {
+    const text = await readFile(file, "utf8");
+    const parsed = utils.parseKey(text);
+    if (parsed instanceof Error) throw new DeckError("bad_host_key", `${file} is not a usable SSH host key (${parsed.message}); move it away and deck makes a new one`);
+    return text;
+  }
   await mkdir(dirname(file), { recursive: true });
-  const pair = utils.generateKeyPairSync("ed25519", { comment: "deck host key" });
-  await writeFile(file, pair.private, { mode: 0o600 });
-  await writeFile(`${file}.pub`, pair.public);
-  await chmod(file, 0o600);
-  return pair.private;
+  // Every generated key is parsed back before it is kept: one that ssh2 cannot read would stop the
+  // server at start-up from then on.
+  for (let attempt = 1; ; attempt++) {
+    const pair = utils.generateKeyPairSync("ed25519", { comment: "deck host key" });
+    if (!(utils.parseKey(pair.private) instanceof Error)) {
+      await writeFile(`${file}.tmp`, pair.private, { mode: 0o600 });
+      await chmod(`${file}.tmp`, 0o600);
+      await rename(`${file}.tmp`, file);
+      await writeFile(`${file}.pub`, pair.public);
+      return pair.private;
+    }
+    if (attempt >= 5) throw new Error("could not generate an SSH host key that ssh2 can read");
+  }
 }
