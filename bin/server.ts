@@ -106,6 +106,9 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       await new Promise<void>((res) => ssh.close(() => res()));
       await new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); });
       await new Promise<void>((res) => hookServer.close(() => res()));
+      // Deploys already under way (a webhook's, a config change's) finish before the database closes;
+      // one still running after the deadline is marked failed at the next start.
+      if (!(await deps.queue.idle(30_000))) log("stopping with a deploy still running; the next start marks it failed");
       if (runtime instanceof DockerRuntime) await runtime.close();
       await rm(join(paths.runDir, "server.pid"), { force: true });
       await db.close();

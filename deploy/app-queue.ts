@@ -14,6 +14,16 @@ export class AppQueue {
     return this.lines.has(app);
   }
 
+  /** Resolves once no deploy is running or waiting (for a clean shutdown), or after `deadlineMs`. */
+  async idle(deadlineMs: number): Promise<boolean> {
+    const end = Date.now() + deadlineMs;
+    while (this.lines.size > 0) {
+      if (Date.now() >= end) return false;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return true;
+  }
+
   async run<T>(app: string, onWait: (position: number) => void, work: () => Promise<T>): Promise<T> {
     const existing = this.lines.get(app);
     if (existing && this.mode === "refuse") {

@@ -285,6 +285,7 @@ for (const backend of backends) {
         headers: { "X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": GITLAB_TOKEN }, sourceIp: "203.0.113.9",
       });
       assert.equal(gitlab.status, 202, JSON.stringify(gitlab.body));
+      assert.equal((await (gitlab as Extract<WebhookResult, { status: 202 }>).deploy).ok, true);
       await waitForVersion(deck, app, "v2");
       const logs = await deck.ssh(`logs ${app} -n 400`);
       assert.match(logs.stdout + logs.stderr, /GitLab webhook: deploying hooked \(main [0-9a-f]{7}\)/);
