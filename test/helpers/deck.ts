@@ -139,7 +139,13 @@ export class Deck {
     const boot = await run(DECK, ["admin:bootstrap", "--email", "admin@example.com", "--ssh-key", `${d.keyFile}.pub`], { env: d.env(), cwd: d.dir });
     if (boot.code !== 0) throw new Error(`bootstrap failed: ${boot.stderr}`);
     d.token = boot.stdout.trim().split("\n").pop()!;
-    await d.startServer();
+    try {
+      await d.startServer();
+    } catch (e) {
+      // The caller never gets the instance, so nothing else would stop what was started.
+      await d.stop();
+      throw e;
+    }
     return d;
   }
 
