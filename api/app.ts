@@ -3,11 +3,14 @@ import Koa from "koa";
 import { callerFor } from "../deploy/index.ts";
 import { authenticateBearer, type AuthDeps } from "./auth/index.ts";
 import { errorMiddleware } from "./errors.ts";
+import { metricsHandler } from "./metrics.ts";
 import { buildOpenApi } from "./openapi.ts";
 import { ROUTES, runRoute, type ApiDeps } from "./registry.ts";
 import "./routes/apps.ts";
+import "./routes/router-settings.ts";
 import "./routes/accounts.ts";
 import "./routes/webhooks.ts";
+import "./routes/usage.ts";
 import "./routes/auth.ts";
 import type { DeployDeps } from "../deploy/index.ts";
 
@@ -44,6 +47,9 @@ export function createApiApp(deployDeps: DeployDeps, extra: Partial<ApiDeps> = {
     ctx.body = { ok: true };
   });
   for (const def of ROUTES) router[def.method](def.path, runRoute(def, deps));
+  const root = new Router();
+  root.get("/metrics", metricsHandler({ authenticate: deps.authenticate, routerMetrics: deps.extra.routerMetrics as (() => Promise<string>) | undefined }));
+  app.use(root.routes());
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

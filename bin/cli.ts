@@ -5,13 +5,16 @@ import { parsePublicKey } from "../gitd/index.ts";
 import { stopRouter } from "../router/index.ts";
 import { createDockerClient, DockerRuntime, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { join } from "node:path";
-import { openDatabase } from "../store/index.ts";
+import { NODE_SHUTDOWN_DEADLINE_MS, startRouterNode } from "../router/node.ts";
+import { embeddedDatabaseUrl, openDatabase } from "../store/index.ts";
 import { addMember, countUsers, createApiToken, insertOrganization, insertSshKey, insertUser } from "../store/queries/index.ts";
 import { startServer } from "./server.ts";
 
 const USAGE = `Usage: deck COMMAND
 
   server                                     run deck (SSH :2222, API :3000, router :8080)
+  server --role router                       run a router node alone: routes from DATABASE_URL, apps on :8080
+  database:url                               print the URL of this deck's embedded database (for router nodes)
   admin:bootstrap --email E --ssh-key FILE   create the first admin; prints an API token
   down                                       stop the router and every app process deck started
   help                                       show this text
@@ -88,7 +91,12 @@ async function down(): Promise<void> {
   process.stdout.write("stopped the router and all app processes\n");
 }
 
-async function server(): Promise<void> {
+const ROLES = ["all", "router"] as const;
+
+async function server(args: string[]): Promise<void> {
+  const role = flag(args, "--role") ?? "all";
+  if (!(ROLES as readonly string[]).includes(role)) fail(`unknown role "${role.slice(0, 40)}"; roles: ${ROLES.join(", ")}`, 2);
+  if (role === "router") return routerNode();
   const cfg = config();
   const running = await startServer(cfg);
   let stopping = false;
@@ -102,9 +110,34 @@ async function server(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
 }
 
+/** `deck server --role router`: one router node, no SSH, API or builds. */
+async function routerNode(): Promise<void> {
+  const cfg = config();
+  if (!cfg.databaseUrl) fail("--role router needs DATABASE_URL, the PostgreSQL your deck server uses (for its embedded database, run `deck database:url` where it runs)", 2);
+  const log = (line: string) => process.stdout.write(`${new Date().toISOString()} router-node[${process.pid}] ${line}\n`);
+  const node = await startRouterNode({ config: cfg, log });
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${sig}: stopping; in-flight requests get ${NODE_SHUTDOWN_DEADLINE_MS / 1000} s`);
+    void node.stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+async function databaseUrl(): Promise<void> {
+  const cfg = config();
+  const url = cfg.databaseUrl ?? (await embeddedDatabaseUrl(cfg.dataDir));
+  if (!url) fail(`no embedded database under ${cfg.dataDir} yet; start \`deck server\` there first`);
+  process.stdout.write(`${url}\n`);
+}
+
 const [command, ...rest] = process.argv.slice(2);
 const commands: Record<string, () => Promise<void>> = {
-  server,
+  server: () => server(rest),
+  "database:url": databaseUrl,
   "admin:bootstrap": () => bootstrap(rest),
   down,
   help: async () => void process.stdout.write(`${USAGE}\n`),

@@ -6,9 +6,12 @@ import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
 import type { DeckConfig } from "../config/index.ts";
-import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, MeteringFlusher, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { CertManager } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
+import { createRouterMetering } from "../router/metering-client.ts";
+import { publishRoutes } from "../router/route-publisher.ts";
 import { createDockerClient, DockerRuntime, findFreePort, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { openDatabase, type Database } from "../store/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
@@ -32,6 +35,21 @@ function listen(server: http.Server | ssh2.Server | NetServer, port: number, hos
 }
 
 /**
+ * The router process reads its settings from the environment only (it must start without the
+ * deck server), so every router setting from deck.yaml or the environment is passed explicitly.
+ */
+function routerEnv(config: DeckConfig): Record<string, string> {
+  const env: Record<string, string> = {
+    DECK_DATA_DIR: config.dataDir, DECK_HOST: config.host, DECK_HTTP_PORT: String(config.httpPort), DECK_HTTPS_PORT: String(config.httpsPort),
+    DECK_DOMAIN: config.domain, DECK_RATE_LIMIT: String(config.rateLimitRps), DECK_RATE_BURST: String(config.rateLimitBurst),
+    DECK_MAX_BODY_SIZE: String(config.maxBodyBytes), DECK_HEADER_TIMEOUT: String(config.headerTimeout), DECK_IDLE_TIMEOUT: String(config.idleTimeout),
+    DECK_MAX_CONNECTIONS_PER_IP: String(config.maxConnectionsPerIp), DECK_PAUSE_TIMEOUT: String(config.pauseTimeout), DECK_ACCESS_LOG: config.accessLog,
+  };
+  if (config.redisUrl) env.REDIS_URL = config.redisUrl;
+  return env;
+}
+
+/**
  * `deck server`: the control plane. Apps and the router run as their own processes, so they keep
  * serving while this process restarts; on start it adopts them and reconciles with the database.
  */
@@ -51,7 +69,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   const router = await ensureRouter({
     dataDir: config.dataDir,
     logFile: join(config.dataDir, "logs", "router.log"),
-    env: { ...process.env, DECK_DATA_DIR: config.dataDir, DECK_HOST: config.host, DECK_HTTP_PORT: String(config.httpPort), DECK_DOMAIN: config.domain, DECK_CONFIG: "" },
+    env: { ...process.env, ...routerEnv(config), DECK_CONFIG: "" },
   });
   log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
@@ -64,7 +82,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     config,
     paths,
     runtime,
-    router: createRouterControl(paths.routerSocket),
+    // Route changes also go to PostgreSQL for router nodes (`deck server --role router`).
+    router: publishRoutes(createRouterControl(paths.routerSocket), { db: db.pool, log }),
     build: (req) => runBuild(req, {
       runtime: config.runtime, engine: docker, baseImage: config.baseImage,
       imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
@@ -86,15 +105,21 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   for (const entry of await readdir(join(config.dataDir, "repos")).catch(() => [] as string[])) {
     if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
   }
+  const routerMetering = createRouterMetering(paths.routerSocket);
+  const metering = new MeteringFlusher(db.pool, routerMetering, log);
+  metering.start(config.meteringInterval * 1000);
   const pushes = new PushRegistry();
   const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
   const r = await reconcile(deps);
+  // Certificates from the database reach the router, then due orders and renewals start in the background.
+  deps.certs = new CertManager(deps);
+  await deps.certs.start();
   if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
 
   const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
   const ssh = createSshServer({ deps, pushes, hostKey });
   const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
-  const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword } });
+  const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics() } });
   await listen(ssh, config.sshPort, config.host);
   await listen(api, config.apiPort, config.host);
   await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);
@@ -109,6 +134,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       // Deploys already under way (a webhook's, a config change's) finish before the database closes;
       // one still running after the deadline is marked failed at the next start.
       if (!(await deps.queue.idle(30_000))) log("stopping with a deploy still running; the next start marks it failed");
+      await metering.stop();
+      await deps.certs?.stop();
       if (runtime instanceof DockerRuntime) await runtime.close();
       await rm(join(paths.runDir, "server.pid"), { force: true });
       await db.close();

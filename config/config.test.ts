@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, it } from "node:test";
+import { describe, it, test } from "node:test";
+import { SETTINGS } from "./config.ts";
 import { ConfigError, loadConfig } from "./index.ts";
 
 const DECK = fileURLToPath(new URL("../bin/deck", import.meta.url));
@@ -42,4 +43,15 @@ describe("configuration", () => {
     assert.equal(r.stderr.trim().split("\n").length, 1);
     assert.match(r.stderr, /^deck: DECK_HTTP_PORT="http" is not valid/);
   });
+});
+
+test("the README's configuration table lists every setting with its default and meaning", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+  const rows = readme.split("\n").filter((l) => /^\| `[A-Z_]+` \| `[a-z_]+` \|/.test(l));
+  const expected = Object.values(SETTINGS).map((s) => {
+    const def = s.env === "DECK_BUILD_CONCURRENCY" ? "number of cores" : s.default === undefined ? "unset" : `\`${s.default}\``;
+    return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.help} |`;
+  });
+  assert.deepEqual(rows, expected);
 });

@@ -27,16 +27,40 @@ const byteSize = (min: number) => z.union([z.string(), z.number()]).transform((v
   return bytes;
 });
 
+/** A byte size where 0 means "no limit". */
+const limitSize = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const bytes = v === 0 || v === "0" ? 0 : parseByteSize(v);
+  if (bytes === null) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: "a size like 100m, 512k or 1g (0 = no limit)" });
+    return z.NEVER;
+  }
+  return bytes;
+});
+const onOff = z.enum(["on", "off"]);
+
 export const SETTINGS = {
   dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
   host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
   sshPort: { env: "DECK_SSH_PORT", yaml: "ssh_port", schema: port, default: 2222, help: "SSH port for git push and commands" },
   apiPort: { env: "DECK_API_PORT", yaml: "api_port", schema: port, default: 3000, help: "REST API (/api/v1) and smart HTTP git (/git)" },
   httpPort: { env: "DECK_HTTP_PORT", yaml: "http_port", schema: port, default: 8080, help: "router HTTP port apps are served on" },
-  httpsPort: { env: "DECK_HTTPS_PORT", yaml: "https_port", schema: port, default: 8443, help: "router HTTPS port (reserved: HTTPS is not served yet)" },
+  httpsPort: { env: "DECK_HTTPS_PORT", yaml: "https_port", schema: port, default: 8443, help: "router HTTPS port apps are served on (TLS with SNI; HTTP/2 or HTTP/1.1 by ALPN)" },
   domain: { env: "DECK_DOMAIN", yaml: "domain", schema: z.string().regex(/^[a-z0-9.-]+$/i, "a DNS name like localhost or apps.example.com"), default: "localhost", help: "app NAME is served at NAME.DOMAIN" },
+  acme: { env: "DECK_ACME", yaml: "acme", schema: z.enum(["on", "off"]), default: "on", help: "obtain certificates automatically (ACME HTTP-01) for custom domains added with domains:add; default domains and .localhost/.test names get the self-signed fallback" },
+  acmeDirectory: { env: "DECK_ACME_DIRECTORY", yaml: "acme_directory", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an ACME directory URL"), default: "https://acme-v02.api.letsencrypt.org/directory", help: "ACME directory certificates are ordered from (default: Let's Encrypt production)" },
+  acmeEmail: { env: "DECK_ACME_EMAIL", yaml: "acme_email", schema: z.string().regex(/^[^\s@]+@[^\s@]+$/, "an email address").optional(), default: undefined, help: "contact address of deck's ACME account (expiry warnings from the CA); unset = none" },
+  acmeRenewDays: { env: "DECK_ACME_RENEW_DAYS", yaml: "acme_renew_days", schema: z.coerce.number().int().min(1).max(36500), default: 30, help: "renew an automatic certificate when it expires within this many days (checked at start and every hour; failed orders are retried every 6 hours)" },
   databaseUrl: { env: "DATABASE_URL", yaml: "database_url", schema: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(), default: undefined, help: "external PostgreSQL; unset = embedded server under the data dir" },
-  redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis for several deck nodes (validated; not used yet: one node needs none)" },
+  rateLimitRps: { env: "DECK_RATE_LIMIT", yaml: "rate_limit", schema: z.coerce.number().min(0), default: 1000, help: "router: requests per second one client IP may make to one app (token bucket refill; 0 = no limit; per app: router:set APP rate-limit N)" },
+  rateLimitBurst: { env: "DECK_RATE_BURST", yaml: "rate_burst", schema: z.coerce.number().int().min(1), default: 2000, help: "router: requests one client IP may make at once before the rate limit applies (bucket size)" },
+  maxBodyBytes: { env: "DECK_MAX_BODY_SIZE", yaml: "max_body_size", schema: limitSize, default: "100m", help: "router: largest request body (413 above it; 0 = no limit; per app: router:set APP max-body-size SIZE)" },
+  headerTimeout: { env: "DECK_HEADER_TIMEOUT", yaml: "header_timeout", schema: seconds, default: 30, help: "router: seconds a client has to send a request's headers (slow clients are cut off)" },
+  idleTimeout: { env: "DECK_IDLE_TIMEOUT", yaml: "idle_timeout", schema: seconds, default: 120, help: "router: seconds a connection may stay silent (no bytes either way) before it is closed" },
+  maxConnectionsPerIp: { env: "DECK_MAX_CONNECTIONS_PER_IP", yaml: "max_connections_per_ip", schema: z.coerce.number().int().min(0), default: 512, help: "router: open connections one client IP may hold (0 = no limit)" },
+  pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
+  accessLog: { env: "DECK_ACCESS_LOG", yaml: "access_log", schema: onOff, default: "on", help: "router: one JSON line per request in logs/access.log (on or off)" },
+  meteringInterval: { env: "DECK_METERING_INTERVAL", yaml: "metering_interval", schema: seconds, default: 60, help: "seconds between saving the router's per-app request and bandwidth counts to the database" },
+  redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis shared by several router nodes: per-client rate limits draw from one budget across them (unset = each router counts alone)" },
   runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process", "docker"]), default: "process", help: "how releases run: process (supervised processes) or docker (one container per process; Dockerfile apps need it)" },
   baseImage: { env: "DECK_BASE_IMAGE", yaml: "base_image", schema: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "an image reference such as clouddeck/base:latest"), default: "clouddeck/base:latest", help: "docker runtime: image buildpack apps are packaged onto (must hold what they run, e.g. node)" },
   appMemory: { env: "DECK_APP_MEMORY", yaml: "app_memory", schema: byteSize(6 * 1024 ** 2), default: "512m", help: "docker runtime: memory limit of each app process (512m, 1g)" },

@@ -6,3 +6,4 @@ export { IMAGE_REF_FILE } from "./interfaces.ts";
 export * from "./policy.ts";
 export * from "./mask.ts";
 export * from "./slug-env.ts";
+export * from "./usage.ts";

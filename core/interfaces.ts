@@ -103,6 +103,28 @@ export interface Route {
   hosts: string[];
   /** `127.0.0.1:PORT` of the live web processes; empty = app has no live release (503). */
   upstreams: string[];
+  /** Per-app router behaviour; absent fields take the router's defaults. */
+  settings?: RouteSettings;
+}
+
+/** What the router does for one app beyond forwarding (set with maintenance:*, limits:*, domains:*). */
+export interface RouteSettings {
+  /** Answer every request with the maintenance page (503) instead of forwarding. */
+  maintenance?: boolean;
+  /**
+   * The app is starting and has no live process yet: requests wait (up to the router's pause
+   * timeout) for the route to get upstreams instead of failing at once.
+   */
+  paused?: boolean;
+  /** Token bucket per client IP: refill rate (requests per second; 0 = no limit) and bucket size. */
+  rateLimitRps?: number;
+  rateLimitBurst?: number;
+  /** Largest request body accepted, in bytes (413 above it). */
+  maxBodyBytes?: number;
+  /** Plain-HTTP requests get a 308 to the same URL over HTTPS. */
+  redirectHttps?: boolean;
+  /** HTTPS responses carry Strict-Transport-Security. */
+  hsts?: boolean;
 }
 
 export interface RouterControl {
@@ -113,4 +135,21 @@ export interface RouterControl {
   replaceAll(routes: Route[]): Promise<void>;
   /** Requests currently in flight to an upstream. */
   inflight(upstream: string): Promise<number>;
+  /**
+   * With router nodes (`deck server --role router`): resolves once every live node serves the routes
+   * set so far and has nothing in flight to `upstreams`, or at `deadline` (epoch ms). Absent = no nodes.
+   */
+  waitForNodes?(upstreams: string[], deadline: number): Promise<void>;
+  /** Replaces every certificate the router serves over HTTPS; resolves once it serves them. */
+  setCertificates(certs: ServedCertificate[]): Promise<void>;
+  /** Answers `GET /.well-known/acme-challenge/TOKEN` with `keyAuthorization` (ACME HTTP-01, RFC 8555 §8.3). */
+  setAcmeChallenge(token: string, keyAuthorization: string): Promise<void>;
+  removeAcmeChallenge(token: string): Promise<void>;
+}
+
+/** A certificate chain and its private key (PEM), served for the host names listed (`*.example.com` allowed). */
+export interface ServedCertificate {
+  hosts: string[];
+  cert: string;
+  key: string;
 }

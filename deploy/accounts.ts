@@ -7,6 +7,7 @@ import {
 } from "../store/queries/index.ts";
 import { refreshRoute } from "./activate.ts";
 import { authorizeApp, type Caller } from "./access.ts";
+import { forgetCertificate, requestCertificate, tlsStatusesOf, tlsStatusOf, type TlsState } from "./certs.ts";
 import type { DeployDeps } from "./deps.ts";
 
 /**
@@ -164,9 +165,25 @@ export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input:
 // ---------- domains ----------
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$/;
 
-export async function domainsOf(deps: DeployDeps, caller: Caller, appName: string): Promise<{ domain: string; sslStatus: string; default?: boolean }[]> {
+export interface DomainInfo {
+  domain: string;
+  default?: boolean;
+  /** HTTPS state: self-signed, pending, issued, failed or manual. */
+  sslStatus: TlsState;
+  /** The same for people: `issued (expires 2026-05-01)`, `failed: REASON`, ... */
+  tls: string;
+  expiresAt: string | null;
+  error: string | null;
+}
+
+export async function domainsOf(deps: DeployDeps, caller: Caller, appName: string): Promise<DomainInfo[]> {
   const app = await authorizeApp(deps.db, caller, "app:read", appName);
-  return [{ domain: `${app.name}.${deps.config.domain}`, sslStatus: "none", default: true }, ...(await listDomains(deps.db, app.id))];
+  const tls = await tlsStatusesOf(deps, app.id);
+  const info = (domain: string, isDefault: boolean): DomainInfo => {
+    const s = tls.get(domain) ?? tlsStatusOf(undefined);
+    return { domain, ...(isDefault ? { default: true } : {}), sslStatus: s.state, tls: s.text, expiresAt: s.expiresAt, error: s.error };
+  };
+  return [info(`${app.name}.${deps.config.domain}`, true), ...(await listDomains(deps.db, app.id)).map((d) => info(d.domain, false))];
 }
 
 export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
@@ -179,6 +196,7 @@ export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: st
   await addDomain(deps.db, app.id, domain);
   await refreshRoute(deps, app);
   await record(deps, caller, "domains:add", app.name, { domain });
+  requestCertificate(deps, app, domain);
 }
 
 export async function removeAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
@@ -186,6 +204,7 @@ export async function removeAppDomain(deps: DeployDeps, caller: Caller, appName:
   const domain = rawDomain.toLowerCase().replace(/\.$/, "");
   if (!(await removeDomain(deps.db, app.id, domain))) throw new DeckError("not_found", `${domain.slice(0, 80)} is not a domain of ${app.name} (see domains:list ${app.name})`);
   await refreshRoute(deps, app);
+  await forgetCertificate(deps, domain);
   await record(deps, caller, "domains:remove", app.name, { domain });
 }
 

@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
-  applySlugEnv, DeckError, EMPTY_SLUG_ENV, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type SlugEnv,
+  applySlugEnv, DeckError, EMPTY_SLUG_ENV, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type Route, type RouteSettings, type SlugEnv,
 } from "../core/index.ts";
 import {
-  listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus,
+  listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus, setAppStopped, findApp,
   type AppRow, type BuildRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { appendAppLog, readLogTail } from "./app-log.ts";
@@ -29,10 +29,29 @@ export async function appHosts(deps: DeployDeps, app: AppRow | { id: number; nam
   return [`${app.name}.${deps.config.domain}`, ...custom.map((d) => d.domain)];
 }
 
-/** Re-sends an app's route with its current hosts and live web processes (after a domain change). */
+/** The router settings an app's row asks for; defaults (null/false) are left out of the route. */
+export function routeSettings(app: AppRow): RouteSettings {
+  const r = app.router;
+  const s: RouteSettings = {};
+  // A stopped app (ps:stop) shows the maintenance page too.
+  if (r.maintenance || app.stopped) s.maintenance = true;
+  if (r.rateLimitRps !== null) s.rateLimitRps = r.rateLimitRps;
+  if (r.rateLimitBurst !== null) s.rateLimitBurst = r.rateLimitBurst;
+  if (r.maxBodyBytes !== null) s.maxBodyBytes = r.maxBodyBytes;
+  if (r.redirectHttps) s.redirectHttps = true;
+  if (r.hsts) s.hsts = true;
+  return s;
+}
+
+/** The route the router should hold for an app: its hosts, the given upstreams and its settings. */
+export async function routeFor(deps: DeployDeps, app: AppRow, upstreams: string[]): Promise<Route> {
+  return { app: app.name, hosts: await appHosts(deps, app), upstreams, settings: routeSettings(app) };
+}
+
+/** Re-sends an app's route with its current hosts, settings and live web processes (after a domain or setting change). */
 export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void> {
   const live = (await deps.runtime.list(app.name)).filter((p) => p.generation === app.liveDeploymentId && p.type === "web" && p.port);
-  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: live.map((p) => `127.0.0.1:${p.port}`) });
+  await deps.router.setRoute(await routeFor(deps, app, live.map((p) => `127.0.0.1:${p.port}`)));
 }
 
 export function appUrl(deps: DeployDeps, app: string): string {
@@ -93,8 +112,11 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const env = processEnv(app.name, release, slugPath, await readSlugEnv(slugPath));
   const logFile = deps.paths.appLog(app.name);
   const started: ProcessInfo[] = [];
+  let paused = false;
   const fail = async (message: string): Promise<ActivateResult> => {
     for (const p of started) await deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch(() => undefined);
+    // Requests held for the start now get their 503 at once.
+    if (paused) await deps.router.setRoute(await routeFor(deps, app, [])).catch(() => undefined);
     await setReleaseStatus(deps.db, release.id, release.status === "live" ? "live" : "failed").catch(() => undefined);
     return { ok: false, message };
   };
@@ -111,7 +133,15 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   }
   if (req.signal?.aborted) return fail("cancelled before the new release started");
 
-  // 2. Start the new generation on fresh ports.
+  // 2. Start the new generation on fresh ports. When nothing serves the app yet (a first deploy, a
+  // restart after every process died), the router holds its requests until the switch instead of
+  // answering 503 (up to DECK_PAUSE_TIMEOUT).
+  const serving = (await deps.runtime.list(app.name)).some((p) => p.type === "web" && p.port && p.generation !== deploymentId && p.state === "running");
+  if (!serving) {
+    const route = await routeFor(deps, app, []);
+    await deps.router.setRoute({ ...route, settings: { ...route.settings, paused: true } });
+    paused = true;
+  }
   const plan = formationFor(procfile, app.formation);
   const summary = plan.map(([t, n]) => `${t}=${n}`).join(", ") || "none";
   out(`-----> Starting processes (${summary})`);
@@ -151,10 +181,13 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   }
   if (req.signal?.aborted) return fail("cancelled before the switch");
 
-  // 4. Switch: from here on the new release serves every new request.
+  // 4. Switch: from here on the new release serves every new request. The app's row is read again for
+  // router settings changed during the build; a release going live brings a stopped app (ps:stop) back.
   const previous = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
-  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
+  const current = (await findApp(deps.db, app.name)) ?? app;
+  await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => `127.0.0.1:${p.port}`)));
   await deps.db.transaction(async (tx) => {
+    if (current.stopped) await setAppStopped(tx, app.id, false);
     await setReleaseStatus(tx, release.id, "live");
     await supersedeOtherReleases(tx, app.id, release.id);
     await setLiveDeployment(tx, app.id, deploymentId);
@@ -170,6 +203,9 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
 
 export async function drainAndStop(deps: DeployDeps, processes: ProcessInfo[]): Promise<void> {
   const end = Date.now() + deps.config.drainTimeout * 1000;
+  // Router nodes must serve the new routes and finish their requests to these processes too.
+  const upstreams = processes.filter((p) => p.port).map((p) => `127.0.0.1:${p.port}`);
+  const nodes = deps.router.waitForNodes?.(upstreams, end).catch((e) => deps.log(`waiting for router nodes: ${(e as Error).message}`));
   for (const p of processes) {
     if (p.port) {
       const upstream = `127.0.0.1:${p.port}`;
@@ -180,6 +216,7 @@ export async function drainAndStop(deps: DeployDeps, processes: ProcessInfo[]): 
       }
     }
   }
+  await nodes;
   await Promise.all(processes.map((p) => deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch((e) => deps.log(`stopping ${p.id}: ${(e as Error).message}`))));
 }
 

@@ -2,6 +2,7 @@ import type { DatabasePool } from "slonik";
 import type { DeckConfig } from "../config/index.ts";
 import type { BuildRequest, BuildResult, RouterControl, Runtime } from "../core/index.ts";
 import type { AppQueue, Semaphore } from "./app-queue.ts";
+import type { CertManager } from "./certs.ts";
 import type { Paths } from "./paths.ts";
 
 /** Everything the deploy pipeline reaches outside itself, passed in so each part can be swapped. */
@@ -20,6 +21,8 @@ export interface DeployDeps {
   /** Removes the image an artifact points to (Docker runtime); absent for the process runtime. */
   removeArtifactImage?(slugPath: string): Promise<void>;
   log(line: string): void;
+  /** Background ACME orders and renewals (the deck server's); absent = no automatic certificates. */
+  certs?: CertManager;
 }
 
 export type DeployOutcome =

@@ -6,8 +6,14 @@ export { reconcile } from "./reconcile.ts";
 export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
 export { callerFor, authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 export * from "./operations.ts";
+export * from "./router-settings.ts";
 export * from "./accounts.ts";
 export * from "./webhooks.ts";
+export {
+  acmeEligible, addOwnCertificate, CertManager, parseCertificateBundle, pushCertificates, removeCertificate, tlsStatusOf,
+  type CertificateBundle, type CertManagerDeps, type TlsState, type TlsStatus,
+} from "./certs.ts";
+export { bandwidthReport, MeteringFlusher, type UsageSource } from "./metering.ts";
 export {
   BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds,
   type BuildOutputTarget, type BuildRunState, type BuildStatus, type BuildSummary, type CancelledBuild,

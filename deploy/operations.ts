@@ -7,7 +7,8 @@ import {
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
 import { parseByteSize } from "../config/index.ts";
-import { activateRelease, appHosts, appUrl, drainAndStop, formationFor } from "./activate.ts";
+import { activateRelease, appUrl, routeFor, drainAndStop, formationFor } from "./activate.ts";
+import { pushCertificates } from "./certs.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
 import type { DeployDeps } from "./deps.ts";
@@ -29,7 +30,7 @@ export async function createApp(deps: DeployDeps, caller: Caller, rawName: strin
   const app = await insertApp(deps.db, { name: check.name, orgId: Number(targetOrg), createdBy: caller.user.id });
   await deps.repos.ensure(app.name);
   // Known to the router from the start, so its host answers 503 (no release yet) rather than 404.
-  await deps.router.setRoute({ app: app.name, hosts: await appHosts(deps, app), upstreams: [] });
+  await deps.router.setRoute(await routeFor(deps, app, []));
   await audit(deps.db, { userId: caller.user.id, action: "app:create", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
   return app;
 }
@@ -51,6 +52,8 @@ export async function destroyApp(deps: DeployDeps, caller: Caller, name: string)
       for (const b of await listSlugBuilds(deps.db, app.id)) if (b.slugPath) await deps.removeArtifactImage(b.slugPath).catch(() => undefined);
     }
     await deleteApp(deps.db, app.id);
+    // Its certificate rows went with it: the router stops serving them now, not at the next change.
+    await pushCertificates(deps).catch((e) => deps.log(`${app.name}: could not update the router's certificates: ${(e as Error).message}`));
     await deps.repos.remove(app.name);
     for (const dir of [deps.paths.slugs(app.name), deps.paths.cache(app.name)]) await rm(dir, { recursive: true, force: true });
     await rm(deps.paths.appLog(app.name), { force: true });
@@ -107,7 +110,8 @@ export async function releasesOf(deps: DeployDeps, caller: Caller, name: string)
   return { app, releases: await listReleases(deps.db, app.id) };
 }
 
-async function liveRelease(deps: DeployDeps, app: AppRow): Promise<ReleaseRow | null> {
+/** The app's live release, read afresh (null before the first deploy). */
+export async function liveRelease(deps: DeployDeps, app: AppRow): Promise<ReleaseRow | null> {
   const fresh = await findApp(deps.db, app.name);
   if (!fresh?.liveDeploymentId) return null;
   const rows = await listReleases(deps.db, app.id, 100);
@@ -245,7 +249,7 @@ export async function report(deps: DeployDeps, caller: Caller, name: string): Pr
 }
 
 /** Starts a new generation of processes for `release` (blue-green) inside the app's queue slot. */
-async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: "config" | "rollback" | "scale" | "restart", release: ReleaseRow, runReleasePhase: boolean, out: Out): Promise<void> {
+export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: "config" | "rollback" | "scale" | "restart", release: ReleaseRow, runReleasePhase: boolean, out: Out): Promise<void> {
   const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
   const deployment = await insertDeployment(deps.db, { appId: app.id, kind, commitSha: release.commitSha, releaseId: release.id, createdBy: caller.user.id });
   output.attach(deployment.id);

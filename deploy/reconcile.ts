@@ -2,14 +2,14 @@ import type { ProcessInfo, Route } from "../core/index.ts";
 import {
   findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus, updateDeployment,
 } from "../store/queries/index.ts";
-import { activateRelease, appHosts } from "./activate.ts";
+import { activateRelease, routeFor } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 /**
  * Brings the running state in line with the database when deck starts: deploys that were cut off by
  * a restart are marked failed and their half-started processes stopped; live processes that kept
  * running are adopted; the router gets the full route table. A live release whose processes are all
- * gone (the machine rebooted) is started again.
+ * gone (the machine rebooted) is started again, unless the app was stopped with ps:stop.
  */
 export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; stopped: number; restarted: string[] }> {
   for (const d of await listUnfinishedDeployments(deps.db)) {
@@ -23,7 +23,7 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   let stopped = 0;
   const strays: ProcessInfo[] = all.filter((p) => {
     const app = apps.find((a) => a.name === p.app);
-    return !known.has(p.app) || p.generation !== app?.liveDeploymentId;
+    return !known.has(p.app) || p.generation !== app?.liveDeploymentId || app.stopped;
   });
   await Promise.all(strays.map(async (p) => {
     await deps.runtime.stop(p.id, deps.config.stopGrace * 1000);
@@ -33,10 +33,10 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   const routes: Route[] = [];
   const restarted: string[] = [];
   for (const app of apps) {
-    const live = all.filter((p) => p.app === app.name && p.generation === app.liveDeploymentId);
+    const live = app.stopped ? [] : all.filter((p) => p.app === app.name && p.generation === app.liveDeploymentId);
     const webs = live.filter((p) => p.type === "web" && p.port);
-    routes.push({ app: app.name, hosts: await appHosts(deps, app), upstreams: webs.map((p) => `127.0.0.1:${p.port}`) });
-    if (app.liveDeploymentId !== null && live.length === 0) restarted.push(app.name);
+    routes.push(await routeFor(deps, app, webs.map((p) => `127.0.0.1:${p.port}`)));
+    if (app.liveDeploymentId !== null && live.length === 0 && !app.stopped) restarted.push(app.name);
   }
   await deps.router.replaceAll(routes);
 

@@ -4,7 +4,11 @@ import {
   addAppDomain, addKey, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
   listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
   readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setResourceLimits, setHealthCheck, showConfig, type Caller, type DeployDeps,
-  cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary,
+  cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary, bandwidthReport,
+} from "../deploy/index.ts";
+import { addOwnCertificate, removeCertificate } from "../deploy/index.ts";
+import {
+  describeSetting, maintenanceReport, parseRouterSetting, routerReport, ROUTER_KEYS, setMaintenance, setRouterSettings, startApp, stopApp,
 } from "../deploy/index.ts";
 
 export interface CommandIO {
@@ -215,9 +219,11 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     usage: "ps:report APP [--json]", help: "show an app's release and processes", bools: ["--json"],
     run: async (deps, caller, args, io) => {
       const r = await report(deps, caller, args.app("ps:report APP"));
-      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status: r.app.status, url: r.url, healthCheckPath: r.app.healthCheckPath, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
+      const status = r.app.stopped ? "stopped" : r.app.status;
+      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, url: r.url, healthCheckPath: r.app.healthCheckPath, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
       io.out(`=== ${r.app.name}`);
-      io.out(`Status:     ${r.app.status}`);
+      io.out(`Status:     ${r.app.stopped ? `stopped (ps:start ${r.app.name} runs it again)` : status}`);
+      io.out(`Router:     ${r.app.stopped || r.app.router.maintenance ? `maintenance page (503)${r.app.router.maintenance ? `; maintenance:off ${r.app.name} ends it` : ""}` : "serving the app"}`);
       io.out(`URL:        ${r.url}`);
       io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
       io.out(`Health:     ${r.app.healthCheckPath}`);
@@ -225,6 +231,75 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`Limits:     memory ${r.app.memoryLimit === null ? "default" : `${Math.round(r.app.memoryLimit / 1024 ** 2)}m`}, cpus ${r.app.cpuLimit ?? "default"}`);
       io.out(`Formation:  ${r.formation.map(([t, n]) => `${t}=${n}`).join(" ") || "-"}`);
       if (r.processes.length) for (const l of pad([["PROCESS", "STATE", "PORT", "PID", "RESTARTS", "STARTED"], ...r.processes.map((p) => [`${p.type}.${p.index}`, p.state, String(p.port ?? "-"), String(p.pid ?? "-"), String(p.restarts), p.startedAt.slice(0, 19).replace("T", " ")])])) io.out(l);
+    },
+  },
+  "maintenance:on": {
+    usage: "maintenance:on APP", help: "answer every request to the app with a maintenance page (503); processes keep running",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("maintenance:on APP");
+      await setMaintenance(deps, caller, name, true);
+      io.out(`${name} is in maintenance mode: every request gets the maintenance page (503) until maintenance:off ${name}`);
+    },
+  },
+  "maintenance:off": {
+    usage: "maintenance:off APP", help: "serve the app again after maintenance:on",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("maintenance:off APP");
+      const s = await setMaintenance(deps, caller, name, false);
+      io.out(s.stopped ? `${name} is out of maintenance mode, but stopped: it shows the maintenance page until ps:start ${name}` : `${name} is out of maintenance mode and serves requests again`);
+    },
+  },
+  "maintenance:report": {
+    usage: "maintenance:report APP [--json]", help: "whether the app shows the maintenance page, and why", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const s = await maintenanceReport(deps, caller, args.app("maintenance:report APP"));
+      if (args.json) return io.out(JSON.stringify(s));
+      io.out(`=== ${s.app} maintenance`);
+      io.out(`Maintenance:  ${s.maintenance ? "on" : "off"}`);
+      io.out(`Stopped:      ${s.stopped ? "yes (ps:stop)" : "no"}`);
+      io.out(`Router:       ${s.maintenance || s.stopped ? "maintenance page (503)" : "serving the app"}`);
+    },
+  },
+  "ps:stop": {
+    usage: "ps:stop APP", help: "stop all of the app's processes until ps:start; the router shows the maintenance page (503)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("ps:stop APP");
+      const r = await stopApp(deps, caller, name, io.out);
+      io.out(`stopped ${name} (${r.stopped} process${r.stopped === 1 ? "" : "es"}); it shows the maintenance page until ps:start ${name}`);
+    },
+  },
+  "ps:start": {
+    usage: "ps:start APP", help: "start a stopped app's live release again",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("ps:start APP");
+      const r = await startApp(deps, caller, name, io.out);
+      if (r.outcome === "not_stopped") io.out(`${name} is not stopped; ps:restart ${name} restarts its processes`);
+      else if (r.outcome === "no_release") io.out(`${name} is no longer stopped; it has no release yet, so its first push starts it`);
+      else io.out(`started ${name} (v${r.version})`);
+    },
+  },
+  "router:set": {
+    usage: "router:set APP KEY [VALUE]", help: `set a router setting (${Object.keys(ROUTER_KEYS).join(", ")}); no VALUE = the server default`,
+    run: async (deps, caller, args, io) => {
+      const usage = `router:set APP KEY [VALUE] (KEY: ${Object.keys(ROUTER_KEYS).join(", ")})`;
+      const name = args.app(usage);
+      const [key, value, extra] = args.positional.slice(1);
+      if (!key) throw new DeckError("bad_argument", `missing KEY; usage: ${usage}`);
+      if (extra !== undefined) throw new DeckError("bad_argument", `too many arguments; usage: ${usage}`);
+      const change = parseRouterSetting(key, value);
+      const r = await setRouterSettings(deps, caller, name, change);
+      const s = Object.values(r.settings).find((v) => v.key === key)!;
+      io.out(value === undefined ? `${name}: ${key} is back to the server default, ${describeSetting(s)}` : `${name}: ${key} ${describeSetting(s)}`);
+    },
+  },
+  "router:report": {
+    usage: "router:report APP [--json]", help: "the app's router settings in effect, and which are the server defaults", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const r = await routerReport(deps, caller, args.app("router:report APP"));
+      if (args.json) return io.out(JSON.stringify(r));
+      io.out(`=== ${r.app} router`);
+      io.out(`maintenance:     ${r.maintenance ? "on" : "off"}${r.stopped ? " (stopped: maintenance page until ps:start)" : ""}`);
+      for (const s of Object.values(r.settings)) io.out(`${`${s.key}:`.padEnd(16)} ${describeSetting(s)}`);
     },
   },
   "keys:list": {
@@ -254,6 +329,22 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`removed key ${id}`);
     },
   },
+  "usage:report": {
+    usage: "usage:report APP [--hours N] [--json]", help: "requests and bandwidth the router counted for the app, per hour", flags: ["--hours"], bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const name = args.app("usage:report APP [--hours 24]");
+      const rawHours = args.flags.get("--hours");
+      const hours = rawHours === undefined ? 24 : Number(rawHours);
+      if (!Number.isInteger(hours) || hours < 1 || hours > 24 * 366) throw new DeckError("bad_argument", "--hours must be a whole number of hours from 1 to 8784");
+      const rows = await bandwidthReport(deps, caller, name, hours);
+      if (args.json) return io.out(JSON.stringify(rows));
+      if (rows.length === 0) return io.out(`no traffic counted for ${name} in the last ${hours} hour(s) (counts are saved every DECK_METERING_INTERVAL seconds)`);
+      const total = rows.reduce((t, r) => ({ requests: t.requests + r.requests, bytesIn: t.bytesIn + r.bytesIn, bytesOut: t.bytesOut + r.bytesOut }), { requests: 0, bytesIn: 0, bytesOut: 0 });
+      const fmt = (n: number) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(2)} MB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KB` : `${n} B`);
+      for (const l of pad([["HOUR (UTC)", "REQUESTS", "IN", "OUT"], ...rows.map((r) => [shortTime(r.hour).slice(0, 16), String(r.requests), fmt(r.bytesIn), fmt(r.bytesOut)]),
+        ["total", String(total.requests), fmt(total.bytesIn), fmt(total.bytesOut)]])) io.out(l);
+    },
+  },
   "domains:list": {
     usage: "domains:list APP [--json]", help: "list an app's domains", bools: ["--json"],
     run: async (deps, caller, args, io) => {
@@ -280,6 +371,34 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       if (!domain) throw new DeckError("bad_argument", "missing DOMAIN; usage: domains:remove APP www.example.com");
       await removeAppDomain(deps, caller, name, domain);
       io.out(`removed ${domain.toLowerCase()} from ${name}`);
+    },
+  },
+  "domains:report": {
+    usage: "domains:report APP [--json]", help: "each domain of the app with its HTTPS certificate status", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const domains = await domainsOf(deps, caller, args.app("domains:report APP"));
+      if (args.json) return io.out(JSON.stringify(domains));
+      for (const l of pad([["DOMAIN", "TLS"], ...domains.map((d) => [d.default ? `${d.domain} (default)` : d.domain, d.tls])])) io.out(l);
+    },
+  },
+  "certs:add": {
+    usage: "certs:add APP < BUNDLE.pem", help: "serve your own certificate: its chain and private key as PEM on standard input", stdin: true,
+    run: async (deps, caller, args, io) => {
+      const name = args.app("certs:add APP < BUNDLE.pem");
+      const text = io.stdin ? await io.stdin() : "";
+      if (!text.trim()) throw new DeckError("bad_argument", `send the certificate chain and its private key on standard input: cat cert.pem key.pem | ssh deck@HOST certs:add ${name}`);
+      const r = await addOwnCertificate(deps, caller, name, text);
+      io.out(`${name} now serves your certificate for ${r.domains.join(", ")} (expires ${r.expiresAt.slice(0, 10)})`);
+    },
+  },
+  "certs:remove": {
+    usage: "certs:remove APP DOMAIN", help: "stop serving a domain's certificate (a custom domain then gets an automatic one)",
+    run: async (deps, caller, args, io) => {
+      const name = args.app("certs:remove APP DOMAIN");
+      const domain = args.positional[1];
+      if (!domain) throw new DeckError("bad_argument", "missing DOMAIN; usage: certs:remove APP www.example.com");
+      await removeCertificate(deps, caller, name, domain);
+      io.out(`removed the certificate of ${domain.toLowerCase()} from ${name}`);
     },
   },
   "access:list": {

@@ -84,6 +84,15 @@ export function createRouterControl(socketPath: string, options: RouterControlOp
       if (typeof body?.inflight !== "number") throw new DeckError("router_error", "router answered /inflight without a count");
       return body.inflight;
     },
+    async setCertificates(certs) {
+      await request("PUT", "/certs", certs);
+    },
+    async setAcmeChallenge(token, keyAuthorization) {
+      await request("PUT", `/acme-challenge/${encodeURIComponent(token)}`, keyAuthorization);
+    },
+    async removeAcmeChallenge(token) {
+      await request("DELETE", `/acme-challenge/${encodeURIComponent(token)}`);
+    },
     async routes() {
       return (await request("GET", "/routes")) as Route[];
     },

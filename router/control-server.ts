@@ -7,6 +7,11 @@
  *   PUT    /routes/:app     body Route      set one app's route
  *   DELETE /routes/:app                     remove one app's route
  *   GET    /inflight?upstream=HOST:PORT     {"inflight":N}  (requests + WebSocket tunnels)
+ *   PUT    /certs           body [{hosts, cert, key}]   replace every HTTPS certificate (saved 0600)
+ *   PUT    /acme-challenge/:token  body "KEY-AUTHORIZATION"   answer an ACME HTTP-01 challenge
+ *   DELETE /acme-challenge/:token
+ *   GET    /metrics                         per-app counters in the Prometheus text format
+ *   POST   /metering/drain                  [{app, requests, bytesIn, bytesOut}] counted since the last drain
  *
  * A change is saved to the routes file first, then made live, then answered: when the caller
  * sees 200 the router already serves the new table, and a restart would serve it too.
@@ -16,13 +21,23 @@ import http from "node:http";
 import { DeckError, isDeckError } from "../core/index.ts";
 import type { Route } from "../core/index.ts";
 import { buildSnapshot, validateRoute, withoutRoute, withRoute, type RouteTable } from "./route-table.ts";
+import type { Metering } from "./metering.ts";
 import { saveRoutesFile } from "./routes-file.ts";
+import { AcmeChallenges } from "./acme-challenges.ts";
+import { saveCertsFile } from "./certs-file.ts";
+import { validateCertificates, type CertStore } from "./tls-server.ts";
 
 export interface ControlServerOptions {
   table: RouteTable;
+  /** Per-app counters: GET /metrics (Prometheus text) and GET /metering (bandwidth since the last call). */
+  metering?: Metering;
   /** Where the in-flight counts come from (the proxy). */
   inflight: (upstream: string) => number;
   routesFile: string;
+  /** HTTPS certificates (PUT /certs) and the file they are saved to; absent = no HTTPS endpoints. */
+  certs?: { store: CertStore; file: string };
+  /** ACME HTTP-01 answers the proxy serves (PUT/DELETE /acme-challenge/:token). */
+  challenges?: AcmeChallenges;
   log?: (line: string) => void;
 }
 
@@ -106,6 +121,49 @@ export function createControlServer(options: ControlServerOptions): http.Server 
       const upstream = url.searchParams.get("upstream");
       if (!upstream) return sendError(res, 400, "invalid_request", "missing ?upstream=HOST:PORT");
       return sendJson(res, 200, { inflight: options.inflight(upstream) });
+    }
+    if (path === "/metrics" && options.metering) {
+      if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      const text = await options.metering.metrics();
+      res.writeHead(200, { "Content-Type": options.metering.registry.contentType, "Content-Length": Buffer.byteLength(text) });
+      return void res.end(text);
+    }
+    if (path === "/metering/drain" && options.metering) {
+      if (method !== "POST") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      return sendJson(res, 200, options.metering.drain());
+    }
+    if (path === "/certs" && options.certs) {
+      if (method !== "PUT") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      const checked = validateCertificates(await readJson(req));
+      if (!checked.ok) throw new DeckError("invalid_certificate", checked.message);
+      const { store, file } = options.certs;
+      await serialise(async () => {
+        // Built first, so a bad certificate changes neither the file nor what is served.
+        const previous = store.certificates();
+        store.replace(checked.certs);
+        try {
+          await saveCertsFile(file, checked.certs);
+        } catch (e) {
+          store.replace(previous);
+          throw e;
+        }
+        log(`certs: serving ${checked.certs.length} certificate(s)`);
+      });
+      return sendJson(res, 200, { ok: true });
+    }
+    if (path.startsWith("/acme-challenge/") && options.challenges) {
+      const token = decodeURIComponent(path.slice("/acme-challenge/".length));
+      if (!AcmeChallenges.isToken(token)) return sendError(res, 400, "invalid_request", "an ACME token is base64url text");
+      if (method === "PUT") {
+        const keyAuthorization = await readJson(req);
+        if (typeof keyAuthorization !== "string" || !/^[A-Za-z0-9_.-]{1,600}$/.test(keyAuthorization)) {
+          throw new DeckError("invalid_request", "PUT /acme-challenge/:token expects the key authorization as a JSON string");
+        }
+        options.challenges.set(token, keyAuthorization);
+        return sendJson(res, 200, { ok: true });
+      }
+      if (method === "DELETE") return sendJson(res, 200, { ok: true, removed: options.challenges.delete(token) });
+      return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
     }
     if (path === "/routes") {
       if (method === "GET") return sendJson(res, 200, table.routes());

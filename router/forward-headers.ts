@@ -27,6 +27,10 @@ export interface ForwardHeaders {
   host: string | undefined;
   requestId: string;
   hasBody: boolean;
+  /** The declared Content-Length; -1 when absent (no body, or a chunked one). */
+  contentLength: number;
+  /** The request arrived over TLS. */
+  secure: boolean;
 }
 
 /**
@@ -34,7 +38,7 @@ export interface ForwardHeaders {
  * those named in Connection, keeps Host, and sets X-Forwarded-For/-Proto/-Host and X-Request-Id.
  * For an upgrade request, Connection and Upgrade are forwarded since they carry the handshake.
  */
-export function buildForwardHeaders(raw: string[], remoteAddress: string | undefined, upgrade: boolean): ForwardHeaders {
+export function buildForwardHeaders(raw: string[], remoteAddress: string | undefined, upgrade: boolean, secure = false): ForwardHeaders {
   const out: string[] = [];
   let host: string | undefined;
   let forwardedFor: string | undefined;
@@ -42,15 +46,24 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   let connection: string | undefined;
   let upgradeValue: string | undefined;
   let hasBody = false;
+  let contentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
+    // HTTP/2 pseudo-headers: :authority stands for Host; the others are carried by the request line.
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ":authority" && host === undefined) { host = value; out.push("Host", value); }
+      continue;
+    }
     switch (name.length) {
       case 2:
         if (sameName(name, "te")) continue;
         break;
       case 4:
-        if (sameName(name, "host")) host = value;
+        if (sameName(name, "host")) {
+          if (host !== undefined) continue;
+          host = value;
+        }
         break;
       case 7:
         if (sameName(name, "upgrade")) { upgradeValue = value; continue; }
@@ -64,7 +77,10 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         if (sameName(name, "x-request-id")) { requestId = value; continue; }
         break;
       case 14:
-        if (sameName(name, "content-length") && value !== "0") hasBody = true;
+        if (sameName(name, "content-length")) {
+          contentLength = Number(value);
+          if (value !== "0") hasBody = true;
+        }
         break;
       case 15:
         if (sameName(name, "x-forwarded-for")) { forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`; continue; }
@@ -88,12 +104,12 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   const client = remoteAddress ?? "unknown";
   out.push(
     "X-Forwarded-For", forwardedFor === undefined ? client : `${forwardedFor}, ${client}`,
-    "X-Forwarded-Proto", "http",
+    "X-Forwarded-Proto", secure ? "https" : "http",
     "X-Request-Id", requestId,
   );
   if (host !== undefined) out.push("X-Forwarded-Host", host);
   if (upgrade && upgradeValue !== undefined) out.push("Connection", "Upgrade", "Upgrade", upgradeValue);
-  return { headers: out, host, requestId, hasBody };
+  return { headers: out, host, requestId, hasBody, contentLength, secure };
 }
 
 /** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */

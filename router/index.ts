@@ -12,3 +12,8 @@ export { loadRoutesFile, saveRoutesFile } from "./routes-file.ts";
 export type { RoutesFileLoad } from "./routes-file.ts";
 export { routerPaths } from "./paths.ts";
 export type { RouterPaths } from "./paths.ts";
+export { CertStore, createSelfSignedCertificate, createTlsFrontend, validateCertificates, FALLBACK_SUBJECT } from "./tls-server.ts";
+export type { KeyPair, TlsFrontend, TlsFrontendOptions } from "./tls-server.ts";
+export { loadCertsFile, saveCertsFile } from "./certs-file.ts";
+export type { CertsFileLoad } from "./certs-file.ts";
+export { AcmeChallenges, ACME_CHALLENGE_PREFIX } from "./acme-challenges.ts";

@@ -38,7 +38,7 @@ async function setup(t: TestContext): Promise<Setup> {
     for (const pid of pids) if (isAlive(pid)) process.kill(pid, "SIGKILL");
     await rm(dir, { recursive: true, force: true });
   });
-  const env: NodeJS.ProcessEnv = { ...process.env, DECK_HOST: "127.0.0.1", DECK_HTTP_PORT: String(port), DECK_DATA_DIR: dataDir };
+  const env: NodeJS.ProcessEnv = { ...process.env, DECK_HOST: "127.0.0.1", DECK_HTTP_PORT: String(port), DECK_HTTPS_PORT: String(await freePort()), DECK_DATA_DIR: dataDir };
   delete env.DECK_CONFIG;
   return { dataDir, logFile: join(dir, "logs", "router.log"), port, env, pids };
 }

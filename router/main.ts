@@ -3,7 +3,7 @@
  *
  * Runs on its own (not in the deck server's process group) so apps stay reachable while the deck
  * server crashes or restarts. It serves the last saved route table from the moment it starts.
- * Reads DECK_HOST, DECK_HTTP_PORT and DECK_DATA_DIR through loadConfig().
+ * Reads DECK_HOST, DECK_HTTP_PORT, DECK_HTTPS_PORT and DECK_DATA_DIR through loadConfig().
  */
 import { chmod, mkdir, readFile, unlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
@@ -12,9 +12,13 @@ import { loadConfig } from "../config/index.ts";
 import { createControlServer } from "./control-server.ts";
 import { probeRouter } from "./control-client.ts";
 import { routerPaths } from "./paths.ts";
+import { AccessLog } from "./access-log.ts";
+import { createRateLimiter, limitsFromConfig } from "./limits-config.ts";
 import { createProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
 import { loadRoutesFile } from "./routes-file.ts";
+import { loadCertsFile } from "./certs-file.ts";
+import { CertStore, createTlsFrontend } from "./tls-server.ts";
 
 /** How long in-flight requests get to finish after SIGTERM before connections are cut. */
 const SHUTDOWN_DEADLINE_MS = 5_000;
@@ -65,8 +69,28 @@ async function main(): Promise<number> {
   }
   log(`loaded ${initial.length} routes from ${paths.routesFile}`);
 
-  const proxy = createProxyServer({ table, log });
-  const control = createControlServer({ table, inflight: (u) => proxy.inflight(u), routesFile: paths.routesFile, log });
+  const certs = await CertStore.create();
+  const savedCerts = await loadCertsFile(paths.certsFile);
+  try {
+    if (!savedCerts.ok) throw new Error(savedCerts.message);
+    certs.replace(savedCerts.certs);
+    log(`loaded ${savedCerts.certs.length} certificates from ${paths.certsFile}`);
+  } catch (e) {
+    log(`ignoring saved certificates: ${(e as Error).message}; serving the self-signed fallback until the deck server sends them`);
+  }
+
+  const proxy = createProxyServer({
+    table, log,
+    limits: limitsFromConfig(config),
+    rateLimiter: createRateLimiter(config, log),
+    accessLog: config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined,
+    httpsPort: config.httpsPort,
+  });
+  const control = createControlServer({
+    table, inflight: (u) => proxy.inflight(u), metering: proxy.metering, routesFile: paths.routesFile, log,
+    certs: { store: certs, file: paths.certsFile }, challenges: proxy.challenges,
+  });
+  const https = createTlsFrontend({ proxy, certs, log });
 
   // The HTTP port first: the control socket answering /health is the signal that the router is up.
   try {
@@ -75,17 +99,24 @@ async function main(): Promise<number> {
     log(`cannot listen on ${config.host}:${config.httpPort}: ${(e as Error).message}`);
     return 1;
   }
+  try {
+    await https.listen(config.httpsPort, config.host);
+  } catch (e) {
+    log(`cannot listen on ${config.host}:${config.httpsPort} for HTTPS: ${(e as Error).message} (set another with DECK_HTTPS_PORT)`);
+    await proxy.close(0);
+    return 1;
+  }
   await writeFile(paths.pidFile, `${process.pid}\n`);
   try {
     await listenOnSocket(control, paths.socket);
   } catch (e) {
     log(`cannot listen on ${paths.socket}: ${(e as Error).message} (another router starting?)`);
-    await proxy.close(0);
+    await Promise.all([proxy.close(0), https.close(0)]);
     await removeIfOurs(paths.pidFile);
     return 1;
   }
   await chmod(paths.socket, 0o600).catch(() => {});
-  log(`serving http://${config.host}:${config.httpPort}, control on ${paths.socket}`);
+  log(`serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}, control on ${paths.socket}`);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -94,8 +125,7 @@ async function main(): Promise<number> {
       stopping = true;
       log(`${signal}: stopping; in-flight requests get ${SHUTDOWN_DEADLINE_MS} ms`);
       control.close();
-      proxy
-        .close(SHUTDOWN_DEADLINE_MS)
+      Promise.all([proxy.close(SHUTDOWN_DEADLINE_MS), https.close(SHUTDOWN_DEADLINE_MS)])
         .catch((e: unknown) => log(`shutdown: ${(e as Error).message}`))
         .then(async () => {
           // The socket file went with control.close() (Node unlinks it), so a successor's is left alone.

@@ -7,6 +7,10 @@ export interface RouterPaths {
   /** Last route table, loaded at start. */
   routesFile: string;
   pidFile: string;
+  /** Last certificates the deck server sent (with private keys: 0600), loaded at start. */
+  certsFile: string;
+  /** JSON lines, one per request (DECK_ACCESS_LOG). */
+  accessLog: string;
 }
 
 /** Where a router keeps its runtime files under the deck data directory. */
@@ -17,5 +21,7 @@ export function routerPaths(dataDir: string): RouterPaths {
     socket: join(runDir, "router.sock"),
     routesFile: join(runDir, "routes.json"),
     pidFile: join(runDir, "router.pid"),
+    certsFile: join(runDir, "certs.json"),
+    accessLog: join(dataDir, "logs", "access.log"),
   };
 }

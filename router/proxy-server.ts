@@ -7,8 +7,15 @@
  * keep-alive agent.
  */
 import http from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import type { Socket } from "node:net";
+import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
+import type { AccessLog } from "./access-log.ts";
+import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
 import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
+import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateLimiter, type RouterLimits } from "./limits.ts";
+import { Metering } from "./metering.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
 
 export interface ProxyServerOptions {
@@ -16,6 +23,38 @@ export interface ProxyServerOptions {
   log?: (line: string) => void;
   /** Idle upstream connections kept per upstream (default 256). */
   maxFreeSockets?: number;
+  /** Server-wide limits; each route's settings win over them. Default: DEFAULT_LIMITS. */
+  limits?: Partial<RouterLimits>;
+  /** Where rate-limit buckets live (default: this process's memory). */
+  rateLimiter?: RateLimiter;
+  /** One JSON line per request; none when unset. */
+  accessLog?: AccessLog;
+  /** The HTTPS port, for redirects of apps with `redirectHttps` (443 = no port in the URL). */
+  httpsPort?: number;
+}
+
+/** Byte counts of a client connection already charged to earlier requests on it. */
+const CHARGED_IN = Symbol("deck.chargedIn");
+const CHARGED_OUT = Symbol("deck.chargedOut");
+type ChargedSocket = Socket & { [CHARGED_IN]?: number; [CHARGED_OUT]?: number };
+
+/** Bytes moved on a connection since the last call for it (its earlier requests are already charged). */
+function chargeSocket(socket: ChargedSocket | null | undefined): [number, number] {
+  if (!socket || typeof socket.bytesRead !== "number") return [0, 0];
+  const read = socket.bytesRead;
+  const written = socket.bytesWritten;
+  const inBytes = read - (socket[CHARGED_IN] ?? 0);
+  const outBytes = written - (socket[CHARGED_OUT] ?? 0);
+  socket[CHARGED_IN] = read;
+  socket[CHARGED_OUT] = written;
+  return [inBytes, outBytes];
+}
+
+/** HSTS value for apps that opt in: a year, subdomains included (RFC 6797 §6.1). */
+const HSTS_VALUE = "max-age=31536000; includeSubDomains";
+
+function maintenanceBody(app: string): string {
+  return `${app} is down for maintenance; please try again later\n`;
 }
 
 /** Live counters for one upstream address; kept across route changes so draining can watch them. */
@@ -30,16 +69,28 @@ const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "E
 /** Methods RFC 9110 §9.2.2 calls idempotent. */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-function plainText(res: http.ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
+function plainText(res: http.ServerResponse, status: number, body: string, extra?: Record<string, string | number>): void {
+  const headers: Record<string, string | number> = { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) };
+  if (extra) Object.assign(headers, extra);
+  res.writeHead(status, headers);
   res.end(body);
 }
 
-function rawPlainText(socket: Duplex, status: number, reason: string, body: string): void {
+function rawPlainText(socket: Duplex, status: number, reason: string, body: string, extra = ""): void {
   if (!socket.writable) return void socket.destroy();
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
   );
+}
+
+/**
+ * An HTTP/2 body needs no Content-Length (RFC 9113 §8.1.1): its end is the stream's. The HTTP/1.1
+ * upstream gets it chunked (RFC 9112 §7.1), whatever the method.
+ */
+function framePlainBody(req: Http2ServerRequest, fwd: ForwardHeaders): void {
+  if (fwd.contentLength >= 0 || req.stream.endAfterHeaders) return;
+  fwd.hasBody = true;
+  fwd.headers.push("Transfer-Encoding", "chunked");
 }
 
 function notFoundBody(host: string | undefined): string {
@@ -55,22 +106,87 @@ export class ProxyServer {
   private readonly tunnelSockets = new Set<Duplex>();
   private closing = false;
   private readonly sweepTimer: NodeJS.Timeout;
+  readonly limits: RouterLimits;
+  readonly metering: Metering;
+  private readonly rateLimiter: RateLimiter;
+  private readonly accessLog: AccessLog | undefined;
+  private readonly httpsPort: number;
+  private readonly connections = new ConnectionCounter();
+  private openConnections = 0;
+  /** Requests waiting for a paused (starting) app, by app. */
+  private readonly paused = new Map<string, Set<() => void>>();
+  /** ACME HTTP-01 answers, served for any Host before route lookup (set through the control API). */
+  readonly challenges = new AcmeChallenges();
 
   constructor(options: ProxyServerOptions) {
     this.table = options.table;
     this.log = options.log ?? (() => {});
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.rateLimiter = options.rateLimiter ?? new LocalRateLimiter();
+    this.accessLog = options.accessLog;
+    this.httpsPort = options.httpsPort ?? 443;
+    this.metering = new Metering({ connections: () => this.openConnections, inflight: () => this.totalInflight() });
     this.agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: options.maxFreeSockets ?? 256, noDelay: true } as http.AgentOptions);
-    this.server = http.createServer({ noDelay: true }, (req, res) => this.handleRequest(req, res));
+    this.server = http.createServer({
+      noDelay: true,
+      // Slow clients: headers must arrive within the header timeout (checked every second), and a
+      // connection silent in both directions for the idle timeout is closed. Bodies may take as long
+      // as they keep moving (large uploads), so there is no whole-request deadline.
+      headersTimeout: this.limits.headerTimeoutMs,
+      requestTimeout: 0,
+      connectionsCheckingInterval: Math.min(1000, this.limits.headerTimeoutMs),
+      keepAliveTimeout: 65_000,
+    }, (req, res) => this.handleRequest(req, res));
+    this.server.timeout = this.limits.idleTimeoutMs;
+    this.server.on("connection", (socket: Socket) => this.admitConnection(socket));
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    this.table.onChange(() => this.wakePaused());
     // Counters of upstreams that left the table are dropped once idle; done off the request path.
     this.sweepTimer = setInterval(() => this.sweepLoads(), 30_000);
     this.sweepTimer.unref();
+  }
+
+  /**
+   * Counts a new client connection against its address's cap; over the cap it gets a 429 and is
+   * closed. The HTTPS front end calls this for its connections too. False = refused.
+   */
+  admitConnection(socket: Socket, plain = true): boolean {
+    const address = socket.remoteAddress ?? "";
+    if (!this.connections.tryOpen(address, this.limits.maxConnectionsPerIp)) {
+      this.metering.reject("", "too_many_connections");
+      socket.on("error", () => {});
+      // Before a TLS handshake there is no way to answer in HTTP: the connection is just closed.
+      if (!plain) {
+        socket.destroy();
+        return false;
+      }
+      const body = `too many open connections from ${address}; close some and try again\n`;
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`);
+      socket.destroySoon?.();
+      return false;
+    }
+    this.openConnections++;
+    socket.once("close", () => {
+      this.openConnections--;
+      this.connections.close(address);
+    });
+    return true;
   }
 
   /** Requests plus WebSocket tunnels currently open to an upstream (`127.0.0.1:PORT`). */
   inflight(upstream: string): number {
     const load = this.loads.get(upstream);
     return load === undefined ? 0 : load.inflight + load.tunnels;
+  }
+
+  /** Requests plus tunnels in flight per upstream, for upstreams that have any. */
+  inflightByUpstream(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [address, load] of this.loads) {
+      const n = load.inflight + load.tunnels;
+      if (n > 0) out[address] = n;
+    }
+    return out;
   }
 
   /** Total requests and tunnels in flight across all upstreams. */
@@ -110,8 +226,11 @@ export class ProxyServer {
     }
     this.server.closeAllConnections();
     for (const socket of this.tunnelSockets) socket.destroy();
+    for (const waiters of this.paused.values()) for (const wake of waiters) wake();
     this.agent.destroy();
+    await this.rateLimiter.close();
     await closed;
+    await this.accessLog?.close();
   }
 
   private loadFor(address: string): UpstreamLoad {
@@ -129,20 +248,154 @@ export class ProxyServer {
     }
   }
 
-  private handleRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    if (this.closing) res.shouldKeepAlive = false;
-    const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, false);
+  /**
+   * Serves one client request. `secure` is true when it arrived over TLS (the HTTPS front end calls
+   * this too, with HTTP/2 compatibility objects for h2 connections).
+   */
+  handleRequest(req: http.IncomingMessage, res: http.ServerResponse, secure = false): void {
+    if (req.url !== undefined && req.url.startsWith(ACME_CHALLENGE_PREFIX)) return this.challenges.answer(req, res);
+    const start = performance.now();
+    // HTTP/2 responses have no keep-alive flag; their connection closes with a GOAWAY instead.
+    if (this.closing && req.httpVersionMajor === 1) res.shouldKeepAlive = false;
+    const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, false, secure);
+    if (req.httpVersionMajor === 2) framePlainBody(req as unknown as Http2ServerRequest, fwd);
     const entry = this.table.lookup(fwd.host);
     if (entry === undefined) {
+      this.track(req, res, fwd, null, start, "unknown_host");
       res.setHeader("X-Request-Id", fwd.requestId);
       return plainText(res, 404, notFoundBody(fwd.host));
     }
+    const settings = entry.settings;
+    if (settings.redirectHttps === true && !secure && fwd.host !== undefined) {
+      this.track(req, res, fwd, entry, start, "redirect_https");
+      const hostOnly = fwd.host.charCodeAt(0) === 91 ? fwd.host.slice(0, fwd.host.indexOf("]") + 1) : fwd.host.split(":")[0];
+      const location = `https://${hostOnly}${this.httpsPort === 443 ? "" : `:${this.httpsPort}`}${req.url ?? "/"}`;
+      return plainText(res, 308, `moved to ${location}\n`, { Location: location, "X-Request-Id": fwd.requestId });
+    }
+    if (settings.maintenance === true) {
+      this.track(req, res, fwd, entry, start, "maintenance");
+      return plainText(res, 503, maintenanceBody(entry.app), { "Retry-After": 60, "X-Request-Id": fwd.requestId });
+    }
+    const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
+    if (rps > 0) {
+      const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
+      const decision = this.rateLimiter.take(entry.app, req.socket.remoteAddress ?? "", rps, burst);
+      if (typeof decision !== "number") {
+        decision.then(
+          (retryAfter) => this.afterRateLimit(req, res, fwd, entry, start, retryAfter),
+          () => this.afterRateLimit(req, res, fwd, entry, start, 0),
+        );
+        return;
+      }
+      if (decision > 0) return this.rateLimited(req, res, fwd, entry, start, decision);
+    }
+    this.forward(req, res, fwd, entry, start);
+  }
+
+  private afterRateLimit(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
+    if (res.destroyed) return;
+    if (retryAfter > 0) return this.rateLimited(req, res, fwd, entry, start, retryAfter);
+    this.forward(req, res, fwd, entry, start);
+  }
+
+  private rateLimited(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
+    this.track(req, res, fwd, entry, start, "rate_limited");
+    plainText(res, 429, `too many requests to ${entry.app} from ${req.socket.remoteAddress ?? "your address"}; retry after ${retryAfter}s\n`, { "Retry-After": retryAfter, "X-Request-Id": fwd.requestId });
+  }
+
+  /** The last checks before a request goes upstream: body size, then a live upstream (or a wait for one). */
+  private forward(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
+    const maxBody = entry.settings.maxBodyBytes ?? this.limits.maxBodyBytes;
+    if (maxBody > 0 && fwd.contentLength > maxBody) {
+      this.track(req, res, fwd, entry, start, "body_too_large");
+      // The body is not read: the connection closes after the answer.
+      if (req.httpVersionMajor === 1) res.shouldKeepAlive = false;
+      return plainText(res, 413, `request body of ${fwd.contentLength} bytes is larger than the ${maxBody} bytes ${entry.app} accepts\n`, { "X-Request-Id": fwd.requestId });
+    }
     const upstream = RouteTable.pick(entry);
     if (upstream === undefined) {
+      if (entry.settings.paused === true && !this.closing) return this.waitForStart(req, res, fwd, entry, start);
+      this.track(req, res, fwd, entry, start, "no_release");
       res.setHeader("X-Request-Id", fwd.requestId);
       return plainText(res, 503, `app "${entry.app}" has no running release\n`);
     }
-    new Exchange(this, req, res, entry, fwd).send(upstream);
+    const exchange = new Exchange(this, req, res, entry, fwd, maxBody);
+    this.track(req, res, fwd, entry, start, undefined, exchange);
+    exchange.send(upstream);
+  }
+
+  /** Holds a request for a starting app until its route gets upstreams, or the pause timeout passes. */
+  private waitForStart(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
+    let waiters = this.paused.get(entry.app);
+    if (waiters === undefined) {
+      waiters = new Set();
+      this.paused.set(entry.app, waiters);
+    }
+    const set = waiters;
+    const done = () => {
+      clearTimeout(timer);
+      set.delete(wake);
+      if (set.size === 0 && this.paused.get(entry.app) === set) this.paused.delete(entry.app);
+    };
+    const wake = () => {
+      done();
+      if (res.destroyed) return;
+      const now = this.table.snapshot.byApp.get(entry.app);
+      if (now === undefined || this.closing) {
+        this.track(req, res, fwd, entry, start, "no_release");
+        res.setHeader("X-Request-Id", fwd.requestId);
+        return plainText(res, 503, `app "${entry.app}" has no running release\n`);
+      }
+      if (now.settings.paused === true && now.upstreams.length === 0) return this.waitForStart(req, res, fwd, now, start);
+      this.forward(req, res, fwd, now, start);
+    };
+    const timer = setTimeout(() => {
+      done();
+      if (res.destroyed) return;
+      this.track(req, res, fwd, entry, start, "start_timeout");
+      plainText(res, 503, `app "${entry.app}" is starting and did not become ready within ${Math.round(this.limits.pauseTimeoutMs / 1000)}s; try again shortly\n`, { "Retry-After": 5, "X-Request-Id": fwd.requestId });
+    }, this.limits.pauseTimeoutMs);
+    set.add(wake);
+    res.once("close", () => { if (set.has(wake)) done(); });
+  }
+
+  private wakePaused(): void {
+    if (this.paused.size === 0) return;
+    const byApp = this.table.snapshot.byApp;
+    for (const [app, waiters] of this.paused) {
+      const entry = byApp.get(app);
+      if (entry !== undefined && entry.settings.paused === true && entry.upstreams.length === 0) continue;
+      for (const wake of [...waiters]) wake();
+    }
+  }
+
+  /**
+   * Counts the request when its response is done (or the client went away): metering by app, and
+   * one access-log line. `reason` is set when the router answered itself.
+   */
+  private track(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
+    res.once("close", () => {
+      const status = res.headersSent ? res.statusCode : 499;
+      let bytesIn: number;
+      let bytesOut: number;
+      if (req.httpVersionMajor === 2) {
+        // One HTTP/2 connection carries many requests at once; count declared body sizes.
+        bytesIn = fwd.contentLength > 0 ? fwd.contentLength : 0;
+        bytesOut = Number(res.getHeader("content-length") ?? 0) || 0;
+      } else {
+        [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
+      }
+      const ms = performance.now() - start;
+      if (entry !== null) {
+        this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
+        if (reason !== undefined) this.metering.reject(entry.app, reason);
+      }
+      this.accessLog?.write({
+        requestId: fwd.requestId, app: entry === null ? null : entry.app, client: req.socket?.remoteAddress, method: req.method, host: fwd.host,
+        path: req.url, protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms,
+        upstream: exchange?.upstreamAddress ?? null, reason: reason ?? exchange?.reason,
+      });
+    });
   }
 
   /** Called by an exchange; kept here so the counters and agent stay private to the server. */
@@ -165,11 +418,37 @@ export class ProxyServer {
     this.log(line);
   }
 
-  private handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** Serves a WebSocket (or other Upgrade) request; `secure` as for handleRequest. */
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, secure = false): void {
     socket.on("error", () => socket.destroy());
-    const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, true);
+    const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, true, secure);
     const entry = this.table.lookup(fwd.host);
     if (entry === undefined) return rawPlainText(socket, 404, "Not Found", notFoundBody(fwd.host));
+    const settings = entry.settings;
+    if (settings.maintenance === true) {
+      this.metering.reject(entry.app, "maintenance");
+      return rawPlainText(socket, 503, "Service Unavailable", maintenanceBody(entry.app), "Retry-After: 60\r\n");
+    }
+    const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
+    if (rps > 0) {
+      const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
+      const decision = this.rateLimiter.take(entry.app, req.socket.remoteAddress ?? "", rps, burst);
+      const go = (retryAfter: number) => {
+        if (retryAfter > 0) {
+          this.metering.reject(entry.app, "rate_limited");
+          return rawPlainText(socket, 429, "Too Many Requests", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
+        }
+        this.upgradeTo(req, socket, head, entry, fwd);
+      };
+      if (typeof decision === "number") return go(decision);
+      decision.then(go, () => go(0));
+      return;
+    }
+    this.upgradeTo(req, socket, head, entry, fwd);
+  }
+
+  private upgradeTo(req: http.IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders): void {
+    if (socket.destroyed) return;
     const upstream = RouteTable.pick(entry);
     if (upstream === undefined) return rawPlainText(socket, 503, "Service Unavailable", `app "${entry.app}" has no running release\n`);
     this.openTunnel(req, socket, head, entry, fwd, upstream, 0);
@@ -197,6 +476,18 @@ export class ProxyServer {
       socket.write(`${head101}X-Request-Id: ${fwd.requestId}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
+      const opened = performance.now();
+      // The tunnel owns the client connection from here: everything on it is charged to the app at close.
+      chargeSocket(req.socket as ChargedSocket);
+      socket.once("close", () => {
+        const [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
+        const ms = performance.now() - opened;
+        this.metering.record(entry.app, response.statusCode ?? 101, bytesIn, bytesOut, ms / 1000);
+        this.accessLog?.write({
+          requestId: fwd.requestId, app: entry.app, client: req.socket.remoteAddress, method: req.method, host: fwd.host, path: req.url,
+          protocol: `HTTP/${req.httpVersion}`, status: response.statusCode ?? 101, bytesIn, bytesOut, durationMs: ms, upstream: upstream.address,
+        });
+      });
       this.pipeTunnel(socket, upstreamSocket, load);
     });
 
@@ -272,6 +563,8 @@ class Exchange {
   private settled = true;
   private clientGone = false;
   private upstream: UpstreamAddress | undefined;
+  /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
+  reason: string | undefined;
 
   constructor(
     private readonly proxy: ProxyServer,
@@ -279,8 +572,40 @@ class Exchange {
     private readonly res: http.ServerResponse,
     private readonly entry: RouteEntry,
     private readonly fwd: ForwardHeaders,
+    /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */
+    private readonly maxBody: number,
   ) {
     res.once("close", () => this.onClientClose());
+  }
+
+  get upstreamAddress(): string | null {
+    return this.upstream?.address ?? null;
+  }
+
+  private pipeBody(request: http.ClientRequest): void {
+    if (this.maxBody > 0 && this.fwd.contentLength < 0) this.watchBodySize(request);
+    this.req.pipe(request);
+  }
+
+  /** A chunked body that grows past the limit: stop forwarding and answer 413 if nothing was sent yet. */
+  private watchBodySize(request: http.ClientRequest): void {
+    let seen = 0;
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen <= this.maxBody) return;
+      this.req.off("data", onData);
+      this.req.unpipe(request);
+      this.reason = "body_too_large";
+      this.proxy.metering.reject(this.entry.app, "body_too_large");
+      request.destroy();
+      this.settle();
+      this.clientGone = true;
+      const res = this.res;
+      if (res.headersSent) return void res.destroy();
+      res.shouldKeepAlive = false;
+      plainText(res, 413, `request body is larger than the ${this.maxBody} bytes ${this.entry.app} accepts\n`, { "X-Request-Id": this.fwd.requestId });
+    };
+    this.req.on("data", onData);
   }
 
   send(upstream: UpstreamAddress): void {
@@ -297,8 +622,8 @@ class Exchange {
     }
     // Hold the body until the connection exists, so a refused connect leaves it unread and retryable.
     request.once("socket", (socket) => {
-      if (socket.connecting) socket.once("connect", () => this.req.pipe(request));
-      else this.req.pipe(request);
+      if (socket.connecting) socket.once("connect", () => this.pipeBody(request));
+      else this.pipeBody(request);
     });
   }
 
@@ -315,7 +640,9 @@ class Exchange {
       return this.settle();
     }
     const { headers, hasLength } = buildResponseHeaders(response.rawHeaders, this.fwd.requestId);
-    res.writeHead(response.statusCode ?? 502, response.statusMessage, headers);
+    if (this.fwd.secure && this.entry.settings.hsts === true) headers.push("Strict-Transport-Security", HSTS_VALUE);
+    // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when given one.
+    res.writeHead(response.statusCode ?? 502, this.req.httpVersionMajor === 2 ? undefined : response.statusMessage, headers);
     // Streams of unknown length (server-sent events, chunked) must reach the client before the body ends.
     if (!hasLength) res.flushHeaders();
     response.once("end", () => this.settle());
@@ -341,7 +668,7 @@ class Exchange {
       res.destroy();
     } else {
       res.setHeader("X-Request-Id", this.fwd.requestId);
-      res.shouldKeepAlive = false;
+      if (this.req.httpVersionMajor === 1) res.shouldKeepAlive = false;
       plainText(res, 502, `app "${this.entry.app}" did not answer (bad gateway)\n`);
     }
   }

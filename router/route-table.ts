@@ -5,7 +5,7 @@
  * single reference assignment, so a request either sees the old routes or the new ones, never a mix.
  */
 import { checkAppName, DeckError } from "../core/index.ts";
-import type { Route } from "../core/index.ts";
+import type { Route, RouteSettings } from "../core/index.ts";
 
 export interface UpstreamAddress {
   /** As given in the route: `127.0.0.1:3001` or `[::1]:3001`. */
@@ -18,6 +18,7 @@ export interface RouteEntry {
   app: string;
   hosts: readonly string[];
   upstreams: readonly UpstreamAddress[];
+  settings: Readonly<RouteSettings>;
   /** Round-robin cursor; private to this snapshot, so a swap starts the rotation afresh. */
   cursor: number;
 }
@@ -82,7 +83,33 @@ export function validateRoute(value: unknown): RouteValidation {
     if (typeof u !== "string" || !parseUpstream(u)) return { ok: false, message: `route "${v.app}": upstream ${JSON.stringify(u)} is not "host:port"` };
     upstreams.push(u);
   }
-  return { ok: true, route: { app: v.app, hosts, upstreams } };
+  const settings = validateSettings(v.app, v.settings);
+  if (typeof settings === "string") return { ok: false, message: settings };
+  return { ok: true, route: settings === undefined ? { app: v.app, hosts, upstreams } : { app: v.app, hosts, upstreams, settings } };
+}
+
+const BOOLEAN_SETTINGS = ["maintenance", "paused", "redirectHttps", "hsts"] as const;
+const NUMBER_SETTINGS = ["rateLimitRps", "rateLimitBurst", "maxBodyBytes"] as const;
+
+/** Checks `route.settings`; returns the message of the first problem, or the settings (undefined = none). */
+function validateSettings(app: string, value: unknown): RouteSettings | undefined | string {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return `route "${app}": settings must be an object`;
+  const v = value as Record<string, unknown>;
+  const out: RouteSettings = {};
+  for (const key of Object.keys(v)) {
+    if ((BOOLEAN_SETTINGS as readonly string[]).includes(key)) {
+      if (typeof v[key] !== "boolean") return `route "${app}": settings.${key} must be true or false`;
+      (out as Record<string, unknown>)[key] = v[key];
+    } else if ((NUMBER_SETTINGS as readonly string[]).includes(key)) {
+      const n = v[key];
+      if (typeof n !== "number" || !Number.isFinite(n) || n < 0) return `route "${app}": settings.${key} must be a number >= 0`;
+      (out as Record<string, unknown>)[key] = n;
+    } else {
+      return `route "${app}": unknown setting ${JSON.stringify(key)}`;
+    }
+  }
+  return out;
 }
 
 /** An immutable table. Build it with `buildSnapshot`, which refuses a host claimed by two apps. */
@@ -98,7 +125,11 @@ export class RouteSnapshot {
   /** The routes this snapshot was built from, sorted by app for stable output. */
   routes(): Route[] {
     return [...this.byApp.values()]
-      .map((e) => ({ app: e.app, hosts: [...e.hosts], upstreams: e.upstreams.map((u) => u.address) }))
+      .map((e) => {
+        const route: Route = { app: e.app, hosts: [...e.hosts], upstreams: e.upstreams.map((u) => u.address) };
+        if (Object.keys(e.settings).length > 0) route.settings = { ...e.settings };
+        return route;
+      })
       .sort((a, b) => (a.app < b.app ? -1 : a.app > b.app ? 1 : 0));
   }
 }
@@ -115,7 +146,7 @@ export function buildSnapshot(routes: readonly Route[]): RouteSnapshot {
       return parsed;
     });
     const hosts = route.hosts.map(normaliseHost);
-    const entry: RouteEntry = { app: route.app, hosts, upstreams, cursor: 0 };
+    const entry: RouteEntry = { app: route.app, hosts, upstreams, settings: Object.freeze({ ...route.settings }), cursor: 0 };
     for (const host of hosts) {
       const owner = byHost.get(host);
       if (owner && owner.app !== route.app) {
@@ -141,6 +172,7 @@ export function withoutRoute(routes: readonly Route[], app: string): Route[] {
 /** Holds the live snapshot. Every change is one reference assignment. */
 export class RouteTable {
   private current: RouteSnapshot;
+  private readonly listeners: (() => void)[] = [];
 
   constructor(routes: readonly Route[] = []) {
     this.current = buildSnapshot(routes);
@@ -154,23 +186,29 @@ export class RouteTable {
     return this.current.routes();
   }
 
+  /** Calls `listener` after every change of the live table (requests waiting on a paused app use it). */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
   /** Makes a prebuilt snapshot live (build it first so validation failures leave the table alone). */
   swap(next: RouteSnapshot): void {
     this.current = next;
+    for (const l of this.listeners) l();
   }
 
   set(route: Route): void {
-    this.current = buildSnapshot(withRoute(this.current.routes(), route));
+    this.swap(buildSnapshot(withRoute(this.current.routes(), route)));
   }
 
   remove(app: string): boolean {
     if (!this.current.byApp.has(app)) return false;
-    this.current = buildSnapshot(withoutRoute(this.current.routes(), app));
+    this.swap(buildSnapshot(withoutRoute(this.current.routes(), app)));
     return true;
   }
 
   replaceAll(routes: readonly Route[]): void {
-    this.current = buildSnapshot(routes);
+    this.swap(buildSnapshot(routes));
   }
 
   /** Finds the route for a raw Host header value. */

@@ -4,6 +4,8 @@ import { z } from "zod";
 export { openDatabase, redactUrl, EMBEDDED_DATABASE, type Database, type OpenDatabaseOptions } from "./database.ts";
 export { migrate, listMigrations, MIGRATIONS_DIR, type Migration, type MigrateOptions, type MigrateResult } from "./migrate.ts";
 export { startEmbeddedServer, destroyEmbeddedServer, type EmbeddedServer, type EmbeddedServerOptions } from "./embedded-server.ts";
+export { embeddedDatabaseUrl } from "./embedded-url.ts";
+export { listenForNotifications, type NotificationListener, type NotificationListenerOptions } from "./notification-listener.ts";
 export { parseTimestamp } from "./type-parsers.ts";
 export {
   NotFoundError,

@@ -24,6 +24,7 @@ export const MINIMUM_SCOPE: Readonly<Record<Action, Scope>> = {
   "ps:restart": "write",
   "release:rollback": "write",
   "domains:set": "write",
+  "router:set": "write",
   "app:destroy": "admin",
   "billing:manage": "admin",
   "members:manage": "admin",

@@ -5,6 +5,7 @@ import {
   listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
   scale, setHealthCheck, showConfig,
 } from "../../deploy/index.ts";
+import { addOwnCertificate, removeCertificate } from "../../deploy/index.ts";
 import { listDeployments, readBuildLogs, findDeployment } from "../../store/queries/index.ts";
 import { defineRoute } from "../registry.ts";
 import { appName, appParams, configKey, email, offsetPage, outputLines, page, role } from "../schemas.ts";
@@ -35,7 +36,8 @@ defineRoute({
   handler: async ({ deps, caller, params }) => {
     const r = await report(deps, caller, params.app);
     return {
-      name: r.app.name, status: r.app.status, url: r.url, framework: r.app.framework, healthCheckPath: r.app.healthCheckPath,
+      name: r.app.name, status: r.app.stopped ? "stopped" : r.app.status, stopped: r.app.stopped, maintenance: r.app.router.maintenance,
+      url: r.url, framework: r.app.framework, healthCheckPath: r.app.healthCheckPath,
       release: r.release ? { version: r.release.version, description: r.release.description, commit: r.release.commitSha } : null,
       formation: Object.fromEntries(r.formation),
       processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, restarts: p.restarts, startedAt: p.startedAt })),
@@ -241,8 +243,16 @@ defineRoute({
 });
 
 // ---------- domains ----------
+const tlsStatus = z.object({
+  domain: z.string(), default: z.boolean().optional(),
+  sslStatus: z.enum(["self-signed", "pending", "issued", "failed", "manual"]),
+  tls: z.string().describe("the status in words: issued (expires 2026-05-01), failed: REASON, ..."),
+  expiresAt: z.string().nullable(), error: z.string().nullable(),
+});
+
 defineRoute({
   method: "get", path: "/apps/:app/domains", tag: "domains", summary: "The app's domains (its default one first)", params: appParams,
+  response: z.object({ items: z.array(tlsStatus) }),
   handler: async ({ deps, caller, params }) => ({ items: await domainsOf(deps, caller, params.app) }),
 });
 
@@ -260,6 +270,27 @@ defineRoute({
   params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeAppDomain(deps, caller, params.app, params.domain);
+  },
+});
+
+defineRoute({
+  method: "post", path: "/apps/:app/certs", tag: "domains", summary: "Serve your own certificate for the app's domains it names", params: appParams, status: 201,
+  body: z.object({
+    cert: z.string().max(64 * 1024).describe("certificate chain, PEM, leaf first"),
+    key: z.string().max(16 * 1024).describe("the certificate's private key, PEM, unencrypted"),
+  }).strict(),
+  response: z.object({ domains: z.array(z.string()), expiresAt: z.string(), items: z.array(tlsStatus) }),
+  handler: async ({ deps, caller, params, body }) => {
+    const r = await addOwnCertificate(deps, caller, params.app, `${body.cert}\n${body.key}\n`);
+    return { ...r, items: await domainsOf(deps, caller, params.app) };
+  },
+});
+
+defineRoute({
+  method: "delete", path: "/apps/:app/certs/:domain", tag: "domains", summary: "Stop serving a domain's certificate (a custom domain then gets an automatic one)",
+  params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
+  handler: async ({ deps, caller, params }) => {
+    await removeCertificate(deps, caller, params.app, params.domain);
   },
 });
 

@@ -15,7 +15,20 @@ export interface AppRow {
   /** Per-app limits for app processes (Docker runtime); null = the server default. */
   memoryLimit: number | null;
   cpuLimit: number | null;
+  /** Router settings (see RouteSettings); null = the server-wide default. */
+  router: AppRouterSettings;
+  /** Stopped with ps:stop: no processes run and the router shows the maintenance page. */
+  stopped: boolean;
   createdAt: string;
+}
+
+export interface AppRouterSettings {
+  maintenance: boolean;
+  rateLimitRps: number | null;
+  rateLimitBurst: number | null;
+  maxBodyBytes: number | null;
+  redirectHttps: boolean;
+  hsts: boolean;
 }
 
 function toApp(r: Record<string, unknown>): AppRow {
@@ -31,6 +44,15 @@ function toApp(r: Record<string, unknown>): AppRow {
     builder: (r.builder as string) ?? null,
     memoryLimit: r.memory_limit == null ? null : Number(r.memory_limit),
     cpuLimit: r.cpu_limit == null ? null : Number(r.cpu_limit),
+    router: {
+      maintenance: r.maintenance === true,
+      rateLimitRps: r.rate_limit_rps == null ? null : Number(r.rate_limit_rps),
+      rateLimitBurst: r.rate_limit_burst == null ? null : Number(r.rate_limit_burst),
+      maxBodyBytes: r.max_body_bytes == null ? null : Number(r.max_body_bytes),
+      redirectHttps: r.redirect_https === true,
+      hsts: r.hsts === true,
+    },
+    stopped: r.stopped === true,
     createdAt: toIso(r.created_at),
   };
 }
@@ -111,4 +133,23 @@ export async function setAppBuilder(db: Db, appId: number, builder: string | nul
 
 export async function setAppLimits(db: Db, appId: number, limits: { memoryLimit: number | null; cpuLimit: number | null }): Promise<void> {
   await db.query(q`UPDATE apps SET memory_limit = ${limits.memoryLimit}, cpu_limit = ${limits.cpuLimit}, updated_at = now() WHERE id = ${appId}`);
+}
+
+/** Changes some of an app's router settings; fields left out keep their value. */
+export async function setAppRouterSettings(db: Db, appId: number, s: Partial<AppRouterSettings>): Promise<void> {
+  const sets = [];
+  if (s.maintenance !== undefined) sets.push(sql.fragment`maintenance = ${s.maintenance}`);
+  if (s.rateLimitRps !== undefined) sets.push(sql.fragment`rate_limit_rps = ${s.rateLimitRps}`);
+  if (s.rateLimitBurst !== undefined) sets.push(sql.fragment`rate_limit_burst = ${s.rateLimitBurst}`);
+  if (s.maxBodyBytes !== undefined) sets.push(sql.fragment`max_body_bytes = ${s.maxBodyBytes}`);
+  if (s.redirectHttps !== undefined) sets.push(sql.fragment`redirect_https = ${s.redirectHttps}`);
+  if (s.hsts !== undefined) sets.push(sql.fragment`hsts = ${s.hsts}`);
+  if (sets.length === 0) return;
+  sets.push(sql.fragment`updated_at = now()`);
+  await db.query(q`UPDATE apps SET ${sql.join(sets, sql.fragment`, `)} WHERE id = ${appId}`);
+}
+
+/** Marks an app stopped (ps:stop) or running again. */
+export async function setAppStopped(db: Db, appId: number, stopped: boolean): Promise<void> {
+  await db.query(q`UPDATE apps SET stopped = ${stopped}, updated_at = now() WHERE id = ${appId}`);
 }

@@ -6,3 +6,7 @@ export * from "./accounts.ts";
 export * from "./auth.ts";
 export * from "./oauth.ts";
 export * from "./webhooks.ts";
+export * from "./certificates.ts";
+export * from "./routes.ts";
+export * from "./metering.ts";
+export * from "./challenges.ts";

@@ -102,7 +102,7 @@ process.on("SIGTERM", () => server.close(() => process.exit(0)));
   return { "package.json": JSON.stringify(pkg, null, 2), "server.js": server, Procfile: "web: node server.js\n", "VERSION": version };
 }
 
-export interface DeckPorts { ssh: number; api: number; http: number }
+export interface DeckPorts { ssh: number; api: number; http: number; https: number }
 
 export interface DeckOptions {
   backend: DbBackend;
@@ -134,7 +134,7 @@ export class Deck {
   static async start(options: DeckOptions): Promise<Deck> {
     const d = new Deck(await mkdtemp(join(tmpdir(), "deck-e2e-")), options);
     const fixed = options.ports ?? {};
-    d.ports = { ssh: fixed.ssh ?? (await freePort()), api: fixed.api ?? (await freePort()), http: fixed.http ?? (await freePort()) };
+    d.ports = { ssh: fixed.ssh ?? (await freePort()), api: fixed.api ?? (await freePort()), http: fixed.http ?? (await freePort()), https: fixed.https ?? (await freePort()) };
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "tester@deck", "-f", d.keyFile]);
     const boot = await run(DECK, ["admin:bootstrap", "--email", "admin@example.com", "--ssh-key", `${d.keyFile}.pub`], { env: d.env(), cwd: d.dir });
     if (boot.code !== 0) throw new Error(`bootstrap failed: ${boot.stderr}`);
@@ -156,8 +156,11 @@ export class Deck {
       DECK_SSH_PORT: String(this.ports.ssh),
       DECK_API_PORT: String(this.ports.api),
       DECK_HTTP_PORT: String(this.ports.http),
+      DECK_HTTPS_PORT: String(this.ports.https),
       DECK_HOST: "127.0.0.1",
       DECK_STOP_GRACE: "3",
+      // Tests load one app from one address far above any sane per-client limit; tests of the limit set it.
+      DECK_RATE_LIMIT: "0",
       ...this.options.env,
     };
     if (this.options.backend.name === "external") e.DATABASE_URL = this.options.backend.url;

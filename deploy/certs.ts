@@ -1,0 +1,322 @@
+/**
+ * HTTPS certificates for apps' domains: obtained over ACME (RFC 8555) with the HTTP-01 challenge the
+ * router answers, renewed before they expire, or uploaded by the user (certs:add). PostgreSQL holds
+ * them (keys sealed); the router gets the whole list whenever it changes.
+ *
+ * Orders run in the background: domains:add answers at once and the domain shows `pending` until
+ * the order ends as `issued` or `failed: REASON` (domains:report).
+ */
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
+import tls from "node:tls";
+import * as acme from "acme-client";
+import type { DatabasePool } from "slonik";
+import type { DeckConfig } from "../config/index.ts";
+import { DeckError, type RouterControl } from "../core/index.ts";
+import {
+  audit, deleteCertificate, domainOwner, findAcmeAccount, listCertificatesOfApp, listDomains, listDueAcmeCertificates, listServableCertificates,
+  saveAcmeAccountKey, saveAcmeAccountUrl, saveAcmeFailure, saveIssuedCertificate, startAcmeAttempt, type AppRow, type CertificateRow,
+} from "../store/queries/index.ts";
+import { authorizeApp, type Caller } from "./access.ts";
+import type { DeployDeps } from "./deps.ts";
+
+/** How often the renewal check runs; failed orders are tried again after FAILED_RETRY_MS. */
+export const RENEWAL_CHECK_MS = 60 * 60 * 1000;
+const FAILED_RETRY_MS = 6 * 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Names no public CA will certify (RFC 6761, RFC 2606, RFC 6762): they keep the self-signed fallback. */
+const PRIVATE_SUFFIXES = [".localhost", ".test", ".invalid", ".example", ".local", ".internal"];
+
+export interface CertManagerDeps {
+  db: DatabasePool;
+  config: DeckConfig;
+  router: RouterControl;
+  log(line: string): void;
+}
+
+/** Whether deck orders a certificate for `domain` by itself. */
+export function acmeEligible(config: DeckConfig, domain: string): boolean {
+  if (config.acme !== "on") return false;
+  if (domain === config.domain || domain.endsWith(`.${config.domain}`)) return false;
+  return !PRIVATE_SUFFIXES.some((s) => domain.endsWith(s)) && domain !== "localhost";
+}
+
+/** Sends every issued certificate to the router. */
+export async function pushCertificates(deps: Pick<CertManagerDeps, "db" | "router">): Promise<void> {
+  await deps.router.setCertificates(await listServableCertificates(deps.db));
+}
+
+/** One line from an ACME or network error, without the stack or the ACME problem URN noise. */
+function reasonOf(e: unknown): string {
+  const text = (e as Error)?.message ?? String(e);
+  return text.replace(/\s+/g, " ").replace(/urn:ietf:params:acme:error:/g, "").trim().slice(0, 300) || "unknown error";
+}
+
+/**
+ * Runs ACME orders in the background, one at a time per domain, and the periodic renewal check.
+ * Created once by the deck server (DeployDeps.certs).
+ */
+export class CertManager {
+  private readonly running = new Map<string, Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private checking: Promise<string[]> | undefined;
+
+  constructor(private readonly deps: CertManagerDeps) {}
+
+  /** Pushes the stored certificates to the router, then checks for due orders now and every hour. */
+  async start(): Promise<void> {
+    await pushCertificates(this.deps).catch((e: Error) => this.deps.log(`certificates: cannot send them to the router: ${e.message}`));
+    const check = () => void this.checkDue().catch((e: Error) => this.deps.log(`certificates: renewal check failed: ${e.message}`));
+    check();
+    this.timer = setInterval(check, RENEWAL_CHECK_MS);
+    this.timer.unref();
+  }
+
+  /**
+   * Stops the timer and gives orders under way until the deadline to end as issued or failed; one
+   * cut short stays pending and is ordered again at the next start.
+   */
+  async stop(deadlineMs = 10_000): Promise<void> {
+    clearInterval(this.timer);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Resolves when no order is running. */
+  async idle(): Promise<void> {
+    while (this.running.size > 0 || this.checking) {
+      await Promise.allSettled([...this.running.values(), this.checking]);
+    }
+  }
+
+  /** Starts an order for `domain` in the background unless deck leaves it to the fallback or one runs. */
+  request(app: { id: number }, domain: string): void {
+    if (!acmeEligible(this.deps.config, domain) || this.running.has(domain)) return;
+    const order = this.order(app.id, domain).finally(() => this.running.delete(domain));
+    this.running.set(domain, order);
+  }
+
+  /**
+   * Orders what is due: certificates expiring within `renewDays` (default DECK_ACME_RENEW_DAYS),
+   * domains still pending, and failed ones not tried for a while. Returns the domains ordered.
+   */
+  async checkDue(now = new Date(), renewDays = this.deps.config.acmeRenewDays): Promise<string[]> {
+    if (this.checking) return this.checking;
+    const run = (async () => {
+      const due = await listDueAcmeCertificates(this.deps.db, { renewBefore: new Date(now.getTime() + renewDays * DAY_MS), retryBefore: new Date(now.getTime() - FAILED_RETRY_MS) });
+      const ordered: string[] = [];
+      for (const c of due) {
+        // A pending row counts only when no order for it runs here (a crash left it pending).
+        if (this.running.has(c.domain) || !acmeEligible(this.deps.config, c.domain)) continue;
+        ordered.push(c.domain);
+        this.request({ id: c.appId }, c.domain);
+        // One at a time: a renewal batch must not hammer the CA.
+        await this.running.get(c.domain);
+      }
+      return ordered;
+    })();
+    this.checking = run;
+    try {
+      return await run;
+    } finally {
+      this.checking = undefined;
+    }
+  }
+
+  private async order(appId: number, domain: string): Promise<void> {
+    const { db, log } = this.deps;
+    if (!(await startAcmeAttempt(db, domain, appId))) return;
+    log(`certificates: ordering one for ${domain} from ${this.deps.config.acmeDirectory}`);
+    try {
+      const issued = await this.obtain(domain);
+      if ((await domainOwner(db, domain)) !== appId) {
+        log(`certificates: ${domain} left its app while its certificate was being ordered; not kept`);
+        await deleteCertificate(db, domain, "acme");
+        return;
+      }
+      await saveIssuedCertificate(db, { domain, appId, source: "acme", ...issued });
+      log(`certificates: ${domain} issued, serial ${issued.serial}, expires ${issued.notAfter.toISOString().slice(0, 10)}`);
+    } catch (e) {
+      const reason = reasonOf(e);
+      log(`certificates: ordering one for ${domain} failed: ${reason}`);
+      await saveAcmeFailure(db, domain, reason).catch(() => undefined);
+      return;
+    }
+    await pushCertificates(this.deps).catch((e: Error) => log(`certificates: cannot send them to the router: ${e.message}`));
+  }
+
+  /** One ACME order with an HTTP-01 challenge per authorization, answered by the router. */
+  private async obtain(domain: string): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
+    const { router, config } = this.deps;
+    const client = await this.client();
+    const [key, csr] = await acme.crypto.createCsr({ commonName: domain, altNames: [domain] }, await acme.crypto.createPrivateEcdsaKey());
+    const certPem = await client.auto({
+      csr,
+      email: config.acmeEmail,
+      termsOfServiceAgreed: true,
+      challengePriority: ["http-01"],
+      // The CA checks; a self-check from here would go through the same router and prove nothing more.
+      skipChallengeVerification: true,
+      challengeCreateFn: async (_authz, challenge, keyAuthorization) => router.setAcmeChallenge(challenge.token, keyAuthorization),
+      challengeRemoveFn: async (_authz, challenge) => router.removeAcmeChallenge(challenge.token),
+    });
+    const accountUrl = client.getAccountUrl();
+    await saveAcmeAccountUrl(this.deps.db, config.acmeDirectory, accountUrl);
+    const leaf = new X509Certificate(certPem);
+    return { certPem, keyPem: key.toString(), serial: leaf.serialNumber, notAfter: new Date(leaf.validTo) };
+  }
+
+  /** A client for the configured directory with deck's account key (made once, stored sealed). */
+  private async client(): Promise<acme.Client> {
+    const { db, config } = this.deps;
+    let account = await findAcmeAccount(db, config.acmeDirectory);
+    if (!account) account = await saveAcmeAccountKey(db, config.acmeDirectory, (await acme.crypto.createPrivateEcdsaKey()).toString());
+    return new acme.Client({
+      directoryUrl: config.acmeDirectory,
+      accountKey: account.keyPem,
+      accountUrl: account.accountUrl ?? undefined,
+      // Poll from 1 s doubling up to 30 s: about 2.5 minutes before an order counts as stuck.
+      backoffMin: 1000,
+      backoffMax: 30_000,
+      backoffAttempts: 10,
+    });
+  }
+}
+
+// ---------- your own certificates ----------
+
+export type CertificateBundle =
+  | { ok: true; chain: string; key: string; leaf: X509Certificate }
+  | { ok: false; message: string };
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+const PEM_KEY = /-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]*?-----END \1-----/g;
+const USAGE = "send the certificate chain and its private key as PEM: cat cert.pem key.pem | ssh deck@HOST certs:add APP";
+
+/** Splits a PEM bundle into a chain (leaf first) and a key, and checks that they belong together. */
+export function parseCertificateBundle(text: string, now = new Date()): CertificateBundle {
+  const certs = text.match(PEM_CERT) ?? [];
+  const keys = [...text.matchAll(PEM_KEY)];
+  if (certs.length === 0) return { ok: false, message: `no certificate found; ${USAGE}` };
+  if (keys.length === 0) return { ok: false, message: `no private key found; ${USAGE}` };
+  if (keys.length > 1) return { ok: false, message: "more than one private key found; send only the certificate's own key" };
+  if (keys[0]![1] === "ENCRYPTED PRIVATE KEY") return { ok: false, message: "the private key is encrypted; decrypt it first (openssl pkey -in key.pem -out plain.pem)" };
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(keys[0]![0]);
+  } catch (e) {
+    return { ok: false, message: `the private key cannot be read: ${reasonOf(e)}` };
+  }
+  const parsed: X509Certificate[] = [];
+  for (const [i, pem] of certs.entries()) {
+    try {
+      parsed.push(new X509Certificate(pem));
+    } catch (e) {
+      return { ok: false, message: `certificate ${i + 1} in the bundle cannot be read: ${reasonOf(e)}` };
+    }
+  }
+  const leafIndex = parsed.findIndex((c) => c.checkPrivateKey(key));
+  if (leafIndex === -1) return { ok: false, message: "the private key does not match the certificate" };
+  const leaf = parsed[leafIndex]!;
+  if (new Date(leaf.validTo) <= now) return { ok: false, message: `the certificate expired on ${new Date(leaf.validTo).toISOString().slice(0, 10)}` };
+  if (new Date(leaf.validFrom) > now) return { ok: false, message: `the certificate is not valid before ${new Date(leaf.validFrom).toISOString().slice(0, 10)}` };
+  const chain = [certs[leafIndex]!, ...certs.filter((_, i) => i !== leafIndex)].map((c) => `${c}\n`).join("");
+  const keyPem = key.export({ type: "pkcs8", format: "pem" }).toString();
+  try {
+    tls.createSecureContext({ cert: chain, key: keyPem });
+  } catch (e) {
+    return { ok: false, message: `the certificate cannot be served: ${reasonOf(e)}` };
+  }
+  return { ok: true, chain, key: keyPem, leaf };
+}
+
+/** The DNS names a certificate covers (subjectAltName, else the common name), for messages. */
+function certifiedNames(leaf: X509Certificate): string[] {
+  const san = leaf.subjectAltName?.split(/,\s*/).filter((n) => n.startsWith("DNS:")).map((n) => n.slice(4)) ?? [];
+  if (san.length > 0) return san;
+  const cn = /CN=([^\n,]+)/.exec(leaf.subject)?.[1];
+  return cn ? [cn] : [];
+}
+
+async function allDomainsOf(deps: DeployDeps, app: AppRow): Promise<string[]> {
+  return [`${app.name}.${deps.config.domain}`, ...(await listDomains(deps.db, app.id)).map((d) => d.domain)];
+}
+
+function record(deps: DeployDeps, caller: Caller, action: string, target: string, data: Record<string, unknown>): Promise<void> {
+  return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
+}
+
+/** `certs:add APP`: stores the user's certificate for every domain of the app it names, and serves it. */
+export async function addOwnCertificate(deps: DeployDeps, caller: Caller, appName: string, bundle: string): Promise<{ domains: string[]; expiresAt: string }> {
+  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
+  const parsed = parseCertificateBundle(bundle);
+  if (!parsed.ok) throw new DeckError("invalid_certificate", parsed.message);
+  const { leaf } = parsed;
+  const domains = (await allDomainsOf(deps, app)).filter((d) => leaf.checkHost(d) !== undefined);
+  if (domains.length === 0) {
+    const names = certifiedNames(leaf).slice(0, 5).join(", ") || "no DNS name";
+    throw new DeckError("invalid_certificate", `the certificate is for ${names}, which is not a domain of ${app.name}; add the domain first (domains:add ${app.name} DOMAIN)`);
+  }
+  const notAfter = new Date(leaf.validTo);
+  await deps.db.transaction(async (tx) => {
+    for (const domain of domains) {
+      await saveIssuedCertificate(tx, { domain, appId: app.id, source: "manual", certPem: parsed.chain, keyPem: parsed.key, serial: leaf.serialNumber, notAfter });
+    }
+  });
+  await pushCertificates(deps);
+  await record(deps, caller, "certs:add", app.name, { domains, serial: leaf.serialNumber, expiresAt: notAfter.toISOString() });
+  return { domains, expiresAt: notAfter.toISOString() };
+}
+
+/** `certs:remove APP DOMAIN`: drops the domain's certificate; a custom domain then gets an automatic one again. */
+export async function removeCertificate(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
+  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  const mine = (await listCertificatesOfApp(deps.db, app.id)).find((c) => c.domain === domain);
+  if (!mine) throw new DeckError("not_found", `${domain.slice(0, 80)} has no certificate in ${app.name} (see domains:report ${app.name})`);
+  await deleteCertificate(deps.db, domain);
+  await pushCertificates(deps);
+  await record(deps, caller, "certs:remove", app.name, { domain, source: mine.source });
+  if (domain !== `${app.name}.${deps.config.domain}`) deps.certs?.request(app, domain);
+}
+
+/** After domains:add: order a certificate in the background (when deck does that for this name). */
+export function requestCertificate(deps: DeployDeps, app: { id: number }, domain: string): void {
+  deps.certs?.request(app, domain);
+}
+
+/** After domains:remove: the domain's certificate goes too. */
+export async function forgetCertificate(deps: DeployDeps, domain: string): Promise<void> {
+  if (await deleteCertificate(deps.db, domain)) await pushCertificates(deps);
+}
+
+// ---------- status ----------
+
+export type TlsState = "self-signed" | "pending" | "issued" | "failed" | "manual";
+
+export interface TlsStatus {
+  state: TlsState;
+  /** One line for people: `issued (expires 2026-05-01)`, `failed: REASON`, ... */
+  text: string;
+  expiresAt: string | null;
+  error: string | null;
+}
+
+export function tlsStatusOf(row: CertificateRow | undefined): TlsStatus {
+  if (!row) return { state: "self-signed", text: "self-signed", expiresAt: null, error: null };
+  const expires = row.notAfter?.slice(0, 10);
+  if (row.source === "manual") return { state: "manual", text: `manual (expires ${expires})`, expiresAt: row.notAfter, error: null };
+  if (row.status === "issued") {
+    const text = row.error ? `issued (expires ${expires}; renewal failed: ${row.error})` : `issued (expires ${expires})`;
+    return { state: "issued", text, expiresAt: row.notAfter, error: row.error };
+  }
+  if (row.status === "failed") return { state: "failed", text: `failed: ${row.error ?? "unknown error"}`, expiresAt: null, error: row.error };
+  return { state: "pending", text: "pending", expiresAt: null, error: null };
+}
+
+/** TLS status of each of the app's domains, by domain. */
+export async function tlsStatusesOf(deps: DeployDeps, appId: number): Promise<Map<string, TlsStatus>> {
+  const rows = await listCertificatesOfApp(deps.db, appId);
+  return new Map(rows.map((r) => [r.domain, tlsStatusOf(r)]));
+}

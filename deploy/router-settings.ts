@@ -1,0 +1,252 @@
+import { DeckError } from "../core/index.ts";
+import { parseByteSize } from "../config/index.ts";
+import { audit, findApp, setAppRouterSettings, setAppStopped, type AppRouterSettings, type AppRow } from "../store/queries/index.ts";
+import { drainAndStop, refreshRoute } from "./activate.ts";
+import { authorizeApp, type Caller } from "./access.ts";
+import type { DeployDeps } from "./deps.ts";
+import { liveRelease, redeploy, type Out } from "./operations.ts";
+
+/**
+ * What the router does for one app: maintenance mode, ps:stop / ps:start, and the per-app limits and
+ * HTTPS options (router:set). Settings resolve app → server default (DECK_RATE_LIMIT, DECK_RATE_BURST,
+ * DECK_MAX_BODY_SIZE); every change is saved first, then sent to the router, then audited.
+ */
+
+function record(deps: DeployDeps, caller: Caller, action: string, target: string, data: Record<string, unknown> = {}): Promise<void> {
+  return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
+}
+
+/** The app's row as it is now (after a change), so the route sent to the router carries it. */
+async function reload(deps: DeployDeps, app: AppRow): Promise<AppRow> {
+  return (await findApp(deps.db, app.name)) ?? app;
+}
+
+// ---------- maintenance mode ----------
+export interface MaintenanceState { app: string; maintenance: boolean; stopped: boolean }
+
+const maintenanceState = (app: AppRow): MaintenanceState => ({ app: app.name, maintenance: app.router.maintenance, stopped: app.stopped });
+
+/** Turns maintenance mode on or off: while on, every request to the app gets the maintenance page (503). */
+export async function setMaintenance(deps: DeployDeps, caller: Caller, name: string, enabled: boolean): Promise<MaintenanceState> {
+  const app = await authorizeApp(deps.db, caller, "router:set", name);
+  await setAppRouterSettings(deps.db, app.id, { maintenance: enabled });
+  const fresh = await reload(deps, app);
+  await refreshRoute(deps, fresh);
+  await record(deps, caller, enabled ? "maintenance:on" : "maintenance:off", app.name);
+  return maintenanceState(fresh);
+}
+
+export async function maintenanceReport(deps: DeployDeps, caller: Caller, name: string): Promise<MaintenanceState> {
+  return maintenanceState(await authorizeApp(deps.db, caller, "app:read", name));
+}
+
+// ---------- ps:stop / ps:start ----------
+/**
+ * Stops every process of the app and keeps it stopped, across deck restarts, until ps:start (or a
+ * release going live). The router shows the maintenance page from the moment the app is marked stopped;
+ * requests already in flight finish (up to the drain deadline) before the processes are stopped.
+ */
+export async function stopApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ stopped: number }> {
+  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
+  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+    await setAppStopped(deps.db, app.id, true);
+    const fresh = await reload(deps, app);
+    await refreshRoute(deps, fresh);
+    const processes = await deps.runtime.list(app.name);
+    if (processes.length) out(`-----> Stopping ${processes.map((p) => `${p.type}.${p.index}`).join(", ")}`);
+    await drainAndStop(deps, processes);
+    await refreshRoute(deps, fresh);
+    await record(deps, caller, "ps:stop", app.name, { processes: processes.length });
+    return { stopped: processes.length };
+  });
+}
+
+export type StartOutcome = "started" | "not_stopped" | "no_release";
+
+/** Starts a stopped app's live release again (a new generation of its processes, health-checked). */
+export async function startApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ outcome: StartOutcome; version: number | null }> {
+  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
+  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+    const fresh = await reload(deps, app);
+    if (!fresh.stopped) return { outcome: "not_stopped" as const, version: null };
+    const release = await liveRelease(deps, fresh);
+    if (!release) {
+      // Nothing to run yet: the app is simply no longer stopped, and its first push starts it.
+      await setAppStopped(deps.db, app.id, false);
+      await refreshRoute(deps, await reload(deps, app));
+      await record(deps, caller, "ps:start", app.name);
+      return { outcome: "no_release" as const, version: null };
+    }
+    // The release going live clears the stopped state; a failed health check leaves the app stopped.
+    await redeploy(deps, caller, fresh, "restart", release, false, out);
+    await record(deps, caller, "ps:start", app.name, { release: release.version });
+    return { outcome: "started" as const, version: release.version };
+  });
+}
+
+// ---------- router:set / router:report ----------
+/** The settings router:set changes, by their SSH key; the API uses the camelCase field names. */
+export const ROUTER_KEYS = {
+  "rate-limit": "rateLimitRps",
+  "rate-burst": "rateLimitBurst",
+  "max-body-size": "maxBodyBytes",
+  "redirect-https": "redirectHttps",
+  hsts: "hsts",
+} as const;
+export type RouterKey = keyof typeof ROUTER_KEYS;
+export type RouterField = (typeof ROUTER_KEYS)[RouterKey];
+const KEY_NAMES = Object.keys(ROUTER_KEYS) as RouterKey[];
+
+/** Upper bounds of the numeric settings (far above any sensible value; they keep the columns in range). */
+export const ROUTER_LIMITS = { rateLimitRps: 1_000_000, rateLimitBurst: 1_000_000, maxBodyBytes: 1024 ** 4 } as const;
+
+/** A change: a value, or null for the server default; fields left out stay as they are. */
+export interface RouterSettingsChange {
+  rateLimitRps?: number | null;
+  rateLimitBurst?: number | null;
+  maxBodyBytes?: number | null;
+  redirectHttps?: boolean | null;
+  hsts?: boolean | null;
+}
+
+const ALLOWED: Record<RouterKey, string> = {
+  "rate-limit": "a number of requests per second per client IP, like 10 or 0.5 (0 = no limit)",
+  "rate-burst": `a whole number of requests from 1 to ${ROUTER_LIMITS.rateLimitBurst}`,
+  "max-body-size": "a size like 10m, 512k or 1g (0 = no limit)",
+  "redirect-https": "true or false",
+  hsts: "true or false",
+};
+
+function badValue(key: RouterKey, raw: string): DeckError {
+  return new DeckError("bad_argument", `"${raw.slice(0, 30)}" is not a valid ${key}: give ${ALLOWED[key]}`);
+}
+
+/** A request body size: bytes, or a size like 10m; 0 means no limit. Null when it is neither. */
+export function parseBodySize(raw: string): number | null {
+  if (/^\s*0+(\.0*)?\s*[kmgt]?(i?b)?\s*$/i.test(raw)) return 0;
+  const bytes = parseByteSize(raw);
+  return bytes !== null && bytes >= 1 && bytes <= ROUTER_LIMITS.maxBodyBytes ? bytes : null;
+}
+
+export function isRouterKey(key: string): key is RouterKey {
+  return Object.hasOwn(ROUTER_KEYS, key);
+}
+
+/** `router:set APP KEY [VALUE]` as a change; no VALUE means back to the server default. */
+export function parseRouterSetting(key: string, raw: string | undefined): RouterSettingsChange {
+  if (!isRouterKey(key)) throw new DeckError("bad_argument", `"${key.slice(0, 30)}" is not a router setting; use one of ${KEY_NAMES.join(", ")}`);
+  const field = ROUTER_KEYS[key];
+  if (raw === undefined) return { [field]: null };
+  let value: number | boolean | null = null;
+  switch (key) {
+    case "rate-limit":
+      value = /^\d{1,7}(\.\d{1,6})?$/.test(raw) ? Number(raw) : null;
+      if (value !== null && value > ROUTER_LIMITS.rateLimitRps) value = null;
+      break;
+    case "rate-burst":
+      value = /^\d{1,7}$/.test(raw) ? Number(raw) : null;
+      if (value !== null && (value < 1 || value > ROUTER_LIMITS.rateLimitBurst)) value = null;
+      break;
+    case "max-body-size":
+      value = raw.length <= 20 ? parseBodySize(raw) : null;
+      break;
+    case "redirect-https":
+    case "hsts":
+      value = raw === "true" ? true : raw === "false" ? false : null;
+      break;
+  }
+  if (value === null) throw badValue(key, raw);
+  return { [field]: value };
+}
+
+/** Checks a change from either face; the API's schema and parseRouterSetting already keep values in range. */
+function checkChange(change: RouterSettingsChange): Partial<AppRouterSettings> {
+  const out: Partial<AppRouterSettings> = {};
+  const inRange = (v: number | null | undefined, min: number, max: number, integer: boolean) =>
+    v === undefined || v === null || (Number.isFinite(v) && v >= min && v <= max && (!integer || Number.isInteger(v)));
+  for (const field of Object.keys(change)) {
+    if (!(Object.values(ROUTER_KEYS) as string[]).includes(field)) throw new DeckError("bad_argument", `"${field.slice(0, 30)}" is not a router setting`);
+  }
+  if (!inRange(change.rateLimitRps, 0, ROUTER_LIMITS.rateLimitRps, false)) throw badValue("rate-limit", String(change.rateLimitRps));
+  if (!inRange(change.rateLimitBurst, 1, ROUTER_LIMITS.rateLimitBurst, true)) throw badValue("rate-burst", String(change.rateLimitBurst));
+  if (!inRange(change.maxBodyBytes, 0, ROUTER_LIMITS.maxBodyBytes, true)) throw badValue("max-body-size", String(change.maxBodyBytes));
+  if (change.rateLimitRps !== undefined) out.rateLimitRps = change.rateLimitRps;
+  if (change.rateLimitBurst !== undefined) out.rateLimitBurst = change.rateLimitBurst;
+  if (change.maxBodyBytes !== undefined) out.maxBodyBytes = change.maxBodyBytes;
+  // The HTTPS options are off unless asked for: their default is false.
+  if (change.redirectHttps !== undefined) out.redirectHttps = change.redirectHttps ?? false;
+  if (change.hsts !== undefined) out.hsts = change.hsts ?? false;
+  return out;
+}
+
+export interface RouterSettingView {
+  key: RouterKey;
+  /** The value in effect: the app's own, or the server default. */
+  value: number | boolean;
+  /** True when the app has no value of its own. */
+  default: boolean;
+}
+
+export interface RouterReport {
+  app: string;
+  maintenance: boolean;
+  stopped: boolean;
+  settings: Record<RouterField, RouterSettingView>;
+}
+
+function reportOf(deps: DeployDeps, app: AppRow): RouterReport {
+  const r = app.router;
+  const c = deps.config;
+  const view = (key: RouterKey, own: number | boolean | null, fallback: number | boolean): RouterSettingView =>
+    ({ key, value: own ?? fallback, default: own === null });
+  return {
+    app: app.name,
+    maintenance: r.maintenance,
+    stopped: app.stopped,
+    settings: {
+      rateLimitRps: view("rate-limit", r.rateLimitRps, c.rateLimitRps),
+      rateLimitBurst: view("rate-burst", r.rateLimitBurst, c.rateLimitBurst),
+      maxBodyBytes: view("max-body-size", r.maxBodyBytes, c.maxBodyBytes),
+      redirectHttps: view("redirect-https", r.redirectHttps ? true : null, false),
+      hsts: view("hsts", r.hsts ? true : null, false),
+    },
+  };
+}
+
+/** Changes some of the app's router settings (null = back to the server default); applies at once. */
+export async function setRouterSettings(deps: DeployDeps, caller: Caller, name: string, change: RouterSettingsChange): Promise<RouterReport> {
+  const app = await authorizeApp(deps.db, caller, "router:set", name);
+  const update = checkChange(change);
+  if (Object.keys(update).length === 0) throw new DeckError("bad_argument", `no setting given; use one of ${KEY_NAMES.join(", ")}`);
+  await setAppRouterSettings(deps.db, app.id, update);
+  const fresh = await reload(deps, app);
+  await refreshRoute(deps, fresh);
+  await record(deps, caller, "router:set", app.name, { settings: update });
+  return reportOf(deps, fresh);
+}
+
+export async function routerReport(deps: DeployDeps, caller: Caller, name: string): Promise<RouterReport> {
+  return reportOf(deps, await authorizeApp(deps.db, caller, "app:read", name));
+}
+
+const UNITS: [string, number][] = [["t", 1024 ** 4], ["g", 1024 ** 3], ["m", 1024 ** 2], ["k", 1024]];
+
+/** 10485760 → "10m"; sizes that are no whole number of a unit stay in bytes. */
+export function formatByteSize(bytes: number): string {
+  for (const [unit, size] of UNITS) if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  return String(bytes);
+}
+
+/** One setting as router:report shows it: `2/s per client IP`, `100m (default)`, `0 (no limit)`. */
+export function describeSetting(s: RouterSettingView): string {
+  const notes = s.default ? ["default"] : [];
+  let text: string;
+  if (typeof s.value === "boolean") text = String(s.value);
+  else if (s.value === 0 && s.key !== "rate-burst") {
+    text = "0";
+    notes.unshift("no limit");
+  } else if (s.key === "rate-limit") text = `${s.value}/s per client IP`;
+  else if (s.key === "max-body-size") text = formatByteSize(s.value);
+  else text = String(s.value);
+  return notes.length ? `${text} (${notes.join(", ")})` : text;
+}

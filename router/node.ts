@@ -1,0 +1,339 @@
+/**
+ * A router node: `deck server --role router`. It serves apps like the deck server's own router, but
+ * takes its routes from PostgreSQL instead of a control socket, so several nodes on several machines
+ * can stand in front of the same apps.
+ *
+ * It listens for `deck_routes` notifications and applies each change to its in-memory table within
+ * milliseconds (route-sync.ts); every second it also looks for changes it may have missed, and reports
+ * in `router_nodes` which route version it serves and what it has in flight to which upstream, so a
+ * deploy stops old processes only once every live node has moved off them. When PostgreSQL is away it
+ * keeps serving its last table (also saved to a file, for a restart meanwhile) and reloads everything
+ * once it is back.
+ */
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { DeckError } from "../core/index.ts";
+import type { DeckConfig } from "../config/index.ts";
+import { listenForNotifications, openDatabase, redactUrl, type Database, type NotificationListener } from "../store/index.ts";
+import {
+  addBandwidthUsage, CERTS_CHANNEL, CHALLENGES_CHANNEL, listAcmeChallenges, listRouteChangesSince, listServableCertificates, pruneRouterNodes, removeRouterNode, ROUTES_CHANNEL,
+  saveRouterNodeHeartbeat,
+} from "../store/queries/index.ts";
+import { configureSecrets, masterKeyFile } from "../store/secret-box.ts";
+import { AccessLog } from "./access-log.ts";
+import { loadCertsFile, saveCertsFile } from "./certs-file.ts";
+import { createRateLimiter, limitsFromConfig } from "./limits-config.ts";
+import { createProxyServer } from "./proxy-server.ts";
+import { RouteTable } from "./route-table.ts";
+import { RouteSync } from "./route-sync.ts";
+import { loadRoutesFile, saveRoutesFile } from "./routes-file.ts";
+import { CertStore, createTlsFrontend } from "./tls-server.ts";
+
+/** How long in-flight requests get to finish on SIGTERM before connections are cut. */
+export const NODE_SHUTDOWN_DEADLINE_MS = 5_000;
+const HEARTBEAT_MS = 1_000;
+/** While requests to upstreams that left the table are still running, a deploy is waiting on them. */
+const DRAINING_HEARTBEAT_MS = 100;
+/** Rows of nodes silent this long (stopped without saying so) are removed by the next node to start. */
+const FORGET_NODES_SECONDS = 24 * 3600;
+
+export interface RouterNodeOptions {
+  config: DeckConfig;
+  log?: (line: string) => void;
+}
+
+export interface RouterNode {
+  readonly id: string;
+  readonly label: string;
+  /** Stops accepting, lets requests finish until the deadline, then leaves `router_nodes`. */
+  stop(deadlineMs?: number): Promise<void>;
+}
+
+export interface RouterNodePaths {
+  routesFile: string;
+  certsFile: string;
+  accessLog: string;
+}
+
+/** Files of the node listening on `httpPort` (several nodes may share one data dir on one machine). */
+export function routerNodePaths(dataDir: string, httpPort: number): RouterNodePaths {
+  return {
+    routesFile: join(dataDir, "run", `router-node-${httpPort}-routes.json`),
+    certsFile: join(dataDir, "run", `router-node-${httpPort}-certs.json`),
+    accessLog: join(dataDir, "logs", `router-node-${httpPort}-access.log`),
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const firstLine = (e: unknown) => ((e as Error)?.message ?? String(e)).split("\n")[0];
+
+/** Serializes async work: a call while one runs makes exactly one more run after it. */
+function coalesced(work: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  return () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await work();
+      } while (again);
+    })().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+}
+
+/** The last table this node served, so it can serve before (or without) reaching PostgreSQL. */
+async function loadSavedTable(file: string, log: (line: string) => void): Promise<RouteTable> {
+  const saved = await loadRoutesFile(file);
+  try {
+    if (!saved.ok) throw new Error(saved.message);
+    const table = new RouteTable(saved.routes);
+    if (!saved.missing) log(`serving ${saved.routes.length} saved route(s) from ${file} until the database is read`);
+    return table;
+  } catch (e) {
+    log(`ignoring saved routes: ${firstLine(e)}`);
+    return new RouteTable();
+  }
+}
+
+async function loadSavedCerts(file: string, log: (line: string) => void): Promise<CertStore> {
+  const certs = await CertStore.create();
+  const saved = await loadCertsFile(file);
+  try {
+    if (!saved.ok) throw new Error(saved.message);
+    certs.replace(saved.certs);
+  } catch (e) {
+    log(`ignoring saved certificates: ${firstLine(e)}`);
+  }
+  return certs;
+}
+
+export async function startRouterNode(options: RouterNodeOptions): Promise<RouterNode> {
+  const { config } = options;
+  const log = options.log ?? (() => {});
+  const url = config.databaseUrl;
+  if (!url) throw new DeckError("database_url_required", "a router node needs DATABASE_URL: the PostgreSQL the deck server uses");
+  const paths = routerNodePaths(config.dataDir, config.httpPort);
+  const id = randomUUID();
+  const label = `${hostname()}:${config.httpPort}`;
+
+  const table = await loadSavedTable(paths.routesFile, log);
+  // Private keys are sealed with the deck server's master key: DECK_MASTER_KEY, or its key file when
+  // the node shares the deck server's data dir. A node never makes a key of its own.
+  const canOpenKeys = Boolean(config.masterKey) || existsSync(masterKeyFile(config.dataDir));
+  if (canOpenKeys) configureSecrets({ dataDir: config.dataDir, masterKey: config.masterKey });
+  else log("HTTPS: DECK_MASTER_KEY is not set, so certificates stored by the deck server cannot be opened; serving the self-signed certificate only (set it to the content of the deck server's DATA_DIR/keys/master.key)");
+  const certs = await loadSavedCerts(paths.certsFile, log);
+
+  const rateLimiter = createRateLimiter(config, log);
+  const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined;
+  const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort });
+  const https = createTlsFrontend({ proxy, certs, log });
+  const listen = async (what: string, port: number, envName: string, start: () => Promise<void>) => {
+    try {
+      await start();
+    } catch (e) {
+      const reason = (e as NodeJS.ErrnoException).code === "EADDRINUSE" ? "already in use" : firstLine(e);
+      throw new DeckError("listen_failed", `cannot listen for ${what} on ${config.host}:${port}: ${reason} (set another with ${envName})`);
+    }
+  };
+  await listen("HTTP", config.httpPort, "DECK_HTTP_PORT", () => proxy.listen(config.httpPort, config.host));
+  try {
+    await listen("HTTPS", config.httpsPort, "DECK_HTTPS_PORT", () => https.listen(config.httpsPort, config.host));
+  } catch (e) {
+    await proxy.close(0);
+    throw e;
+  }
+
+  let db: Database | null = null;
+  let listener: NotificationListener | null = null;
+  let stopping = false;
+  let dbTrouble = "";
+  const trouble = (what: string, e: unknown) => {
+    const message = `${what}: ${firstLine(e)}`;
+    if (message !== dbTrouble) log(`database: ${message}; serving the last routes`);
+    dbTrouble = message;
+  };
+  const recovered = () => {
+    if (dbTrouble !== "") log("database: reachable again");
+    dbTrouble = "";
+  };
+
+  const saveRoutes = coalesced(() => saveRoutesFile(paths.routesFile, table.routes()).catch((e) => log(`cannot save routes to ${paths.routesFile}: ${firstLine(e)}`)));
+
+  /** Upstreams in flight that the table no longer routes to: a deploy is draining them. */
+  const draining = (inflight: Record<string, number>): boolean => {
+    const keys = Object.keys(inflight);
+    if (keys.length === 0) return false;
+    const live = new Set<string>();
+    for (const entry of table.snapshot.byApp.values()) for (const u of entry.upstreams) live.add(u.address);
+    return keys.some((k) => !live.has(k));
+  };
+
+  const heartbeat = coalesced(async () => {
+    if (db === null) return;
+    try {
+      await saveRouterNodeHeartbeat(db.pool, { id, label, routeVersion: sync.version, inflight: proxy.inflightByUpstream() });
+      recovered();
+    } catch (e) {
+      trouble("cannot report to router_nodes", e);
+      // The listening connection may be just as dead without having noticed yet.
+      if (listener?.connected) listener.reconnect();
+    }
+  });
+
+  // Every second, and every 100 ms while a deploy waits for this node's requests to old upstreams.
+  let timer: NodeJS.Timeout | undefined;
+  let beating = true;
+  let ticking = false;
+  const schedule = (ms: number) => {
+    clearTimeout(timer);
+    if (beating) timer = setTimeout(() => void tick(), ms);
+  };
+  const tick = async () => {
+    ticking = true;
+    try {
+      await heartbeat();
+      // Also the safety net for a notification that never arrived.
+      if (db !== null && listener?.connected) await sync.catchUp().catch((e) => trouble("cannot read routes", e));
+    } finally {
+      ticking = false;
+    }
+    schedule(draining(proxy.inflightByUpstream()) ? DRAINING_HEARTBEAT_MS : HEARTBEAT_MS);
+  };
+
+  const sync = new RouteSync({
+    table,
+    fetchSince: (version) => listRouteChangesSince(db!.pool, version),
+    log,
+    onApplied: () => {
+      void saveRoutes();
+      void heartbeat();
+      // Requests to the upstreams just replaced are watched closely from now on.
+      if (!ticking) schedule(DRAINING_HEARTBEAT_MS);
+    },
+  });
+
+  let lastCertTrouble = "";
+  const certTrouble = (e: unknown) => {
+    const message = firstLine(e);
+    if (message !== lastCertTrouble) log(`certificates: cannot load them (${message}); serving the ones loaded before`);
+    lastCertTrouble = message;
+  };
+  const loadCertificates = coalesced(async () => {
+    if (db === null || !canOpenKeys) return;
+    const list = await listServableCertificates(db.pool);
+    certs.replace(list);
+    lastCertTrouble = "";
+    log(`certificates: serving ${list.length} from the database`);
+    await saveCertsFile(paths.certsFile, list).catch((e) => log(`cannot save certificates to ${paths.certsFile}: ${firstLine(e)}`));
+  });
+
+  const loadChallenges = async () => {
+    if (db !== null) proxy.challenges.replaceAll(await listAcmeChallenges(db.pool));
+  };
+  const reloadEverything = async () => {
+    await sync.reloadAll();
+    await loadCertificates().catch(certTrouble);
+    await loadChallenges().catch((e) => trouble("cannot read ACME challenges", e));
+    recovered();
+  };
+
+  let firstRead: () => void = () => {};
+  const firstReadDone = new Promise<void>((r) => (firstRead = r));
+
+  const startListening = (database: Database) => {
+    db = database;
+    void pruneRouterNodes(database.pool, FORGET_NODES_SECONDS).catch(() => undefined);
+    listener = listenForNotifications({
+      url,
+      channels: [ROUTES_CHANNEL, CERTS_CHANNEL, CHALLENGES_CHANNEL],
+      log,
+      onNotification: (channel, payload) => {
+        if (channel === ROUTES_CHANNEL) sync.notified(payload);
+        else if (channel === CHALLENGES_CHANNEL) void loadChallenges().catch((e) => trouble("cannot read ACME challenges", e));
+        else void loadCertificates().catch(certTrouble);
+      },
+      onConnected: async () => {
+        try {
+          await reloadEverything();
+        } catch (e) {
+          trouble("cannot read routes", e);
+        } finally {
+          firstRead();
+        }
+      },
+    });
+  };
+
+  // The first attempt is waited for, so a node that can reach its database starts with current routes.
+  const connect = async () => {
+    for (let delay = 500; !stopping; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        const database = await openDatabase({ dataDir: config.dataDir, databaseUrl: url, log });
+        if (stopping) return void (await database.close());
+        recovered();
+        return startListening(database);
+      } catch (e) {
+        trouble(`cannot connect to ${redactUrl(url)}`, e);
+        firstRead();
+        await sleep(delay);
+      }
+    }
+  };
+  void connect();
+  await Promise.race([firstReadDone, sleep(15_000)]);
+
+  schedule(HEARTBEAT_MS);
+
+  // Bandwidth for billing, as the deck server does for its own router.
+  const saveUsage = async () => {
+    if (db === null) return;
+    const usage = proxy.metering.drain();
+    try {
+      await addBandwidthUsage(db.pool, usage);
+    } catch (e) {
+      proxy.metering.restore(usage);
+      trouble("cannot save bandwidth usage (kept for the next try)", e);
+    }
+  };
+  const meteringTimer = setInterval(() => void saveUsage(), config.meteringInterval * 1000);
+  meteringTimer.unref();
+
+  log(`router node ${label} (${id}) serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}; routes from ${redactUrl(url)}`);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    id,
+    label,
+    stop(deadlineMs = NODE_SHUTDOWN_DEADLINE_MS) {
+      stopped ??= (async () => {
+        stopping = true;
+        // Heartbeats go on while requests finish: a deploy under way keeps waiting for them.
+        await Promise.all([proxy.close(deadlineMs), https.close(deadlineMs)]).catch((e) => log(`shutdown: ${firstLine(e)}`));
+        beating = false;
+        clearTimeout(timer);
+        clearInterval(meteringTimer);
+        await saveUsage();
+        await (listener as NotificationListener | null)?.close();
+        await accessLog?.close();
+        await rateLimiter.close().catch(() => undefined);
+        const database = db as Database | null;
+        if (database !== null) {
+          await removeRouterNode(database.pool, id).catch(() => undefined);
+          await database.close().catch(() => undefined);
+        }
+        log("stopped");
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,263 @@
+/**
+ * The router's protection and per-app behaviour, through real HTTP: rate limits, body limits, slow
+ * clients, connection caps, maintenance mode, HTTPS redirects, requests held for a starting app,
+ * metering and the access log.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import http from "node:http";
+import net from "node:net";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test, type TestContext } from "node:test";
+import type { Route } from "../core/index.ts";
+import { AccessLog } from "./access-log.ts";
+import { ConnectionCounter, LocalRateLimiter, type RouterLimits } from "./limits.ts";
+import { createProxyServer, type ProxyServer } from "./proxy-server.ts";
+import { RouteTable } from "./route-table.ts";
+import { send, sleep, startUpstream, waitFor, type TestUpstream } from "./test-support.ts";
+
+interface Started { proxy: ProxyServer; port: number; table: RouteTable }
+
+async function startProxy(t: TestContext, routes: Route[], limits: Partial<RouterLimits> = {}, extra: { accessLog?: AccessLog; httpsPort?: number } = {}): Promise<Started> {
+  const table = new RouteTable(routes);
+  const proxy = createProxyServer({ table, limits: { rateLimitRps: 0, ...limits }, ...extra });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  return { proxy, port: (proxy.server.address() as AddressInfo).port, table };
+}
+
+async function upstream(t: TestContext, name: string, handler?: http.RequestListener): Promise<TestUpstream> {
+  const u = await startUpstream(name, handler);
+  t.after(() => u.close());
+  return u;
+}
+
+/** Sends raw bytes and collects whatever comes back until the server closes the connection. */
+function rawExchange(port: number, chunks: { data: string; afterMs?: number }[], timeoutMs = 10_000): Promise<{ text: string; closedAfterMs: number }> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = net.connect(port, "127.0.0.1");
+    let text = "";
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`no close within ${timeoutMs} ms; got ${JSON.stringify(text)}`)); }, timeoutMs);
+    socket.on("data", (d) => { text += d.toString("latin1"); });
+    socket.on("error", () => {});
+    socket.on("close", () => { clearTimeout(timer); resolve({ text, closedAfterMs: Date.now() - started }); });
+    socket.on("connect", async () => {
+      for (const c of chunks) {
+        if (c.afterMs) await sleep(c.afterMs);
+        if (socket.destroyed) return;
+        socket.write(c.data);
+      }
+    });
+  });
+}
+
+test("token bucket: a burst passes, then Retry-After says when the next token comes", () => {
+  let now = 0;
+  const limiter = new LocalRateLimiter(() => now);
+  {
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 0);
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 0);
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 0);
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 1, "4th request within the same instant waits a second");
+    assert.equal(limiter.take("a", "5.6.7.8", 2, 3), 0, "another client has its own bucket");
+    assert.equal(limiter.take("b", "1.2.3.4", 2, 3), 0, "another app has its own bucket");
+    now += 500; // one token back at 2/s
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 0);
+    assert.equal(limiter.take("a", "1.2.3.4", 2, 3), 1);
+    now += 60_000;
+    limiter.sweep();
+    assert.equal(limiter.size, 0, "full buckets are forgotten");
+  }
+  void limiter.close();
+});
+
+test("connection counter caps per address and frees on close", () => {
+  const c = new ConnectionCounter();
+  assert.equal(c.tryOpen("a", 2), true);
+  assert.equal(c.tryOpen("a", 2), true);
+  assert.equal(c.tryOpen("a", 2), false);
+  assert.equal(c.tryOpen("b", 2), true);
+  c.close("a");
+  assert.equal(c.tryOpen("a", 2), true);
+  assert.equal(c.tryOpen("z", 0), true, "0 = no cap");
+});
+
+test("rate limit per client IP and app: 429 with Retry-After; the server-wide default and a per-app setting", async (t) => {
+  const u = await upstream(t, "ok");
+  const { port } = await startProxy(t, [
+    { app: "strict", hosts: ["strict.localhost"], upstreams: [u.address], settings: { rateLimitRps: 1, rateLimitBurst: 3 } },
+    { app: "open", hosts: ["open.localhost"], upstreams: [u.address] },
+  ], { rateLimitRps: 1000, rateLimitBurst: 2000 });
+  const statuses: number[] = [];
+  let limited: Awaited<ReturnType<typeof send>> | undefined;
+  for (let i = 0; i < 6; i++) {
+    const r = await send({ port, host: "strict.localhost" });
+    statuses.push(r.status);
+    if (r.status === 429) limited ??= r;
+  }
+  assert.deepEqual(statuses.slice(0, 3), [200, 200, 200]);
+  assert.ok(statuses.slice(3).every((s) => s === 429), `after the burst of 3: ${statuses}`);
+  assert.ok(limited);
+  assert.equal(limited.headers["retry-after"], "1");
+  assert.match(limited.body, /too many requests to strict from 127\.0\.0\.1; retry after 1s/);
+  assert.ok(limited.headers["x-request-id"]);
+  // The other app on the same router keeps the generous default.
+  for (let i = 0; i < 20; i++) assert.equal((await send({ port, host: "open.localhost" })).status, 200);
+});
+
+test("body limit: a declared body over it gets 413 without reaching the app; a chunked one is cut at the limit", async (t) => {
+  let received = 0;
+  const u = await upstream(t, "sink", (req, res) => {
+    req.on("data", (c: Buffer) => { received += c.length; });
+    req.on("end", () => res.end("stored"));
+  });
+  const { port } = await startProxy(t, [{ app: "up", hosts: ["up.localhost"], upstreams: [u.address], settings: { maxBodyBytes: 1024 } }]);
+  const big = await send({ port, host: "up.localhost", method: "POST", body: Buffer.alloc(2048, 97) });
+  assert.equal(big.status, 413);
+  assert.match(big.body, /request body of 2048 bytes is larger than the 1024 bytes up accepts/);
+  assert.equal(received, 0);
+  const small = await send({ port, host: "up.localhost", method: "POST", body: Buffer.alloc(500, 97) });
+  assert.equal(small.status, 200);
+  assert.equal(small.body, "stored");
+
+  // Chunked: no Content-Length, so the router counts while streaming.
+  const chunked = await new Promise<number>((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, method: "POST", path: "/", headers: { Host: "up.localhost", "Transfer-Encoding": "chunked" }, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", reject);
+    req.write(Buffer.alloc(800, 98));
+    setTimeout(() => req.end(Buffer.alloc(800, 98)), 100);
+  });
+  assert.equal(chunked, 413);
+});
+
+test("slow clients: headers not finished within the header timeout get 408 and the connection closes", async (t) => {
+  const u = await upstream(t, "ok");
+  const { port } = await startProxy(t, [{ app: "a", hosts: ["a.localhost"], upstreams: [u.address] }], { headerTimeoutMs: 1000 });
+  const r = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a.localhost\r\n" }, { data: "X-Slow: 1\r\n", afterMs: 400 }, { data: "X-Slow: 2\r\n", afterMs: 400 }, { data: "X-Slow: 3\r\n", afterMs: 400 }]);
+  assert.match(r.text, /^HTTP\/1\.1 408 /);
+  assert.ok(r.closedAfterMs < 5000, `closed after ${r.closedAfterMs} ms`);
+});
+
+test("idle connections are closed after the idle timeout", async (t) => {
+  const u = await upstream(t, "ok");
+  const { port } = await startProxy(t, [{ app: "a", hosts: ["a.localhost"], upstreams: [u.address] }], { idleTimeoutMs: 700 });
+  const r = await rawExchange(port, []);
+  assert.equal(r.text, "");
+  assert.ok(r.closedAfterMs >= 500, `closed after ${r.closedAfterMs} ms`);
+});
+
+test("connections per client IP are capped: one over the cap gets 429 and is closed, others keep working", async (t) => {
+  const u = await upstream(t, "ok");
+  const { port } = await startProxy(t, [{ app: "a", hosts: ["a.localhost"], upstreams: [u.address] }], { maxConnectionsPerIp: 3 });
+  const held: net.Socket[] = [];
+  t.after(() => { for (const s of held) s.destroy(); });
+  for (let i = 0; i < 3; i++) {
+    const s = net.connect(port, "127.0.0.1");
+    await new Promise((r) => s.once("connect", r));
+    held.push(s);
+  }
+  await sleep(50);
+  const over = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n" }]);
+  assert.match(over.text, /^HTTP\/1\.1 429 Too Many Requests/);
+  assert.match(over.text, /too many open connections from 127\.0\.0\.1/);
+  held.pop()!.destroy();
+  await sleep(50);
+  assert.equal((await send({ port, host: "a.localhost" })).status, 200);
+});
+
+test("maintenance mode answers 503 with a page naming the app; turning it off serves again", async (t) => {
+  const u = await upstream(t, "live");
+  const { port, table } = await startProxy(t, [{ app: "shop", hosts: ["shop.localhost"], upstreams: [u.address], settings: { maintenance: true } }]);
+  const r = await send({ port, host: "shop.localhost" });
+  assert.equal(r.status, 503);
+  assert.equal(r.body, "shop is down for maintenance; please try again later\n");
+  assert.equal(r.headers["retry-after"], "60");
+  assert.equal(u.connections(), 0);
+  table.set({ app: "shop", hosts: ["shop.localhost"], upstreams: [u.address] });
+  assert.equal((await send({ port, host: "shop.localhost" })).body, "live");
+});
+
+test("redirectHttps sends plain-HTTP requests to the same URL over HTTPS with 308", async (t) => {
+  const u = await upstream(t, "live");
+  const { port } = await startProxy(t, [{ app: "shop", hosts: ["shop.example.com"], upstreams: [u.address], settings: { redirectHttps: true } }], {}, { httpsPort: 8443 });
+  const r = await send({ port, host: "shop.example.com:8080", path: "/cart?id=3" });
+  assert.equal(r.status, 308);
+  assert.equal(r.headers.location, "https://shop.example.com:8443/cart?id=3");
+});
+
+test("a paused (starting) app holds requests until it has upstreams, then serves them; past the deadline it answers 503", async (t) => {
+  const u = await upstream(t, "ready");
+  const { port, table } = await startProxy(t, [{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }], { pauseTimeoutMs: 5000 });
+  const pending = Promise.all([send({ port, host: "new.localhost" }), send({ port, host: "new.localhost", path: "/x" })]);
+  await sleep(300);
+  table.set({ app: "new", hosts: ["new.localhost"], upstreams: [u.address] });
+  const replies = await pending;
+  assert.deepEqual(replies.map((r) => [r.status, r.body]), [[200, "ready"], [200, "ready"]]);
+
+  const short = await startProxy(t, [{ app: "slow", hosts: ["slow.localhost"], upstreams: [], settings: { paused: true } }], { pauseTimeoutMs: 300 });
+  const late = await send({ port: short.port, host: "slow.localhost" });
+  assert.equal(late.status, 503);
+  assert.match(late.body, /^app "slow" is starting and did not become ready within 0s; try again shortly\n$/);
+  // A start that fails (route unpaused with no upstreams) releases waiters with a 503 at once.
+  table.set({ app: "fails", hosts: ["fails.localhost"], upstreams: [], settings: { paused: true } });
+  const held = send({ port, host: "fails.localhost" });
+  await sleep(200);
+  table.set({ app: "fails", hosts: ["fails.localhost"], upstreams: [] });
+  const failed = await held;
+  assert.equal(failed.status, 503);
+  assert.equal(failed.body, 'app "fails" has no running release\n');
+});
+
+test("metering counts requests by status class, bytes and latency per app, in Prometheus text; drain hands over bandwidth once", async (t) => {
+  const u = await upstream(t, "hello");
+  const { port, proxy } = await startProxy(t, [
+    { app: "shop", hosts: ["shop.localhost"], upstreams: [u.address] },
+    { app: "down", hosts: ["down.localhost"], upstreams: [] },
+  ]);
+  for (let i = 0; i < 3; i++) await send({ port, host: "shop.localhost", method: "POST", body: "x".repeat(100) });
+  await send({ port, host: "down.localhost" });
+  await waitFor(async () => /deck_router_requests_total\{app="down",code="5xx"\} 1/.test(await proxy.metering.metrics()), 2000, "metrics");
+  const text = await proxy.metering.metrics();
+  assert.match(text, /deck_router_requests_total\{app="shop",code="2xx"\} 3/);
+  assert.match(text, /deck_router_request_duration_seconds_count\{app="shop"\} 3/);
+  assert.match(text, /deck_router_rejected_total\{app="down",reason="no_release"\} 1/);
+  const sent = Number(/deck_router_sent_bytes_total\{app="shop"\} (\d+)/.exec(text)?.[1]);
+  const received = Number(/deck_router_received_bytes_total\{app="shop"\} (\d+)/.exec(text)?.[1]);
+  assert.ok(received >= 300 + 3 * 40, `received ${received} bytes`);
+  assert.ok(sent >= 3 * 5, `sent ${sent} bytes`);
+  const usage = proxy.metering.drain();
+  const shop = usage.find((x) => x.app === "shop");
+  assert.deepEqual(shop && { requests: shop.requests, bytesIn: shop.bytesIn, bytesOut: shop.bytesOut }, { requests: 3, bytesIn: received, bytesOut: sent });
+  assert.deepEqual(proxy.metering.drain(), [], "a second drain has nothing new");
+});
+
+test("the access log has one JSON line per request with its request id, app, status and sizes", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "deck-access-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const u = await upstream(t, "hi");
+  const log = new AccessLog(join(dir, "access.log"));
+  const { port } = await startProxy(t, [{ app: "shop", hosts: ["shop.localhost"], upstreams: [u.address] }], {}, { accessLog: log });
+  const ok = await send({ port, host: "shop.localhost", path: "/a?b=1", headers: { "X-Request-Id": "req-123" } });
+  await send({ port, host: "nobody.localhost" });
+  assert.equal(ok.headers["x-request-id"], "req-123");
+  await sleep(50);
+  log.flush();
+  await waitFor(async () => (await readFile(join(dir, "access.log"), "utf8")).split("\n").filter(Boolean).length === 2, 3000, "two log lines");
+  const lines = (await readFile(join(dir, "access.log"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines[0].request_id, "req-123");
+  assert.equal(lines[0].app, "shop");
+  assert.equal(lines[0].status, 200);
+  assert.equal(lines[0].path, "/a?b=1");
+  assert.equal(lines[0].method, "GET");
+  assert.equal(lines[0].upstream, u.address);
+  assert.ok(lines[0].bytes_out > 0 && lines[0].duration_ms >= 0);
+  assert.equal(lines[1].app, null);
+  assert.equal(lines[1].status, 404);
+  assert.equal(lines[1].reason, "unknown_host");
+});

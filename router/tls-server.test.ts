@@ -1,0 +1,247 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import http from "node:http";
+import http2 from "node:http2";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test, type TestContext } from "node:test";
+import tls from "node:tls";
+import { isDeckError } from "../core/index.ts";
+import { loadCertsFile } from "./certs-file.ts";
+import { createRouterControl, type RouterControlClient } from "./control-client.ts";
+import { createControlServer } from "./control-server.ts";
+import { createProxyServer } from "./proxy-server.ts";
+import { RouteTable } from "./route-table.ts";
+import { send, startUpstream } from "./test-support.ts";
+import { CertStore, createSelfSignedCertificate, createTlsFrontend, FALLBACK_SUBJECT, type KeyPair } from "./tls-server.ts";
+
+interface Router {
+  control: RouterControlClient;
+  httpPort: number;
+  httpsPort: number;
+  certsFile: string;
+}
+
+/** Proxy + HTTPS front end + control API in this process; routes `shop.example.com` and `*.shop.test` hosts to an echo upstream. */
+async function startRouter(t: TestContext): Promise<Router> {
+  const dir = await mkdtemp(join(tmpdir(), "deck-router-tls-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const upstream = await startUpstream("echo", (req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const text = `${req.method} ${req.url} host=${req.headers.host} proto=${req.headers["x-forwarded-proto"]} body=${body}`;
+      res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": Buffer.byteLength(text), Connection: "keep-alive", "Keep-Alive": "timeout=5" });
+      res.end(text);
+    });
+  });
+  t.after(() => upstream.close());
+  const table = new RouteTable([{ app: "shop", hosts: ["shop.example.com", "api.shop.test"], upstreams: [upstream.address] }]);
+  const proxy = createProxyServer({ table });
+  await proxy.listen(0, "127.0.0.1");
+  const certs = await CertStore.create();
+  const frontend = createTlsFrontend({ proxy, certs });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const socket = join(dir, "router.sock");
+  const certsFile = join(dir, "certs.json");
+  const control = createControlServer({ table, inflight: (u) => proxy.inflight(u), routesFile: join(dir, "routes.json"), certs: { store: certs, file: certsFile }, challenges: proxy.challenges });
+  await new Promise<void>((resolve) => control.listen(socket, resolve));
+  t.after(() => new Promise((resolve) => control.close(resolve)));
+  return {
+    control: createRouterControl(socket),
+    httpPort: (proxy.server.address() as AddressInfo).port,
+    httpsPort: (frontend.server.address() as AddressInfo).port,
+    certsFile,
+  };
+}
+
+/** The subject CN the server presents for `servername` (undefined = no SNI). */
+function presentedName(port: number, servername: string | undefined): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername, rejectUnauthorized: false }, () => {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      socket.end();
+      resolve(String(cn));
+    });
+    socket.on("error", reject);
+  });
+}
+
+function httpsGet(port: number, servername: string, path: string, ca?: string): Promise<{ status: number; body: string; alpn: string | false; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: "127.0.0.1", port, servername, path, headers: { host: servername }, ca, rejectUnauthorized: ca !== undefined, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, alpn: (res.socket as tls.TLSSocket).alpnProtocol ?? false, headers: res.headers }));
+    });
+    req.on("error", reject);
+  });
+}
+
+function h2Request(port: number, servername: string, ca: string, options: { method?: string; path: string; body?: string }): Promise<{ alpn: string | undefined; status: number; headers: http2.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://${servername}:${port}`, { ca, servername, host: "127.0.0.1", lookup: (_h, _o, cb) => cb(null, "127.0.0.1", 4) } as http2.SecureClientSessionOptions);
+    session.on("error", reject);
+    const stream = session.request({ ":method": options.method ?? "GET", ":path": options.path });
+    let status = 0;
+    let headers: http2.IncomingHttpHeaders = {};
+    stream.on("response", (h) => {
+      headers = h;
+      status = Number(h[":status"]);
+    });
+    let body = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (c) => (body += c));
+    stream.on("end", () => {
+      const alpn = session.alpnProtocol;
+      session.close();
+      resolve({ alpn, status, headers, body });
+    });
+    stream.on("error", reject);
+    stream.end(options.body);
+  });
+}
+
+test("HTTPS picks each host's certificate by SNI, wildcards one label deep, and falls back to the self-signed one", async (t) => {
+  const r = await startRouter(t);
+  const shop = await createSelfSignedCertificate("shop.example.com");
+  const wild = await createSelfSignedCertificate("*.shop.test");
+  await r.control.setCertificates([{ hosts: ["shop.example.com"], ...shop }, { hosts: ["*.shop.test"], ...wild }]);
+
+  assert.equal(await presentedName(r.httpsPort, "shop.example.com"), "shop.example.com");
+  assert.equal(await presentedName(r.httpsPort, "SHOP.example.com."), "shop.example.com");
+  assert.equal(await presentedName(r.httpsPort, "api.shop.test"), "*.shop.test");
+  assert.equal(await presentedName(r.httpsPort, "a.b.shop.test"), FALLBACK_SUBJECT, "a wildcard covers one label only");
+  assert.equal(await presentedName(r.httpsPort, "shop.test"), FALLBACK_SUBJECT);
+  assert.equal(await presentedName(r.httpsPort, "other.example.com"), FALLBACK_SUBJECT);
+  assert.equal(await presentedName(r.httpsPort, undefined), FALLBACK_SUBJECT, "a client without SNI gets the fallback");
+});
+
+test("HTTPS serves the app over HTTP/2 by ALPN and over HTTP/1.1 for clients without it, marked as https", async (t) => {
+  const r = await startRouter(t);
+  const shop: KeyPair = await createSelfSignedCertificate("shop.example.com");
+  await r.control.setCertificates([{ hosts: ["shop.example.com"], ...shop }]);
+
+  const one = await httpsGet(r.httpsPort, "shop.example.com", "/hello?x=1");
+  assert.equal(one.status, 200);
+  assert.equal(one.body, "GET /hello?x=1 host=shop.example.com proto=https body=");
+  assert.equal(one.alpn, false, "https.get offers no ALPN, so HTTP/1.1");
+
+  // The certificate is trusted by name here, so the chain presented is the one set for the host.
+  const two = await h2Request(r.httpsPort, "shop.example.com", shop.cert, { method: "POST", path: "/orders", body: "a=1" });
+  assert.equal(two.alpn, "h2");
+  assert.equal(two.status, 200);
+  assert.equal(two.body, `POST /orders host=shop.example.com:${r.httpsPort} proto=https body=a=1`);
+  // Connection-specific headers of the upstream's HTTP/1.1 answer are not valid in HTTP/2 (RFC 9113 §8.2.2).
+  assert.equal(two.headers.connection, undefined);
+  assert.equal(two.headers["keep-alive"], undefined);
+  assert.match(String(two.headers["x-request-id"]), /.+/);
+
+  const unknown = await h2Request(r.httpsPort, "nobody.example.com", (await presentedCert(r.httpsPort)).cert, { path: "/" }).catch((e: Error) => e);
+  assert.ok(unknown instanceof Error, "the fallback certificate is not trusted for other names");
+});
+
+async function presentedCert(port: number): Promise<{ cert: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => {
+      const raw = socket.getPeerCertificate().raw;
+      socket.end();
+      resolve({ cert: `-----BEGIN CERTIFICATE-----\n${raw.toString("base64").replace(/.{64}/g, "$&\n")}\n-----END CERTIFICATE-----\n` });
+    });
+    socket.on("error", reject);
+  });
+}
+
+test("certificates are saved 0600 for the next router start; a bad one is refused and changes nothing", async (t) => {
+  const r = await startRouter(t);
+  const shop = await createSelfSignedCertificate("shop.example.com");
+  await r.control.setCertificates([{ hosts: ["shop.example.com"], ...shop }]);
+  assert.equal((await stat(r.certsFile)).mode & 0o777, 0o600);
+  const saved = await loadCertsFile(r.certsFile);
+  assert.ok(saved.ok);
+  assert.deepEqual(saved.certs, [{ hosts: ["shop.example.com"], ...shop }]);
+
+  const other = await createSelfSignedCertificate("other.example.com");
+  const refused = await r.control.setCertificates([{ hosts: ["shop.example.com"], cert: shop.cert, key: other.key }]).catch((e: unknown) => e);
+  assert.ok(isDeckError(refused));
+  assert.equal(refused.code, "invalid_certificate");
+  assert.match(refused.message, /^certificate for shop\.example\.com is unusable: /);
+  const garbage = await r.control.setCertificates([{ hosts: ["bad host!"], cert: "x", key: "y" }]).catch((e: unknown) => e);
+  assert.ok(isDeckError(garbage));
+  assert.equal(await presentedName(r.httpsPort, "shop.example.com"), "shop.example.com");
+  assert.deepEqual((await loadCertsFile(r.certsFile)).ok && (await loadCertsFile(r.certsFile) as { certs: unknown }).certs, [{ hosts: ["shop.example.com"], ...shop }]);
+});
+
+test("the plain HTTP port answers ACME HTTP-01 challenges for any host while the token is set", async (t) => {
+  const r = await startRouter(t);
+  const path = "/.well-known/acme-challenge/tok_EN-1";
+  assert.equal((await send({ port: r.httpPort, host: "unrouted.example.org", path })).status, 404);
+  await r.control.setAcmeChallenge("tok_EN-1", "tok_EN-1.thumbprint_x");
+  for (const host of ["unrouted.example.org", "shop.example.com"]) {
+    const reply = await send({ port: r.httpPort, host, path });
+    assert.equal(reply.status, 200);
+    assert.equal(reply.body, "tok_EN-1.thumbprint_x");
+  }
+  // Other paths of a routed host still reach the app.
+  assert.equal((await send({ port: r.httpPort, host: "shop.example.com", path: "/.well-known/other" })).status, 200);
+  await r.control.removeAcmeChallenge("tok_EN-1");
+  assert.equal((await send({ port: r.httpPort, host: "shop.example.com", path })).status, 404);
+});
+
+test("a WebSocket-style upgrade over HTTPS reaches the app", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "deck-router-tls-ws-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const upstream = http.createServer();
+  upstream.on("upgrade", (req, socket) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Proto: ${req.headers["x-forwarded-proto"]}\r\n\r\n`);
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => { upstream.closeAllConnections(); upstream.close(resolve); }));
+  const table = new RouteTable([{ app: "ws", hosts: ["ws.example.com"], upstreams: [`127.0.0.1:${(upstream.address() as AddressInfo).port}`] }]);
+  const proxy = createProxyServer({ table });
+  const frontend = createTlsFrontend({ proxy, certs: await CertStore.create() });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const port = (frontend.server.address() as AddressInfo).port;
+
+  const echoed = await new Promise<string>((resolve, reject) => {
+    const req = https.request({ host: "127.0.0.1", port, servername: "ws.example.com", rejectUnauthorized: false, headers: { Host: "ws.example.com", Connection: "Upgrade", Upgrade: "echo" } });
+    req.on("upgrade", (res, socket) => {
+      assert.equal(res.statusCode, 101);
+      assert.equal(res.headers["x-proto"], "https");
+      socket.once("data", (d: Buffer) => {
+        socket.destroy();
+        resolve(d.toString());
+      });
+      socket.write("ping");
+    });
+    req.on("error", reject);
+    req.end();
+  });
+  assert.equal(echoed, "ping");
+});
+
+test("an app with hsts gets Strict-Transport-Security on HTTPS only; redirectHttps sends plain HTTP to the HTTPS port", async (t) => {
+  const upstream = await startUpstream("secure-app");
+  t.after(() => upstream.close());
+  const table = new RouteTable([{ app: "bank", hosts: ["bank.example.com"], upstreams: [upstream.address], settings: { hsts: true, redirectHttps: true } }]);
+  const proxy = createProxyServer({ table, httpsPort: 443 });
+  await proxy.listen(0, "127.0.0.1");
+  const frontend = createTlsFrontend({ proxy, certs: await CertStore.create() });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const httpsPort = (frontend.server.address() as AddressInfo).port;
+  const secure = await httpsGet(httpsPort, "bank.example.com", "/account");
+  assert.equal(secure.status, 200);
+  assert.equal(secure.body, "secure-app");
+  assert.equal(secure.headers["strict-transport-security"], "max-age=31536000; includeSubDomains");
+  const plain = await send({ port: (proxy.server.address() as AddressInfo).port, host: "bank.example.com", path: "/account?x=1" });
+  assert.equal(plain.status, 308);
+  assert.equal(plain.headers.location, "https://bank.example.com/account?x=1");
+  assert.equal(plain.headers["strict-transport-security"], undefined);
+});

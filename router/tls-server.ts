@@ -1,0 +1,208 @@
+/**
+ * The router's HTTPS front end: TLS with SNI (RFC 6066 §3), HTTP/2 negotiated by ALPN (RFC 7301,
+ * RFC 9113 §3.2) with HTTP/1.1 as the fallback, in front of the same proxy as the plain HTTP port.
+ *
+ * Certificates come from the deck server (control API) and are picked per connection by the name the
+ * client asks for; a host without one gets a self-signed certificate made once per router process,
+ * so a browser sees a warning rather than a failed handshake while a certificate is being issued.
+ */
+import { webcrypto, randomBytes } from "node:crypto";
+import http2 from "node:http2";
+import type { Socket } from "node:net";
+import tls from "node:tls";
+import * as x509 from "@peculiar/x509";
+import { DeckError } from "../core/index.ts";
+import type { ServedCertificate } from "../core/index.ts";
+import type { ProxyServer } from "./proxy-server.ts";
+
+const HOST = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Subject of the fallback certificate, so a client (and a test) can tell it from a real one. */
+export const FALLBACK_SUBJECT = "CloudDeck self-signed fallback";
+
+export interface KeyPair {
+  cert: string;
+  key: string;
+}
+
+/** A self-signed P-256 certificate for no particular host, valid for a year. */
+export async function createSelfSignedCertificate(commonName = FALLBACK_SUBJECT): Promise<KeyPair> {
+  x509.cryptoProvider.set(webcrypto as Crypto);
+  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ["sign", "verify"])) as CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    // A positive serial (RFC 5280 §4.1.2.2): clear the top bit.
+    serialNumber: (randomBytes(16)[0]! & 0x7f).toString(16).padStart(2, "0") + randomBytes(15).toString("hex"),
+    name: `CN=${commonName}`,
+    notBefore: new Date(now - 60 * 60 * 1000),
+    notAfter: new Date(now + 365 * 24 * 60 * 60 * 1000),
+    signingAlgorithm: algorithm,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey));
+  const key = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64").replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n")}-----END PRIVATE KEY-----\n`;
+  return { cert: cert.toString("pem"), key };
+}
+
+/** Checks a certificate list from the control API or the certs file; returns the first problem. */
+export function validateCertificates(value: unknown): { ok: true; certs: ServedCertificate[] } | { ok: false; message: string } {
+  if (!Array.isArray(value)) return { ok: false, message: "certificates must be a JSON array of {hosts, cert, key}" };
+  const certs: ServedCertificate[] = [];
+  for (const [i, item] of value.entries()) {
+    const v = item as Partial<ServedCertificate> | null;
+    if (v === null || typeof v !== "object") return { ok: false, message: `certificate ${i}: expected {hosts, cert, key}` };
+    if (!Array.isArray(v.hosts) || v.hosts.length === 0) return { ok: false, message: `certificate ${i}: hosts must be a non-empty array` };
+    for (const h of v.hosts) {
+      if (typeof h !== "string" || !HOST.test(h)) return { ok: false, message: `certificate ${i}: ${JSON.stringify(h)} is not a host name` };
+    }
+    if (typeof v.cert !== "string" || typeof v.key !== "string") return { ok: false, message: `certificate for ${v.hosts[0]}: cert and key must be PEM strings` };
+    certs.push({ hosts: v.hosts.map((h: string) => h.toLowerCase()), cert: v.cert, key: v.key });
+  }
+  return { ok: true, certs };
+}
+
+/**
+ * Host name → TLS context. Built whole and swapped by one assignment, like the route table, so a
+ * handshake sees the old set or the new one.
+ */
+export class CertStore {
+  private exact = new Map<string, tls.SecureContext>();
+  /** `*.example.com` is kept under `example.com`: it matches exactly one more label. */
+  private wildcard = new Map<string, tls.SecureContext>();
+  private list: ServedCertificate[] = [];
+  readonly fallback: KeyPair;
+  private readonly fallbackContext: tls.SecureContext;
+
+  constructor(fallback: KeyPair) {
+    this.fallback = fallback;
+    this.fallbackContext = tls.createSecureContext(fallback);
+  }
+
+  /** A store with a freshly made fallback certificate. */
+  static async create(): Promise<CertStore> {
+    return new CertStore(await createSelfSignedCertificate());
+  }
+
+  /** Builds every context first; a bad certificate throws DeckError `invalid_certificate` and changes nothing. */
+  replace(certs: readonly ServedCertificate[]): void {
+    const exact = new Map<string, tls.SecureContext>();
+    const wildcard = new Map<string, tls.SecureContext>();
+    for (const c of certs) {
+      let context: tls.SecureContext;
+      try {
+        context = tls.createSecureContext({ cert: c.cert, key: c.key });
+      } catch (e) {
+        throw new DeckError("invalid_certificate", `certificate for ${c.hosts[0]} is unusable: ${(e as Error).message.split("\n")[0]}`);
+      }
+      for (const host of c.hosts) {
+        if (host.startsWith("*.")) wildcard.set(host.slice(2), context);
+        else exact.set(host, context);
+      }
+    }
+    this.exact = exact;
+    this.wildcard = wildcard;
+    this.list = certs.map((c) => ({ hosts: [...c.hosts], cert: c.cert, key: c.key }));
+  }
+
+  certificates(): ServedCertificate[] {
+    return this.list;
+  }
+
+  /** The context for an SNI name: exact match, then a wildcard one label up, then the fallback. */
+  contextFor(servername: string | undefined): tls.SecureContext {
+    if (!servername) return this.fallbackContext;
+    let name = servername.toLowerCase();
+    if (name.endsWith(".")) name = name.slice(0, -1);
+    const exact = this.exact.get(name);
+    if (exact !== undefined) return exact;
+    const dot = name.indexOf(".");
+    if (dot > 0) {
+      const wild = this.wildcard.get(name.slice(dot + 1));
+      if (wild !== undefined) return wild;
+    }
+    return this.fallbackContext;
+  }
+}
+
+export interface TlsFrontendOptions {
+  proxy: ProxyServer;
+  certs: CertStore;
+  log?: (line: string) => void;
+}
+
+export interface TlsFrontend {
+  readonly server: http2.Http2SecureServer;
+  listen(port: number, host: string): Promise<void>;
+  /** Stops accepting, asks HTTP/2 clients to go away, waits for requests until the deadline, then cuts. */
+  close(deadlineMs: number): Promise<void>;
+}
+
+/** The HTTPS server; requests go to `proxy` exactly as those on the plain port do, marked secure. */
+export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
+  const { proxy, certs } = options;
+  const log = options.log ?? (() => {});
+  const server = http2.createSecureServer({
+    allowHTTP1: true,
+    ALPNProtocols: ["h2", "http/1.1"],
+    // Clients that send no SNI (an IP address in the URL) get the fallback.
+    cert: certs.fallback.cert,
+    key: certs.fallback.key,
+    SNICallback: (servername, callback) => callback(null, certs.contextFor(servername)),
+    // Slow clients: the handshake gets the header timeout of the plain port.
+    handshakeTimeout: proxy.limits.headerTimeoutMs,
+  });
+  // The per-address connection cap counts HTTPS connections too (over it: closed before the handshake).
+  server.on("connection", (socket: Socket) => proxy.admitConnection(socket, false));
+  // A connection silent in both directions for the router's idle timeout is closed, as on the plain port.
+  server.setTimeout(proxy.limits.idleTimeoutMs);
+  const sockets = new Set<Socket>();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let requests = 0;
+
+  server.on("secureConnection", (socket: tls.TLSSocket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  // A failed handshake (a scanner, a client that distrusts the fallback) is routine, not news.
+  server.on("tlsClientError", () => {});
+  server.on("sessionError", (e: Error) => log(`https: session error: ${e.message}`));
+  server.on("request", (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    requests++;
+    res.once("close", () => requests--);
+    // The compatibility objects carry what the proxy reads (rawHeaders, url, method, socket, pipe).
+    proxy.handleRequest(req as never, res as never, true);
+  });
+  server.on("upgrade", (req, socket, head) => proxy.handleUpgrade(req, socket, head, true));
+
+  return {
+    server,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    },
+    async close(deadlineMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      const until = Date.now() + deadlineMs;
+      while (Date.now() < until && requests > 0) await new Promise((r) => setTimeout(r, 25));
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+  };
+}
