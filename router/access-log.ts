@@ -38,8 +38,19 @@ export class AccessLog {
     this.stream.on("error", () => {});
   }
 
+  private lastMs = 0;
+  private lastTime = "";
+
   write(r: AccessRecord): void {
-    this.buffer += `{"time":"${new Date().toISOString()}","request_id":${JSON.stringify(r.requestId)},"app":${r.app === null ? "null" : JSON.stringify(r.app)},"client":${JSON.stringify(r.client ?? "")},"method":${JSON.stringify(r.method ?? "")},"host":${JSON.stringify(r.host ?? "")},"path":${JSON.stringify(r.path ?? "")},"protocol":"${r.protocol}","status":${r.status},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"duration_ms":${r.durationMs.toFixed(3)},"upstream":${r.upstream === null ? "null" : `"${r.upstream}"`}${r.reason ? `,"reason":"${r.reason}"` : ""}}\n`;
+    // Many requests share a millisecond under load; format its timestamp once.
+    const now = Date.now();
+    if (now !== this.lastMs) {
+      this.lastMs = now;
+      this.lastTime = new Date(now).toISOString();
+    }
+    // Request ids, app names, addresses and methods are checked token characters (see forward-headers and
+    // core/app-name; Node accepts only token methods): only Host and path can need escaping.
+    this.buffer += `{"time":"${this.lastTime}","request_id":"${r.requestId}","app":${r.app === null ? "null" : `"${r.app}"`},"client":"${r.client ?? ""}","method":"${r.method ?? ""}","host":${JSON.stringify(r.host ?? "")},"path":${JSON.stringify(r.path ?? "")},"protocol":"${r.protocol}","status":${r.status},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"duration_ms":${r.durationMs.toFixed(3)},"upstream":${r.upstream === null ? "null" : `"${r.upstream}"`}${r.reason ? `,"reason":"${r.reason}"` : ""}}\n`;
     if (this.buffer.length >= FLUSH_BYTES) this.flush();
     else if (this.timer === null) {
       this.timer = setTimeout(() => this.flush(), FLUSH_MS);

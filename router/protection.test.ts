@@ -245,10 +245,11 @@ test("the access log has one JSON line per request with its request id, app, sta
   const { port } = await startProxy(t, [{ app: "shop", hosts: ["shop.localhost"], upstreams: [u.address] }], {}, { accessLog: log });
   const ok = await send({ port, host: "shop.localhost", path: "/a?b=1", headers: { "X-Request-Id": "req-123" } });
   await send({ port, host: "nobody.localhost" });
+  await send({ port, host: 'odd"host\\', path: '/q?x="1"\\' });
   assert.equal(ok.headers["x-request-id"], "req-123");
   await sleep(50);
   log.flush();
-  await waitFor(async () => (await readFile(join(dir, "access.log"), "utf8")).split("\n").filter(Boolean).length === 2, 3000, "two log lines");
+  await waitFor(async () => (await readFile(join(dir, "access.log"), "utf8")).split("\n").filter(Boolean).length === 3, 3000, "three log lines");
   const lines = (await readFile(join(dir, "access.log"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
   assert.equal(lines[0].request_id, "req-123");
   assert.equal(lines[0].app, "shop");
@@ -260,4 +261,7 @@ test("the access log has one JSON line per request with its request id, app, sta
   assert.equal(lines[1].app, null);
   assert.equal(lines[1].status, 404);
   assert.equal(lines[1].reason, "unknown_host");
+  // Quotes and backslashes a client sends stay inside their JSON strings.
+  assert.equal(lines[2].host, 'odd"host\\');
+  assert.equal(lines[2].path, '/q?x="1"\\');
 });

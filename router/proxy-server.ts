@@ -112,6 +112,9 @@ export class ProxyServer {
   private readonly accessLog: AccessLog | undefined;
   private readonly httpsPort: number;
   private readonly connections = new ConnectionCounter();
+  /** Open client connections with their byte counts at the last sweep, for the idle timeout. */
+  private readonly activity = new Map<Socket, { read: number; written: number; since: number }>();
+  private readonly idleTimer: NodeJS.Timeout;
   private openConnections = 0;
   /** Requests waiting for a paused (starting) app, by app. */
   private readonly paused = new Map<string, Set<() => void>>();
@@ -137,7 +140,11 @@ export class ProxyServer {
       connectionsCheckingInterval: Math.min(1000, this.limits.headerTimeoutMs),
       keepAliveTimeout: 65_000,
     }, (req, res) => this.handleRequest(req, res));
-    this.server.timeout = this.limits.idleTimeoutMs;
+    // Idle connections are found by a sweep once a second (see sweepIdle), not by a timer per socket
+    // that every read and write would have to push back.
+    this.server.timeout = 0;
+    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.limits.idleTimeoutMs));
+    this.idleTimer.unref();
     this.server.on("connection", (socket: Socket) => this.admitConnection(socket));
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     this.table.onChange(() => this.wakePaused());
@@ -166,11 +173,30 @@ export class ProxyServer {
       return false;
     }
     this.openConnections++;
+    this.activity.set(socket, { read: 0, written: 0, since: Date.now() });
     socket.once("close", () => {
       this.openConnections--;
+      this.activity.delete(socket);
       this.connections.close(address);
     });
     return true;
+  }
+
+  /** Closes client connections on which no byte moved either way for the idle timeout. */
+  private sweepIdle(): void {
+    const now = Date.now();
+    const limit = this.limits.idleTimeoutMs;
+    for (const [socket, seen] of this.activity) {
+      const read = socket.bytesRead;
+      const written = socket.bytesWritten;
+      if (read !== seen.read || written !== seen.written) {
+        seen.read = read;
+        seen.written = written;
+        seen.since = now;
+      } else if (now - seen.since >= limit) {
+        socket.destroy();
+      }
+    }
   }
 
   /** Requests plus WebSocket tunnels currently open to an upstream (`127.0.0.1:PORT`). */
@@ -217,6 +243,7 @@ export class ProxyServer {
   async close(deadlineMs: number): Promise<void> {
     this.closing = true;
     clearInterval(this.sweepTimer);
+    clearInterval(this.idleTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
     const until = Date.now() + deadlineMs;
@@ -374,7 +401,7 @@ export class ProxyServer {
    * one access-log line. `reason` is set when the router answered itself.
    */
   private track(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
-    res.once("close", () => {
+    const done = () => {
       const status = res.headersSent ? res.statusCode : 499;
       let bytesIn: number;
       let bytesOut: number;
@@ -395,7 +422,10 @@ export class ProxyServer {
         path: req.url, protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms,
         upstream: exchange?.upstreamAddress ?? null, reason: reason ?? exchange?.reason,
       });
-    });
+    };
+    // A forwarded request's exchange already listens for the close: one listener per request, not two.
+    if (exchange !== undefined) exchange.onDone = done;
+    else res.once("close", done);
   }
 
   /** Called by an exchange; kept here so the counters and agent stay private to the server. */
@@ -565,6 +595,8 @@ class Exchange {
   private upstream: UpstreamAddress | undefined;
   /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
   reason: string | undefined;
+  /** Called once the client's response is finished or abandoned (metering, access log). */
+  onDone: (() => void) | undefined;
 
   constructor(
     private readonly proxy: ProxyServer,
@@ -575,7 +607,10 @@ class Exchange {
     /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */
     private readonly maxBody: number,
   ) {
-    res.once("close", () => this.onClientClose());
+    res.once("close", () => {
+      this.onClientClose();
+      this.onDone?.();
+    });
   }
 
   get upstreamAddress(): string | null {

@@ -159,8 +159,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   });
   // The per-address connection cap counts HTTPS connections too (over it: closed before the handshake).
   server.on("connection", (socket: Socket) => proxy.admitConnection(socket, false));
-  // A connection silent in both directions for the router's idle timeout is closed, as on the plain port.
-  server.setTimeout(proxy.limits.idleTimeoutMs);
+  // Idle connections are closed by the proxy's sweep: admitConnection registers each one.
   const sockets = new Set<Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   let requests = 0;
