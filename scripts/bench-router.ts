@@ -1,6 +1,5 @@
 /**
- * `npm run bench:router`: deck's router against nginx and against no proxy at all (issue 5's
- * benchmark). One run on this machine; every number is printed next to its baselines from the same
+ * `npm run bench:router`: deck's router against nginx and against no proxy at all. One run on this machine; every number is printed next to its baselines from the same
  * run, as Markdown tables, ending with the targets and whether each was met.
  *
  * Layout on a 2-core machine: the proxy under test is pinned to core 0 (taskset); the load
@@ -579,7 +578,7 @@ function report(r: Results): string[] {
     "|---|---|---|---|---|---|---|---|---|",
     ...r.blueGreen.map(bgRow),
     "",
-    "**Targets** (issue 5)",
+    "**Targets**",
     "",
     "| target | measured | met? |",
     "|---|---|---|",
