@@ -123,7 +123,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   await listen(ssh, config.sshPort, config.host);
   await listen(api, config.apiPort, config.host);
   await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);
-  log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort}`);
+  log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort} and https://APP.${config.domain}:${config.httpsPort}`);
 
   return {
     deps,
