@@ -1,7 +1,7 @@
 /** A real redis-server for tests: on a free port, no persistence, stopped by pid. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import net from "node:net";
-import type { AddressInfo } from "node:net";
+import { freePort } from "../../router/test-support.ts";
 
 export interface TestRedis {
   url: string;
@@ -16,14 +16,6 @@ export function redisUnavailable(): string | null {
   const reason = "redis-server is not installed (apt-get install -y redis-server)";
   if (process.env.CI === "true") throw new Error(`${reason} (required when CI=true)`);
   return reason;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 export async function startRedis(): Promise<TestRedis> {
