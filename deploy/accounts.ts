@@ -178,7 +178,7 @@ export interface DomainInfo {
 
 export async function domainsOf(deps: DeployDeps, caller: Caller, appName: string): Promise<DomainInfo[]> {
   const app = await authorizeApp(deps.db, caller, "app:read", appName);
-  const tls = await tlsStatusesOf(deps, app.id);
+  const tls = await tlsStatusesOf(deps, app);
   const info = (domain: string, isDefault: boolean): DomainInfo => {
     const s = tls.get(domain) ?? tlsStatusOf(undefined);
     return { domain, ...(isDefault ? { default: true } : {}), sslStatus: s.state, tls: s.text, expiresAt: s.expiresAt, error: s.error };

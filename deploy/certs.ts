@@ -13,7 +13,7 @@ import type { DatabasePool } from "slonik";
 import type { DeckConfig } from "../config/index.ts";
 import { DeckError, type RouterControl } from "../core/index.ts";
 import {
-  audit, deleteCertificate, domainOwner, findAcmeAccount, listCertificatesOfApp, listDomains, listDueAcmeCertificates, listServableCertificates,
+  audit, deleteCertificate, domainOwner, findAcmeAccount, findCertificate, listCertificatesOfApp, listDomains, listDueAcmeCertificates, listServableCertificates,
   saveAcmeAccountKey, saveAcmeAccountUrl, saveAcmeFailure, saveIssuedCertificate, startAcmeAttempt, type AppRow, type CertificateRow,
 } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
@@ -108,7 +108,8 @@ export class CertManager {
       const ordered: string[] = [];
       for (const c of due) {
         // A pending row counts only when no order for it runs here (a crash left it pending).
-        if (this.running.has(c.domain) || !acmeEligible(this.deps.config, c.domain)) continue;
+        // ACME rows always belong to an app (only the manual wildcard of the default domain has none).
+        if (c.appId === null || this.running.has(c.domain) || !acmeEligible(this.deps.config, c.domain)) continue;
         ordered.push(c.domain);
         this.request({ id: c.appId }, c.domain);
         // One at a time: a renewal batch must not hammer the CA.
@@ -315,8 +316,48 @@ export function tlsStatusOf(row: CertificateRow | undefined): TlsStatus {
   return { state: "pending", text: "pending", expiresAt: null, error: null };
 }
 
-/** TLS status of each of the app's domains, by domain. */
-export async function tlsStatusesOf(deps: DeployDeps, appId: number): Promise<Map<string, TlsStatus>> {
-  const rows = await listCertificatesOfApp(deps.db, appId);
-  return new Map(rows.map((r) => [r.domain, tlsStatusOf(r)]));
+/** TLS status of each of the app's domains, by domain; the default domain may be covered by the platform's wildcard. */
+export async function tlsStatusesOf(deps: DeployDeps, app: { id: number; name: string }): Promise<Map<string, TlsStatus>> {
+  const rows = await listCertificatesOfApp(deps.db, app.id);
+  const statuses = new Map(rows.map((r) => [r.domain, tlsStatusOf(r)]));
+  const wildcard = await findCertificate(deps.db, `*.${deps.config.domain}`);
+  if (wildcard) {
+    const own = `${app.name}.${deps.config.domain}`;
+    if (!statuses.has(own)) {
+      statuses.set(own, { state: "manual", text: `wildcard *.${deps.config.domain} (expires ${wildcard.notAfter?.slice(0, 10)})`, expiresAt: wildcard.notAfter, error: null });
+    }
+  }
+  return statuses;
+}
+
+// ---------- the default domain's wildcard certificate ----------
+
+/**
+ * `certs:default:add`: a platform admin's certificate for `*.DECK_DOMAIN`, served for every app's
+ * default name (APP.DECK_DOMAIN) that has no certificate of its own.
+ */
+export async function setDefaultCertificate(deps: DeployDeps, caller: Caller, bundle: string): Promise<{ domain: string; expiresAt: string }> {
+  if (!caller.actor.isAdmin) throw new DeckError("forbidden", "only platform admins may set the default domain's certificate (permission: admin)");
+  const parsed = parseCertificateBundle(bundle);
+  if (!parsed.ok) throw new DeckError("invalid_certificate", parsed.message);
+  const { leaf } = parsed;
+  const domain = `*.${deps.config.domain}`;
+  if (!certifiedNames(leaf).map((n) => n.toLowerCase()).includes(domain)) {
+    const names = certifiedNames(leaf).slice(0, 5).join(", ") || "no DNS name";
+    throw new DeckError("invalid_certificate", `the certificate is for ${names}; the default domain needs one for ${domain} (DECK_DOMAIN is ${deps.config.domain})`);
+  }
+  const notAfter = new Date(leaf.validTo);
+  await saveIssuedCertificate(deps.db, { domain, appId: null, source: "manual", certPem: parsed.chain, keyPem: parsed.key, serial: leaf.serialNumber, notAfter });
+  await pushCertificates(deps);
+  await audit(deps.db, { userId: caller.user.id, action: "certs:default:add", target: domain, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, serial: leaf.serialNumber, expiresAt: notAfter.toISOString() } });
+  return { domain, expiresAt: notAfter.toISOString() };
+}
+
+/** `certs:default:remove`: default names go back to the self-signed fallback. */
+export async function removeDefaultCertificate(deps: DeployDeps, caller: Caller): Promise<void> {
+  if (!caller.actor.isAdmin) throw new DeckError("forbidden", "only platform admins may remove the default domain's certificate (permission: admin)");
+  const domain = `*.${deps.config.domain}`;
+  if (!(await deleteCertificate(deps.db, domain))) throw new DeckError("not_found", `no certificate is set for ${domain} (certs:default:add sets one)`);
+  await pushCertificates(deps);
+  await audit(deps.db, { userId: caller.user.id, action: "certs:default:remove", target: domain, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
 }

@@ -10,7 +10,7 @@ export * from "./router-settings.ts";
 export * from "./accounts.ts";
 export * from "./webhooks.ts";
 export {
-  acmeEligible, addOwnCertificate, CertManager, parseCertificateBundle, pushCertificates, removeCertificate, tlsStatusOf,
+  acmeEligible, addOwnCertificate, CertManager, parseCertificateBundle, pushCertificates, removeCertificate, removeDefaultCertificate, setDefaultCertificate, tlsStatusOf,
   type CertificateBundle, type CertManagerDeps, type TlsState, type TlsStatus,
 } from "./certs.ts";
 export { bandwidthReport, MeteringFlusher, type UsageSource } from "./metering.ts";

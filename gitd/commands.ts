@@ -6,7 +6,7 @@ import {
   readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setResourceLimits, setHealthCheck, showConfig, type Caller, type DeployDeps,
   cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary, bandwidthReport,
 } from "../deploy/index.ts";
-import { addOwnCertificate, removeCertificate } from "../deploy/index.ts";
+import { addOwnCertificate, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../deploy/index.ts";
 import {
   describeSetting, maintenanceReport, parseRouterSetting, routerReport, ROUTER_KEYS, setMaintenance, setRouterSettings, startApp, stopApp,
 } from "../deploy/index.ts";
@@ -399,6 +399,22 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       if (!domain) throw new DeckError("bad_argument", "missing DOMAIN; usage: certs:remove APP www.example.com");
       await removeCertificate(deps, caller, name, domain);
       io.out(`removed the certificate of ${domain.toLowerCase()} from ${name}`);
+    },
+  },
+  "certs:default:add": {
+    usage: "certs:default:add < BUNDLE.pem", help: "platform admins: a wildcard certificate for *.DECK_DOMAIN, served for every app's default name", stdin: true,
+    run: async (deps, caller, _args, io) => {
+      const text = io.stdin ? await io.stdin() : "";
+      if (!text.trim()) throw new DeckError("bad_argument", "send the wildcard certificate chain and its private key on standard input: cat cert.pem key.pem | ssh deck@HOST certs:default:add");
+      const r = await setDefaultCertificate(deps, caller, text);
+      io.out(`every app's default name now gets the certificate for ${r.domain} (expires ${r.expiresAt.slice(0, 10)})`);
+    },
+  },
+  "certs:default:remove": {
+    usage: "certs:default:remove", help: "platform admins: default names go back to the self-signed fallback",
+    run: async (deps, caller, _args, io) => {
+      await removeDefaultCertificate(deps, caller);
+      io.out("removed the default domain's certificate; default names get the self-signed fallback");
     },
   },
   "access:list": {

@@ -5,14 +5,18 @@
  * while a first release starts.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { databaseBackends } from "./helpers/database.ts";
-import { commitFiles, Deck, makeRepo, type TimedLine } from "./helpers/deck.ts";
+import { addUser, apiClient } from "./helpers/accounts.ts";
+import { commitFiles, Deck, makeRepo, run, type TimedLine } from "./helpers/deck.ts";
 
 const backends = await databaseBackends();
 // One backend is enough here: nothing in this file depends on how PostgreSQL is run.
@@ -222,5 +226,57 @@ describe(`the router in front of deployed apps (${backend.name} PostgreSQL)`, ()
     const next = await openTunnel(deck.ports.http, "ws.localhost");
     assert.equal(await next.say("again"), "w2 echo again");
     next.close();
+  });
+  it("a platform admin's wildcard certificate for *.DECK_DOMAIN serves every app's default name over HTTPS", async () => {
+    const dir = await mkdtemp(join(work, "certs-"));
+    const make = (name: string, host: string) => {
+      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
+        "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.crt`), "-subj", `/CN=${host}`, "-addext", `subjectAltName=DNS:${host}`], { stdio: "ignore" });
+      return { cert: readFileSync(join(dir, `${name}.crt`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
+    };
+    const wildcard = make("wild", "*.localhost");
+    const other = make("other", "*.example.org");
+    const sshWithInput = (command: string, input: string, keyFile = deck.keyFile) => {
+      const args = deck.sshArgs();
+      args[1] = keyFile;
+      return run("ssh", [...args, "deck@127.0.0.1", command], { input });
+    };
+    // The chain is verified against the wildcard; the name check is done here, since clients refuse
+    // a wildcard one label below a top-level name (*.localhost) that a real DECK_DOMAIN would not be.
+    const get = (host: string) => new Promise<{ status: number; body: string; subject: string }>((resolve, reject) => {
+      https.get({ host: "127.0.0.1", port: deck.ports.https, servername: host, headers: { host }, ca: wildcard.cert, agent: false, checkServerIdentity: () => undefined }, (res) => {
+        const subject = String((res.socket as import("node:tls").TLSSocket).getPeerCertificate().subject?.CN);
+        let body = "";
+        res.on("data", (c) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, subject }));
+      }).on("error", reject);
+    });
+    // Before: the self-signed fallback, which a client trusting only the wildcard refuses.
+    await assert.rejects(get("sse.localhost"));
+
+    const wrong = await sshWithInput("certs:default:add", `${other.cert}${other.key}`);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /the certificate is for \*\.example\.org; the default domain needs one for \*\.localhost/);
+
+    const api = apiClient(deck);
+    const member = await addUser(api, dir, { email: "member@example.com", org: "default", role: "admin" });
+    const denied = await sshWithInput("certs:default:add", `${wildcard.cert}${wildcard.key}`, member.keyFile);
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /only platform admins may set the default domain's certificate/);
+
+    const added = await sshWithInput("certs:default:add", `${wildcard.cert}${wildcard.key}`);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /every app's default name now gets the certificate for \*\.localhost \(expires \d{4}-\d{2}-\d{2}\)/);
+    const served = await get("sse.localhost");
+    assert.equal(served.status, 200);
+    assert.equal(served.body, "e1\n");
+    assert.equal(served.subject, "*.localhost");
+    assert.equal((await get("metered.localhost")).body, "m1\n");
+    const report = await deck.ssh("domains:report sse");
+    assert.match(report.stdout, /sse\.localhost.*wildcard \*\.localhost \(expires \d{4}-\d{2}-\d{2}\)/);
+
+    const removed = await api("DELETE", "/certs/default");
+    assert.equal(removed.status, 200, removed.text);
+    await assert.rejects(get("sse.localhost"));
   });
 });

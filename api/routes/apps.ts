@@ -5,7 +5,7 @@ import {
   listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
   scale, setHealthCheck, showConfig,
 } from "../../deploy/index.ts";
-import { addOwnCertificate, removeCertificate } from "../../deploy/index.ts";
+import { addOwnCertificate, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../../deploy/index.ts";
 import { listDeployments, readBuildLogs, findDeployment } from "../../store/queries/index.ts";
 import { defineRoute } from "../registry.ts";
 import { appName, appParams, configKey, email, offsetPage, outputLines, page, role } from "../schemas.ts";
@@ -291,6 +291,23 @@ defineRoute({
   params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeCertificate(deps, caller, params.app, params.domain);
+  },
+});
+
+defineRoute({
+  method: "put", path: "/certs/default", tag: "domains", scope: "admin", summary: "Platform admins: a wildcard certificate for *.DECK_DOMAIN, served for every app's default name",
+  body: z.object({
+    cert: z.string().max(64 * 1024).describe("certificate chain for *.DECK_DOMAIN, PEM, leaf first"),
+    key: z.string().max(16 * 1024).describe("the certificate's private key, PEM, unencrypted"),
+  }).strict(),
+  response: z.object({ domain: z.string(), expiresAt: z.string() }),
+  handler: async ({ deps, caller, body }) => setDefaultCertificate(deps, caller, `${body.cert}\n${body.key}\n`),
+});
+
+defineRoute({
+  method: "delete", path: "/certs/default", tag: "domains", scope: "admin", summary: "Platform admins: default names go back to the self-signed fallback",
+  handler: async ({ deps, caller }) => {
+    await removeDefaultCertificate(deps, caller);
   },
 });
 

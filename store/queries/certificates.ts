@@ -13,7 +13,8 @@ export type CertificateStatus = "pending" | "issued" | "failed";
 /** A certificate row without its key (for reports). */
 export interface CertificateRow {
   domain: string;
-  appId: number;
+  /** null for the platform's wildcard certificate of the default domain. */
+  appId: number | null;
   source: CertificateSource;
   status: CertificateStatus;
   /** Why the last ACME order failed; set on an issued row when its renewal failed. */
@@ -27,7 +28,7 @@ export interface CertificateRow {
 function toCertificate(r: Record<string, unknown>): CertificateRow {
   return {
     domain: String(r.domain),
-    appId: Number(r.app_id),
+    appId: r.app_id == null ? null : Number(r.app_id),
     source: String(r.source) as CertificateSource,
     status: String(r.status) as CertificateStatus,
     error: r.error == null ? null : String(r.error),
@@ -75,7 +76,7 @@ export async function startAcmeAttempt(db: Db, domain: string, appId: number): P
 
 export interface IssuedCertificate {
   domain: string;
-  appId: number;
+  appId: number | null;
   source: CertificateSource;
   /** Leaf first, then the chain (PEM). */
   certPem: string;
