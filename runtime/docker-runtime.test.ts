@@ -8,7 +8,7 @@ import { isDeckError } from "../core/errors.ts";
 import { IMAGE_REF_FILE, type ProcessSpec } from "../core/interfaces.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "../test/helpers/base-image.ts";
 import { createDockerClient, LogDemuxer, sinceParameter, timestampNanos } from "./docker-client.ts";
-import { containerEnv, CONTAINER_PORT, DockerRuntime, processContainerBody, resolveImage } from "./docker-runtime.ts";
+import { containerCmd, containerEnv, CONTAINER_PORT, DockerRuntime, processContainerBody, resolveImage } from "./docker-runtime.ts";
 import { findFreePort } from "./free-port.ts";
 
 // The test app, passed in the environment and run with `node -e "$APP_JS"`, so that the base image alone runs it.
@@ -35,7 +35,7 @@ describe("docker runtime: pure parts", () => {
     };
     assert.deepEqual(processContainerBody(spec, { image: "sha256:abc" }, "scope1", { memoryBytes: 512 * 1024 ** 2, cpus: 1.5 }), {
       Image: "sha256:abc",
-      Cmd: ["/bin/sh", "-c", "node server.js"],
+      Cmd: ["/bin/sh", "-c", "exec node server.js"],
       Env: ["GREETING=hi", `PORT=${CONTAINER_PORT}`, "TINI_KILL_PROCESS_GROUP=1"],
       Labels: {
         "deck.scope": "scope1", "deck.id": "shop.g17.web.2", "deck.app": "shop", "deck.release": "4", "deck.generation": "17",
@@ -51,6 +51,15 @@ describe("docker runtime: pure parts", () => {
         PortBindings: { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "41000" }] },
       },
     });
+  });
+
+  it("runs a simple command with exec (the app, not the shell, gets SIGTERM) and a compound one as written", () => {
+    assert.deepEqual(containerCmd("  npm start "), ["/bin/sh", "-c", "exec npm start"]);
+    assert.deepEqual(containerCmd('node -e "$APP_JS"'), ["/bin/sh", "-c", 'exec node -e "$APP_JS"']);
+    for (const compound of ["cd web && node app.js", "migrate; node app.js", "node a.js | tee log", "node a.js > out", "(node a.js)", "echo `date`", "a\nb"]) {
+      assert.deepEqual(containerCmd(compound), ["/bin/sh", "-c", compound]);
+    }
+    assert.equal(containerCmd("   "), undefined);
   });
 
   it("runs the image's own command when the Procfile command is empty, and keeps a HOME that is not the host path", () => {

@@ -91,9 +91,16 @@ export function containerEnv(env: Record<string, string>, cwd: string, port: num
   return out;
 }
 
-/** `sh -c COMMAND`; an empty command runs the image's own CMD (a Dockerfile app without a Procfile). */
+/**
+ * `sh -c COMMAND`; an empty command runs the image's own CMD (a Dockerfile app without a Procfile).
+ * A simple command (no `;`, `&`, `|`, redirections, subshells or backquotes) is run with `exec`, so
+ * the app replaces the shell: otherwise the shell, which dies of the group's SIGTERM at once, takes
+ * the container down before the app has run its own SIGTERM handler.
+ */
 export function containerCmd(command: string): string[] | undefined {
-  return command.trim() === "" ? undefined : ["/bin/sh", "-c", command];
+  const trimmed = command.trim();
+  if (trimmed === "") return undefined;
+  return ["/bin/sh", "-c", /[;&|<>()`\n]/.test(trimmed) ? command : `exec ${trimmed}`];
 }
 
 function hostConfig(limits: DockerLimits): ContainerCreateBody["HostConfig"] {
