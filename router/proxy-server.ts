@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import type { AccessLog } from "./access-log.ts";
 import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
 import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
-import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateLimiter, type RouterLimits } from "./limits.ts";
+import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateDecision, type RateLimiter, type RouterLimits } from "./limits.ts";
 import { Metering } from "./metering.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
 
@@ -303,20 +303,28 @@ export class ProxyServer {
       this.track(req, res, fwd, entry, start, "maintenance");
       return plainText(res, 503, maintenanceBody(entry.app), { "Retry-After": 60, "X-Request-Id": fwd.requestId });
     }
-    const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
-    if (rps > 0) {
-      const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
-      const decision = this.rateLimiter.take(entry.app, req.socket.remoteAddress ?? "", rps, burst);
-      if (typeof decision !== "number") {
-        decision.then(
-          (retryAfter) => this.afterRateLimit(req, res, fwd, entry, start, retryAfter),
-          () => this.afterRateLimit(req, res, fwd, entry, start, 0),
-        );
-        return;
-      }
-      if (decision > 0) return this.rateLimited(req, res, fwd, entry, start, decision);
+    const decision = this.rateDecision(entry, req.socket.remoteAddress);
+    if (typeof decision !== "number") {
+      decision.then(
+        (retryAfter) => this.afterRateLimit(req, res, fwd, entry, start, retryAfter),
+        () => this.afterRateLimit(req, res, fwd, entry, start, 0),
+      );
+      return;
     }
+    if (decision > 0) return this.rateLimited(req, res, fwd, entry, start, decision);
     this.forward(req, res, fwd, entry, start);
+  }
+
+  /**
+   * The app's rate limit for one client: 0 = go ahead (or no limit), else seconds until a request
+   * would pass. The app's own rate wins over the server default; its burst defaults to two seconds' worth.
+   */
+  private rateDecision(entry: RouteEntry, client: string | undefined): RateDecision {
+    const settings = entry.settings;
+    const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
+    if (rps <= 0) return 0;
+    const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
+    return this.rateLimiter.take(entry.app, client ?? "", rps, burst);
   }
 
   private afterRateLimit(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
@@ -459,22 +467,16 @@ export class ProxyServer {
       this.metering.reject(entry.app, "maintenance");
       return rawPlainText(socket, 503, "Service Unavailable", maintenanceBody(entry.app), "Retry-After: 60\r\n");
     }
-    const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
-    if (rps > 0) {
-      const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
-      const decision = this.rateLimiter.take(entry.app, req.socket.remoteAddress ?? "", rps, burst);
-      const go = (retryAfter: number) => {
-        if (retryAfter > 0) {
-          this.metering.reject(entry.app, "rate_limited");
-          return rawPlainText(socket, 429, "Too Many Requests", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
-        }
-        this.upgradeTo(req, socket, head, entry, fwd);
-      };
-      if (typeof decision === "number") return go(decision);
-      decision.then(go, () => go(0));
-      return;
-    }
-    this.upgradeTo(req, socket, head, entry, fwd);
+    const go = (retryAfter: number) => {
+      if (retryAfter > 0) {
+        this.metering.reject(entry.app, "rate_limited");
+        return rawPlainText(socket, 429, "Too Many Requests", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
+      }
+      this.upgradeTo(req, socket, head, entry, fwd);
+    };
+    const decision = this.rateDecision(entry, req.socket.remoteAddress);
+    if (typeof decision === "number") return go(decision);
+    decision.then(go, () => go(0));
   }
 
   private upgradeTo(req: http.IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders): void {
