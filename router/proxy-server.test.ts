@@ -287,3 +287,132 @@ test("a pooled connection reset by the upstream is retried once for a body-less 
   assert.equal(post.status, 502, "a POST whose body was sent is not replayed");
   assert.equal(served, 2);
 });
+
+/**
+ * A raw HTTP/1.1 upstream for framings Node's server never produces: `respond` gets each request
+ * head (bodies are not expected) and writes the answer itself. Counts connections.
+ */
+async function rawUpstream(t: TestContext, respond: (head: string, socket: net.Socket) => void): Promise<{ address: string; connections: () => number }> {
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    let buffered = "";
+    socket.on("data", (data: Buffer) => {
+      buffered += data.toString("latin1");
+      let end: number;
+      while ((end = buffered.indexOf("\r\n\r\n")) >= 0) {
+        const head = buffered.slice(0, end);
+        buffered = buffered.slice(end + 4);
+        respond(head, socket);
+      }
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => {
+    server.close(resolve);
+    for (const socket of sockets) socket.destroy();
+  }));
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => connections };
+}
+
+test("relays every response framing: chunked, until close, HEAD, 204 and a 100 Continue first; the pool survives each", async (t) => {
+  const u = await rawUpstream(t, (head, socket) => {
+    const [method, path] = head.split(" ");
+    if (path === "/chunked") return void socket.write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n6\r\nhello \r\n5;ext=1\r\nworld\r\n0\r\nX-Sum: 1\r\n\r\n");
+    if (path === "/close") return void socket.end("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the connection closes");
+    if (path === "/continue") return void socket.write("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 7\r\n\r\ncreated");
+    if (path === "/empty") return void socket.write("HTTP/1.1 204 No Content\r\nX-Note: nothing\r\n\r\n");
+    if (method === "HEAD") return void socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n");
+    socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain");
+  });
+  const { port, logs } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  const get = (path: string, method = "GET") => send({ port, host: "web.localhost", path, method });
+
+  const chunked = await get("/chunked");
+  assert.equal(chunked.status, 200);
+  assert.equal(chunked.body, "hello world");
+  assert.equal(chunked.headers["transfer-encoding"], "chunked", "re-framed for the client");
+  assert.equal((await get("/")).body, "plain");
+
+  const untilClose = await get("/close");
+  assert.equal(untilClose.body, "until the connection closes");
+  assert.equal((await get("/")).body, "plain");
+
+  const created = await get("/continue");
+  assert.equal(created.status, 201);
+  assert.equal(created.body, "created");
+
+  const empty = await get("/empty");
+  assert.equal(empty.status, 204);
+  assert.equal(empty.headers["x-note"], "nothing");
+  assert.equal(empty.body, "");
+
+  const head = await get("/", "HEAD");
+  assert.equal(head.status, 200);
+  assert.equal(head.headers["content-length"], "5");
+  assert.equal(head.body, "");
+  assert.equal((await get("/")).body, "plain");
+  assert.deepEqual(logs, []);
+  // The close-delimited answer used up its connection; every other one was reused.
+  assert.equal(u.connections(), 2);
+});
+
+test("a malformed upstream response is a 502 naming the app and the reason is logged; the next request is served", async (t) => {
+  const u = await rawUpstream(t, (head, socket) => {
+    if (head.startsWith("GET /bad ")) return void socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nok");
+    if (head.startsWith("GET /cut ")) return void socket.end("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nnot all of it");
+    socket.write("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfine");
+  });
+  const { port, logs } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  const bad = await send({ port, host: "web.localhost", path: "/bad" });
+  assert.equal(bad.status, 502);
+  assert.equal(bad.body, 'app "web" sent a malformed response (bad gateway)\n');
+  assert.match(logs.join("\n"), /GET web\.localhost\/bad → 127\.0\.0\.1:\d+ \(app web\) failed: conflicting Content-Length values request_id=/);
+  assert.equal((await send({ port, host: "web.localhost" })).body, "fine");
+  // A body cut short after the head went out cannot become a 502: the client sees the response break.
+  await assert.rejects(send({ port, host: "web.localhost", path: "/cut" }), /aborted|ECONNRESET|socket hang up/);
+  assert.equal((await send({ port, host: "web.localhost" })).body, "fine");
+});
+
+test("an idle connection is not reused past the upstream's Keep-Alive timeout, so a POST never meets a closing connection", async (t) => {
+  // Says it keeps idle connections 2 s, and resets any reused after 1.5 s idle: what a request on a
+  // connection the upstream is just closing would meet.
+  const lastUse = new Map<net.Socket, number>();
+  const u = await rawUpstream(t, (_head, socket) => {
+    const last = lastUse.get(socket);
+    if (last !== undefined && Date.now() - last > 1500) return void socket.resetAndDestroy();
+    lastUse.set(socket, Date.now());
+    socket.write("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2\r\nContent-Length: 2\r\n\r\nok");
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  assert.equal((await send({ port, host: "web.localhost" })).body, "ok");
+  assert.equal((await send({ port, host: "web.localhost" })).body, "ok");
+  assert.equal(u.connections(), 1, "reused within the timeout");
+  await new Promise((r) => setTimeout(r, 1600));
+  const post = await send({ port, host: "web.localhost", method: "POST", body: "once" });
+  assert.equal(post.status, 200);
+  assert.equal(u.connections(), 2);
+});
+
+test("an upstream that answers before reading the whole upload: the answer reaches the client and the connection is not reused", async (t) => {
+  let uploads = 0;
+  const u = await upstream(t, "early", (req, res) => {
+    if (req.method === "POST") {
+      uploads++;
+      res.writeHead(413, { "Content-Type": "text/plain", "Content-Length": 9 });
+      return void res.end("too big!\n");
+    }
+    req.resume();
+    res.end("early");
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  const refused = await send({ port, host: "web.localhost", method: "POST", body: randomBytes(4 * 1024 * 1024) });
+  assert.equal(refused.status, 413);
+  assert.equal(refused.body, "too big!\n");
+  assert.equal(uploads, 1);
+  assert.equal((await send({ port, host: "web.localhost" })).body, "early");
+});

@@ -15,14 +15,17 @@ import type { AccessLog } from "./access-log.ts";
 import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
 import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
 import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateDecision, type RateLimiter, type RouterLimits } from "./limits.ts";
+import { Exchange, NOT_CONNECTED, type ExchangeHost, type UpstreamLoad } from "./exchange.ts";
 import { Metering } from "./metering.ts";
+import { plainText, rawPlainText } from "./plain-answers.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
+import { UpstreamPool } from "./upstream-pool.ts";
 
 export interface ProxyServerOptions {
   table: RouteTable;
   log?: (line: string) => void;
-  /** Idle upstream connections kept per upstream (default 256). */
-  maxFreeSockets?: number;
+  /** Idle connections kept per upstream (default 256). */
+  maxIdlePerUpstream?: number;
   /** Server-wide limits; each route's settings win over them. Default: DEFAULT_LIMITS. */
   limits?: Partial<RouterLimits>;
   /** Where rate-limit buckets live (default: this process's memory). */
@@ -50,37 +53,8 @@ function chargeSocket(socket: ChargedSocket | null | undefined): [number, number
   return [inBytes, outBytes];
 }
 
-/** HSTS value for apps that opt in: a year, subdomains included (RFC 6797 §6.1). */
-const HSTS_VALUE = "max-age=31536000; includeSubDomains";
-
 function maintenanceBody(app: string): string {
   return `${app} is down for maintenance; please try again later\n`;
-}
-
-/** Live counters for one upstream address; kept across route changes so draining can watch them. */
-interface UpstreamLoad {
-  inflight: number;
-  tunnels: number;
-}
-
-/** Errors raised before a single byte reached the upstream: retrying cannot duplicate anything. */
-const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"]);
-
-/** Methods RFC 9110 §9.2.2 calls idempotent. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
-
-function plainText(res: http.ServerResponse, status: number, body: string, extra?: Record<string, string | number>): void {
-  const headers: Record<string, string | number> = { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) };
-  if (extra) Object.assign(headers, extra);
-  res.writeHead(status, headers);
-  res.end(body);
-}
-
-function rawPlainText(socket: Duplex, status: number, reason: string, body: string, extra = ""): void {
-  if (!socket.writable) return void socket.destroy();
-  socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
-  );
 }
 
 /**
@@ -97,11 +71,13 @@ function notFoundBody(host: string | undefined): string {
   return host === undefined ? "no Host header in the request\n" : `no app is configured for host ${JSON.stringify(host)}\n`;
 }
 
-export class ProxyServer {
+export class ProxyServer implements ExchangeHost {
   readonly server: http.Server;
   private readonly table: RouteTable;
   private readonly log: (line: string) => void;
-  private readonly agent: http.Agent;
+  /** Keep-alive connections per upstream address. */
+  private readonly pools = new Map<string, UpstreamPool>();
+  private readonly maxIdlePerUpstream: number;
   private readonly loads = new Map<string, UpstreamLoad>();
   private readonly tunnelSockets = new Set<Duplex>();
   private closing = false;
@@ -129,7 +105,7 @@ export class ProxyServer {
     this.accessLog = options.accessLog;
     this.httpsPort = options.httpsPort ?? 443;
     this.metering = new Metering({ connections: () => this.openConnections, inflight: () => this.totalInflight() });
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: options.maxFreeSockets ?? 256, noDelay: true } as http.AgentOptions);
+    this.maxIdlePerUpstream = options.maxIdlePerUpstream ?? 256;
     this.server = http.createServer({
       noDelay: true,
       // Slow clients: headers must arrive within the header timeout (checked every second), and a
@@ -182,9 +158,13 @@ export class ProxyServer {
     return true;
   }
 
-  /** Closes client connections on which no byte moved either way for the idle timeout. */
+  /**
+   * Closes client connections on which no byte moved either way for the idle timeout, and pooled
+   * upstream connections past their keep-alive time.
+   */
   private sweepIdle(): void {
     const now = Date.now();
+    for (const pool of this.pools.values()) pool.sweep(now);
     const limit = this.limits.idleTimeoutMs;
     for (const [socket, seen] of this.activity) {
       const read = socket.bytesRead;
@@ -254,13 +234,23 @@ export class ProxyServer {
     this.server.closeAllConnections();
     for (const socket of this.tunnelSockets) socket.destroy();
     for (const waiters of this.paused.values()) for (const wake of waiters) wake();
-    this.agent.destroy();
+    for (const pool of this.pools.values()) pool.closeIdle();
     await this.rateLimiter.close();
     await closed;
     await this.accessLog?.close();
   }
 
-  private loadFor(address: string): UpstreamLoad {
+  /** The connection pool for an upstream address. */
+  poolFor(upstream: UpstreamAddress): UpstreamPool {
+    let pool = this.pools.get(upstream.address);
+    if (pool === undefined) {
+      pool = new UpstreamPool(upstream.host, upstream.port, this.maxIdlePerUpstream);
+      this.pools.set(upstream.address, pool);
+    }
+    return pool;
+  }
+
+  loadFor(address: string): UpstreamLoad {
     let load = this.loads.get(address);
     if (load === undefined) {
       load = { inflight: 0, tunnels: 0 };
@@ -272,6 +262,9 @@ export class ProxyServer {
   private sweepLoads(): void {
     for (const [address, load] of this.loads) {
       if (load.inflight === 0 && load.tunnels === 0) this.loads.delete(address);
+    }
+    for (const [address, pool] of this.pools) {
+      if (pool.connections === 0) this.pools.delete(address);
     }
   }
 
@@ -436,22 +429,6 @@ export class ProxyServer {
     else res.once("close", done);
   }
 
-  /** Called by an exchange; kept here so the counters and agent stay private to the server. */
-  startRequest(upstream: UpstreamAddress, req: http.IncomingMessage, headers: string[]): { request: http.ClientRequest; load: UpstreamLoad } {
-    const load = this.loadFor(upstream.address);
-    load.inflight++;
-    const request = http.request({
-      host: upstream.host,
-      port: upstream.port,
-      method: req.method,
-      path: req.url,
-      headers,
-      agent: this.agent,
-      setHost: false,
-    });
-    return { request, load };
-  }
-
   logLine(line: string): void {
     this.log(line);
   }
@@ -581,150 +558,6 @@ export class ProxyServer {
 function setNoDelay(socket: Duplex): void {
   const s = socket as Duplex & { setNoDelay?: (on: boolean) => void };
   if (typeof s.setNoDelay === "function") s.setNoDelay(true);
-}
-
-/**
- * One client request on its way through the proxy. At most two attempts: the second only when the
- * first provably delivered nothing (connect failure) or hit a stale pooled connection on a
- * body-less idempotent request.
- */
-class Exchange {
-  private attempt = 0;
-  private request: http.ClientRequest | undefined;
-  private load: UpstreamLoad | undefined;
-  private settled = true;
-  private clientGone = false;
-  private upstream: UpstreamAddress | undefined;
-  /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
-  reason: string | undefined;
-  /** Called once the client's response is finished or abandoned (metering, access log). */
-  onDone: (() => void) | undefined;
-
-  constructor(
-    private readonly proxy: ProxyServer,
-    private readonly req: http.IncomingMessage,
-    private readonly res: http.ServerResponse,
-    private readonly entry: RouteEntry,
-    private readonly fwd: ForwardHeaders,
-    /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */
-    private readonly maxBody: number,
-  ) {
-    res.once("close", () => {
-      this.onClientClose();
-      this.onDone?.();
-    });
-  }
-
-  get upstreamAddress(): string | null {
-    return this.upstream?.address ?? null;
-  }
-
-  private pipeBody(request: http.ClientRequest): void {
-    if (this.maxBody > 0 && this.fwd.contentLength < 0) this.watchBodySize(request);
-    this.req.pipe(request);
-  }
-
-  /** A chunked body that grows past the limit: stop forwarding and answer 413 if nothing was sent yet. */
-  private watchBodySize(request: http.ClientRequest): void {
-    let seen = 0;
-    const onData = (chunk: Buffer) => {
-      seen += chunk.length;
-      if (seen <= this.maxBody) return;
-      this.req.off("data", onData);
-      this.req.unpipe(request);
-      this.reason = "body_too_large";
-      this.proxy.metering.reject(this.entry.app, "body_too_large");
-      request.destroy();
-      this.settle();
-      this.clientGone = true;
-      const res = this.res;
-      if (res.headersSent) return void res.destroy();
-      res.shouldKeepAlive = false;
-      plainText(res, 413, `request body is larger than the ${this.maxBody} bytes ${this.entry.app} accepts\n`, { "X-Request-Id": this.fwd.requestId });
-    };
-    this.req.on("data", onData);
-  }
-
-  send(upstream: UpstreamAddress): void {
-    this.upstream = upstream;
-    const { request, load } = this.proxy.startRequest(upstream, this.req, this.fwd.headers);
-    this.request = request;
-    this.load = load;
-    this.settled = false;
-    request.once("response", (response: http.IncomingMessage) => this.onResponse(request, response));
-    request.once("error", (err: NodeJS.ErrnoException) => this.onError(request, err));
-    if (!this.fwd.hasBody) {
-      request.end();
-      return;
-    }
-    // Hold the body until the connection exists, so a refused connect leaves it unread and retryable.
-    request.once("socket", (socket) => {
-      if (socket.connecting) socket.once("connect", () => this.pipeBody(request));
-      else this.pipeBody(request);
-    });
-  }
-
-  private settle(): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.load!.inflight--;
-  }
-
-  private onResponse(request: http.ClientRequest, response: http.IncomingMessage): void {
-    const res = this.res;
-    if (this.clientGone) {
-      request.destroy();
-      return this.settle();
-    }
-    const { headers, hasLength } = buildResponseHeaders(response.rawHeaders, this.fwd.requestId);
-    if (this.fwd.secure && this.entry.settings.hsts === true) headers.push("Strict-Transport-Security", HSTS_VALUE);
-    // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when given one.
-    res.writeHead(response.statusCode ?? 502, this.req.httpVersionMajor === 2 ? undefined : response.statusMessage, headers);
-    // Streams of unknown length (server-sent events, chunked) must reach the client before the body ends.
-    if (!hasLength) res.flushHeaders();
-    response.once("end", () => this.settle());
-    response.once("close", () => {
-      this.settle();
-      if (!response.complete && !res.destroyed) res.destroy();
-    });
-    response.pipe(res);
-  }
-
-  private onError(request: http.ClientRequest, err: NodeJS.ErrnoException): void {
-    this.settle();
-    if (this.clientGone || request !== this.request) return;
-    const res = this.res;
-    if (this.attempt === 0 && !res.headersSent && this.isRetryable(request, err)) {
-      this.attempt = 1;
-      const next = RouteTable.pick(this.entry) ?? this.upstream!;
-      return this.send(next);
-    }
-    const req = this.req;
-    this.proxy.logLine(`${req.method} ${this.fwd.host}${req.url} → ${this.upstream!.address} (app ${this.entry.app}) failed: ${err.code ?? err.message} request_id=${this.fwd.requestId}`);
-    if (res.headersSent) {
-      res.destroy();
-    } else {
-      res.setHeader("X-Request-Id", this.fwd.requestId);
-      if (this.req.httpVersionMajor === 1) res.shouldKeepAlive = false;
-      plainText(res, 502, `app "${this.entry.app}" did not answer (bad gateway)\n`);
-    }
-  }
-
-  private isRetryable(request: http.ClientRequest, err: NodeJS.ErrnoException): boolean {
-    if (err.code !== undefined && NOT_CONNECTED.has(err.code)) return true;
-    // A pooled connection the upstream closed while idle: nothing was processed, but only a
-    // body-less idempotent request can be sent again (a body has already been consumed).
-    return request.reusedSocket && err.code === "ECONNRESET" && !this.fwd.hasBody && IDEMPOTENT.has(this.req.method ?? "");
-  }
-
-  private onClientClose(): void {
-    if (this.res.writableFinished) return;
-    this.clientGone = true;
-    if (!this.settled) {
-      this.request?.destroy();
-      this.settle();
-    }
-  }
 }
 
 /** Creates the proxy; call `listen(port, host)` on the result (or use `.server` directly). */

@@ -39,7 +39,13 @@ for (const backend of backends) {
       const a = await makeRepo(join(work, "qa"), slowBuild("A"));
       const b = await makeRepo(join(work, "qb"), slowBuild("B"));
       // main and master both deploy, so neither push invalidates the other's ref update.
-      const [pa, pb] = await Promise.all([deck.push(a, "queued"), new Promise<PushResult>((r) => setTimeout(() => r(deck.push(b, "queued", { ref: "refs/heads/master" })), 700))]);
+      // The second push starts once the first one's build is under way, however slow the machine.
+      let startB: () => void = () => {};
+      const aBuilding = new Promise<void>((resolve) => (startB = resolve));
+      const [pa, pb] = await Promise.all([
+        deck.push(a, "queued", { onLine: (l) => { if (/^remote:\s+build A start\s*$/.test(l.text)) startB(); } }).finally(() => startB()),
+        aBuilding.then(() => deck.push(b, "queued", { ref: "refs/heads/master" })),
+      ]);
       assert.equal(pa.code, 0, pa.stderr);
       assert.equal(pb.code, 0, pb.stderr);
       assert.match(pb.stderr, /remote: -----> Another deploy of queued is running; waiting \(position 1 in line\)/);
@@ -59,7 +65,12 @@ for (const backend of backends) {
       execFileSync("git", ["clone", "-q", base, c2]);
       await commitFiles(c1, slowBuild("one"), "one");
       await commitFiles(c2, nodeApp("two"), "two");
-      const [p1, p2] = await Promise.all([deck.push(c1, "race"), new Promise<PushResult>((r) => setTimeout(() => r(deck.push(c2, "race")), 700))]);
+      let start2: () => void = () => {};
+      const oneBuilding = new Promise<void>((resolve) => (start2 = resolve));
+      const [p1, p2] = await Promise.all([
+        deck.push(c1, "race", { onLine: (l) => { if (/^remote:\s+build one start\s*$/.test(l.text)) start2(); } }).finally(() => start2()),
+        oneBuilding.then(() => deck.push(c2, "race")),
+      ]);
       assert.equal(p1.code, 0, p1.stderr);
       assert.notEqual(p2.code, 0);
       assert.match(p2.stderr, /remote: deck: push rejected: main moved to [0-9a-f]{7} while this push waited/);
