@@ -132,7 +132,8 @@ export class Exchange implements ConnectionOwner {
     conn.owner = this;
     conn.uses++;
     conn.parser.reset(this, this.req.method === "HEAD");
-    conn.socket.write(this.head);
+    // Node reads header bytes as Latin-1 strings: written back the same way, every byte arrives as sent.
+    conn.socket.write(this.head, "latin1");
     if (!this.fwd.hasBody) {
       this.requestSent = true;
       return;

@@ -114,6 +114,11 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
 
 /** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */
 function dropConnectionListed(headers: string[], connection: string): void {
+  // The usual values name no header: nothing to drop.
+  if (connection.length === 10 || connection.length === 5) {
+    const lower = connection.toLowerCase();
+    if (lower === "keep-alive" || lower === "close") return;
+  }
   let listed: string[] | undefined;
   for (const token of connection.split(",")) {
     const t = token.trim().toLowerCase();

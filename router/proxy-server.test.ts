@@ -416,3 +416,21 @@ test("an upstream that answers before reading the whole upload: the answer reach
   assert.equal(uploads, 1);
   assert.equal((await send({ port, host: "web.localhost" })).body, "early");
 });
+
+test("header bytes outside ASCII reach the upstream and the client exactly as sent", async (t) => {
+  let seen = "";
+  const u = await rawUpstream(t, (head, socket) => {
+    seen = /\r\nX-Name: ([^\r]*)/i.exec(head)?.[1] ?? "";
+    socket.write(Buffer.concat([Buffer.from("HTTP/1.1 200 OK\r\nX-Back: caf"), Buffer.from([0xe9]), Buffer.from("\r\nContent-Length: 2\r\n\r\nok")]));
+  });
+  const { port } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [u.address] }]);
+  const socket = net.connect(port, "127.0.0.1");
+  t.after(() => socket.destroy());
+  const reply: Buffer[] = [];
+  socket.on("data", (d: Buffer) => reply.push(d));
+  socket.write(Buffer.concat([Buffer.from("GET / HTTP/1.1\r\nHost: web.localhost\r\nX-Name: caf"), Buffer.from([0xe9]), Buffer.from("\r\nConnection: close\r\n\r\n")]));
+  await new Promise((resolve) => socket.on("end", resolve));
+  assert.deepEqual([...Buffer.from(seen, "latin1")], [0x63, 0x61, 0x66, 0xe9], "one byte 0xE9, not its UTF-8 form");
+  const text = Buffer.concat(reply);
+  assert.ok(text.includes(Buffer.concat([Buffer.from("X-Back: caf"), Buffer.from([0xe9, 0x0d])])), `X-Back arrives as sent: ${text.toString("latin1")}`);
+});

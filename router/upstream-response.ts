@@ -300,20 +300,25 @@ function hasControl(value: string): boolean {
 }
 
 function parseContentLength(value: string): number {
+  if (value.length > 0 && value.length <= 15 && isDigits(value)) return Number(value);
   // A list of identical values ("5, 5") is allowed by RFC 9110 §8.6; anything else must be digits.
   let length = -1;
   for (const part of value.split(",")) {
     const digits = part.trim();
-    if (digits.length === 0 || digits.length > 15) throw new UpstreamProtocolError("malformed Content-Length");
-    for (let i = 0; i < digits.length; i++) {
-      const c = digits.charCodeAt(i);
-      if (c < 48 || c > 57) throw new UpstreamProtocolError("malformed Content-Length");
-    }
+    if (digits.length === 0 || digits.length > 15 || !isDigits(digits)) throw new UpstreamProtocolError("malformed Content-Length");
     const n = Number(digits);
     if (length >= 0 && n !== length) throw new UpstreamProtocolError("conflicting Content-Length values");
     length = n;
   }
   return length;
+}
+
+function isDigits(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
 }
 
 function parseKeepAliveTimeout(value: string, previous: number): number {

@@ -345,7 +345,7 @@ ${servers}
 
 /**
  * The static upstream for the request-rate runs: nginx answering "hello world\n" from memory, with
- * stub_status counting the connections it accepted. (A Node.js responder sharing the load
+ * stub_status counting the connections it accepted. It announces its keep-alive timeout. (A Node.js responder sharing the load
  * generator's core tops out near the proxies' own rate and would hide the difference between them.)
  */
 export function nginxStaticConf(dir: string, port: number): string {
@@ -357,7 +357,10 @@ events { worker_connections 8192; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  keepalive_timeout 300s;
+  # The second value is announced as "Keep-Alive: timeout=300": clients that honour it (deck's
+  # router keeps an idle connection for the announced time, 4 s when none is) may reuse
+  # connections across the pauses between runs, as nginx's own keep-alive pool does.
+  keepalive_timeout 300s 300s;
   ${tempPaths(dir)}
   server {
     listen 127.0.0.1:${port};
