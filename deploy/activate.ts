@@ -48,10 +48,44 @@ export async function routeFor(deps: DeployDeps, app: AppRow, upstreams: string[
   return { app: app.name, hosts: await appHosts(deps, app), upstreams, settings: routeSettings(app) };
 }
 
-/** Re-sends an app's route with its current hosts, settings and live web processes (after a domain or setting change). */
+/** Route changes waiting per app, per router (see withRouteLock). */
+const routeLocks = new WeakMap<object, Map<string, Promise<void>>>();
+
+/**
+ * Runs `fn` when no other route change for the app is running. A deploy's switch (new upstreams,
+ * then the live generation saved) and a refresh (which reads the live generation, then sends the
+ * route) would otherwise interleave, and a refresh could send the old release's processes again
+ * just after the switch, leaving the route on processes about to be stopped.
+ */
+export async function withRouteLock<T>(deps: DeployDeps, app: string, fn: () => Promise<T>): Promise<T> {
+  let locks = routeLocks.get(deps.router);
+  if (locks === undefined) {
+    locks = new Map();
+    routeLocks.set(deps.router, locks);
+  }
+  const before = locks.get(app) ?? Promise.resolve();
+  const run = before.then(fn);
+  const done = run.then(() => undefined, () => undefined);
+  locks.set(app, done);
+  try {
+    return await run;
+  } finally {
+    if (locks.get(app) === done) locks.delete(app);
+  }
+}
+
+/**
+ * Re-sends an app's route with its current hosts, settings and live web processes (after a domain or
+ * setting change). The app is read again under the route lock, so the route follows the release that
+ * is live now, even when a deploy switched since the caller read `app`.
+ */
 export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void> {
-  const live = (await deps.runtime.list(app.name)).filter((p) => p.generation === app.liveDeploymentId && p.type === "web" && p.port);
-  await deps.router.setRoute(await routeFor(deps, app, live.map((p) => `127.0.0.1:${p.port}`)));
+  await withRouteLock(deps, app.name, async () => {
+    const current = await findApp(deps.db, app.name);
+    if (current === null) return; // destroyed meanwhile: its route is gone and stays gone
+    const live = (await deps.runtime.list(current.name)).filter((p) => p.generation === current.liveDeploymentId && p.type === "web" && p.port);
+    await deps.router.setRoute(await routeFor(deps, current, live.map((p) => `127.0.0.1:${p.port}`)));
+  });
 }
 
 export function appUrl(deps: DeployDeps, app: string): string {
@@ -183,15 +217,19 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
 
   // 4. Switch: from here on the new release serves every new request. The app's row is read again for
   // router settings changed during the build; a release going live brings a stopped app (ps:stop) back.
-  const previous = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
-  const current = (await findApp(deps.db, app.name)) ?? app;
-  await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => `127.0.0.1:${p.port}`)));
-  await deps.db.transaction(async (tx) => {
-    if (current.stopped) await setAppStopped(tx, app.id, false);
-    await setReleaseStatus(tx, release.id, "live");
-    await supersedeOtherReleases(tx, app.id, release.id);
-    await setLiveDeployment(tx, app.id, deploymentId);
-    await updateDeployment(tx, deploymentId, { status: "succeeded", releaseId: release.id, finished: true });
+  // The new route and the new live generation are one step for anyone refreshing the route.
+  const previous = await withRouteLock(deps, app.name, async () => {
+    const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
+    const current = (await findApp(deps.db, app.name)) ?? app;
+    await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => `127.0.0.1:${p.port}`)));
+    await deps.db.transaction(async (tx) => {
+      if (current.stopped) await setAppStopped(tx, app.id, false);
+      await setReleaseStatus(tx, release.id, "live");
+      await supersedeOtherReleases(tx, app.id, release.id);
+      await setLiveDeployment(tx, app.id, deploymentId);
+      await updateDeployment(tx, deploymentId, { status: "succeeded", releaseId: release.id, finished: true });
+    });
+    return before;
   });
   appendAppLog(logFile, "deck[deploy]", `v${release.version} is live (${summary})`);
   out(`-----> Switched traffic to v${release.version}`);

@@ -7,7 +7,7 @@ import {
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
 import { parseByteSize } from "../config/index.ts";
-import { activateRelease, appUrl, routeFor, drainAndStop, formationFor } from "./activate.ts";
+import { activateRelease, appUrl, routeFor, drainAndStop, formationFor, withRouteLock } from "./activate.ts";
 import { pushCertificates } from "./certs.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
@@ -44,7 +44,8 @@ export async function listVisibleApps(deps: DeployDeps, caller: Caller): Promise
 
 export async function destroyApp(deps: DeployDeps, caller: Caller, name: string): Promise<void> {
   const app = await authorizeApp(deps.db, caller, "app:destroy", name);
-  await deps.queue.run(app.name, () => undefined, async () => {
+  // Under the route lock until the row is gone, so no refresh sends the route again meanwhile.
+  await deps.queue.run(app.name, () => undefined, () => withRouteLock(deps, app.name, async () => {
     await deps.router.removeRoute(app.name);
     const procs = await deps.runtime.list(app.name);
     await Promise.all(procs.map((p) => deps.runtime.stop(p.id, deps.config.stopGrace * 1000)));
@@ -57,7 +58,7 @@ export async function destroyApp(deps: DeployDeps, caller: Caller, name: string)
     await deps.repos.remove(app.name);
     for (const dir of [deps.paths.slugs(app.name), deps.paths.cache(app.name)]) await rm(dir, { recursive: true, force: true });
     await rm(deps.paths.appLog(app.name), { force: true });
-  });
+  }));
   await audit(deps.db, { userId: caller.user.id, action: "app:destroy", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via } });
 }
 

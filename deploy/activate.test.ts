@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { ProcessInfo, Route } from "../core/index.ts";
+import { deleteApp, findApp, insertApp, insertDeployment, insertOrganization, insertUser, setLiveDeployment, type AppRow } from "../store/queries/index.ts";
+import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
+import { refreshRoute, withRouteLock } from "./activate.ts";
+import type { DeployDeps } from "./deps.ts";
+
+// The database is real. The app's processes and the router are recorded here instead: what is tested
+// is which upstreams a route change sends, and in which order (the full path is in test/router-*.test.ts).
+const web = (app: string, generation: number, port: number): ProcessInfo => ({
+  id: `${app}.g${generation}.web.1`, app, release: generation, generation, type: "web", index: 1, port, state: "running", restarts: 0, startedAt: new Date().toISOString(),
+});
+
+for (const backend of await databaseBackends()) {
+  describe(`route refreshes and deploy switches (${backend.name} PostgreSQL)`, () => {
+    let t: TestDatabase;
+    before(async () => {
+      t = await openTestDatabase(backend);
+    });
+    after(async () => {
+      await t?.cleanup();
+    });
+
+    /** An app with two deployments, the first live, each with one web process (ports 1001 and 1002). */
+    async function setup(name: string): Promise<{ deps: DeployDeps; sent: Route[]; app: AppRow; second: number }> {
+      const user = await insertUser(t.db.pool, { email: `${name}@example.com`, isAdmin: false });
+      const org = await insertOrganization(t.db.pool, { name, slug: name });
+      const app = await insertApp(t.db.pool, { name, orgId: org.id, createdBy: user.id });
+      const first = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", createdBy: user.id });
+      const second = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", createdBy: user.id });
+      await setLiveDeployment(t.db.pool, app.id, first.id);
+      const sent: Route[] = [];
+      const processes = [web(name, first.id, 1001), web(name, second.id, 1002)];
+      const deps = {
+        db: t.db.pool,
+        config: { domain: "deck.localhost" },
+        runtime: { list: async () => processes },
+        router: { setRoute: async (route: Route) => void sent.push(route) },
+        log: () => undefined,
+      } as unknown as DeployDeps;
+      return { deps, sent, app: (await findApp(t.db.pool, name))!, second: second.id };
+    }
+
+    it("a refresh given a row read before a switch sends the release that is live now", async () => {
+      const { deps, sent, app, second } = await setup("stale");
+      await setLiveDeployment(t.db.pool, app.id, second);
+      await refreshRoute(deps, app);
+      assert.deepEqual(sent.map((r) => r.upstreams), [["127.0.0.1:1002"]]);
+      assert.deepEqual(sent[0].hosts, ["stale.deck.localhost"]);
+    });
+
+    it("a refresh that starts during a switch waits for it, then sends the new release", async () => {
+      const { deps, sent, app, second } = await setup("racing");
+      let refreshing: Promise<void> | undefined;
+      await withRouteLock(deps, app.name, async () => {
+        // What a deploy's switch does under the lock: the new upstreams, then the new live generation.
+        refreshing = refreshRoute(deps, app);
+        await new Promise((r) => setTimeout(r, 50));
+        sent.push({ app: app.name, hosts: [], upstreams: ["127.0.0.1:1002"] });
+        await setLiveDeployment(t.db.pool, app.id, second);
+      });
+      await refreshing;
+      assert.deepEqual(sent.map((r) => r.upstreams), [["127.0.0.1:1002"], ["127.0.0.1:1002"]], "the refresh came after the switch and kept its upstreams");
+    });
+
+    it("a refresh for an app destroyed meanwhile sends nothing", async () => {
+      const { deps, sent, app } = await setup("gone");
+      await deleteApp(t.db.pool, app.id);
+      await refreshRoute(deps, app);
+      assert.deepEqual(sent, []);
+    });
+  });
+}
