@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import { sql } from "slonik";
 import { after, before, describe, it } from "node:test";
 import type { ProcessInfo, Route } from "../core/index.ts";
 import { deleteApp, findApp, insertApp, insertDeployment, insertOrganization, insertUser, setLiveDeployment, type AppRow } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
-import { refreshRoute, withRouteLock } from "./activate.ts";
+import { pauseRoute, refreshRoute, withRouteLock } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 // The database is real. The app's processes and the router are recorded here instead: what is tested
@@ -62,6 +63,17 @@ for (const backend of await databaseBackends()) {
       });
       await refreshing;
       assert.deepEqual(sent.map((r) => r.upstreams), [["127.0.0.1:1002"], ["127.0.0.1:1002"]], "the refresh came after the switch and kept its upstreams");
+    });
+
+    it("a refresh while a first release is starting keeps the route paused; unpausing ends it", async () => {
+      const { deps, sent, app } = await setup("starting");
+      await t.db.pool.query(sql.unsafe`UPDATE apps SET live_deployment_id = NULL WHERE id = ${app.id}`);
+      const fresh = (await findApp(t.db.pool, app.name))!;
+      await pauseRoute(deps, fresh, true);
+      await refreshRoute(deps, fresh);
+      await pauseRoute(deps, fresh, false);
+      await refreshRoute(deps, fresh);
+      assert.deepEqual(sent.map((r) => [r.upstreams, r.settings?.paused ?? false]), [[[], true], [[], true], [[], false], [[], false]]);
     });
 
     it("a refresh for an app destroyed meanwhile sends nothing", async () => {

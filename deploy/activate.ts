@@ -74,17 +74,44 @@ export async function withRouteLock<T>(deps: DeployDeps, app: string, fn: () => 
   }
 }
 
+/** Apps whose route holds requests for a starting release, per router (see pauseRoute). */
+const pausedRoutes = new WeakMap<object, Set<string>>();
+
+function pausedSet(deps: DeployDeps): Set<string> {
+  let set = pausedRoutes.get(deps.router);
+  if (set === undefined) {
+    set = new Set();
+    pausedRoutes.set(deps.router, set);
+  }
+  return set;
+}
+
+/**
+ * Marks an app's route paused (`on`): with nothing serving it yet, the router holds its requests for
+ * the release being started instead of answering 503. Off again at the switch or a failed start.
+ */
+export async function pauseRoute(deps: DeployDeps, app: AppRow, on: boolean): Promise<void> {
+  await withRouteLock(deps, app.name, async () => {
+    if (on) pausedSet(deps).add(app.name);
+    else pausedSet(deps).delete(app.name);
+    const route = await routeFor(deps, app, []);
+    await deps.router.setRoute(on ? { ...route, settings: { ...route.settings, paused: true } } : route);
+  });
+}
+
 /**
  * Re-sends an app's route with its current hosts, settings and live web processes (after a domain or
  * setting change). The app is read again under the route lock, so the route follows the release that
- * is live now, even when a deploy switched since the caller read `app`.
+ * is live now, even when a deploy switched since the caller read `app`; a paused route stays paused.
  */
 export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void> {
   await withRouteLock(deps, app.name, async () => {
     const current = await findApp(deps.db, app.name);
     if (current === null) return; // destroyed meanwhile: its route is gone and stays gone
     const live = (await deps.runtime.list(current.name)).filter((p) => p.generation === current.liveDeploymentId && p.type === "web" && p.port);
-    await deps.router.setRoute(await routeFor(deps, current, live.map((p) => `127.0.0.1:${p.port}`)));
+    const route = await routeFor(deps, current, live.map((p) => `127.0.0.1:${p.port}`));
+    if (live.length === 0 && pausedSet(deps).has(current.name)) route.settings = { ...route.settings, paused: true };
+    await deps.router.setRoute(route);
   });
 }
 
@@ -150,7 +177,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const fail = async (message: string): Promise<ActivateResult> => {
     for (const p of started) await deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch(() => undefined);
     // Requests held for the start now get their 503 at once.
-    if (paused) await deps.router.setRoute(await routeFor(deps, app, [])).catch(() => undefined);
+    if (paused) await pauseRoute(deps, app, false).catch(() => undefined);
     await setReleaseStatus(deps.db, release.id, release.status === "live" ? "live" : "failed").catch(() => undefined);
     return { ok: false, message };
   };
@@ -172,8 +199,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   // answering 503 (up to DECK_PAUSE_TIMEOUT).
   const serving = (await deps.runtime.list(app.name)).some((p) => p.type === "web" && p.port && p.generation !== deploymentId && p.state === "running");
   if (!serving) {
-    const route = await routeFor(deps, app, []);
-    await deps.router.setRoute({ ...route, settings: { ...route.settings, paused: true } });
+    await pauseRoute(deps, app, true);
     paused = true;
   }
   const plan = formationFor(procfile, app.formation);
@@ -221,6 +247,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const previous = await withRouteLock(deps, app.name, async () => {
     const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     const current = (await findApp(deps.db, app.name)) ?? app;
+    pausedSet(deps).delete(app.name);
     await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => `127.0.0.1:${p.port}`)));
     await deps.db.transaction(async (tx) => {
       if (current.stopped) await setAppStopped(tx, app.id, false);
