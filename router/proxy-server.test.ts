@@ -434,3 +434,37 @@ test("header bytes outside ASCII reach the upstream and the client exactly as se
   const text = Buffer.concat(reply);
   assert.ok(text.includes(Buffer.concat([Buffer.from("X-Back: caf"), Buffer.from([0xe9, 0x0d])])), `X-Back arrives as sent: ${text.toString("latin1")}`);
 });
+
+test("after a switch, the old upstream's keep-alive connections are closed once its requests end", async (t) => {
+  const open = new Set<net.Socket>();
+  let release: () => void = () => {};
+  const old = http.createServer((req, res) => {
+    req.resume();
+    const answer = () => res.end("old");
+    if (req.url === "/slow") release = answer;
+    else answer();
+  });
+  old.on("connection", (socket: net.Socket) => {
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+  });
+  await new Promise<void>((resolve) => old.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise((resolve) => { old.close(resolve); old.closeAllConnections(); }));
+  const fresh = await upstream(t, "new");
+  const oldAddress = `127.0.0.1:${(old.address() as AddressInfo).port}`;
+  const { port, table } = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [oldAddress] }]);
+
+  const slow = send({ port, host: "web.localhost", path: "/slow" });
+  await waitFor(() => open.size === 1, 2_000, "the slow request at the old upstream");
+  // A second connection, idle once this answer is in.
+  assert.equal((await send({ port, host: "web.localhost" })).body, "old");
+  assert.equal(open.size, 2);
+  table.set({ app: "web", hosts: ["web.localhost"], upstreams: [fresh.address] });
+  // The idle one goes at once (the app announces 5 s, which the pool would otherwise honour)...
+  await waitFor(() => open.size === 1, 1_000, "the idle connection to the old upstream closed");
+  assert.equal((await send({ port, host: "web.localhost" })).body, "new");
+  // ...and the busy one when its request has been answered.
+  release();
+  assert.equal((await slow).body, "old");
+  await waitFor(() => open.size === 0, 1_000, "the last connection to the old upstream closed");
+});

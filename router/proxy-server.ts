@@ -123,7 +123,10 @@ export class ProxyServer implements ExchangeHost {
     this.idleTimer.unref();
     this.server.on("connection", (socket: Socket) => this.admitConnection(socket));
     this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
-    this.table.onChange(() => this.wakePaused());
+    this.table.onChange(() => {
+      this.wakePaused();
+      this.retireUnrouted();
+    });
     // Counters of upstreams that left the table are dropped once idle; done off the request path.
     this.sweepTimer = setInterval(() => this.sweepLoads(), 30_000);
     this.sweepTimer.unref();
@@ -248,6 +251,18 @@ export class ProxyServer implements ExchangeHost {
       this.pools.set(upstream.address, pool);
     }
     return pool;
+  }
+
+  /**
+   * Upstreams no route names any more (an old release after a switch) keep no idle connections: they
+   * are closed now, and those still carrying a request are closed when it ends. A process being
+   * drained then sees its keep-alive connections go instead of waiting for them to time out.
+   */
+  private retireUnrouted(): void {
+    if (this.pools.size === 0) return;
+    const routed = new Set<string>();
+    for (const entry of this.table.snapshot.byApp.values()) for (const u of entry.upstreams) routed.add(u.address);
+    for (const [address, pool] of this.pools) pool.setRetired(!routed.has(address));
   }
 
   loadFor(address: string): UpstreamLoad {

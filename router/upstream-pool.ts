@@ -104,8 +104,16 @@ export class UpstreamPool {
   private head = 0;
   /** Open connections, idle or in use. */
   connections = 0;
+  /** No route names this upstream now: connections are closed instead of kept idle. */
+  private retired = false;
 
   constructor(readonly host: string, readonly port: number, private readonly maxIdle: number) {}
+
+  /** Retires the pool (closing its idle connections) or brings it back when a route names it again. */
+  setRetired(retired: boolean): void {
+    this.retired = retired;
+    if (retired) this.closeIdle();
+  }
 
   get idleCount(): number {
     return this.idle.length - this.head;
@@ -134,7 +142,7 @@ export class UpstreamPool {
   release(conn: UpstreamConnection, keepAliveSeconds: number): void {
     conn.owner = null;
     const keepMs = keepAliveSeconds < 0 ? DEFAULT_KEEP_ALIVE_MS : Math.min(MAX_KEEP_ALIVE_MS, keepAliveSeconds * 1000 - 1000);
-    if (keepMs <= 0 || this.idleCount >= this.maxIdle || conn.socket.destroyed) return conn.destroy();
+    if (this.retired || keepMs <= 0 || this.idleCount >= this.maxIdle || conn.socket.destroyed) return conn.destroy();
     conn.keepAliveMs = keepMs;
     conn.idleSince = Date.now();
     this.idle.push(conn);
