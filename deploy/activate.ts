@@ -48,8 +48,23 @@ export async function routeFor(deps: DeployDeps, app: AppRow, upstreams: string[
   return { app: app.name, hosts: await appHosts(deps, app), upstreams, settings: routeSettings(app) };
 }
 
-/** Route changes waiting per app, per router (see withRouteLock). */
-const routeLocks = new WeakMap<object, Map<string, Promise<void>>>();
+/** What the deck server tracks about each router's routes: changes waiting per app, and paused apps. */
+interface RouteState {
+  locks: Map<string, Promise<void>>;
+  /** Apps whose route holds requests for a starting release (see pauseRoute). */
+  paused: Set<string>;
+}
+
+const routeStates = new WeakMap<object, RouteState>();
+
+function routeState(deps: DeployDeps): RouteState {
+  let state = routeStates.get(deps.router);
+  if (state === undefined) {
+    state = { locks: new Map(), paused: new Set() };
+    routeStates.set(deps.router, state);
+  }
+  return state;
+}
 
 /**
  * Runs `fn` when no other route change for the app is running. A deploy's switch (new upstreams,
@@ -58,11 +73,7 @@ const routeLocks = new WeakMap<object, Map<string, Promise<void>>>();
  * just after the switch, leaving the route on processes about to be stopped.
  */
 export async function withRouteLock<T>(deps: DeployDeps, app: string, fn: () => Promise<T>): Promise<T> {
-  let locks = routeLocks.get(deps.router);
-  if (locks === undefined) {
-    locks = new Map();
-    routeLocks.set(deps.router, locks);
-  }
+  const locks = routeState(deps).locks;
   const before = locks.get(app) ?? Promise.resolve();
   const run = before.then(fn);
   const done = run.then(() => undefined, () => undefined);
@@ -74,26 +85,14 @@ export async function withRouteLock<T>(deps: DeployDeps, app: string, fn: () => 
   }
 }
 
-/** Apps whose route holds requests for a starting release, per router (see pauseRoute). */
-const pausedRoutes = new WeakMap<object, Set<string>>();
-
-function pausedSet(deps: DeployDeps): Set<string> {
-  let set = pausedRoutes.get(deps.router);
-  if (set === undefined) {
-    set = new Set();
-    pausedRoutes.set(deps.router, set);
-  }
-  return set;
-}
-
 /**
  * Marks an app's route paused (`on`): with nothing serving it yet, the router holds its requests for
  * the release being started instead of answering 503. Off again at the switch or a failed start.
  */
 export async function pauseRoute(deps: DeployDeps, app: AppRow, on: boolean): Promise<void> {
   await withRouteLock(deps, app.name, async () => {
-    if (on) pausedSet(deps).add(app.name);
-    else pausedSet(deps).delete(app.name);
+    if (on) routeState(deps).paused.add(app.name);
+    else routeState(deps).paused.delete(app.name);
     const route = await routeFor(deps, app, []);
     await deps.router.setRoute(on ? { ...route, settings: { ...route.settings, paused: true } } : route);
   });
@@ -110,7 +109,7 @@ export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void>
     if (current === null) return; // destroyed meanwhile: its route is gone and stays gone
     const live = (await deps.runtime.list(current.name)).filter((p) => p.generation === current.liveDeploymentId && p.type === "web" && p.port);
     const route = await routeFor(deps, current, live.map((p) => `127.0.0.1:${p.port}`));
-    if (live.length === 0 && pausedSet(deps).has(current.name)) route.settings = { ...route.settings, paused: true };
+    if (live.length === 0 && routeState(deps).paused.has(current.name)) route.settings = { ...route.settings, paused: true };
     await deps.router.setRoute(route);
   });
 }
@@ -247,7 +246,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const previous = await withRouteLock(deps, app.name, async () => {
     const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     const current = (await findApp(deps.db, app.name)) ?? app;
-    pausedSet(deps).delete(app.name);
+    routeState(deps).paused.delete(app.name);
     await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => `127.0.0.1:${p.port}`)));
     await deps.db.transaction(async (tx) => {
       if (current.stopped) await setAppStopped(tx, app.id, false);

@@ -55,7 +55,7 @@ export class UpstreamConnection {
       this.error ??= err;
     });
     socket.on("close", () => {
-      pool.forget(this);
+      pool.closed(this);
       const owner = this.owner;
       this.owner = null;
       owner?.onClose(this.error);
@@ -133,9 +133,7 @@ export class UpstreamPool {
     }
     this.compact();
     this.connections++;
-    const conn = new UpstreamConnection(this);
-    conn.socket.once("close", () => this.connections--);
-    return conn;
+    return new UpstreamConnection(this);
   }
 
   /** Takes a connection back after a complete response; `keepAliveSeconds` from the response (-1: none given). */
@@ -148,8 +146,9 @@ export class UpstreamPool {
     this.idle.push(conn);
   }
 
-  /** Drops a connection that closed from the idle list. */
-  forget(conn: UpstreamConnection): void {
+  /** A connection closed: it no longer counts, and leaves the idle list if it was there. */
+  closed(conn: UpstreamConnection): void {
+    this.connections--;
     const i = this.idle.indexOf(conn, this.head);
     if (i >= 0) this.idle.splice(i, 1);
   }

@@ -118,22 +118,16 @@ export class ResponseParser {
           break;
         }
         case State.Length: {
-          const take = Math.min(this.remaining, n - at);
-          this.remaining -= take;
+          const piece = this.bodyPiece(chunk, at);
+          at += piece.length;
           const last = this.remaining === 0;
-          const piece = at === 0 && take === n ? chunk : chunk.subarray(at, at + take);
-          at += take;
           this.sink.onBody(piece, last);
           if (last) this.finish();
           break;
         }
         case State.ChunkSize: {
-          const eol = chunk.indexOf("\r\n", at, "latin1");
-          if (eol < 0) {
-            if (n - at > MAX_LINE_BYTES) throw new UpstreamProtocolError("chunk size line is too long");
-            this.pending = chunk.subarray(at);
-            return;
-          }
+          const eol = this.lineEnd(chunk, at, "chunk size line");
+          if (eol < 0) return;
           const size = parseChunkSize(chunk, at, eol);
           at = eol + 2;
           if (size === 0) {
@@ -145,10 +139,8 @@ export class ResponseParser {
           break;
         }
         case State.ChunkData: {
-          const take = Math.min(this.remaining, n - at);
-          this.remaining -= take;
-          const piece = at === 0 && take === n ? chunk : chunk.subarray(at, at + take);
-          at += take;
+          const piece = this.bodyPiece(chunk, at);
+          at += piece.length;
           this.sink.onBody(piece, false);
           if (this.remaining === 0) this.state = State.ChunkDataEnd;
           break;
@@ -165,12 +157,8 @@ export class ResponseParser {
         }
         case State.Trailers: {
           // Trailer fields are read and dropped; the section ends with an empty line.
-          const eol = chunk.indexOf("\r\n", at, "latin1");
-          if (eol < 0) {
-            if (n - at > MAX_LINE_BYTES) throw new UpstreamProtocolError("trailer section is too long");
-            this.pending = chunk.subarray(at);
-            return;
-          }
+          const eol = this.lineEnd(chunk, at, "trailer line");
+          if (eol < 0) return;
           const empty = eol === at;
           at = eol + 2;
           if (empty) {
@@ -199,6 +187,23 @@ export class ResponseParser {
       return;
     }
     if (this.state !== State.Done) throw new UpstreamProtocolError("upstream closed the connection before the response was complete");
+  }
+
+  /** The end of the line starting at `at`; -1 (the partial line kept for the next push) when it has not arrived. */
+  private lineEnd(chunk: Buffer, at: number, what: string): number {
+    const eol = chunk.indexOf("\r\n", at, "latin1");
+    if (eol < 0) {
+      if (chunk.length - at > MAX_LINE_BYTES) throw new UpstreamProtocolError(`${what} is too long`);
+      this.pending = chunk.subarray(at);
+    }
+    return eol;
+  }
+
+  /** As much of the remaining body (or chunk) as `chunk` holds from `at`. */
+  private bodyPiece(chunk: Buffer, at: number): Buffer {
+    const take = Math.min(this.remaining, chunk.length - at);
+    this.remaining -= take;
+    return at === 0 && take === chunk.length ? chunk : chunk.subarray(at, at + take);
   }
 
   private finish(): void {
