@@ -4,7 +4,7 @@
  * before any route is looked up. The local router keeps tokens in memory; router nodes load them from
  * the `acme_challenges` table (written by the deck server alongside).
  */
-import type http from "node:http";
+import type { ProxyRequest, ProxyResponse } from "./client-connection.ts";
 
 export const ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 
@@ -37,7 +37,7 @@ export class AcmeChallenges {
   }
 
   /** Answers a request whose path starts with ACME_CHALLENGE_PREFIX. */
-  answer(req: http.IncomingMessage, res: http.ServerResponse): void {
+  answer(req: ProxyRequest, res: ProxyResponse): void {
     const path = (req.url ?? "").slice(ACME_CHALLENGE_PREFIX.length).split("?")[0];
     const value = req.method === "GET" || req.method === "HEAD" ? this.tokens.get(path) : undefined;
     const body = value ?? "no such ACME challenge token\n";

@@ -8,7 +8,7 @@
  * was refused), or when a reused keep-alive connection closed before any answer on a body-less
  * idempotent request (RFC 9110 §9.2.2: such a request may be sent again).
  */
-import type http from "node:http";
+import type { ProxyRequest, ProxyResponse } from "./client-connection.ts";
 import type { Metering } from "./metering.ts";
 import { buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
 import { plainText } from "./plain-answers.ts";
@@ -78,8 +78,8 @@ export class Exchange implements ConnectionOwner {
 
   constructor(
     private readonly host: ExchangeHost,
-    private readonly req: http.IncomingMessage,
-    private readonly res: http.ServerResponse,
+    private readonly req: ProxyRequest,
+    private readonly res: ProxyResponse,
     private readonly entry: RouteEntry,
     private readonly fwd: ForwardHeaders,
     /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */

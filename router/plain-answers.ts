@@ -1,8 +1,8 @@
 /** The router's own short answers (404, 413, 429, 502, 503 …) as plain text. */
-import type http from "node:http";
+import type { ProxyResponse } from "./client-connection.ts";
 import type { Duplex } from "node:stream";
 
-export function plainText(res: http.ServerResponse, status: number, body: string, extra?: Record<string, string | number>): void {
+export function plainText(res: ProxyResponse, status: number, body: string, extra?: Record<string, string | number>): void {
   const headers: Record<string, string | number> = { "Content-Type": "text/plain; charset=utf-8", "Content-Length": Buffer.byteLength(body) };
   if (extra) Object.assign(headers, extra);
   res.writeHead(status, headers);

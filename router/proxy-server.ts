@@ -2,17 +2,19 @@
  * The HTTP/1.1 reverse proxy apps are served through (RFC 9110 §7.6 for forwarding, RFC 9112 for
  * framing, RFC 6455 §4 for the WebSocket handshake).
  *
- * This is the hot path: headers are rewritten in one pass over `rawHeaders` (no header object, no
- * URL parsing), bodies are piped in both directions, and upstream connections are pooled by one
- * keep-alive agent.
+ * This is the hot path: requests are read and answered by the router's own HTTP/1.1 code
+ * (client-connection.ts), headers are rewritten in one pass over `rawHeaders` (no header object, no
+ * URL parsing), bodies stream in both directions, and upstream connections are pooled per address
+ * (upstream-pool.ts).
  */
 import http from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import type { Socket } from "node:net";
+import net, { type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
 import type { AccessLog } from "./access-log.ts";
 import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
+import { ClientConnection, type ConnectionHost, type ProxyRequest, type ProxyResponse } from "./client-connection.ts";
 import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
 import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateDecision, type RateLimiter, type RouterLimits } from "./limits.ts";
 import { Exchange, NOT_CONNECTED, type ExchangeHost, type UpstreamLoad } from "./exchange.ts";
@@ -71,8 +73,13 @@ function notFoundBody(host: string | undefined): string {
   return host === undefined ? "no Host header in the request\n" : `no app is configured for host ${JSON.stringify(host)}\n`;
 }
 
-export class ProxyServer implements ExchangeHost {
-  readonly server: http.Server;
+/** An idle keep-alive client connection is closed after this long (Node's and nginx's defaults are 5 s and 75 s). */
+const CLIENT_KEEP_ALIVE_MS = 65_000;
+
+export class ProxyServer implements ExchangeHost, ConnectionHost {
+  readonly server: net.Server;
+  /** Open plain-HTTP client connections. */
+  private readonly clients = new Set<ClientConnection>();
   private readonly table: RouteTable;
   private readonly log: (line: string) => void;
   /** Keep-alive connections per upstream address. */
@@ -106,23 +113,13 @@ export class ProxyServer implements ExchangeHost {
     this.httpsPort = options.httpsPort ?? 443;
     this.metering = new Metering({ connections: () => this.openConnections, inflight: () => this.totalInflight() });
     this.maxIdlePerUpstream = options.maxIdlePerUpstream ?? 256;
-    this.server = http.createServer({
-      noDelay: true,
-      // Slow clients: headers must arrive within the header timeout (checked every second), and a
-      // connection silent in both directions for the idle timeout is closed. Bodies may take as long
-      // as they keep moving (large uploads), so there is no whole-request deadline.
-      headersTimeout: this.limits.headerTimeoutMs,
-      requestTimeout: 0,
-      connectionsCheckingInterval: Math.min(1000, this.limits.headerTimeoutMs),
-      keepAliveTimeout: 65_000,
-    }, (req, res) => this.handleRequest(req, res));
-    // Idle connections are found by a sweep once a second (see sweepIdle), not by a timer per socket
-    // that every read and write would have to push back.
-    this.server.timeout = 0;
-    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.limits.idleTimeoutMs));
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
+    // Slow clients: a request head must arrive within the header timeout, an idle keep-alive
+    // connection is closed after CLIENT_KEEP_ALIVE_MS, and any connection silent in both directions
+    // for the idle timeout is closed; all checked once a second by sweepIdle. Bodies may take as long
+    // as they keep moving (large uploads), so there is no whole-request deadline.
+    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.limits.idleTimeoutMs, this.limits.headerTimeoutMs));
     this.idleTimer.unref();
-    this.server.on("connection", (socket: Socket) => this.admitConnection(socket));
-    this.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     this.table.onChange(() => {
       this.wakePaused();
       this.retireUnrouted();
@@ -130,6 +127,15 @@ export class ProxyServer implements ExchangeHost {
     // Counters of upstreams that left the table are dropped once idle; done off the request path.
     this.sweepTimer = setInterval(() => this.sweepLoads(), 30_000);
     this.sweepTimer.unref();
+  }
+
+  private accept(socket: Socket): void {
+    if (!this.admitConnection(socket)) return;
+    this.clients.add(new ClientConnection(this, socket, () => this.closing));
+  }
+
+  connectionClosed(conn: ClientConnection): void {
+    this.clients.delete(conn);
   }
 
   /**
@@ -168,6 +174,14 @@ export class ProxyServer implements ExchangeHost {
   private sweepIdle(): void {
     const now = Date.now();
     for (const pool of this.pools.values()) pool.sweep(now);
+    const headerLimit = this.limits.headerTimeoutMs;
+    for (const conn of this.clients) {
+      if (conn.headStartedAt > 0) {
+        if (now - conn.headStartedAt >= headerLimit) conn.headerTimeout(Math.round(headerLimit / 1000));
+      } else if (conn.idleSince > 0 && now - conn.idleSince >= CLIENT_KEEP_ALIVE_MS) {
+        conn.closeIfIdle();
+      }
+    }
     const limit = this.limits.idleTimeoutMs;
     for (const [socket, seen] of this.activity) {
       const read = socket.bytesRead;
@@ -228,13 +242,13 @@ export class ProxyServer implements ExchangeHost {
     clearInterval(this.sweepTimer);
     clearInterval(this.idleTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    for (const conn of this.clients) conn.closeIfIdle();
     const until = Date.now() + deadlineMs;
     // Tunnels are long-lived by nature; only plain requests are waited for.
     while (Date.now() < until && this.inflightRequests() > 0) {
       await new Promise((r) => setTimeout(r, 25));
     }
-    this.server.closeAllConnections();
+    for (const conn of this.clients) conn.socket.destroy();
     for (const socket of this.tunnelSockets) socket.destroy();
     for (const waiters of this.paused.values()) for (const wake of waiters) wake();
     for (const pool of this.pools.values()) pool.closeIdle();
@@ -287,7 +301,7 @@ export class ProxyServer implements ExchangeHost {
    * Serves one client request. `secure` is true when it arrived over TLS (the HTTPS front end calls
    * this too, with HTTP/2 compatibility objects for h2 connections).
    */
-  handleRequest(req: http.IncomingMessage, res: http.ServerResponse, secure = false): void {
+  handleRequest(req: ProxyRequest, res: ProxyResponse, secure = false): void {
     if (req.url !== undefined && req.url.startsWith(ACME_CHALLENGE_PREFIX)) return this.challenges.answer(req, res);
     const start = performance.now();
     // HTTP/2 responses have no keep-alive flag; their connection closes with a GOAWAY instead.
@@ -335,19 +349,19 @@ export class ProxyServer implements ExchangeHost {
     return this.rateLimiter.take(entry.app, client ?? "", rps, burst);
   }
 
-  private afterRateLimit(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
+  private afterRateLimit(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
     if (res.destroyed) return;
     if (retryAfter > 0) return this.rateLimited(req, res, fwd, entry, start, retryAfter);
     this.forward(req, res, fwd, entry, start);
   }
 
-  private rateLimited(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
+  private rateLimited(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
     this.track(req, res, fwd, entry, start, "rate_limited");
     plainText(res, 429, `too many requests to ${entry.app} from ${req.socket.remoteAddress ?? "your address"}; retry after ${retryAfter}s\n`, { "Retry-After": retryAfter, "X-Request-Id": fwd.requestId });
   }
 
   /** The last checks before a request goes upstream: body size, then a live upstream (or a wait for one). */
-  private forward(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
+  private forward(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
     const maxBody = entry.settings.maxBodyBytes ?? this.limits.maxBodyBytes;
     if (maxBody > 0 && fwd.contentLength > maxBody) {
       this.track(req, res, fwd, entry, start, "body_too_large");
@@ -368,7 +382,7 @@ export class ProxyServer implements ExchangeHost {
   }
 
   /** Holds a request for a starting app until its route gets upstreams, or the pause timeout passes. */
-  private waitForStart(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
+  private waitForStart(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number): void {
     let waiters = this.paused.get(entry.app);
     if (waiters === undefined) {
       waiters = new Set();
@@ -416,7 +430,7 @@ export class ProxyServer implements ExchangeHost {
    * Counts the request when its response is done (or the client went away): metering by app, and
    * one access-log line. `reason` is set when the router answered itself.
    */
-  private track(req: http.IncomingMessage, res: http.ServerResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
+  private track(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
     const done = () => {
       const status = res.headersSent ? res.statusCode : 499;
       let bytesIn: number;
@@ -424,7 +438,7 @@ export class ProxyServer implements ExchangeHost {
       if (req.httpVersionMajor === 2) {
         // One HTTP/2 connection carries many requests at once; count declared body sizes.
         bytesIn = fwd.contentLength > 0 ? fwd.contentLength : 0;
-        bytesOut = Number(res.getHeader("content-length") ?? 0) || 0;
+        bytesOut = Number(res.getHeader?.("content-length") ?? 0) || 0;
       } else {
         [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
       }
@@ -449,7 +463,7 @@ export class ProxyServer implements ExchangeHost {
   }
 
   /** Serves a WebSocket (or other Upgrade) request; `secure` as for handleRequest. */
-  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, secure = false): void {
+  handleUpgrade(req: ProxyRequest, socket: Duplex, head: Buffer, secure = false): void {
     socket.on("error", () => socket.destroy());
     const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, true, secure);
     const entry = this.table.lookup(fwd.host);
@@ -471,14 +485,14 @@ export class ProxyServer implements ExchangeHost {
     decision.then(go, () => go(0));
   }
 
-  private upgradeTo(req: http.IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders): void {
+  private upgradeTo(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders): void {
     if (socket.destroyed) return;
     const upstream = RouteTable.pick(entry);
     if (upstream === undefined) return rawPlainText(socket, 503, "Service Unavailable", `app "${entry.app}" has no running release\n`);
     this.openTunnel(req, socket, head, entry, fwd, upstream, 0);
   }
 
-  private openTunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, attempt: number): void {
+  private openTunnel(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, attempt: number): void {
     const load = this.loadFor(upstream.address);
     load.inflight++;
     let settled = false;

@@ -1,0 +1,581 @@
+/**
+ * The client side of the plain-HTTP router: one object per TCP connection reads requests with
+ * RequestParser and writes responses straight to the socket (RFC 9112 §6–§9: framing, keep-alive,
+ * pipelining in order, closing). The request and response objects offer the part of Node's
+ * IncomingMessage and ServerResponse the proxy uses (ProxyRequest, ProxyResponse), so the proxy
+ * serves these and Node's HTTP/2 compatibility objects (the HTTPS front end) alike.
+ *
+ * Why not Node's HTTP server: per request it builds a readable and a writable stream, a header
+ * object, and crosses from C++ to JavaScript several times. Here a request costs one parse of its
+ * head and one write of the response head (with the body when it is already there).
+ */
+import type { Socket } from "node:net";
+import { ClientProtocolError, RequestParser, type RequestHead, type RequestSink } from "./client-request.ts";
+
+/** The request as the proxy sees it (a subset of http.IncomingMessage). */
+export interface ProxyRequest {
+  readonly method?: string;
+  readonly url?: string;
+  readonly httpVersionMajor: number;
+  readonly httpVersion: string;
+  readonly rawHeaders: string[];
+  readonly socket: Socket;
+  on(event: "data", listener: (chunk: Buffer) => void): unknown;
+  once(event: "end", listener: () => void): unknown;
+  off(event: "data" | "end", listener: (...args: never[]) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+}
+
+/** The response as the proxy writes it (a subset of http.ServerResponse). */
+export interface ProxyResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  shouldKeepAlive: boolean;
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  readonly writableLength: number;
+  setHeader(name: string, value: string | number): unknown;
+  getHeader?(name: string): unknown;
+  writeHead(status: number, reason?: string | Headers, headers?: Headers): unknown;
+  write(chunk: Buffer | string): boolean;
+  end(chunk?: Buffer | string): unknown;
+  flushHeaders(): void;
+  destroy(): unknown;
+  once(event: "close" | "drain", listener: () => void): unknown;
+}
+
+type Headers = string[] | Record<string, string | number>;
+
+/** What a connection needs from the proxy it serves. */
+export interface ConnectionHost {
+  handleRequest(req: ProxyRequest, res: ProxyResponse): void;
+  handleUpgrade(req: ProxyRequest, socket: Socket, head: Buffer): void;
+  /** The connection closed (its requests are over). */
+  connectionClosed(conn: ClientConnection): void;
+}
+
+/** Request-body bytes held for a reader that is not reading yet, and pipelined bytes, before the socket is paused. */
+const HOLD_BYTES = 64 * 1024;
+/** How long a closing connection keeps reading (and dropping) what the client still sends, so its answer is not lost to a reset. */
+const LINGER_MS = 5_000;
+
+const REASONS: Record<number, string> = {
+  200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
+  304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
+  413: "Content Too Large", 417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+  500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+};
+
+let dateSecond = 0;
+let dateValue = "";
+/** The Date field value (RFC 9110 §6.6.1), computed once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+
+const CONTINUE = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1");
+const LAST_CHUNK = Buffer.from("0\r\n\r\n", "latin1");
+
+export class ClientRequest implements ProxyRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersionMajor = 1;
+  readonly httpVersion: string;
+  readonly rawHeaders: string[];
+  private dataListener: ((chunk: Buffer) => void) | null = null;
+  private endListener: (() => void) | null = null;
+  /** Body pieces not yet passed on, and their size. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** The whole body was read from the connection (its end may not have been passed on yet). */
+  complete = false;
+  private endPassed = false;
+  private paused = false;
+  private flushQueued = false;
+  private discarded = false;
+
+  constructor(private readonly conn: ClientConnection, head: RequestHead) {
+    this.method = head.method;
+    this.url = head.url;
+    this.httpVersion = head.minor === 1 ? "1.1" : "1.0";
+    this.rawHeaders = head.rawHeaders;
+  }
+
+  get socket(): Socket {
+    return this.conn.socket;
+  }
+
+  on(event: "data", listener: (chunk: Buffer) => void): this {
+    this.dataListener = listener;
+    this.queueFlush();
+    return this;
+  }
+
+  once(event: "end", listener: () => void): this {
+    this.endListener = listener;
+    this.queueFlush();
+    return this;
+  }
+
+  off(event: "data" | "end", listener: (...args: never[]) => void): this {
+    if (event === "data" && this.dataListener === listener) this.dataListener = null;
+    if (event === "end" && this.endListener === listener) this.endListener = null;
+    return this;
+  }
+
+  pause(): this {
+    this.paused = true;
+    this.conn.holdReading(true);
+    return this;
+  }
+
+  resume(): this {
+    this.paused = false;
+    this.conn.holdReading(this.heldBytes >= HOLD_BYTES);
+    this.queueFlush();
+    return this;
+  }
+
+  isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** A piece of the body from the parser. */
+  pushBody(chunk: Buffer): void {
+    if (chunk.length === 0 || this.discarded) return;
+    if (this.dataListener !== null && !this.paused && this.heldBytes === 0) return this.dataListener(chunk);
+    this.held.push(chunk);
+    this.heldBytes += chunk.length;
+    if (this.heldBytes >= HOLD_BYTES) this.conn.holdReading(true);
+  }
+
+  /** The body ended. */
+  pushEnd(): void {
+    this.complete = true;
+    if (this.heldBytes === 0 && !this.paused) this.passEnd();
+  }
+
+  /** Nobody will read the rest of the body: drop it as it arrives. */
+  discard(): void {
+    this.discarded = true;
+    this.dataListener = null;
+    this.endListener = null;
+    this.held = [];
+    this.heldBytes = 0;
+    this.paused = false;
+    this.conn.holdReading(false);
+  }
+
+  private passEnd(): void {
+    if (this.endPassed || this.endListener === null) return;
+    this.endPassed = true;
+    const end = this.endListener;
+    this.endListener = null;
+    end();
+  }
+
+  /** Held pieces go to a listener attached later on its next turn, as a Node stream would pass them. */
+  private queueFlush(): void {
+    if (this.flushQueued || (this.heldBytes === 0 && !this.complete)) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (this.held.length > 0 && this.dataListener !== null && !this.paused) {
+      const chunk = this.held.shift()!;
+      this.heldBytes -= chunk.length;
+      this.dataListener(chunk);
+    }
+    if (this.heldBytes < HOLD_BYTES && !this.paused) this.conn.holdReading(false);
+    if (this.heldBytes === 0 && this.complete && !this.paused) this.passEnd();
+  }
+}
+
+export class ClientResponse implements ProxyResponse {
+  statusCode = 200;
+  headersSent = false;
+  shouldKeepAlive: boolean;
+  destroyed = false;
+  /** end() was called and everything was handed to the socket. */
+  writableFinished = false;
+  private extra: string[] | null = null;
+  /** The response head, written with the first piece of body (or by flushHeaders). */
+  private head: string | null = null;
+  private chunked = false;
+  private noBody = false;
+  private closeListeners: (() => void)[] | null = null;
+  private drainListeners: (() => void)[] | null = null;
+  private closeEmitted = false;
+
+  constructor(private readonly conn: ClientConnection, private readonly req: ClientRequest, keepAlive: boolean) {
+    this.shouldKeepAlive = keepAlive;
+  }
+
+  get writableLength(): number {
+    return this.conn.socket.writableLength;
+  }
+
+  setHeader(name: string, value: string | number): this {
+    (this.extra ??= []).push(name, String(value));
+    return this;
+  }
+
+  writeHead(status: number, reason?: string | Headers, headers?: Headers): this {
+    if (this.headersSent) return this;
+    if (reason !== undefined && typeof reason !== "string") {
+      headers = reason;
+      reason = undefined;
+    }
+    const fields = headers === undefined ? [] : Array.isArray(headers) ? headers : Object.entries(headers).flat().map(String);
+    this.statusCode = status;
+    this.headersSent = true;
+    this.noBody = this.req.method === "HEAD" || status === 204 || status === 304 || status < 200;
+    let text = `HTTP/1.${this.req.httpVersion === "1.1" ? 1 : 0} ${status} ${reason ?? REASONS[status] ?? "Unknown"}\r\n`;
+    let length = false;
+    let date = false;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i];
+      if (name.length === 14 && name.toLowerCase() === "content-length") length = true;
+      else if (name.length === 4 && name.toLowerCase() === "date") date = true;
+      text += `${name}: ${fields[i + 1]}\r\n`;
+    }
+    const extra = this.extra;
+    if (extra !== null) for (let i = 0; i < extra.length; i += 2) text += `${extra[i]}: ${extra[i + 1]}\r\n`;
+    if (!date) text += `Date: ${httpDate()}\r\n`;
+    if (!length && !this.noBody) {
+      // No length: chunked for HTTP/1.1, the end of the connection for HTTP/1.0 (RFC 9112 §6.3).
+      if (this.req.httpVersion === "1.1") {
+        this.chunked = true;
+        text += "Transfer-Encoding: chunked\r\n";
+      } else {
+        this.shouldKeepAlive = false;
+      }
+    }
+    if (this.conn.closing) this.shouldKeepAlive = false;
+    if (!this.shouldKeepAlive) text += "Connection: close\r\n";
+    else if (this.req.httpVersion === "1.0") text += "Connection: keep-alive\r\n";
+    this.head = `${text}\r\n`;
+    return this;
+  }
+
+  write(chunk: Buffer | string): boolean {
+    if (this.writableFinished || this.destroyed) return false;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    const body = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    if (this.noBody || body.length === 0) {
+      this.flushHeaders();
+      return !this.conn.socket.writableNeedDrain;
+    }
+    return this.conn.writeOut(this.takeHead(), body, this.chunked, false);
+  }
+
+  end(chunk?: Buffer | string): this {
+    if (this.writableFinished || this.destroyed) return this;
+    if (!this.headersSent) this.writeHead(this.statusCode);
+    let body = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    if (this.noBody || body === undefined) body = EMPTY;
+    this.conn.writeOut(this.takeHead(), body, this.chunked, this.chunked);
+    this.writableFinished = true;
+    this.conn.responseDone(this);
+    this.emitClose();
+    return this;
+  }
+
+  flushHeaders(): void {
+    const head = this.takeHead();
+    if (head !== null) this.conn.writeOut(head, EMPTY, false, false);
+  }
+
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.conn.socket.destroy();
+    return this;
+  }
+
+  once(event: "close" | "drain", listener: () => void): this {
+    if (event === "close") (this.closeListeners ??= []).push(listener);
+    else (this.drainListeners ??= []).push(listener);
+    return this;
+  }
+
+  /** The connection closed before the response was finished. */
+  abort(): void {
+    this.destroyed = true;
+    this.emitClose();
+  }
+
+  emitDrain(): void {
+    const listeners = this.drainListeners;
+    if (listeners === null) return;
+    this.drainListeners = null;
+    for (const l of listeners) l();
+  }
+
+  private emitClose(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    const listeners = this.closeListeners;
+    this.closeListeners = null;
+    if (listeners !== null) for (const l of listeners) l();
+  }
+
+  private takeHead(): string | null {
+    const head = this.head;
+    this.head = null;
+    return head;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class ClientConnection implements RequestSink {
+  private readonly parser: RequestParser;
+  private req: ClientRequest | null = null;
+  private res: ClientResponse | null = null;
+  /** No request after the current one: the connection closes when its response is done. */
+  closing = false;
+  /** Inside parser.push: the next request waits until the current read is handled. */
+  private parsing = false;
+  private upgrade: ClientRequest | null = null;
+  /** When the bytes of the current, unfinished request head started to arrive (0: not reading a head). */
+  headStartedAt = 0;
+  /** When the connection last became idle between requests (0: serving one). */
+  idleSince: number;
+  private readingHeld = false;
+  private ended = false;
+  private readonly onData = (data: Buffer) => this.read(data);
+  private readonly onSocketEnd = () => this.clientEnded();
+  private readonly onDrain = () => this.res?.emitDrain();
+  private readonly onClose = () => this.closed();
+
+  constructor(private readonly host: ConnectionHost, readonly socket: Socket, private readonly serverClosing: () => boolean) {
+    this.parser = new RequestParser(this);
+    this.idleSince = Date.now();
+    socket.on("data", this.onData);
+    socket.on("end", this.onSocketEnd);
+    socket.on("drain", this.onDrain);
+    socket.on("close", this.onClose);
+    socket.on("error", () => {});
+  }
+
+  /** Serving a request now (its response is not finished). */
+  get busy(): boolean {
+    return this.res !== null;
+  }
+
+  private read(data: Buffer): void {
+    if (this.upgrade !== null) return;
+    if (this.headStartedAt === 0 && this.res === null) this.headStartedAt = Date.now();
+    this.parsing = true;
+    try {
+      this.parser.push(data);
+    } catch (err) {
+      this.parsing = false;
+      return this.refuse(err instanceof ClientProtocolError ? err : new ClientProtocolError(String(err)));
+    }
+    this.parsing = false;
+    this.afterRead();
+  }
+
+  private afterRead(): void {
+    if (this.upgrade !== null) return this.handOver();
+    if (this.res === null && !this.parser.readingHead) this.headStartedAt = 0;
+    if (this.parser.buffered >= HOLD_BYTES) this.holdReading(true);
+    this.maybeNext();
+  }
+
+  onHead(head: RequestHead): void {
+    this.headStartedAt = 0;
+    this.idleSince = 0;
+    const req = new ClientRequest(this, head);
+    if (head.upgrade) {
+      this.upgrade = req;
+      return;
+    }
+    if (!head.keepAlive || this.serverClosing()) this.closing = true;
+    const res = new ClientResponse(this, req, !this.closing);
+    this.req = req;
+    this.res = res;
+    if (head.expectContinue) this.socket.write(CONTINUE);
+    this.host.handleRequest(req, res);
+  }
+
+  onBody(chunk: Buffer, last: boolean): void {
+    this.req?.pushBody(chunk);
+    if (last) this.req?.pushEnd();
+  }
+
+  onEnd(): void {
+    const req = this.req;
+    if (req !== null && !req.complete) req.pushEnd();
+  }
+
+  /** Pauses or resumes reading from the client (a slow upstream, or bytes piling up). */
+  holdReading(hold: boolean): void {
+    if (hold === this.readingHeld) return;
+    this.readingHeld = hold;
+    if (hold) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /**
+   * Writes response bytes: the head (if not yet written) and a body piece, chunk-framed when asked,
+   * with the last chunk when `last`. Small pieces go out as one buffer, large ones in one writev.
+   */
+  writeOut(head: string | null, body: Buffer, chunked: boolean, last: boolean): boolean {
+    const socket = this.socket;
+    if (socket.destroyed) return false;
+    if (!chunked) {
+      if (head === null) return body.length === 0 ? true : socket.write(body);
+      if (body.length === 0) return socket.write(head, "latin1");
+      if (body.length <= 16_384) {
+        const headBytes = Buffer.byteLength(head, "latin1");
+        const out = Buffer.allocUnsafe(headBytes + body.length);
+        out.write(head, 0, "latin1");
+        body.copy(out, headBytes);
+        return socket.write(out);
+      }
+      socket.cork();
+      socket.write(head, "latin1");
+      const ok = socket.write(body);
+      socket.uncork();
+      return ok;
+    }
+    socket.cork();
+    if (head !== null) socket.write(head, "latin1");
+    let ok = true;
+    if (body.length > 0) {
+      socket.write(`${body.length.toString(16)}\r\n`, "latin1");
+      socket.write(body);
+      ok = socket.write("\r\n", "latin1");
+    }
+    if (last) ok = socket.write(LAST_CHUNK);
+    socket.uncork();
+    return ok;
+  }
+
+  /** The current response is finished: the next request may be read, or the connection closes. */
+  responseDone(res: ClientResponse): void {
+    if (res !== this.res) return;
+    if (!res.shouldKeepAlive) this.closing = true;
+    this.res = null;
+    // The app answered without reading the whole body: the rest is read and dropped.
+    if (this.req !== null && !this.req.complete) this.req.discard();
+    if (!this.parsing) this.maybeNext();
+  }
+
+  /** Starts on the next request once the current one is answered and fully read. */
+  private maybeNext(): void {
+    if (this.res !== null || this.req === null || !this.req.complete) return;
+    this.req = null;
+    if (this.closing) return this.shutdown();
+    this.idleSince = Date.now();
+    this.holdReading(false);
+    if (this.ended) return this.shutdown();
+    if (this.parser.buffered === 0) {
+      this.parser.next();
+      return;
+    }
+    this.parsing = true;
+    try {
+      this.parser.next();
+    } catch (err) {
+      this.parsing = false;
+      return this.refuse(err instanceof ClientProtocolError ? err : new ClientProtocolError(String(err)));
+    }
+    this.parsing = false;
+    this.afterRead();
+  }
+
+  /** Answers a request that cannot be read, then closes. */
+  private refuse(err: ClientProtocolError): void {
+    const res = this.res;
+    this.res = null;
+    this.req?.discard();
+    this.req = null;
+    this.closing = true;
+    if (res !== null) {
+      // Mid-body: whatever the proxy sent upstream is abandoned.
+      res.abort();
+      if (res.headersSent) return void this.socket.destroy();
+    }
+    const body = `${err.message}\n`;
+    this.socket.write(
+      `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? "Bad Request"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    this.shutdown();
+  }
+
+  /** Answers 408 to a client that did not finish its request head in time, then closes. */
+  headerTimeout(seconds: number): void {
+    this.refuse(new ClientProtocolError(`request headers did not arrive within ${seconds}s`, 408));
+  }
+
+  /**
+   * Closes after what was written: sends FIN, then keeps reading (and dropping) for a while, so a
+   * client still sending does not get a reset that would destroy the answer in flight.
+   */
+  private shutdown(): void {
+    this.closing = true;
+    this.upgrade = null;
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    this.holdReading(false);
+    socket.off("data", this.onData);
+    socket.on("data", () => {});
+    socket.end();
+    if (this.ended) return;
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  }
+
+  /**
+   * The client closed its side. As in Node's server and nginx, a client that closes while its
+   * request is being served has given up: the request is abandoned (the proxy lets the upstream go).
+   */
+  private clientEnded(): void {
+    this.ended = true;
+    if (this.res !== null || !this.parser.end()) return void this.socket.destroy();
+    this.shutdown();
+  }
+
+  private closed(): void {
+    const res = this.res;
+    this.res = null;
+    if (res !== null) res.abort();
+    this.req = null;
+    this.host.connectionClosed(this);
+  }
+
+  /** Gives the connection to the proxy's upgrade handling, with the bytes read past the request head. */
+  private handOver(): void {
+    const req = this.upgrade!;
+    const socket = this.socket;
+    socket.off("data", this.onData);
+    socket.off("end", this.onSocketEnd);
+    socket.off("drain", this.onDrain);
+    const rest = this.parser.takeBuffered();
+    // Bytes arriving before the tunnel is piped wait in the socket (pipe() resumes it).
+    socket.pause();
+    this.host.handleUpgrade(req, socket, rest);
+  }
+
+  /** Closes the connection now if it is between requests; true when it did. */
+  closeIfIdle(): boolean {
+    if (this.res !== null || this.upgrade !== null) return false;
+    this.socket.destroy();
+    return true;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * What requests and responses share in HTTP/1.1 (RFC 9112): a head that ends with an empty line,
+ * then a body framed by Content-Length (§6.2), by the chunked coding (§7.1), or (responses only) by
+ * the end of the connection (§6.3). Incremental: feed it what the socket delivers, in pieces of any
+ * size. Strict where leniency would let one message bleed into the next on a reused connection:
+ * malformed chunk sizes, missing CRLFs and oversized lines are errors.
+ *
+ * A subclass reads the start line and fields (`readHead`) and picks the framing; this class reads the
+ * body and passes it on de-chunked.
+ */
+
+/** Largest chunk-size line (with extensions) or trailer line accepted. */
+const MAX_LINE_BYTES = 8 * 1024;
+
+export const EMPTY = Buffer.alloc(0);
+
+/** Where a body's bytes go. */
+export interface BodySink {
+  /** A piece of the body, already de-chunked. `last` is true when it ends the body. */
+  onBody(chunk: Buffer, last: boolean): void;
+  /** The body ended (called after onBody(…, true), or alone for an empty body). */
+  onEnd(): void;
+}
+
+/** Where the parser is within a message. */
+export const State = { Head: 0, Length: 1, ChunkSize: 2, ChunkData: 3, ChunkDataEnd: 4, Trailers: 5, UntilClose: 6, Done: 7 } as const;
+export type State = (typeof State)[keyof typeof State];
+
+export function isTokenChar(c: number): boolean {
+  // RFC 9110 §5.6.2 tchar
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) ||
+    c === 33 || (c >= 35 && c <= 39) || c === 42 || c === 43 || c === 45 || c === 46 || c === 94 || c === 95 || c === 96 || c === 124 || c === 126;
+}
+
+export function hasListToken(value: string, token: string): boolean {
+  if (value.length === token.length) return value.toLowerCase() === token;
+  for (const part of value.split(",")) if (part.trim().toLowerCase() === token) return true;
+  return false;
+}
+
+/** Any control character other than horizontal tab (RFC 9110 §5.5: field values exclude them). */
+export function hasControl(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if ((c < 32 && c !== 9) || c === 127) return true;
+  }
+  return false;
+}
+
+export function isDigits(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return s.length > 0;
+}
+
+export abstract class MessageParser<S extends BodySink> {
+  protected state: State = State.Head;
+  protected pending: Buffer | null = null;
+  protected remaining = 0;
+  /** Bytes of the current message seen so far. */
+  received = 0;
+
+  constructor(
+    protected sink: S,
+    /** Largest start line plus header section accepted. */
+    private readonly maxHeadBytes: number,
+  ) {}
+
+  get done(): boolean {
+    return this.state === State.Done;
+  }
+
+  /** Reads the start line and fields (`text` has no final empty line) and sets the framing. */
+  protected abstract readHead(text: string): void;
+  /** The error to throw for a malformed message; `tooLarge` for a head over the limit. */
+  protected abstract error(message: string, tooLarge?: boolean): Error;
+  /** Bytes after the end of the message, from `at`: kept, or an error. */
+  protected abstract afterDone(chunk: Buffer, at: number): void;
+  /** What the head is called in errors ("request", "response"). */
+  protected abstract readonly what: string;
+
+  /** Feeds bytes from the connection; throws the subclass's error on a malformed message. */
+  push(data: Buffer): void {
+    this.received += data.length;
+    let chunk = data;
+    if (this.pending !== null) {
+      chunk = data.length === 0 ? this.pending : Buffer.concat([this.pending, data]);
+      this.pending = null;
+    }
+    let at = 0;
+    const n = chunk.length;
+    while (at < n) {
+      switch (this.state) {
+        case State.Head: {
+          const end = chunk.indexOf("\r\n\r\n", at, "latin1");
+          if (end < 0) {
+            if (n - at > this.maxHeadBytes) throw this.error(`${this.what} head is too large`, true);
+            this.pending = chunk.subarray(at);
+            return;
+          }
+          if (end - at > this.maxHeadBytes) throw this.error(`${this.what} head is too large`, true);
+          const head = chunk.toString("latin1", at, end);
+          at = end + 4;
+          this.readHead(head);
+          break;
+        }
+        case State.Length: {
+          const piece = this.bodyPiece(chunk, at);
+          at += piece.length;
+          const last = this.remaining === 0;
+          this.sink.onBody(piece, last);
+          if (last) this.finish();
+          break;
+        }
+        case State.ChunkSize: {
+          const eol = this.lineEnd(chunk, at, "chunk size line");
+          if (eol < 0) return;
+          const size = this.chunkSize(chunk, at, eol);
+          at = eol + 2;
+          if (size === 0) {
+            this.state = State.Trailers;
+          } else {
+            this.remaining = size;
+            this.state = State.ChunkData;
+          }
+          break;
+        }
+        case State.ChunkData: {
+          const piece = this.bodyPiece(chunk, at);
+          at += piece.length;
+          this.sink.onBody(piece, false);
+          if (this.remaining === 0) this.state = State.ChunkDataEnd;
+          break;
+        }
+        case State.ChunkDataEnd: {
+          if (n - at < 2) {
+            this.pending = chunk.subarray(at);
+            return;
+          }
+          if (chunk[at] !== 13 || chunk[at + 1] !== 10) throw this.error("chunk data is not followed by CRLF");
+          at += 2;
+          this.state = State.ChunkSize;
+          break;
+        }
+        case State.Trailers: {
+          // Trailer fields are read and dropped; the section ends with an empty line.
+          const eol = this.lineEnd(chunk, at, "trailer line");
+          if (eol < 0) return;
+          const empty = eol === at;
+          at = eol + 2;
+          if (empty) {
+            this.sink.onBody(EMPTY, true);
+            this.finish();
+          }
+          break;
+        }
+        case State.UntilClose: {
+          const piece = at === 0 ? chunk : chunk.subarray(at);
+          at = n;
+          this.sink.onBody(piece, false);
+          break;
+        }
+        case State.Done:
+          this.afterDone(chunk, at);
+          return;
+      }
+    }
+  }
+
+  /** The end of the line starting at `at`; -1 (the partial line kept for the next push) when it has not arrived. */
+  private lineEnd(chunk: Buffer, at: number, what: string): number {
+    const eol = chunk.indexOf("\r\n", at, "latin1");
+    if (eol < 0) {
+      if (chunk.length - at > MAX_LINE_BYTES) throw this.error(`${what} is too long`);
+      this.pending = chunk.subarray(at);
+    }
+    return eol;
+  }
+
+  /** As much of the remaining body (or chunk) as `chunk` holds from `at`. */
+  private bodyPiece(chunk: Buffer, at: number): Buffer {
+    const take = Math.min(this.remaining, chunk.length - at);
+    this.remaining -= take;
+    return at === 0 && take === chunk.length ? chunk : chunk.subarray(at, at + take);
+  }
+
+  protected finish(): void {
+    this.state = State.Done;
+    this.sink.onEnd();
+  }
+
+  /** chunk-size [ chunk-ext ] (RFC 9112 §7.1): hex digits, then nothing or extensions after ";". */
+  private chunkSize(buf: Buffer, start: number, end: number): number {
+    let size = 0;
+    let i = start;
+    for (; i < end; i++) {
+      const c = buf[i];
+      let d: number;
+      if (c >= 48 && c <= 57) d = c - 48;
+      else if (c >= 97 && c <= 102) d = c - 87;
+      else if (c >= 65 && c <= 70) d = c - 55;
+      else break;
+      if (i - start >= 12) throw this.error("chunk size is too large");
+      size = size * 16 + d;
+    }
+    if (i === start) throw this.error("malformed chunk size");
+    // Whitespace before the extensions is tolerated (BWS), nothing else.
+    while (i < end && (buf[i] === 32 || buf[i] === 9)) i++;
+    if (i < end && buf[i] !== 59 /* ; */) throw this.error("malformed chunk size");
+    for (; i < end; i++) if (buf[i] < 32 && buf[i] !== 9) throw this.error("control character in a chunk extension");
+    return size;
+  }
+}
