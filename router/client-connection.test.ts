@@ -255,3 +255,138 @@ test("a client that closes mid-request or between requests leaves no connection 
   // The open-connections gauge of /metrics counts client connections until the router closes them.
   await waitFor(async () => /\ndeck_router_open_connections 0\n/.test(await proxy.metering.metrics()), 5_000, "the router to close its side");
 });
+
+test("a client cannot remove the body's framing with Connection: the app reads one request, body intact", async (t) => {
+  const up = await echo(t);
+  const port = await proxyFor(t, up.address);
+  const hidden = "GET /admin HTTP/1.1\r\nHost: web.localhost\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
+  const chunkedHidden = `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`;
+  for (const [field, framing, body] of [
+    ["content-length", `Content-Length: ${hidden.length}`, hidden],
+    ["transfer-encoding", "Transfer-Encoding: chunked", chunkedHidden],
+    ["host, content-length, transfer-encoding", `Content-Length: ${hidden.length}`, hidden],
+  ]) {
+    const wire = new Wire(port);
+    t.after(() => wire.destroy());
+    wire.write(`POST /public HTTP/1.1\r\nHost: web.localhost\r\nConnection: ${field}\r\n${framing}\r\n\r\n${body}`);
+    await wire.until((s) => s.includes("POST /public GET /admin"), `the echo (Connection: ${field})`);
+    // A second request on the pooled upstream connection shows whether the hidden one was read apart.
+    wire.write("GET /next HTTP/1.1\r\nHost: web.localhost\r\n\r\n");
+    await wire.until((s) => s.endsWith("GET /next "), "the next answer");
+  }
+  assert.deepEqual(up.seen, [`POST /public ${hidden}`, "GET /next ", `POST /public ${hidden}`, "GET /next ", `POST /public ${hidden}`, "GET /next "]);
+});
+
+test("thousands of pipelined requests the router answers itself, behind a slow close-delimited answer, are all answered", async (t) => {
+  const slow = net.createServer((socket) => {
+    socket.once("data", () => setTimeout(() => socket.end("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nslow body"), 300));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+  t.after(() => slow.close());
+  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [`127.0.0.1:${(slow.address() as AddressInfo).port}`] }]);
+  const proxy = createProxyServer({ table });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  // Short requests, so that many arrive in one read: each is answered at once (404) while the
+  // connection moves from one to the next, and none may cost stack depth.
+  const n = 100_000;
+  const socket = net.connect((proxy.server.address() as AddressInfo).port, "127.0.0.1");
+  t.after(() => socket.destroy());
+  let head = "";
+  let notFound = 0;
+  let tail = "";
+  const all = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${notFound} of ${n} answers after 30 s`)), 30_000);
+    socket.on("data", (d: Buffer) => {
+      const text = tail + d.toString("latin1");
+      if (head.length < 200) head += text.slice(0, 200);
+      notFound += text.split("HTTP/1.1 404 ").length - 1;
+      tail = text.slice(-12);
+      if (notFound === n) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    socket.on("close", () => reject(new Error(`closed after ${notFound} of ${n} answers`)));
+  });
+  socket.write("GET /slow HTTP/1.1\r\nHost: web.localhost\r\n\r\n" + "GET / HTTP/1.1\r\nHost: n\r\n\r\n".repeat(n));
+  await all;
+  assert.match(head, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n9\r\nslow body\r\n0\r\n\r\nHTTP\/1\.1 404 /);
+});
+
+test("a 413 closes the connection soon even while the client keeps sending its body", async (t) => {
+  const up = await echo(t);
+  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
+  const proxy = createProxyServer({ table, limits: { maxBodyBytes: 1000 } });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  t.after(() => wire.destroy());
+  wire.write("POST /big HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 100000000\r\n\r\n");
+  await wire.until((s) => s.includes("bytes web accepts"), "the 413");
+  const started = Date.now();
+  const pump = setInterval(() => { if (!wire.closed) wire.write("x".repeat(64 * 1024)); }, 50);
+  t.after(() => clearInterval(pump));
+  await wire.untilClosed().catch(() => undefined);
+  await wire.until(() => wire.closed, "the close");
+  clearInterval(pump);
+  assert.match(wire.text, /^HTTP\/1\.1 413 [\s\S]*Connection: close\r\n/);
+  assert.ok(Date.now() - started < 8_000, `closed ${Date.now() - started} ms after the answer`);
+  assert.deepEqual(up.seen, []);
+});
+
+test("an app's Content-Length next to Transfer-Encoding is not passed on: the client's response is framed by what was read", async (t) => {
+  const liar = net.createServer((socket) => {
+    socket.on("data", () => socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n1d\r\ntwenty-nine bytes of the body\r\n0\r\n\r\n"));
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
+  t.after(() => liar.close());
+  const port = await proxyFor(t, `127.0.0.1:${(liar.address() as AddressInfo).port}`);
+  const wire = new Wire(port);
+  t.after(() => wire.destroy());
+  wire.write("GET / HTTP/1.1\r\nHost: web.localhost\r\n\r\n");
+  const text = await wire.until((s) => s.endsWith("0\r\n\r\n"), "the chunked answer");
+  assert.doesNotMatch(text, /content-length/i);
+  assert.equal(text.slice(text.indexOf("\r\n\r\n") + 4), "1d\r\ntwenty-nine bytes of the body\r\n0\r\n\r\n");
+});
+
+test("each pipelined request is metered to its own app", async (t) => {
+  const up = await echo(t, (req, res) => {
+    res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 10_000 });
+    res.end("b".repeat(10_000));
+  });
+  const table = new RouteTable([
+    { app: "web", hosts: ["web.localhost"], upstreams: [up.address] },
+    { app: "idle", hosts: ["idle.localhost"], upstreams: [] },
+  ]);
+  const proxy = createProxyServer({ table });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  t.after(() => wire.destroy());
+  wire.write("GET /big HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /x HTTP/1.1\r\nHost: idle.localhost\r\n\r\n");
+  await wire.until((s) => s.endsWith("has no running release\n"), "both answers");
+  const metrics = await proxy.metering.metrics();
+  const sent = (app: string) => Number(new RegExp(`deck_router_sent_bytes_total\\{app="${app}"\\} (\\d+)`).exec(metrics)?.[1]);
+  assert.ok(sent("web") > 10_000, `web sent ${sent("web")}`);
+  assert.ok(sent("idle") < 1_000, `idle sent ${sent("idle")}`);
+});
+
+test("a request head still arriving behind a pipelined request gets 408 once, when the header timeout passes", async (t) => {
+  const up = await echo(t, (req, res) => setTimeout(() => res.end("slow"), 300));
+  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
+  const proxy = createProxyServer({ table, limits: { headerTimeoutMs: 1000 } });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  t.after(() => wire.destroy());
+  const started = Date.now();
+  wire.write("GET /slow HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /second HTTP/1.1\r\nHost: web");
+  const text = await wire.until((s) => s.includes("HTTP/1.1 408 "), "the 408");
+  assert.ok(Date.now() - started < 4_000, `408 after ${Date.now() - started} ms`);
+  await sleep(1_500);
+  assert.equal(text.split("HTTP/1.1 408 ").length - 1, 1, "one 408");
+  assert.match(wire.text, /^HTTP\/1\.1 200 OK[\s\S]*slow[\s\S]*HTTP\/1\.1 408 Request Timeout\r\n/);
+});

@@ -65,7 +65,7 @@ const REASONS: Record<number, string> = {
   200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
   304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
   413: "Content Too Large", 417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-  500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
 };
 
 let dateSecond = 0;
@@ -227,8 +227,17 @@ export class ClientResponse implements ProxyResponse {
     return this.conn.socket.writableLength;
   }
 
+  /** Sets a field for writeHead to add (replacing one of the same name set before, as Node does). */
   setHeader(name: string, value: string | number): this {
-    (this.extra ??= []).push(name, String(value));
+    const extra = (this.extra ??= []);
+    const lower = name.toLowerCase();
+    for (let i = 0; i < extra.length; i += 2) {
+      if (extra[i].toLowerCase() === lower) {
+        extra[i + 1] = String(value);
+        return this;
+      }
+    }
+    extra.push(name, String(value));
     return this;
   }
 
@@ -238,7 +247,8 @@ export class ClientResponse implements ProxyResponse {
       headers = reason;
       reason = undefined;
     }
-    const fields = headers === undefined ? [] : Array.isArray(headers) ? headers : Object.entries(headers).flat().map(String);
+    let fields = headers === undefined ? [] : Array.isArray(headers) ? headers : Object.entries(headers).flat().map(String);
+    if (this.extra !== null) fields = fields.concat(this.extra);
     this.statusCode = status;
     this.headersSent = true;
     this.noBody = this.req.method === "HEAD" || status === 204 || status === 304 || status < 200;
@@ -251,8 +261,6 @@ export class ClientResponse implements ProxyResponse {
       else if (name.length === 4 && name.toLowerCase() === "date") date = true;
       text += `${name}: ${fields[i + 1]}\r\n`;
     }
-    const extra = this.extra;
-    if (extra !== null) for (let i = 0; i < extra.length; i += 2) text += `${extra[i]}: ${extra[i + 1]}\r\n`;
     if (!date) text += `Date: ${httpDate()}\r\n`;
     if (!length && !this.noBody) {
       // No length: chunked for HTTP/1.1, the end of the connection for HTTP/1.0 (RFC 9112 §6.3).
@@ -288,8 +296,9 @@ export class ClientResponse implements ProxyResponse {
     if (this.noBody || body === undefined) body = EMPTY;
     this.conn.writeOut(this.takeHead(), body, this.chunked, this.chunked);
     this.writableFinished = true;
-    this.conn.responseDone(this);
+    // Closed (metering, access log) before the connection moves on to a pipelined request.
     this.emitClose();
+    this.conn.responseDone(this);
     return this;
   }
 
@@ -356,9 +365,20 @@ export class ClientConnection implements RequestSink {
   idleSince: number;
   private readingHeld = false;
   private ended = false;
+  /** Closing: the answer is written (or being written), nothing more is read as HTTP. */
+  private shut = false;
+  private advancing = false;
+  /** The next request waits for the client to read what was written. */
+  private waitingDrain = false;
   private readonly onData = (data: Buffer) => this.read(data);
   private readonly onSocketEnd = () => this.clientEnded();
-  private readonly onDrain = () => this.res?.emitDrain();
+  private readonly onDrain = () => {
+    this.res?.emitDrain();
+    if (this.waitingDrain) {
+      this.waitingDrain = false;
+      this.advance();
+    }
+  };
   private readonly onClose = () => this.closed();
 
   constructor(private readonly host: ConnectionHost, readonly socket: Socket, private readonly serverClosing: () => boolean) {
@@ -377,24 +397,70 @@ export class ClientConnection implements RequestSink {
   }
 
   private read(data: Buffer): void {
-    if (this.upgrade !== null) return;
+    if (this.upgrade !== null || this.shut) return;
     if (this.headStartedAt === 0 && this.res === null) this.headStartedAt = Date.now();
     this.parsing = true;
     try {
       this.parser.push(data);
     } catch (err) {
       this.parsing = false;
-      return this.refuse(err instanceof ClientProtocolError ? err : new ClientProtocolError(String(err)));
+      return this.failed(err);
     }
     this.parsing = false;
-    this.afterRead();
+    this.advance();
   }
 
-  private afterRead(): void {
-    if (this.upgrade !== null) return this.handOver();
-    if (this.res === null && !this.parser.readingHead) this.headStartedAt = 0;
-    if (this.parser.buffered >= HOLD_BYTES) this.holdReading(true);
-    this.maybeNext();
+  /**
+   * Moves the connection on after a read or a finished response: hands an upgrade over, closes, or
+   * reads the next pipelined request. A loop, not recursion: requests the router answers at once
+   * (404, 503 …) may follow each other by the thousand in one read.
+   */
+  private advance(): void {
+    if (this.advancing) return;
+    this.advancing = true;
+    try {
+      for (;;) {
+        if (this.upgrade !== null) return this.handOver();
+        if (this.shut) return;
+        if (this.res !== null || this.req === null || !this.req.complete) break;
+        // The current request is answered and fully read.
+        this.req = null;
+        if (this.closing) return this.shutdown();
+        this.idleSince = Date.now();
+        // A client that does not read its answers gets no more of them until it does.
+        if (this.socket.writableNeedDrain) {
+          this.waitingDrain = true;
+          this.holdReading(true);
+          break;
+        }
+        this.holdReading(false);
+        if (this.parser.buffered === 0) {
+          this.parser.next();
+          break;
+        }
+        this.headStartedAt = Date.now();
+        this.parsing = true;
+        try {
+          this.parser.next();
+        } catch (err) {
+          this.parsing = false;
+          return this.failed(err);
+        }
+        this.parsing = false;
+      }
+      if (this.res === null && this.headStartedAt === 0 && this.parser.readingHead) this.headStartedAt = Date.now();
+      else if (this.res === null && !this.parser.readingHead) this.headStartedAt = 0;
+      if (this.parser.buffered >= HOLD_BYTES) this.holdReading(true);
+    } finally {
+      this.advancing = false;
+    }
+  }
+
+  /** A read failed: a malformed request gets its answer; anything else is the router's own fault. */
+  private failed(err: unknown): void {
+    if (err instanceof ClientProtocolError) return this.refuse(err);
+    console.error("router: error while serving a request:", err);
+    this.refuse(new ClientProtocolError("the router failed to serve this request", 500));
   }
 
   onHead(head: RequestHead): void {
@@ -470,38 +536,20 @@ export class ClientConnection implements RequestSink {
   /** The current response is finished: the next request may be read, or the connection closes. */
   responseDone(res: ClientResponse): void {
     if (res !== this.res) return;
-    if (!res.shouldKeepAlive) this.closing = true;
     this.res = null;
+    const req = this.req;
     // The app answered without reading the whole body: the rest is read and dropped.
-    if (this.req !== null && !this.req.complete) this.req.discard();
-    if (!this.parsing) this.maybeNext();
-  }
-
-  /** Starts on the next request once the current one is answered and fully read. */
-  private maybeNext(): void {
-    if (this.res !== null || this.req === null || !this.req.complete) return;
-    this.req = null;
-    if (this.closing) return this.shutdown();
-    this.idleSince = Date.now();
-    this.holdReading(false);
-    if (this.ended) return this.shutdown();
-    if (this.parser.buffered === 0) {
-      this.parser.next();
-      return;
+    if (req !== null && !req.complete) req.discard();
+    if (!res.shouldKeepAlive || this.closing) {
+      this.req = null;
+      return this.shutdown();
     }
-    this.parsing = true;
-    try {
-      this.parser.next();
-    } catch (err) {
-      this.parsing = false;
-      return this.refuse(err instanceof ClientProtocolError ? err : new ClientProtocolError(String(err)));
-    }
-    this.parsing = false;
-    this.afterRead();
+    if (!this.parsing) this.advance();
   }
 
   /** Answers a request that cannot be read, then closes. */
   private refuse(err: ClientProtocolError): void {
+    if (this.shut) return;
     const res = this.res;
     this.res = null;
     this.req?.discard();
@@ -529,16 +577,21 @@ export class ClientConnection implements RequestSink {
    * client still sending does not get a reset that would destroy the answer in flight.
    */
   private shutdown(): void {
+    if (this.shut) return;
+    this.shut = true;
     this.closing = true;
     this.upgrade = null;
+    this.headStartedAt = 0;
+    this.idleSince = 0;
     const socket = this.socket;
     if (socket.destroyed) return;
     this.holdReading(false);
     socket.off("data", this.onData);
     socket.on("data", () => {});
-    socket.end();
-    if (this.ended) return;
-    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    // The linger starts once the answer is flushed: a slow reader still gets all of it.
+    socket.end(() => {
+      if (!this.ended) setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    });
   }
 
   /**

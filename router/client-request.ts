@@ -168,13 +168,16 @@ export class RequestParser extends MessageParser<RequestSink> {
     if (hosts > 1) throw this.error("more than one Host field");
     if (hosts === 0 && minor === 1) throw this.error("an HTTP/1.1 request needs a Host field");
     const upgrade = upgradeField && connection !== undefined && hasListToken(connection, "upgrade");
-    if (upgrade) {
-      // What follows the head belongs to the new protocol, whatever the fields say (the tunnel carries it).
-      this.state = State.Done;
-    } else if (transferEncoding !== undefined) {
+    if (transferEncoding !== undefined) {
       if (contentLength >= 0) throw this.error("both Content-Length and Transfer-Encoding");
       if (minor === 0) throw this.error("Transfer-Encoding in an HTTP/1.0 request");
       if (transferEncoding.toLowerCase() !== "chunked") throw this.error("unsupported Transfer-Encoding (only chunked is accepted)");
+    }
+    if (method === "CONNECT") throw new ClientProtocolError("CONNECT is not served here: the router forwards requests to apps by Host", 501);
+    if (upgrade) {
+      // What follows the head belongs to the new protocol (the tunnel carries it as is).
+      this.state = State.Done;
+    } else if (transferEncoding !== undefined) {
       this.state = State.ChunkSize;
     } else if (contentLength > 0) {
       this.remaining = contentLength;

@@ -275,6 +275,8 @@ export class Exchange implements ConnectionOwner {
     const conn = this.conn;
     if (conn === null) return;
     this.conn = null;
+    // Paused for a slow client in the read that also ended the response: the next request needs it reading.
+    if (conn.socket.isPaused()) conn.socket.resume();
     if (this.keepAlive && !this.clientGone) this.host.poolFor(this.upstream!).release(conn, this.keepAliveTimeout);
     else conn.destroy();
   }

@@ -47,6 +47,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   let upgradeValue: string | undefined;
   let hasBody = false;
   let contentLength = -1;
+  let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -80,6 +81,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         if (sameName(name, "content-length")) {
           contentLength = Number(value);
           if (value !== "0") hasBody = true;
+          continue;
         }
         break;
       case 15:
@@ -90,8 +92,11 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         break;
       case 17:
         if (sameName(name, "x-forwarded-proto")) continue;
-        // Kept: Node re-frames the body as chunked when it sees this header, so the value stays true.
-        if (sameName(name, "transfer-encoding")) hasBody = true;
+        if (sameName(name, "transfer-encoding")) {
+          chunked = true;
+          hasBody = true;
+          continue;
+        }
         break;
       case 19:
         if (sameName(name, "proxy-authorization")) continue;
@@ -100,6 +105,10 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
     out.push(name, value);
   }
   if (connection !== undefined) dropConnectionListed(out, connection);
+  // The framing goes out as the router read it (the client's request reader accepts only chunked,
+  // or one length), added after the Connection-listed fields are dropped so no client can remove it.
+  if (chunked) out.push("Transfer-Encoding", "chunked");
+  else if (contentLength >= 0) out.push("Content-Length", String(contentLength));
   if (requestId === undefined || !isSaneRequestId(requestId)) requestId = randomUUID();
   const client = remoteAddress ?? "unknown";
   out.push(
@@ -122,7 +131,8 @@ function dropConnectionListed(headers: string[], connection: string): void {
   let listed: string[] | undefined;
   for (const token of connection.split(",")) {
     const t = token.trim().toLowerCase();
-    if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade") continue;
+    // Host is end-to-end whatever a sender says (RFC 9110 §7.2); the rest name no field.
+    if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade" || t === "host") continue;
     (listed ??= []).push(t);
   }
   if (!listed) return;
@@ -135,7 +145,8 @@ function dropConnectionListed(headers: string[], connection: string): void {
 export function buildResponseHeaders(raw: string[], requestId: string): { headers: string[]; hasLength: boolean } {
   const out: string[] = [];
   let connection: string | undefined;
-  let hasLength = false;
+  let length: string | undefined;
+  let chunked = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     switch (name.length) {
@@ -153,14 +164,21 @@ export function buildResponseHeaders(raw: string[], requestId: string): { header
         if (sameName(name, "x-request-id")) continue;
         break;
       case 14:
-        if (sameName(name, "content-length")) hasLength = true;
+        // One value (a list of equal ones was checked by the response reader), written once below.
+        if (sameName(name, "content-length")) {
+          length ??= raw[i + 1].split(",")[0].trim();
+          continue;
+        }
         break;
       case 16:
         if (sameName(name, "proxy-connection")) continue;
         break;
       case 17:
-        // The client connection gets its own framing from Node (chunked, or close-delimited for HTTP/1.0).
-        if (sameName(name, "transfer-encoding")) continue;
+        // The client connection gets its own framing (chunked, or close-delimited for HTTP/1.0).
+        if (sameName(name, "transfer-encoding")) {
+          chunked = true;
+          continue;
+        }
         break;
       case 18:
         if (sameName(name, "proxy-authenticate")) continue;
@@ -169,6 +187,10 @@ export function buildResponseHeaders(raw: string[], requestId: string): { header
     out.push(name, raw[i + 1]);
   }
   if (connection !== undefined) dropConnectionListed(out, connection);
+  // A body framed by Transfer-Encoding was read de-chunked: its Content-Length (if the app sent both) is
+  // not its length (RFC 9112 §6.3), so it is dropped rather than passed on to misframe the client's response.
+  const hasLength = length !== undefined && !chunked;
+  if (hasLength) out.push("Content-Length", length!);
   out.push("X-Request-Id", requestId);
   return { headers: out, hasLength };
 }
