@@ -177,7 +177,20 @@ function parseContentLength(value: string): number {
   return length;
 }
 
+/** The last Keep-Alive value read and its timeout: an app sends the same one on every response. */
+let lastKeepAlive = "";
+let lastKeepAliveTimeout = -1;
+
 function parseKeepAliveTimeout(value: string, previous: number): number {
+  if (value === lastKeepAlive) return lastKeepAliveTimeout < 0 ? previous : lastKeepAliveTimeout;
+  const timeout = keepAliveTimeoutOf(value);
+  lastKeepAlive = value;
+  lastKeepAliveTimeout = timeout;
+  return timeout < 0 ? previous : timeout;
+}
+
+/** The `timeout=N` parameter of a Keep-Alive value; -1 when it has none. */
+function keepAliveTimeoutOf(value: string): number {
   for (const part of value.split(",")) {
     const [key, v] = part.split("=");
     if (key.trim().toLowerCase() === "timeout" && v !== undefined) {
@@ -185,5 +198,5 @@ function parseKeepAliveTimeout(value: string, previous: number): number {
       if (Number.isFinite(n) && n >= 0) return n;
     }
   }
-  return previous;
+  return -1;
 }
