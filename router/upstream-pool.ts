@@ -10,6 +10,9 @@
 import net from "node:net";
 import { ResponseParser, type ResponseSink } from "./upstream-response.ts";
 
+/** Where every upstream connection's reads land (see UpstreamConnection): one read is handled before the next. */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** How long an idle connection is reused when the upstream gave no Keep-Alive timeout. */
 export const DEFAULT_KEEP_ALIVE_MS = 4_000;
 /** The longest an idle connection is kept, whatever the upstream says. */
@@ -41,14 +44,20 @@ export class UpstreamConnection {
   private error: NodeJS.ErrnoException | undefined;
 
   constructor(private readonly pool: UpstreamPool) {
-    const socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    // Reads land in one shared buffer and are handed over as an exact-size copy: no readable-stream
+    // bookkeeping per read (each response is one or two reads), and no 64 KiB buffer per small read.
+    const socket = net.connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(Buffer.from(buf.buffer, buf.byteOffset, n)) },
+    });
     this.socket = socket;
     this.parser = new ResponseParser(NO_SINK);
     socket.on("connect", () => {
       this.connected = true;
       this.owner?.onConnect();
     });
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => this.owner?.onDrain());
     socket.on("end", () => this.onEnd());
     socket.on("error", (err: NodeJS.ErrnoException) => {
@@ -66,6 +75,12 @@ export class UpstreamConnection {
   destroy(): void {
     this.owner = null;
     this.socket.destroy();
+  }
+
+  /** A read: copied out of the shared buffer before anything else can read into it. */
+  private onRead(bytes: Buffer): boolean {
+    this.onData(Buffer.from(bytes));
+    return true;
   }
 
   private onData(chunk: Buffer): void {
