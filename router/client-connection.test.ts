@@ -390,3 +390,20 @@ test("a request head still arriving behind a pipelined request gets 408 once, wh
   assert.equal(text.split("HTTP/1.1 408 ").length - 1, 1, "one 408");
   assert.match(wire.text, /^HTTP\/1\.1 200 OK[\s\S]*slow[\s\S]*HTTP\/1\.1 408 Request Timeout\r\n/);
 });
+
+test("while the router shuts down, a request in flight is answered with Connection: close and its connection closes", async (t) => {
+  const up = await echo(t, (req, res) => setTimeout(() => res.end("done"), 300));
+  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
+  const proxy = createProxyServer({ table });
+  await proxy.listen(0, "127.0.0.1");
+  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  t.after(() => wire.destroy());
+  wire.write("GET /slow HTTP/1.1\r\nHost: web.localhost\r\n\r\n");
+  await waitFor(() => proxy.totalInflight() === 1, 5_000, "the request to be in flight");
+  const closed = proxy.close(5_000);
+  const text = await wire.untilClosed();
+  await closed;
+  assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.match(text.slice(0, text.indexOf("\r\n\r\n") + 2), /\r\nConnection: close\r\n/);
+  assert.ok(text.endsWith("\r\n\r\ndone"), text);
+});

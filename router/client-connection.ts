@@ -271,7 +271,7 @@ export class ClientResponse implements ProxyResponse {
         this.shouldKeepAlive = false;
       }
     }
-    if (this.conn.closing) this.shouldKeepAlive = false;
+    if (this.conn.willClose) this.shouldKeepAlive = false;
     if (!this.shouldKeepAlive) text += "Connection: close\r\n";
     else if (this.req.httpVersion === "1.0") text += "Connection: keep-alive\r\n";
     this.head = `${text}\r\n`;
@@ -391,6 +391,11 @@ export class ClientConnection implements RequestSink {
     socket.on("error", () => {});
   }
 
+  /** No request after the current one: the client asked so, or the router is shutting down. */
+  get willClose(): boolean {
+    return this.closing || this.serverClosing();
+  }
+
   /** Serving a request now (its response is not finished). */
   get busy(): boolean {
     return this.res !== null;
@@ -425,7 +430,7 @@ export class ClientConnection implements RequestSink {
         if (this.res !== null || this.req === null || !this.req.complete) break;
         // The current request is answered and fully read.
         this.req = null;
-        if (this.closing) return this.shutdown();
+        if (this.willClose) return this.shutdown();
         this.idleSince = Date.now();
         // A client that does not read its answers gets no more of them until it does.
         if (this.socket.writableNeedDrain) {
@@ -540,7 +545,7 @@ export class ClientConnection implements RequestSink {
     const req = this.req;
     // The app answered without reading the whole body: the rest is read and dropped.
     if (req !== null && !req.complete) req.discard();
-    if (!res.shouldKeepAlive || this.closing) {
+    if (!res.shouldKeepAlive || this.willClose) {
       this.req = null;
       return this.shutdown();
     }
