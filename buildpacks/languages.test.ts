@@ -8,25 +8,15 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { join } from "node:path";
 import { applySlugEnv, EMPTY_SLUG_ENV, parseSlugEnv, SLUG_ENV_FILE, type SlugEnv } from "../core/index.ts";
 import { BuildStepError, goBuildpack, pythonBuildpack, rustBuildpack, type Buildpack } from "./index.ts";
 import { createSampleDirs, createTestContext } from "./test-helpers.ts";
+import { freePort } from "../router/test-support.ts";
 
 const samples = createSampleDirs("deck-languages-");
 after(() => samples.remove());
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function get(port: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {

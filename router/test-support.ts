@@ -87,13 +87,30 @@ export function send(options: GetOptions): Promise<Reply> {
   });
 }
 
-/** A port nothing listens on right now (bound once, then released). */
+/** Ports this process has handed out, so two calls never return the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port nothing listens on right now (bound once, then released), picked below the kernel's range
+ * for the local ports of outgoing connections (32768–60999 by default): a port from that range can
+ * be taken by any process's outgoing connection between this check and the caller's own bind.
+ */
 export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error("no free port found between 20000 and 32000");
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -7,28 +7,19 @@ import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { existsSync, readFileSync, openSync, closeSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ProcessRuntime } from "../../runtime/index.ts";
 import { stopRouter } from "../../router/index.ts";
+import { freePort } from "../../router/test-support.ts";
+
+export { freePort };
 import { destroyEmbeddedServer } from "../../store/index.ts";
 import type { DbBackend } from "./database.ts";
 
 export const ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
 const DECK = join(ROOT, "bin", "deck");
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 export interface RunResult { code: number; stdout: string; stderr: string }
 export interface TimedLine { at: number; text: string }
