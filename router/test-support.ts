@@ -1,7 +1,10 @@
 /** Helpers shared by the router tests: real upstream servers and a small HTTP client. */
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 export interface TestUpstream {
   server: http.Server;
@@ -87,20 +90,42 @@ export function send(options: GetOptions): Promise<Reply> {
   });
 }
 
-/** Ports this process has handed out, so two calls never return the same one. */
-const handedOut = new Set<number>();
+/**
+ * Ports handed out to tests, one file per port. Test files run in parallel processes, and a port is
+ * bound seconds after it is picked (a deck server starting), so each is reserved for every process.
+ */
+const RESERVED = join(tmpdir(), "deck-test-ports");
+/** A reservation older than this is left over from an earlier run. */
+const STALE_MS = 60 * 60_000;
+
+function reserve(port: number): boolean {
+  const file = join(RESERVED, String(port));
+  try {
+    writeFileSync(file, String(process.pid), { flag: "wx" });
+    return true;
+  } catch {
+    try {
+      if (Date.now() - statSync(file).mtimeMs < STALE_MS) return false;
+      writeFileSync(file, String(process.pid));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
 
 /**
- * A port nothing listens on right now (bound once, then released), picked below the kernel's range
- * for the local ports of outgoing connections (32768–60999 by default): a port from that range can
- * be taken by any process's outgoing connection between this check and the caller's own bind.
+ * A port nothing listens on right now (bound once, then released) and no other test was given,
+ * picked below the kernel's range for the local ports of outgoing connections (32768–60999 by
+ * default): a port from that range can be taken by any process's outgoing connection between this
+ * check and the caller's own bind.
  */
 export async function freePort(): Promise<number> {
+  mkdirSync(RESERVED, { recursive: true });
   for (let attempt = 0; attempt < 500; attempt++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
-    if (handedOut.has(port) || !(await canListen(port))) continue;
-    handedOut.add(port);
-    return port;
+    if (!reserve(port)) continue;
+    if (await canListen(port)) return port;
   }
   throw new Error("no free port found between 20000 and 32000");
 }
