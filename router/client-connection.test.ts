@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { test, type TestContext } from "node:test";
-import { createProxyServer } from "./proxy-server.ts";
+import type { Route } from "../core/index.ts";
+import type { RouterLimits } from "./limits.ts";
+import { createProxyServer, type ProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
 import { sleep, startUpstream, waitFor } from "./test-support.ts";
 
@@ -29,12 +31,13 @@ async function echo(t: TestContext, handler?: http.RequestListener): Promise<{ a
   return { address: u.address, seen };
 }
 
-async function proxyFor(t: TestContext, upstream: string): Promise<number> {
-  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [upstream] }]);
-  const proxy = createProxyServer({ table });
+/** A proxy on a free port, closed after the test: app "web" at web.localhost on `upstream`, or the given routes. */
+async function startProxy(t: TestContext, upstream: string | Route[], limits?: Partial<RouterLimits>): Promise<{ proxy: ProxyServer; port: number }> {
+  const routes = typeof upstream === "string" ? [{ app: "web", hosts: ["web.localhost"], upstreams: [upstream] }] : upstream;
+  const proxy = createProxyServer({ table: new RouteTable(routes), limits });
   await proxy.listen(0, "127.0.0.1");
   t.after(() => proxy.close(0));
-  return (proxy.server.address() as AddressInfo).port;
+  return { proxy, port: (proxy.server.address() as AddressInfo).port };
 }
 
 /** A raw client connection: write bytes, read what comes back until a predicate holds or the connection closes. */
@@ -106,7 +109,7 @@ function responses(text: string): { status: number; headers: string; body: strin
 
 test("pipelined requests are answered in order on one connection, bodies and all", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write(
@@ -133,7 +136,7 @@ test("a response without a length is chunked for HTTP/1.1 clients and runs to th
     res.write("first ");
     setTimeout(() => res.end("second"), 20);
   });
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
 
   const v11 = new Wire(port);
   t.after(() => v11.destroy());
@@ -154,7 +157,7 @@ test("a response without a length is chunked for HTTP/1.1 clients and runs to th
 
 test("an HTTP/1.0 client asking for keep-alive keeps its connection", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("GET /a HTTP/1.0\r\nHost: web.localhost\r\nConnection: keep-alive\r\n\r\n");
@@ -167,7 +170,7 @@ test("an HTTP/1.0 client asking for keep-alive keeps its connection", async (t) 
 
 test("Expect: 100-continue gets its interim answer before the body is sent", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("PUT /upload HTTP/1.1\r\nHost: web.localhost\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
@@ -180,7 +183,7 @@ test("Expect: 100-continue gets its interim answer before the body is sent", asy
 
 test("a smuggling attempt or a malformed request gets a one-line 400, the connection closes, and nothing reaches the app", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const attempts: [string, RegExp][] = [
     ["POST / HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: web.localhost\r\n\r\n", /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*\r\n\r\nboth Content-Length and Transfer-Encoding\n$/],
     ["POST / HTTP/1.1\r\nHost: web.localhost\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", /^HTTP\/1\.1 400 [\s\S]*only chunked is accepted\)\n$/],
@@ -204,7 +207,7 @@ test("a smuggling attempt or a malformed request gets a one-line 400, the connec
 
 test("a body cut off by a chunk error mid-request is abandoned upstream and answered 400", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("POST /cut HTTP/1.1\r\nHost: web.localhost\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
@@ -225,7 +228,7 @@ test("an app that answers before reading the body: the rest is dropped and the c
     res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 4 });
     res.end("next");
   });
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   const body = "x".repeat(300_000);
@@ -240,11 +243,7 @@ test("an app that answers before reading the body: the rest is dropped and the c
 
 test("a client that closes mid-request or between requests leaves no connection behind", async (t) => {
   const up = await echo(t);
-  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
-  const proxy = createProxyServer({ table });
-  await proxy.listen(0, "127.0.0.1");
-  t.after(() => proxy.close(0));
-  const port = (proxy.server.address() as AddressInfo).port;
+  const { proxy, port } = await startProxy(t, up.address);
   for (const partial of ["GET / HTTP/1.1\r\nHo", "POST / HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 10\r\n\r\nabc", "GET / HTTP/1.1\r\nHost: web.localhost\r\n\r\n"]) {
     const socket = net.connect(port, "127.0.0.1");
     socket.on("error", () => {});
@@ -258,7 +257,7 @@ test("a client that closes mid-request or between requests leaves no connection 
 
 test("a client cannot remove the body's framing with Connection: the app reads one request, body intact", async (t) => {
   const up = await echo(t);
-  const port = await proxyFor(t, up.address);
+  const { port } = await startProxy(t, up.address);
   const hidden = "GET /admin HTTP/1.1\r\nHost: web.localhost\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n";
   const chunkedHidden = `${hidden.length.toString(16)}\r\n${hidden}\r\n0\r\n\r\n`;
   for (const [field, framing, body] of [
@@ -284,14 +283,11 @@ test("thousands of pipelined requests the router answers itself, behind a slow c
   });
   await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
   t.after(() => slow.close());
-  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [`127.0.0.1:${(slow.address() as AddressInfo).port}`] }]);
-  const proxy = createProxyServer({ table });
-  await proxy.listen(0, "127.0.0.1");
-  t.after(() => proxy.close(0));
+  const { port } = await startProxy(t, `127.0.0.1:${(slow.address() as AddressInfo).port}`);
   // Short requests, so that many arrive in one read: each is answered at once (404) while the
   // connection moves from one to the next, and none may cost stack depth.
   const n = 20_000;
-  const socket = net.connect((proxy.server.address() as AddressInfo).port, "127.0.0.1");
+  const socket = net.connect(port, "127.0.0.1");
   t.after(() => socket.destroy());
   let head = "";
   let notFound = 0;
@@ -317,11 +313,8 @@ test("thousands of pipelined requests the router answers itself, behind a slow c
 
 test("a 413 closes the connection soon even while the client keeps sending its body", async (t) => {
   const up = await echo(t);
-  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
-  const proxy = createProxyServer({ table, limits: { maxBodyBytes: 1000 } });
-  await proxy.listen(0, "127.0.0.1");
-  t.after(() => proxy.close(0));
-  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  const { port } = await startProxy(t, up.address, { maxBodyBytes: 1000 });
+  const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("POST /big HTTP/1.1\r\nHost: web.localhost\r\nContent-Length: 100000000\r\n\r\n");
   await wire.until((s) => s.includes("bytes web accepts"), "the 413");
@@ -343,7 +336,7 @@ test("an app's Content-Length next to Transfer-Encoding is not passed on: the cl
   });
   await new Promise<void>((r) => liar.listen(0, "127.0.0.1", r));
   t.after(() => liar.close());
-  const port = await proxyFor(t, `127.0.0.1:${(liar.address() as AddressInfo).port}`);
+  const { port } = await startProxy(t, `127.0.0.1:${(liar.address() as AddressInfo).port}`);
   const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("GET / HTTP/1.1\r\nHost: web.localhost\r\n\r\n");
@@ -357,14 +350,11 @@ test("each pipelined request is metered to its own app", async (t) => {
     res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": 10_000 });
     res.end("b".repeat(10_000));
   });
-  const table = new RouteTable([
+  const { proxy, port } = await startProxy(t, [
     { app: "web", hosts: ["web.localhost"], upstreams: [up.address] },
     { app: "idle", hosts: ["idle.localhost"], upstreams: [] },
   ]);
-  const proxy = createProxyServer({ table });
-  await proxy.listen(0, "127.0.0.1");
-  t.after(() => proxy.close(0));
-  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  const wire = new Wire(port);
   t.after(() => wire.destroy());
   wire.write("GET /big HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /x HTTP/1.1\r\nHost: idle.localhost\r\n\r\n");
   await wire.until((s) => s.endsWith("has no running release\n"), "both answers");
@@ -376,11 +366,8 @@ test("each pipelined request is metered to its own app", async (t) => {
 
 test("a request head still arriving behind a pipelined request gets 408 once, when the header timeout passes", async (t) => {
   const up = await echo(t, (req, res) => setTimeout(() => res.end("slow"), 300));
-  const table = new RouteTable([{ app: "web", hosts: ["web.localhost"], upstreams: [up.address] }]);
-  const proxy = createProxyServer({ table, limits: { headerTimeoutMs: 1000 } });
-  await proxy.listen(0, "127.0.0.1");
-  t.after(() => proxy.close(0));
-  const wire = new Wire((proxy.server.address() as AddressInfo).port);
+  const { port } = await startProxy(t, up.address, { headerTimeoutMs: 1000 });
+  const wire = new Wire(port);
   t.after(() => wire.destroy());
   const started = Date.now();
   wire.write("GET /slow HTTP/1.1\r\nHost: web.localhost\r\n\r\nGET /second HTTP/1.1\r\nHost: web");

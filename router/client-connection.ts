@@ -396,11 +396,6 @@ export class ClientConnection implements RequestSink {
     return this.closing || this.serverClosing();
   }
 
-  /** Serving a request now (its response is not finished). */
-  get busy(): boolean {
-    return this.res !== null;
-  }
-
   private read(data: Buffer): void {
     if (this.upgrade !== null || this.shut) return;
     if (this.headStartedAt === 0 && this.res === null) this.headStartedAt = Date.now();
@@ -630,10 +625,8 @@ export class ClientConnection implements RequestSink {
     this.host.handleUpgrade(req, socket, rest);
   }
 
-  /** Closes the connection now if it is between requests; true when it did. */
-  closeIfIdle(): boolean {
-    if (this.res !== null || this.upgrade !== null) return false;
-    this.socket.destroy();
-    return true;
+  /** Closes the connection now if it is between requests. */
+  closeIfIdle(): void {
+    if (this.res === null && this.upgrade === null) this.socket.destroy();
   }
 }

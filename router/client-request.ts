@@ -7,7 +7,7 @@
  * Transfer-Encoding, a coding other than chunked, differing lengths, folded lines, whitespace before
  * a colon, bare CR or LF and control characters are all refused with 400 and the connection closed.
  */
-import { hasControl, hasListToken, isDigits, isTokenChar, MessageParser, State, type BodySink } from "./http1-message.ts";
+import { hasListToken, isDigits, isTokenChar, MessageParser, State, type BodySink } from "./http1-message.ts";
 
 /** Largest request line plus header section accepted: Node's default, and nginx's 4 × 8 KiB is close. */
 export const MAX_REQUEST_HEAD_BYTES = 16 * 1024;
@@ -123,18 +123,9 @@ export class RequestParser extends MessageParser<RequestSink> {
     let expect: string | undefined;
     let at = lineEnd < 0 ? text.length : lineEnd + 2;
     while (at < text.length) {
-      let eol = text.indexOf("\r\n", at);
-      if (eol < 0) eol = text.length;
-      const colon = text.indexOf(":", at);
-      if (colon <= at || colon > eol) {
-        const c = text.charCodeAt(at);
-        throw this.error(c === 32 || c === 9 ? "obsolete line folding in a request field" : "malformed request field line");
-      }
-      for (let i = at; i < colon; i++) if (!isTokenChar(text.charCodeAt(i))) throw this.error("malformed request field name");
-      const name = text.slice(at, colon);
-      const value = trimOws(text, colon + 1, eol);
-      if (hasControl(value)) throw this.error(`control character in request field ${name}`);
-      at = eol + 2;
+      at = this.readField(text, at);
+      const name = this.fieldName;
+      const value = this.fieldValue;
       switch (name.length) {
         case 4:
           if (name.toLowerCase() === "host") hosts++;
@@ -191,11 +182,4 @@ export class RequestParser extends MessageParser<RequestSink> {
     this.sink.onHead({ method, url, minor, rawHeaders, keepAlive, upgrade, expectContinue });
     if (this.state === State.Done) this.sink.onEnd();
   }
-}
-
-/** The field value between `from` and `to` without surrounding spaces and tabs (RFC 9110 §5.5 OWS). */
-function trimOws(text: string, from: number, to: number): string {
-  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
-  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
-  return text.slice(from, to);
 }

@@ -72,6 +72,32 @@ export abstract class MessageParser<S extends BodySink> {
     return this.state === State.Done;
   }
 
+  /** The name and value of the field line readField read last. */
+  protected fieldName = "";
+  protected fieldValue = "";
+
+  /**
+   * Reads the field line starting at `at` in a head (RFC 9112 §5: a token name, a colon right after
+   * it, a value without control characters) into fieldName and fieldValue; returns where the next
+   * line starts. Folded lines and whitespace before the colon are errors.
+   */
+  protected readField(text: string, at: number): number {
+    let eol = text.indexOf("\r\n", at);
+    if (eol < 0) eol = text.length;
+    const colon = text.indexOf(":", at);
+    if (colon <= at || colon > eol) {
+      const c = text.charCodeAt(at);
+      throw this.error(c === 32 || c === 9 ? `obsolete line folding in a ${this.what} field` : `malformed ${this.what} field line`);
+    }
+    for (let i = at; i < colon; i++) if (!isTokenChar(text.charCodeAt(i))) throw this.error(`malformed ${this.what} field name`);
+    const name = text.slice(at, colon);
+    const value = trimOws(text, colon + 1, eol);
+    if (hasControl(value)) throw this.error(`control character in ${this.what} field ${name}`);
+    this.fieldName = name;
+    this.fieldValue = value;
+    return eol + 2;
+  }
+
   /** Reads the start line and fields (`text` has no final empty line) and sets the framing. */
   protected abstract readHead(text: string): void;
   /** The error to throw for a malformed message; `tooLarge` for a head over the limit. */
@@ -212,4 +238,11 @@ export abstract class MessageParser<S extends BodySink> {
     for (; i < end; i++) if (buf[i] < 32 && buf[i] !== 9) throw this.error("control character in a chunk extension");
     return size;
   }
+}
+
+/** The field value between `from` and `to` without surrounding spaces and tabs (RFC 9110 §5.5 OWS). */
+function trimOws(text: string, from: number, to: number): string {
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+  return text.slice(from, to);
 }

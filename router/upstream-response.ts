@@ -9,7 +9,7 @@
  * responses; strictness is still the cheaper way to make that impossible too.
  */
 
-import { EMPTY, hasControl, hasListToken, isDigits, isTokenChar, MessageParser, State, type BodySink } from "./http1-message.ts";
+import { EMPTY, hasControl, hasListToken, isDigits, MessageParser, State, type BodySink } from "./http1-message.ts";
 
 /** Largest status line plus header section accepted (Node's own server allows 16 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024;
@@ -103,18 +103,9 @@ export class ResponseParser extends MessageParser<ResponseSink> {
     let keepAliveTimeout = -1;
     let at = lineEnd < 0 ? text.length : lineEnd + 2;
     while (at < text.length) {
-      let eol = text.indexOf("\r\n", at);
-      if (eol < 0) eol = text.length;
-      const colon = text.indexOf(":", at);
-      if (colon <= at || colon > eol) {
-        const c = text.charCodeAt(at);
-        throw this.error(c === 32 || c === 9 ? "obsolete line folding in a response field" : "malformed response field line");
-      }
-      for (let i = at; i < colon; i++) if (!isTokenChar(text.charCodeAt(i))) throw this.error("malformed response field name");
-      const name = text.slice(at, colon);
-      const value = text.slice(colon + 1, eol).trim();
-      if (hasControl(value)) throw this.error(`control character in response field ${name}`);
-      at = eol + 2;
+      at = this.readField(text, at);
+      const name = this.fieldName;
+      const value = this.fieldValue;
       switch (name.length) {
         case 10:
           if (name.toLowerCase() === "connection") connection = connection === undefined ? value : `${connection}, ${value}`;
