@@ -74,7 +74,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
   const runtime = docker
-    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
+    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), publishHost: config.upstreamHost, memoryBytes: config.appMemory, cpus: config.appCpus })
     : new ProcessRuntime({ stateDir: paths.procStateDir });
 
   const deps: DeployDeps = {
@@ -88,7 +88,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       runtime: config.runtime, engine: docker, baseImage: config.baseImage,
       imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
     }),
-    allocatePort: () => findFreePort(),
+    allocatePort: () => findFreePort(config.upstreamHost),
     queue: new AppQueue(config.deployQueue),
     builds: new Semaphore(config.buildConcurrency),
     repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },

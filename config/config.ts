@@ -41,6 +41,12 @@ const onOff = z.enum(["on", "off"]);
 export const SETTINGS = {
   dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
   host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
+  upstreamHost: {
+    env: "DECK_UPSTREAM_HOST", yaml: "upstream_host",
+    schema: z.string().regex(/^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*)$/i, "an IPv4 or IPv6 address or a host name, without a port"),
+    default: "127.0.0.1",
+    help: "address app processes are published on and routers reach them at; set it to this machine's private address when router nodes run on other machines",
+  },
   sshPort: { env: "DECK_SSH_PORT", yaml: "ssh_port", schema: port, default: 2222, help: "SSH port for git push and commands" },
   apiPort: { env: "DECK_API_PORT", yaml: "api_port", schema: port, default: 3000, help: "REST API (/api/v1) and smart HTTP git (/git)" },
   httpPort: { env: "DECK_HTTP_PORT", yaml: "http_port", schema: port, default: 8080, help: "router HTTP port apps are served on" },

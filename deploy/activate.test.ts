@@ -4,7 +4,8 @@ import { after, before, describe, it } from "node:test";
 import type { ProcessInfo, Route } from "../core/index.ts";
 import { deleteApp, findApp, insertApp, insertDeployment, insertOrganization, insertUser, setLiveDeployment, type AppRow } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
-import { pauseRoute, refreshRoute, withRouteLock } from "./activate.ts";
+import { parseUpstream } from "../router/route-table.ts";
+import { pauseRoute, refreshRoute, upstreamAddress, withRouteLock } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 // The database is real. The app's processes and the router are recorded here instead: what is tested
@@ -35,7 +36,7 @@ for (const backend of await databaseBackends()) {
       const processes = [web(name, first.id, 1001), web(name, second.id, 1002)];
       const deps = {
         db: t.db.pool,
-        config: { domain: "deck.localhost" },
+        config: { domain: "deck.localhost", upstreamHost: "127.0.0.1" },
         runtime: { list: async () => processes },
         router: { setRoute: async (route: Route) => void sent.push(route) },
         log: () => undefined,
@@ -84,3 +85,14 @@ for (const backend of await databaseBackends()) {
     });
   });
 }
+
+describe("upstreamAddress", () => {
+  it("names a process by DECK_UPSTREAM_HOST and its port, an IPv6 address in brackets as routes need", () => {
+    const at = (upstreamHost: string) => upstreamAddress({ config: { upstreamHost } as DeployDeps["config"] }, 40123);
+    assert.equal(at("127.0.0.1"), "127.0.0.1:40123");
+    assert.equal(at("10.0.0.5"), "10.0.0.5:40123");
+    assert.equal(at("fd00::5"), "[fd00::5]:40123");
+    for (const address of [at("10.0.0.5"), at("fd00::5")]) assert.ok(parseUpstream(address), `${address} is a route upstream`);
+    assert.equal(parseUpstream(at("fd00::5"))?.host, "fd00::5");
+  });
+});

@@ -2,9 +2,9 @@ import http from "node:http";
 
 export type HealthResult = { ok: true; status: number } | { ok: false; reason: string };
 
-function probe(port: number, path: string, timeoutMs: number): Promise<number | string> {
+function probe(host: string, port: number, path: string, timeoutMs: number): Promise<number | string> {
   return new Promise((resolve) => {
-    const req = http.get({ host: "127.0.0.1", port, path, timeout: timeoutMs, agent: false, headers: { "user-agent": "deck-health-check", connection: "close" } }, (res) => {
+    const req = http.get({ host, port, path, timeout: timeoutMs, agent: false, headers: { "user-agent": "deck-health-check", connection: "close" } }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -18,6 +18,8 @@ function probe(port: number, path: string, timeoutMs: number): Promise<number | 
  * when the process has exited instead of waiting out the whole deadline.
  */
 export async function waitHealthy(options: {
+  /** The address routers will reach the process at (DECK_UPSTREAM_HOST). */
+  host: string;
   port: number;
   path: string;
   deadlineMs: number;
@@ -28,9 +30,9 @@ export async function waitHealthy(options: {
   let last = "no answer yet";
   for (let attempt = 0; ; attempt++) {
     if (options.signal?.aborted) return { ok: false, reason: "cancelled" };
-    const r = await probe(options.port, options.path, Math.min(5000, Math.max(500, end - Date.now())));
+    const r = await probe(options.host, options.port, options.path, Math.min(5000, Math.max(500, end - Date.now())));
     if (typeof r === "number" && r > 0 && r < 500) return { ok: true, status: r };
-    last = typeof r === "number" ? `answered ${r}` : r === "ECONNREFUSED" ? "not listening on $PORT" : r;
+    last = typeof r === "number" ? `answered ${r}` : r === "ECONNREFUSED" ? `not listening on $PORT (${options.port}) at ${options.host}` : r;
     const dead = await options.stillAlive();
     if (dead) return { ok: false, reason: dead };
     if (Date.now() >= end) return { ok: false, reason: `no healthy answer on ${options.path} within ${Math.round(options.deadlineMs / 1000)}s (last: ${last})` };

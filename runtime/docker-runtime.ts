@@ -32,6 +32,8 @@ export interface DockerRuntimeOptions extends DockerLimits {
    * engine never sees or stops them. `scopeFor(dataDir)` gives one per data dir.
    */
   scope: string;
+  /** The address web ports are published on (DECK_UPSTREAM_HOST); default 127.0.0.1. */
+  publishHost?: string;
 }
 
 /** A `deck.scope` label value for a data dir. */
@@ -115,8 +117,11 @@ function hostConfig(limits: DockerLimits): ContainerCreateBody["HostConfig"] {
   return config;
 }
 
-/** POST /containers/create body of one app process: published on 127.0.0.1 only, restarted by the engine. */
-export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: string, limits: DockerLimits): ContainerCreateBody {
+/**
+ * POST /containers/create body of one app process: its port published on `publishHost` only
+ * (DECK_UPSTREAM_HOST, 127.0.0.1 by default), restarted by the engine.
+ */
+export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: string, limits: DockerLimits, publishHost = "127.0.0.1"): ContainerCreateBody {
   const body: ContainerCreateBody = {
     Image: image.image,
     Env: containerEnv(spec.env, spec.cwd, spec.port, image.appDir),
@@ -128,7 +133,7 @@ export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: 
   if (spec.port !== undefined) {
     const port = `${CONTAINER_PORT}/tcp`;
     body.ExposedPorts = { [port]: {} };
-    body.HostConfig.PortBindings = { [port]: [{ HostIp: "127.0.0.1", HostPort: String(spec.port) }] };
+    body.HostConfig.PortBindings = { [port]: [{ HostIp: publishHost, HostPort: String(spec.port) }] };
   }
   return body;
 }
@@ -225,7 +230,7 @@ interface Follower {
 /**
  * Runs each app process as a container on a Docker engine: one container per process, named
  * `deck-<process id>`, labelled with app/release/generation/type/index, its web port published on
- * 127.0.0.1 only, memory/CPU limits, restarted by the engine on failure. Containers outlive the deck
+ * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), memory/CPU limits, restarted by the engine on failure. Containers outlive the deck
  * server; a new DockerRuntime finds them by label and resumes streaming their logs into the app log
  * where the last one stopped.
  */
@@ -234,6 +239,7 @@ export class DockerRuntime implements Runtime {
   readonly #stateDir: string;
   readonly #scope: string;
   readonly #limits: DockerLimits;
+  readonly #publishHost: string;
   readonly #followers = new Map<string, Follower>();
 
   constructor(options: DockerRuntimeOptions) {
@@ -241,6 +247,7 @@ export class DockerRuntime implements Runtime {
     this.#stateDir = resolve(options.stateDir);
     this.#scope = options.scope;
     this.#limits = { memoryBytes: options.memoryBytes, cpus: options.cpus };
+    this.#publishHost = options.publishHost ?? "127.0.0.1";
   }
 
   #cursorFile(id: string): string {
@@ -259,7 +266,7 @@ export class DockerRuntime implements Runtime {
 
     let containerId: string;
     try {
-      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }));
+      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }, this.#publishHost));
     } catch (e) {
       throw new DeckError("process_start_failed", `${id}: the container could not be created: ${engineMessage(e)}`, { id }, { cause: e });
     }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import http from "node:http";
+import net from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +39,17 @@ process.on("SIGTERM", () => server.close(() => process.exit(0)));
   };
 }
 
+/** Whether a TCP connection to host:port is accepted. */
+function connectsTo(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
 function docker(...args: string[]): string {
   return execFileSync("docker", args, { encoding: "utf8" }).trim();
 }
@@ -53,7 +65,7 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "deck-docker-work-"));
     base = await buildBaseImage();
-    deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_RUNTIME: "docker", DECK_BASE_IMAGE: base.tag, DECK_APP_MEMORY: "256m" } });
+    deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_RUNTIME: "docker", DECK_BASE_IMAGE: base.tag, DECK_APP_MEMORY: "256m", DECK_UPSTREAM_HOST: "127.0.0.2" } });
     scope = scopeFor(deck.dataDir);
   });
 
@@ -91,8 +103,12 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
     const answer = await deck.get(app);
     assert.equal(answer.status, 200);
     assert.equal(answer.body, `v1 from ${v1.id.slice(0, 12)}\n`, "served by the container, through the router");
-    const bindings = JSON.parse(docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", v1.id)) as Record<string, { HostIp: string }[]>;
-    assert.deepEqual(Object.values(bindings).flat().map((b) => b.HostIp), ["127.0.0.1"]);
+    // Published on DECK_UPSTREAM_HOST only: the router reached the container there, and nowhere else answers.
+    const bindings = JSON.parse(docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", v1.id)) as Record<string, { HostIp: string; HostPort: string }[]>;
+    const published = Object.values(bindings).flat();
+    assert.deepEqual(published.map((b) => b.HostIp), ["127.0.0.2"]);
+    assert.equal((await connectsTo("127.0.0.2", Number(published[0].HostPort))), true);
+    assert.equal((await connectsTo("127.0.0.1", Number(published[0].HostPort))), false, "not published on 127.0.0.1");
     assert.equal(docker("inspect", "--format", "{{.HostConfig.Memory}}", v1.id), String(256 * 1024 ** 2));
     const v1Image = docker("inspect", "--format", "{{.Image}}", v1.id);
 

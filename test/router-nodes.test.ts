@@ -20,6 +20,8 @@ import { databaseBackends } from "./helpers/database.ts";
 import { commitFiles, Deck, freePort, httpGet, makeRepo, nodeApp, ROOT, run } from "./helpers/deck.ts";
 
 const DECK = join(ROOT, "bin", "deck");
+/** DECK_UPSTREAM_HOST of the deck server the nodes stand in front of (all of 127.0.0.0/8 is this machine). */
+const UPSTREAM_HOST = "127.0.0.2";
 const backends = await databaseBackends();
 
 /** Environment of a process that must not inherit deck settings from the test's own environment. */
@@ -247,7 +249,8 @@ for (const backend of backends) {
 
     before(async () => {
       work = await mkdtemp(join(tmpdir(), "deck-work-"));
-      deck = await Deck.start({ backend });
+      // Apps are published on another loopback address, as on a private network: routes must name it.
+      deck = await Deck.start({ backend, env: { DECK_UPSTREAM_HOST: UPSTREAM_HOST } });
       const url = backend.name === "external" ? backend.url : await embeddedDatabaseUrl(deck.dataDir);
       assert.ok(url, "the embedded database has a URL once deck started");
       databaseUrl = url;
@@ -271,6 +274,12 @@ for (const backend of backends) {
       const repo = await makeRepo(join(work, "zd"), nodeApp("r1", { slowStartMs: 300 }));
       const first = await deck.push(repo, "zd");
       assert.equal(first.code, 0, first.stderr);
+      const db = new pg.Client({ connectionString: databaseUrl });
+      await db.connect();
+      const row = await db.query<{ route: { upstreams: string[] } }>("SELECT route FROM routes WHERE app = 'zd'").finally(() => db.end());
+      const upstreams = row.rows[0]?.route.upstreams ?? [];
+      assert.equal(upstreams.length, 1, JSON.stringify(row.rows));
+      assert.match(upstreams[0], new RegExp(`^${UPSTREAM_HOST.replaceAll(".", "\\.")}:\\d+$`), "the route names DECK_UPSTREAM_HOST");
       const a = await startNode();
       const b = await startNode();
       for (const node of [a, b]) {
