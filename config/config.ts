@@ -64,6 +64,10 @@ export const SETTINGS = {
   idleTimeout: { env: "DECK_IDLE_TIMEOUT", yaml: "idle_timeout", schema: seconds, default: 120, help: "router: seconds a connection may stay silent (no bytes either way) before it is closed" },
   maxConnectionsPerIp: { env: "DECK_MAX_CONNECTIONS_PER_IP", yaml: "max_connections_per_ip", schema: z.coerce.number().int().min(0), default: 512, help: "router: open connections one client IP may hold (0 = no limit)" },
   pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
+  metricsPort: {
+    env: "DECK_METRICS_PORT", yaml: "metrics_port", schema: z.coerce.number().int().min(0).max(65535), default: 0,
+    help: "router nodes (`--role router`): serve Prometheus `GET /metrics` on this port at DECK_HOST, without authentication (0 = off; the deck server has /metrics on its API port)",
+  },
   accessLog: { env: "DECK_ACCESS_LOG", yaml: "access_log", schema: onOff, default: "on", help: "router: one JSON line per request in logs/access.log (on or off)" },
   meteringInterval: { env: "DECK_METERING_INTERVAL", yaml: "metering_interval", schema: seconds, default: 60, help: "seconds between saving the router's per-app request and bandwidth counts to the database" },
   redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis shared by several router nodes: per-client rate limits draw from one budget across them (unset = each router counts alone)" },

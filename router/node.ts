@@ -25,6 +25,7 @@ import { configureSecrets, masterKeyFile } from "../store/secret-box.ts";
 import { AccessLog } from "./access-log.ts";
 import { loadCertsFile, saveCertsFile } from "./certs-file.ts";
 import { createRateLimiter, limitsFromConfig } from "./limits-config.ts";
+import { createMetricsServer } from "./metrics-server.ts";
 import { createProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
 import { RouteSync } from "./route-sync.ts";
@@ -151,6 +152,21 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   } catch (e) {
     await proxy.close(0);
     throw e;
+  }
+  const metrics = config.metricsPort > 0 ? createMetricsServer(proxy.metering) : null;
+  if (metrics !== null) {
+    try {
+      await listen("metrics", config.metricsPort, "DECK_METRICS_PORT", () => new Promise<void>((resolve, reject) => {
+        metrics.once("error", reject);
+        metrics.listen(config.metricsPort, config.host, () => {
+          metrics.off("error", reject);
+          resolve();
+        });
+      }));
+    } catch (e) {
+      await Promise.all([proxy.close(0), https.close(0)]);
+      throw e;
+    }
   }
 
   let db: Database | null = null;
@@ -308,7 +324,8 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const meteringTimer = setInterval(() => void saveUsage(), config.meteringInterval * 1000);
   meteringTimer.unref();
 
-  log(`router node ${label} (${id}) serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}; routes from ${redactUrl(url)}`);
+  const metricsNote = metrics === null ? "" : `; metrics on http://${config.host}:${config.metricsPort}/metrics`;
+  log(`router node ${label} (${id}) serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}; routes from ${redactUrl(url)}${metricsNote}`);
 
   let stopped: Promise<void> | undefined;
   return {
@@ -319,6 +336,10 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
         stopping = true;
         // Heartbeats go on while requests finish: a deploy under way keeps waiting for them.
         await Promise.all([proxy.close(deadlineMs), https.close(deadlineMs)]).catch((e) => log(`shutdown: ${firstLine(e)}`));
+        if (metrics !== null) {
+          metrics.closeAllConnections();
+          await new Promise((r) => metrics.close(r));
+        }
         beating = false;
         clearTimeout(timer);
         clearInterval(meteringTimer);

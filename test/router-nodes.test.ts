@@ -240,9 +240,9 @@ for (const backend of backends) {
     const relays: Relay[] = [];
 
     let masterKey: string;
-    const startNode = async (url = databaseUrl) => {
+    const startNode = async (url = databaseUrl, env: Record<string, string> = {}) => {
       // The deck server's master key opens the private keys of stored certificates.
-      const node = await RouterNodeProcess.start(url, { DECK_MASTER_KEY: masterKey });
+      const node = await RouterNodeProcess.start(url, { DECK_MASTER_KEY: masterKey, ...env });
       nodes.push(node);
       return node;
     };
@@ -411,6 +411,25 @@ for (const backend of backends) {
       assert.equal(r.status, 200, r.body);
       assert.match(r.body, /^r2 /);
       assert.equal((await late.get("www.zd-example.test")).status, 200);
+    });
+
+    it("a node started with DECK_METRICS_PORT serves its per-app counters and process metrics to Prometheus", async () => {
+      const metricsPort = await freePort();
+      const node = await startNode(databaseUrl, { DECK_METRICS_PORT: String(metricsPort) });
+      assert.match(node.log(), new RegExp(`metrics on http://127\\.0\\.0\\.1:${metricsPort}/metrics`));
+      for (let i = 0; i < 3; i++) assert.equal((await node.get("zd.localhost")).status, 200);
+
+      const m = await httpGet(metricsPort, "127.0.0.1", "/metrics");
+      assert.equal(m.status, 200, m.body);
+      assert.match(String(m.headers["content-type"]), /^text\/plain; version=0\.0\.4/);
+      assert.match(m.body, /^deck_router_requests_total\{app="zd",code="2xx"\} 3$/m);
+      assert.match(m.body, /^deck_router_request_duration_seconds_count\{app="zd"\} 3$/m);
+      assert.match(m.body, /^deck_router_sent_bytes_total\{app="zd"\} [1-9]\d*$/m);
+      assert.match(m.body, /^deck_router_node_process_resident_memory_bytes [1-9]\d*$/m);
+
+      const other = await httpGet(metricsPort, "127.0.0.1", "/");
+      assert.equal(other.status, 404);
+      assert.equal(other.body, "this port serves GET /metrics only\n");
     });
 
     it("a node that loses PostgreSQL keeps serving its last routes and catches up when it is back", async () => {
