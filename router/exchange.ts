@@ -71,6 +71,9 @@ export class Exchange implements ConnectionOwner {
   private keepAlive = false;
   private keepAliveTimeout = -1;
   private bodySeen = 0;
+  /** Body bytes forwarded to the upstream and passed to the client (HTTP/2 metering counts these). */
+  bodyBytesIn = 0;
+  bodyBytesOut = 0;
   /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
   reason: string | undefined;
   /** Called once the client's response is finished or abandoned (metering, access log). */
@@ -166,6 +169,7 @@ export class Exchange implements ConnectionOwner {
   private onBodyData(chunk: Buffer): void {
     const conn = this.conn;
     if (conn === null) return;
+    this.bodyBytesIn += chunk.length;
     if (this.maxBody > 0 && this.fwd.contentLength < 0) {
       this.bodySeen += chunk.length;
       if (this.bodySeen > this.maxBody) return this.bodyTooLarge();
@@ -227,6 +231,7 @@ export class Exchange implements ConnectionOwner {
 
   onBody(chunk: Buffer, last: boolean): void {
     const res = this.res;
+    this.bodyBytesOut += chunk.length;
     if (last) {
       this.clientEnded = true;
       res.end(chunk);

@@ -8,7 +8,7 @@
  * (upstream-pool.ts).
  */
 import http from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import net, { type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
@@ -53,6 +53,28 @@ function chargeSocket(socket: ChargedSocket | null | undefined): [number, number
   socket[CHARGED_IN] = read;
   socket[CHARGED_OUT] = written;
   return [inBytes, outBytes];
+}
+
+/**
+ * Bytes of one HTTP/2 request and its response, for metering: header fields and bodies as sent,
+ * before HPACK compression and framing. One connection carries many requests at once, so its own
+ * byte counts cannot be split between them.
+ */
+function http2Bytes(req: ProxyRequest, res: Http2ServerResponse, exchange: Exchange | undefined): [number, number] {
+  const raw = req.rawHeaders;
+  let bytesIn = 2;
+  for (let i = 0; i < raw.length; i += 2) bytesIn += raw[i].length + raw[i + 1].length + 4;
+  const headers = res.getHeaders();
+  let bytesOut = 2;
+  for (const name in headers) bytesOut += name.length + String(headers[name]).length + 4;
+  if (exchange !== undefined) {
+    bytesIn += exchange.bodyBytesIn;
+    bytesOut += exchange.bodyBytesOut;
+  } else {
+    // The router's own answers declare their length.
+    bytesOut += Number(headers["content-length"] ?? 0) || 0;
+  }
+  return [bytesIn, bytesOut];
 }
 
 function maintenanceBody(app: string): string {
@@ -436,9 +458,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       let bytesIn: number;
       let bytesOut: number;
       if (req.httpVersionMajor === 2) {
-        // One HTTP/2 connection carries many requests at once; count declared body sizes.
-        bytesIn = fwd.contentLength > 0 ? fwd.contentLength : 0;
-        bytesOut = Number(res.getHeader?.("content-length") ?? 0) || 0;
+        [bytesIn, bytesOut] = http2Bytes(req, res as unknown as Http2ServerResponse, exchange);
       } else {
         [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
       }

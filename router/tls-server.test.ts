@@ -245,3 +245,44 @@ test("an app with hsts gets Strict-Transport-Security on HTTPS only; redirectHtt
   assert.equal(plain.headers.location, "https://bank.example.com/account?x=1");
   assert.equal(plain.headers["strict-transport-security"], undefined);
 });
+
+test("HTTP/2 requests are metered by the size of their headers and bodies, also when no length is declared", async (t) => {
+  const upstream = await startUpstream("stream", (req, res) => {
+    req.resume();
+    req.on("end", () => {
+      // No Content-Length: the body is streamed in ten pieces.
+      res.writeHead(200, { "Content-Type": "application/octet-stream" });
+      for (let i = 0; i < 10; i++) res.write(Buffer.alloc(10_000, 97));
+      res.end();
+    });
+  });
+  t.after(() => upstream.close());
+  const proxy = createProxyServer({ table: new RouteTable([{ app: "stream", hosts: ["stream.example.com"], upstreams: [upstream.address] }]) });
+  const certs = await CertStore.create();
+  const pair = await createSelfSignedCertificate("stream.example.com");
+  certs.replace([{ hosts: ["stream.example.com"], ...pair }]);
+  const frontend = createTlsFrontend({ proxy, certs });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const port = (frontend.server.address() as AddressInfo).port;
+
+  // An HTTP/2 client sends no Content-Length unless asked to.
+  const r = await h2Request(port, "stream.example.com", pair.cert, { method: "POST", path: "/upload", body: "x".repeat(50_000) });
+  assert.equal(r.alpn, "h2");
+  assert.equal(r.status, 200);
+  assert.equal(r.body.length, 100_000);
+  assert.equal(r.headers["content-length"], undefined);
+
+  let usage = proxy.metering.drain();
+  for (let i = 0; i < 100 && usage.length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    usage = proxy.metering.drain();
+  }
+  assert.equal(usage.length, 1, "the request was metered");
+  const [u] = usage;
+  assert.equal(u.app, "stream");
+  assert.equal(u.requests, 1);
+  // The bodies exactly, plus their header fields (a few hundred bytes before compression).
+  assert.ok(u.bytesIn > 50_000 && u.bytesIn < 51_000, `bytes in: ${u.bytesIn}`);
+  assert.ok(u.bytesOut > 100_000 && u.bytesOut < 101_000, `bytes out: ${u.bytesOut}`);
+});
