@@ -6,6 +6,7 @@ import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
 import type { DeckConfig } from "../config/index.ts";
+import { listenOn, type Listenable } from "../core/index.ts";
 import { AppQueue, MeteringFlusher, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { CertManager } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
@@ -23,14 +24,9 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-function listen(server: http.Server | ssh2.Server | NetServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (e: NodeJS.ErrnoException) => reject(e.code === "EADDRINUSE" ? new Error(`port ${port} on ${host} is already in use (set another with the matching DECK_*_PORT)`) : e);
-    (server as http.Server).once("error", onError);
-    (server as http.Server).listen(port, host, () => {
-      (server as http.Server).off("error", onError);
-      resolve();
-    });
+async function listen(server: http.Server | ssh2.Server | NetServer, port: number, host: string): Promise<void> {
+  await listenOn(server as Listenable, port, host).catch((e: NodeJS.ErrnoException) => {
+    throw e.code === "EADDRINUSE" ? new Error(`port ${port} on ${host} is already in use (set another with the matching DECK_*_PORT)`) : e;
   });
 }
 

@@ -7,3 +7,4 @@ export * from "./policy.ts";
 export * from "./mask.ts";
 export * from "./slug-env.ts";
 export * from "./usage.ts";
+export * from "./listen.ts";

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import net from "node:net";
 import { dirname } from "node:path";
+import { listenOn } from "../core/index.ts";
 import { deployPush, type DeployDeps, type DeployOutcome } from "../deploy/index.ts";
 import { parseRefUpdates, planPush } from "./ref-updates.ts";
 import type { PushRegistry } from "./push-registry.ts";
@@ -21,10 +22,7 @@ export async function startHookBridge(deps: DeployDeps, pushes: PushRegistry, so
   await mkdir(dirname(socketPath), { recursive: true });
   await rm(socketPath, { force: true });
   const server = net.createServer((sock) => handleHook(deps, pushes, sock));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(socketPath, () => resolve());
-  });
+  await listenOn(server, socketPath);
   return server;
 }
 

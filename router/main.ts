@@ -7,8 +7,8 @@
  */
 import { chmod, mkdir, readFile, unlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import type { Server } from "node:http";
 import { loadConfig } from "../config/index.ts";
+import { listenOn } from "../core/index.ts";
 import { createControlServer } from "./control-server.ts";
 import { probeRouter } from "./control-client.ts";
 import { routerPaths } from "./paths.ts";
@@ -27,15 +27,6 @@ function log(line: string): void {
   process.stdout.write(`${new Date().toISOString()} router[${process.pid}] ${line}\n`);
 }
 
-function listenOnSocket(server: Server, socketPath: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(socketPath, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-}
 
 async function removeIfOurs(pidFile: string): Promise<void> {
   const text = await readFile(pidFile, "utf8").catch(() => "");
@@ -108,7 +99,7 @@ async function main(): Promise<number> {
   }
   await writeFile(paths.pidFile, `${process.pid}\n`);
   try {
-    await listenOnSocket(control, paths.socket);
+    await listenOn(control, paths.socket);
   } catch (e) {
     log(`cannot listen on ${paths.socket}: ${(e as Error).message} (another router starting?)`);
     await Promise.all([proxy.close(0), https.close(0)]);

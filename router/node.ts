@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { DeckError } from "../core/index.ts";
+import { DeckError, listenOn } from "../core/index.ts";
 import type { DeckConfig } from "../config/index.ts";
 import { listenForNotifications, openDatabase, redactUrl, type Database, type NotificationListener } from "../store/index.ts";
 import {
@@ -156,13 +156,7 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const metrics = config.metricsPort > 0 ? createMetricsServer(proxy.metering) : null;
   if (metrics !== null) {
     try {
-      await listen("metrics", config.metricsPort, "DECK_METRICS_PORT", () => new Promise<void>((resolve, reject) => {
-        metrics.once("error", reject);
-        metrics.listen(config.metricsPort, config.host, () => {
-          metrics.off("error", reject);
-          resolve();
-        });
-      }));
+      await listen("metrics", config.metricsPort, "DECK_METRICS_PORT", () => listenOn(metrics, config.metricsPort, config.host));
     } catch (e) {
       await Promise.all([proxy.close(0), https.close(0)]);
       throw e;

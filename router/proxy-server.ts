@@ -12,6 +12,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import net, { type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
+import { listenOn } from "../core/index.ts";
 import type { AccessLog } from "./access-log.ts";
 import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
 import { ClientConnection, type ConnectionHost, type ProxyRequest, type ProxyResponse } from "./client-connection.ts";
@@ -248,14 +249,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   }
 
   listen(port: number, host: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.server.once("error", onError);
-      this.server.listen(port, host, () => {
-        this.server.off("error", onError);
-        resolve();
-      });
-    });
+    return listenOn(this.server, port, host);
   }
 
   /** Stops accepting, lets in-flight requests finish until the deadline, then cuts what is left. */

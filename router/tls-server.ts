@@ -11,7 +11,7 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import tls from "node:tls";
 import * as x509 from "@peculiar/x509";
-import { DeckError } from "../core/index.ts";
+import { DeckError, listenOn } from "../core/index.ts";
 import type { ServedCertificate } from "../core/index.ts";
 import type { ProxyServer } from "./proxy-server.ts";
 
@@ -186,13 +186,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   return {
     server,
     listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
+      return listenOn(server, port, host);
     },
     async close(deadlineMs) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
