@@ -5,7 +5,7 @@ import { createApiServer } from "../api/index.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
-import type { DeckConfig } from "../config/index.ts";
+import { ConfigError, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
 import { AppQueue, MeteringFlusher, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { CertManager } from "../deploy/index.ts";
@@ -16,6 +16,7 @@ import { publishRoutes } from "../router/route-publisher.ts";
 import { createDockerClient, DockerRuntime, findFreePort, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { openDatabase, type Database } from "../store/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
+import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type ssh2 from "ssh2";
 
@@ -45,6 +46,19 @@ function routerEnv(config: DeckConfig): Record<string, string> {
   return env;
 }
 
+/** App processes are published on DECK_UPSTREAM_HOST: it must be an address of this machine. */
+async function checkUpstreamHost(host: string): Promise<void> {
+  try {
+    await findFreePort(host);
+  } catch (e) {
+    const own = Object.values(networkInterfaces()).flat().filter((a) => a !== undefined && !a.internal && !a.address.startsWith("fe80:")).map((a) => a!.address);
+    throw new ConfigError(
+      `DECK_UPSTREAM_HOST="${host}" is not an address of this machine (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ` +
+        `use 127.0.0.1 or one of ${own.length > 0 ? own.join(", ") : "its network addresses"}`,
+    );
+  }
+}
+
 /**
  * `deck server`: the control plane. Apps and the router run as their own processes, so they keep
  * serving while this process restarts; on start it adopts them and reconciles with the database.
@@ -61,6 +75,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       throw new Error(`DECK_RUNTIME=docker but no Docker engine answers (${e.message.split("\n")[0]}); start dockerd or set DOCKER_HOST`);
     });
   }
+  await checkUpstreamHost(config.upstreamHost);
   const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
   const router = await ensureRouter({
     dataDir: config.dataDir,

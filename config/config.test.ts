@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it, test } from "node:test";
@@ -44,6 +44,16 @@ describe("configuration", () => {
     assert.equal(r.status, 2);
     assert.equal(r.stderr.trim().split("\n").length, 1);
     assert.match(r.stderr, /^deck: DECK_HTTP_PORT="http" is not valid/);
+  });
+
+  it("stops `deck server` with exit status 2 and one line when DECK_UPSTREAM_HOST is not an address of this machine", () => {
+    // An address reserved for documentation (RFC 5737) that this machine does not have.
+    const own = new Set(Object.values(networkInterfaces()).flat().map((a) => a?.address));
+    const foreign = ["203.0.113.77", "198.51.100.77", "192.0.2.77"].find((a) => !own.has(a))!;
+    const r = spawnSync(DECK, ["server"], { env: { ...process.env, DECK_UPSTREAM_HOST: foreign }, cwd: mkdtempSync(join(tmpdir(), "cfg-")), encoding: "utf8" });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.ok(r.stderr.startsWith(`deck: DECK_UPSTREAM_HOST="${foreign}" is not an address of this machine (EADDRNOTAVAIL); use 127.0.0.1 or one of `), r.stderr);
   });
 });
 
