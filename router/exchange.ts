@@ -71,7 +71,7 @@ export class Exchange implements ConnectionOwner {
   private keepAlive = false;
   private keepAliveTimeout = -1;
   private bodySeen = 0;
-  /** Body bytes forwarded to the upstream and passed to the client (HTTP/2 metering counts these). */
+  /** Request body bytes read from the client, and response body bytes passed to it (HTTP/2 metering counts these). */
   bodyBytesIn = 0;
   bodyBytesOut = 0;
   /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
