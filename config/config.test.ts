@@ -33,8 +33,10 @@ describe("configuration", () => {
     const cwd = mkdtempSync(join(tmpdir(), "cfg-"));
     assert.throws(() => loadConfig({ env: { DECK_SSH_PORT: "99999" }, cwd }), (e: Error) => e instanceof ConfigError && /^DECK_SSH_PORT="99999" is not valid/.test(e.message));
     assert.throws(() => loadConfig({ env: { DECK_DEPLOY_QUEUE: "maybe" }, cwd }), /DECK_DEPLOY_QUEUE="maybe" is not valid: expected one of wait, refuse/);
-    assert.throws(() => loadConfig({ env: { DECK_UPSTREAM_HOST: "10.0.0.5:8080" }, cwd }), /DECK_UPSTREAM_HOST="10.0.0.5:8080" is not valid: expected an IPv4 or IPv6 address or a host name, without a port/);
-    for (const host of ["10.0.0.5", "fd00::5", "apps.internal"]) assert.equal(loadConfig({ env: { DECK_UPSTREAM_HOST: host }, cwd }).upstreamHost, host);
+    for (const bad of ["10.0.0.5:8080", "apps.internal", "0.0.0.0", "::", "0:0::0"]) {
+      assert.throws(() => loadConfig({ env: { DECK_UPSTREAM_HOST: bad }, cwd }), new RegExp(`: DECK_UPSTREAM_HOST="${bad.replaceAll(".", "\\.")}" is not valid: expected an IPv4 or IPv6 address of this machine, without a port \\(not 0\\.0\\.0\\.0 or ::`));
+    }
+    for (const host of ["10.0.0.5", "fd00::5", "127.0.0.2"]) assert.equal(loadConfig({ env: { DECK_UPSTREAM_HOST: host }, cwd }).upstreamHost, host);
     writeFileSync(join(cwd, "deck.yaml"), "sshport: 1\n");
     assert.throws(() => loadConfig({ env: {}, cwd }), /unknown setting "sshport"/);
   });

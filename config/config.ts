@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -38,12 +39,22 @@ const limitSize = z.union([z.string(), z.number()]).transform((v, ctx) => {
 });
 const onOff = z.enum(["on", "off"]);
 
+/** 0.0.0.0 or :: (in any spelling): "every address", not one a router could connect to. */
+function isWildcardAddress(ip: string): boolean {
+  if (isIP(ip) === 4) return ip.split(".").every((part) => Number(part) === 0);
+  try {
+    return new URL(`http://[${ip}]/`).hostname === "[::]";
+  } catch {
+    return false;
+  }
+}
+
 export const SETTINGS = {
   dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
   host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
   upstreamHost: {
     env: "DECK_UPSTREAM_HOST", yaml: "upstream_host",
-    schema: z.string().regex(/^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?|[0-9a-f]*:[0-9a-f]*:[0-9a-f:.]*)$/i, "an IPv4 or IPv6 address or a host name, without a port"),
+    schema: z.string().refine((v) => isIP(v) !== 0 && !isWildcardAddress(v), "an IPv4 or IPv6 address of this machine, without a port (not 0.0.0.0 or ::, which would publish apps on every address)"),
     default: "127.0.0.1",
     help: "address app processes are published on and routers reach them at; set it to this machine's private address when router nodes run on other machines",
   },
@@ -66,7 +77,11 @@ export const SETTINGS = {
   pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
   metricsPort: {
     env: "DECK_METRICS_PORT", yaml: "metrics_port", schema: z.coerce.number().int().min(0).max(65535), default: 0,
-    help: "router nodes (`--role router`): serve Prometheus `GET /metrics` on this port at DECK_HOST, without authentication (0 = off; the deck server has /metrics on its API port)",
+    help: "router nodes (`--role router`): serve Prometheus `GET /metrics` on this port at DECK_METRICS_HOST, without authentication (0 = off; the deck server has /metrics on its API port)",
+  },
+  metricsHost: {
+    env: "DECK_METRICS_HOST", yaml: "metrics_host", schema: z.string().min(1), default: "127.0.0.1",
+    help: "router nodes: address the metrics port binds to; an address only Prometheus reaches (the metrics name every app and its traffic)",
   },
   accessLog: { env: "DECK_ACCESS_LOG", yaml: "access_log", schema: onOff, default: "on", help: "router: one JSON line per request in logs/access.log (on or off)" },
   meteringInterval: { env: "DECK_METERING_INTERVAL", yaml: "metering_interval", schema: seconds, default: 60, help: "seconds between saving the router's per-app request and bandwidth counts to the database" },

@@ -23,6 +23,8 @@ export async function startHookBridge(deps: DeployDeps, pushes: PushRegistry, so
   await rm(socketPath, { force: true });
   const server = net.createServer((sock) => handleHook(deps, pushes, sock));
   await listenOn(server, socketPath);
+  // A failed accept must not stop deck: it is logged, and the next push connects again.
+  server.on("error", (e) => deps.log(`hook socket ${socketPath}: ${e.message}`));
   return server;
 }
 

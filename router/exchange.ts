@@ -94,6 +94,11 @@ export class Exchange implements ConnectionOwner {
     });
   }
 
+  /** The app's response head was passed on to the client (its body is then counted in bodyBytesOut). */
+  get relayed(): boolean {
+    return this.responded;
+  }
+
   get upstreamAddress(): string | null {
     return this.upstream?.address ?? null;
   }

@@ -138,17 +138,17 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined;
   const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort });
   const https = createTlsFrontend({ proxy, certs, log });
-  const listen = async (what: string, port: number, envName: string, start: () => Promise<void>) => {
+  const listen = async (what: string, host: string, port: number, envName: string, start: () => Promise<void>) => {
     try {
       await start();
     } catch (e) {
       const reason = (e as NodeJS.ErrnoException).code === "EADDRINUSE" ? "already in use" : firstLine(e);
-      throw new DeckError("listen_failed", `cannot listen for ${what} on ${config.host}:${port}: ${reason} (set another with ${envName})`);
+      throw new DeckError("listen_failed", `cannot listen for ${what} on ${host}:${port}: ${reason} (set another with ${envName})`);
     }
   };
-  await listen("HTTP", config.httpPort, "DECK_HTTP_PORT", () => proxy.listen(config.httpPort, config.host));
+  await listen("HTTP", config.host, config.httpPort, "DECK_HTTP_PORT", () => proxy.listen(config.httpPort, config.host));
   try {
-    await listen("HTTPS", config.httpsPort, "DECK_HTTPS_PORT", () => https.listen(config.httpsPort, config.host));
+    await listen("HTTPS", config.host, config.httpsPort, "DECK_HTTPS_PORT", () => https.listen(config.httpsPort, config.host));
   } catch (e) {
     await proxy.close(0);
     throw e;
@@ -156,7 +156,7 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const metrics = config.metricsPort > 0 ? createMetricsServer(proxy.metering) : null;
   if (metrics !== null) {
     try {
-      await listen("metrics", config.metricsPort, "DECK_METRICS_PORT", () => listenOn(metrics, config.metricsPort, config.host));
+      await listen("metrics", config.metricsHost, config.metricsPort, "DECK_METRICS_PORT", () => listenOn(metrics, config.metricsPort, config.metricsHost));
     } catch (e) {
       await Promise.all([proxy.close(0), https.close(0)]);
       throw e;
@@ -318,7 +318,7 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const meteringTimer = setInterval(() => void saveUsage(), config.meteringInterval * 1000);
   meteringTimer.unref();
 
-  const metricsNote = metrics === null ? "" : `; metrics on http://${config.host}:${config.metricsPort}/metrics`;
+  const metricsNote = metrics === null ? "" : `; metrics on http://${config.metricsHost.includes(":") ? `[${config.metricsHost}]` : config.metricsHost}:${config.metricsPort}/metrics`;
   log(`router node ${label} (${id}) serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}; routes from ${redactUrl(url)}${metricsNote}`);
 
   let stopped: Promise<void> | undefined;

@@ -68,13 +68,11 @@ function http2Bytes(req: ProxyRequest, res: Http2ServerResponse, exchange: Excha
   const headers = res.getHeaders();
   let bytesOut = 2;
   for (const name in headers) bytesOut += name.length + String(headers[name]).length + 4;
-  if (exchange !== undefined) {
-    bytesIn += exchange.bodyBytesIn;
-    bytesOut += exchange.bodyBytesOut;
-  } else {
-    // The router's own answers declare their length.
-    bytesOut += Number(headers["content-length"] ?? 0) || 0;
-  }
+  if (exchange !== undefined) bytesIn += exchange.bodyBytesIn;
+  // A response relayed from the app counts what was passed on; the router's own answers (404, 413,
+  // 502 …) declare their length.
+  if (exchange !== undefined && exchange.relayed) bytesOut += exchange.bodyBytesOut;
+  else bytesOut += Number(headers["content-length"] ?? 0) || 0;
   return [bytesIn, bytesOut];
 }
 
