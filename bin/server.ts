@@ -85,7 +85,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
   const runtime = docker
-    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), publishHost: config.upstreamHost, memoryBytes: config.appMemory, cpus: config.appCpus })
+    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
     : new ProcessRuntime({ stateDir: paths.procStateDir });
 
   const deps: DeployDeps = {

@@ -65,6 +65,8 @@ export interface ProcessSpec {
   env: Record<string, string>;
   /** Set for web processes: the PORT the process must listen on. */
   port?: number;
+  /** With `port`: the address it is published on and routers reach it at (DECK_UPSTREAM_HOST); default 127.0.0.1. */
+  host?: string;
   logFile: string;
   /** Docker runtime: the image to run; unset = the one named by IMAGE_REF_FILE in `cwd`. Other runtimes ignore it. */
   image?: string;
@@ -81,6 +83,8 @@ export interface ProcessInfo {
   type: string;
   index: number;
   port?: number;
+  /** The address `port` was published on when the process started; unset = 127.0.0.1. */
+  host?: string;
   /** Pid of the supervised app process, when running. */
   pid?: number;
   state: "starting" | "running" | "crashed" | "stopped";
@@ -94,7 +98,7 @@ export interface Runtime {
   stop(id: string, graceMs: number): Promise<void>;
   list(app?: string): Promise<ProcessInfo[]>;
   /** Runs a one-shot command (the Procfile `release:` step) to completion, streaming its output. */
-  runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port" | "generation"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
+  runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port" | "host" | "generation"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
 }
 
 // ---------- router ----------

@@ -87,8 +87,9 @@ for (const backend of await databaseBackends()) {
 }
 
 describe("upstreamAddress", () => {
-  it("names a process by DECK_UPSTREAM_HOST and its port, an IPv6 address in brackets as routes need", () => {
-    const at = (upstreamHost: string) => upstreamAddress({ config: { upstreamHost } as DeployDeps["config"] }, 40123);
+  it("names a process by the address it was published on and its port, an IPv6 address in brackets as routes need", () => {
+    const at = (host: string) => upstreamAddress({ host, port: 40123 });
+    assert.equal(upstreamAddress({ port: 40123 }), "127.0.0.1:40123", "processes started before deck recorded the address");
     assert.equal(at("127.0.0.1"), "127.0.0.1:40123");
     assert.equal(at("10.0.0.5"), "10.0.0.5:40123");
     assert.equal(at("fd00::5"), "[fd00::5]:40123");

@@ -108,16 +108,20 @@ export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void>
     const current = await findApp(deps.db, app.name);
     if (current === null) return; // destroyed meanwhile: its route is gone and stays gone
     const live = (await deps.runtime.list(current.name)).filter((p) => p.generation === current.liveDeploymentId && p.type === "web" && p.port);
-    const route = await routeFor(deps, current, live.map((p) => upstreamAddress(deps, p.port!)));
+    const route = await routeFor(deps, current, live.map(upstreamAddress));
     if (live.length === 0 && routeState(deps).paused.has(current.name)) route.settings = { ...route.settings, paused: true };
     await deps.router.setRoute(route);
   });
 }
 
-/** Where routers reach a process's port: `DECK_UPSTREAM_HOST:PORT` (an IPv6 address in brackets). */
-export function upstreamAddress(deps: Pick<DeployDeps, "config">, port: number): string {
-  const host = deps.config.upstreamHost;
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+/**
+ * Where routers reach a web process: `HOST:PORT` (an IPv6 address in brackets), HOST being the
+ * address its port was published on when it started (DECK_UPSTREAM_HOST then; 127.0.0.1 for
+ * processes started before deck recorded it). A process keeps its address when the setting changes.
+ */
+export function upstreamAddress(proc: Pick<ProcessInfo, "port" | "host">): string {
+  const host = proc.host ?? "127.0.0.1";
+  return host.includes(":") ? `[${host}]:${proc.port}` : `${host}:${proc.port}`;
 }
 
 export function appUrl(deps: DeployDeps, app: string): string {
@@ -215,7 +219,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
       const port = type === "web" ? await deps.allocatePort() : undefined;
       const info = await deps.runtime.start({
         app: app.name, release: release.version, generation: deploymentId, type, index,
-        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, logFile,
+        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: port === undefined ? undefined : deps.config.upstreamHost, logFile,
         memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
       });
       started.push(info);
@@ -230,7 +234,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
     out(`-----> Waiting for web.${p.index} to answer ${pathToCheck} on port ${p.port}`);
     const t0 = Date.now();
     const h = await waitHealthy({
-      host: deps.config.upstreamHost, port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
+      host: p.host ?? "127.0.0.1", port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
       stillAlive: async () => {
         const cur = (await deps.runtime.list(app.name)).find((x) => x.id === p.id);
         if (!cur || cur.state === "crashed" || cur.restarts > 0) return `web.${p.index} exited during start-up`;
@@ -253,7 +257,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
     const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     const current = (await findApp(deps.db, app.name)) ?? app;
     routeState(deps).paused.delete(app.name);
-    await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map((p) => upstreamAddress(deps, p.port!))));
+    await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map(upstreamAddress)));
     await deps.db.transaction(async (tx) => {
       if (current.stopped) await setAppStopped(tx, app.id, false);
       await setReleaseStatus(tx, release.id, "live");
@@ -274,11 +278,11 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
 export async function drainAndStop(deps: DeployDeps, processes: ProcessInfo[]): Promise<void> {
   const end = Date.now() + deps.config.drainTimeout * 1000;
   // Router nodes must serve the new routes and finish their requests to these processes too.
-  const upstreams = processes.filter((p) => p.port).map((p) => upstreamAddress(deps, p.port!));
+  const upstreams = processes.filter((p) => p.port).map(upstreamAddress);
   const nodes = deps.router.waitForNodes?.(upstreams, end).catch((e) => deps.log(`waiting for router nodes: ${(e as Error).message}`));
   for (const p of processes) {
     if (p.port) {
-      const upstream = upstreamAddress(deps, p.port);
+      const upstream = upstreamAddress(p);
       while (Date.now() < end) {
         const n = await deps.router.inflight(upstream).catch(() => 0);
         if (n === 0) break;

@@ -35,7 +35,7 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   for (const app of apps) {
     const live = app.stopped ? [] : all.filter((p) => p.app === app.name && p.generation === app.liveDeploymentId);
     const webs = live.filter((p) => p.type === "web" && p.port);
-    routes.push(await routeFor(deps, app, webs.map((p) => upstreamAddress(deps, p.port!))));
+    routes.push(await routeFor(deps, app, webs.map(upstreamAddress)));
     if (app.liveDeploymentId !== null && live.length === 0 && !app.stopped) restarted.push(app.name);
   }
   await deps.router.replaceAll(routes);

@@ -51,6 +51,10 @@ describe("docker runtime: pure parts", () => {
         PortBindings: { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: "127.0.0.1", HostPort: "41000" }] },
       },
     });
+    // Published on DECK_UPSTREAM_HOST when the deploy names one, and labelled with it for adoption.
+    const onPrivate = processContainerBody({ ...spec, host: "10.0.0.5" }, { image: "sha256:abc" }, "scope1", {});
+    assert.deepEqual(onPrivate.HostConfig.PortBindings, { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: "10.0.0.5", HostPort: "41000" }] });
+    assert.equal(onPrivate.Labels["deck.host"], "10.0.0.5");
   });
 
   it("runs a simple command with exec (the app, not the shell, gets SIGTERM) and a compound one as written", () => {

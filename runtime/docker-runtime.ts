@@ -32,8 +32,6 @@ export interface DockerRuntimeOptions extends DockerLimits {
    * engine never sees or stops them. `scopeFor(dataDir)` gives one per data dir.
    */
   scope: string;
-  /** The address web ports are published on (DECK_UPSTREAM_HOST); default 127.0.0.1. */
-  publishHost?: string;
 }
 
 /** A `deck.scope` label value for a data dir. */
@@ -58,6 +56,7 @@ export function processLabels(spec: ProcessSpec, scope: string): Record<string, 
     "deck.log": spec.logFile,
   };
   if (spec.port !== undefined) labels["deck.port"] = String(spec.port);
+  if (spec.port !== undefined && spec.host !== undefined) labels["deck.host"] = spec.host;
   return labels;
 }
 
@@ -118,10 +117,10 @@ function hostConfig(limits: DockerLimits): ContainerCreateBody["HostConfig"] {
 }
 
 /**
- * POST /containers/create body of one app process: its port published on `publishHost` only
+ * POST /containers/create body of one app process: its port published on `spec.host` only
  * (DECK_UPSTREAM_HOST, 127.0.0.1 by default), restarted by the engine.
  */
-export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: string, limits: DockerLimits, publishHost = "127.0.0.1"): ContainerCreateBody {
+export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: string, limits: DockerLimits): ContainerCreateBody {
   const body: ContainerCreateBody = {
     Image: image.image,
     Env: containerEnv(spec.env, spec.cwd, spec.port, image.appDir),
@@ -133,7 +132,7 @@ export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: 
   if (spec.port !== undefined) {
     const port = `${CONTAINER_PORT}/tcp`;
     body.ExposedPorts = { [port]: {} };
-    body.HostConfig.PortBindings = { [port]: [{ HostIp: publishHost, HostPort: String(spec.port) }] };
+    body.HostConfig.PortBindings = { [port]: [{ HostIp: spec.host ?? "127.0.0.1", HostPort: String(spec.port) }] };
   }
   return body;
 }
@@ -181,6 +180,7 @@ function toProcessInfo(c: ContainerInfo): ProcessInfo | undefined {
     startedAt: c.startedAt.startsWith("0001-") ? c.createdAt : c.startedAt,
   };
   if (l["deck.port"]) info.port = Number(l["deck.port"]);
+  if (l["deck.host"]) info.host = l["deck.host"];
   if (c.running && c.pid > 0) info.pid = c.pid;
   return info;
 }
@@ -239,7 +239,6 @@ export class DockerRuntime implements Runtime {
   readonly #stateDir: string;
   readonly #scope: string;
   readonly #limits: DockerLimits;
-  readonly #publishHost: string;
   readonly #followers = new Map<string, Follower>();
 
   constructor(options: DockerRuntimeOptions) {
@@ -247,7 +246,6 @@ export class DockerRuntime implements Runtime {
     this.#stateDir = resolve(options.stateDir);
     this.#scope = options.scope;
     this.#limits = { memoryBytes: options.memoryBytes, cpus: options.cpus };
-    this.#publishHost = options.publishHost ?? "127.0.0.1";
   }
 
   #cursorFile(id: string): string {
@@ -266,7 +264,7 @@ export class DockerRuntime implements Runtime {
 
     let containerId: string;
     try {
-      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }, this.#publishHost));
+      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }));
     } catch (e) {
       throw new DeckError("process_start_failed", `${id}: the container could not be created: ${engineMessage(e)}`, { id }, { cause: e });
     }

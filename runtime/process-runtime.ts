@@ -58,6 +58,7 @@ function toInfo(record: ProcessRecord): ProcessInfo {
     startedAt: record.startedAt,
   };
   if (record.port !== undefined) info.port = record.port;
+  if (record.host !== undefined) info.host = record.host;
   if (record.pid !== undefined) info.pid = record.pid;
   return info;
 }

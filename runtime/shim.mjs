@@ -94,6 +94,7 @@ const record = {
   type: spec.type,
   index: spec.index,
   ...(spec.port !== undefined ? { port: spec.port } : {}),
+  ...(spec.port !== undefined && spec.host !== undefined ? { host: spec.host } : {}),
   state: "starting",
   restarts: 0,
   startedAt: new Date().toISOString(),

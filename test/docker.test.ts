@@ -164,12 +164,20 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
 
     await deck.kill9();
     assert.match((await deck.get(app)).body, /^n1 /, "serving while deck is down");
+    // Restarted with another DECK_UPSTREAM_HOST: the adopted container keeps the address it was
+    // published on, and processes started from now on get the new one.
+    deck.options.env!.DECK_UPSTREAM_HOST = "127.0.0.3";
     await deck.startServer();
     assert.match(deck.log(), /reconciled: \d+ process\(es\) adopted, 0 stray stopped/);
     assert.equal((await webContainer(app)).id, container.id, "the same container, adopted");
+    const adopted = await deck.get(app);
+    assert.equal(adopted.status, 200, adopted.body);
+    assert.match(adopted.body, /^n1 /, "the adopted container is still reached at 127.0.0.2");
     const set = await deck.ssh(`config:set ${app} GREETING=adopted`);
     assert.equal(set.code, 0, set.stderr);
     assert.match((await deck.get(app)).body, /^n1 adopted /);
+    const renewed = JSON.parse(docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", (await webContainer(app)).id)) as Record<string, { HostIp: string }[]>;
+    assert.deepEqual(Object.values(renewed).flat().map((b) => b.HostIp), ["127.0.0.3"]);
 
     // Per-app limits beat the server defaults for processes started after the change.
     const limit = await deck.ssh(`resource:limit ${app} --memory 256m --cpus 0.5`);
