@@ -120,8 +120,13 @@ export async function refreshRoute(deps: DeployDeps, app: AppRow): Promise<void>
  * processes started before deck recorded it). A process keeps its address when the setting changes.
  */
 export function upstreamAddress(proc: Pick<ProcessInfo, "port" | "host">): string {
-  const host = proc.host ?? "127.0.0.1";
+  const host = publishedHost(proc);
   return host.includes(":") ? `[${host}]:${proc.port}` : `${host}:${proc.port}`;
+}
+
+/** The address a process's port was published on (127.0.0.1 for processes that recorded none). */
+function publishedHost(proc: Pick<ProcessInfo, "host">): string {
+  return proc.host ?? "127.0.0.1";
 }
 
 export function appUrl(deps: DeployDeps, app: string): string {
@@ -219,7 +224,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
       const port = type === "web" ? await deps.allocatePort() : undefined;
       const info = await deps.runtime.start({
         app: app.name, release: release.version, generation: deploymentId, type, index,
-        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: port === undefined ? undefined : deps.config.upstreamHost, logFile,
+        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: deps.config.upstreamHost, logFile,
         memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
       });
       started.push(info);
@@ -234,7 +239,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
     out(`-----> Waiting for web.${p.index} to answer ${pathToCheck} on port ${p.port}`);
     const t0 = Date.now();
     const h = await waitHealthy({
-      host: p.host ?? "127.0.0.1", port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
+      host: publishedHost(p), port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
       stillAlive: async () => {
         const cur = (await deps.runtime.list(app.name)).find((x) => x.id === p.id);
         if (!cur || cur.state === "crashed" || cur.restarts > 0) return `web.${p.index} exited during start-up`;

@@ -27,7 +27,6 @@ function log(line: string): void {
   process.stdout.write(`${new Date().toISOString()} router[${process.pid}] ${line}\n`);
 }
 
-
 async function removeIfOurs(pidFile: string): Promise<void> {
   const text = await readFile(pidFile, "utf8").catch(() => "");
   if (text.trim() === String(process.pid)) await unlink(pidFile).catch(() => {});

@@ -50,7 +50,14 @@ export class UpstreamConnection {
       host: pool.host,
       port: pool.port,
       noDelay: true,
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onRead(Buffer.from(buf.buffer, buf.byteOffset, n)) },
+      onread: {
+        buffer: READ_BUFFER,
+        // Copied out of the shared buffer before anything else can read into it.
+        callback: (n: number) => {
+          this.onData(Buffer.from(READ_BUFFER.subarray(0, n)));
+          return true;
+        },
+      },
     });
     this.socket = socket;
     this.parser = new ResponseParser(NO_SINK);
@@ -75,12 +82,6 @@ export class UpstreamConnection {
   destroy(): void {
     this.owner = null;
     this.socket.destroy();
-  }
-
-  /** A read: copied out of the shared buffer before anything else can read into it. */
-  private onRead(bytes: Buffer): boolean {
-    this.onData(Buffer.from(bytes));
-    return true;
   }
 
   private onData(chunk: Buffer): void {

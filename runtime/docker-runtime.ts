@@ -230,9 +230,9 @@ interface Follower {
 /**
  * Runs each app process as a container on a Docker engine: one container per process, named
  * `deck-<process id>`, labelled with app/release/generation/type/index, its web port published on
- * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), memory/CPU limits, restarted by the engine on failure. Containers outlive the deck
- * server; a new DockerRuntime finds them by label and resumes streaming their logs into the app log
- * where the last one stopped.
+ * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), memory/CPU limits, restarted
+ * by the engine on failure. Containers outlive the deck server; a new DockerRuntime finds them by
+ * label and resumes streaming their logs into the app log where the last one stopped.
  */
 export class DockerRuntime implements Runtime {
   readonly #client: DockerClient;
