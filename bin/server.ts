@@ -76,80 +76,89 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     });
   }
   await checkUpstreamHost(config.upstreamHost);
-  const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
-  const router = await ensureRouter({
-    dataDir: config.dataDir,
-    logFile: join(config.dataDir, "logs", "router.log"),
-    env: { ...process.env, ...routerEnv(config), DECK_CONFIG: "" },
-  });
-  log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
-
-  const runtime = docker
-    ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
-    : new ProcessRuntime({ stateDir: paths.procStateDir });
-
-  const deps: DeployDeps = {
-    db: db.pool,
-    config,
-    paths,
-    runtime,
-    // Route changes also go to PostgreSQL for router nodes (`deck server --role router`).
-    router: publishRoutes(createRouterControl(paths.routerSocket), { db: db.pool, log }),
-    build: (req) => runBuild(req, {
-      runtime: config.runtime, engine: docker, baseImage: config.baseImage,
-      imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
-    }),
-    allocatePort: () => findFreePort(config.upstreamHost),
-    queue: new AppQueue(config.deployQueue),
-    builds: new Semaphore(config.buildConcurrency),
-    repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
-    removeArtifactImage: docker
-      ? async (slugPath) => {
-          const ref = await readImageRef(slugPath);
-          if (ref) await docker.removeImage(ref.image);
-        }
-      : undefined,
-    log,
+  // What has started, stopped in reverse order: by stop(), or at once when a later step fails (a port
+  // already in use …), so a failed start leaves no socket, timer or database pool behind.
+  const started: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of started.splice(0).reverse()) await stop();
   };
+  try {
+    const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
+    started.push(() => db.close());
+    const router = await ensureRouter({
+      dataDir: config.dataDir,
+      logFile: join(config.dataDir, "logs", "router.log"),
+      env: { ...process.env, ...routerEnv(config), DECK_CONFIG: "" },
+    });
+    log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
-  // Hooks carry absolute paths (node, socket); rewrite them in case either moved.
-  for (const entry of await readdir(join(config.dataDir, "repos")).catch(() => [] as string[])) {
-    if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
-  }
-  const routerMetering = createRouterMetering(paths.routerSocket);
-  const metering = new MeteringFlusher(db.pool, routerMetering, log);
-  metering.start(config.meteringInterval * 1000);
-  const pushes = new PushRegistry();
-  const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
-  const r = await reconcile(deps);
-  // Certificates from the database reach the router, then due orders and renewals start in the background.
-  deps.certs = new CertManager(deps);
-  await deps.certs.start();
-  if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
+    const runtime = docker
+      ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
+      : new ProcessRuntime({ stateDir: paths.procStateDir });
+    if (runtime instanceof DockerRuntime) started.push(() => runtime.close());
 
-  const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
-  const ssh = createSshServer({ deps, pushes, hostKey });
-  const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
-  const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics() } });
-  await listen(ssh, config.sshPort, config.host);
-  await listen(api, config.apiPort, config.host);
-  await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);
-  log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort} and https://APP.${config.domain}:${config.httpsPort}`);
+    const deps: DeployDeps = {
+      db: db.pool,
+      config,
+      paths,
+      runtime,
+      // Route changes also go to PostgreSQL for router nodes (`deck server --role router`).
+      router: publishRoutes(createRouterControl(paths.routerSocket), { db: db.pool, log }),
+      build: (req) => runBuild(req, {
+        runtime: config.runtime, engine: docker, baseImage: config.baseImage,
+        imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
+      }),
+      allocatePort: () => findFreePort(config.upstreamHost),
+      queue: new AppQueue(config.deployQueue),
+      builds: new Semaphore(config.buildConcurrency),
+      repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
+      removeArtifactImage: docker
+        ? async (slugPath) => {
+            const ref = await readImageRef(slugPath);
+            if (ref) await docker.removeImage(ref.image);
+          }
+        : undefined,
+      log,
+    };
 
-  return {
-    deps,
-    async stop() {
-      await new Promise<void>((res) => ssh.close(() => res()));
-      await new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); });
-      await new Promise<void>((res) => hookServer.close(() => res()));
+    // Hooks carry absolute paths (node, socket); rewrite them in case either moved.
+    for (const entry of await readdir(join(config.dataDir, "repos")).catch(() => [] as string[])) {
+      if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
+    }
+    const routerMetering = createRouterMetering(paths.routerSocket);
+    const metering = new MeteringFlusher(db.pool, routerMetering, log);
+    metering.start(config.meteringInterval * 1000);
+    started.push(async () => {
       // Deploys already under way (a webhook's, a config change's) finish before the database closes;
       // one still running after the deadline is marked failed at the next start.
       if (!(await deps.queue.idle(30_000))) log("stopping with a deploy still running; the next start marks it failed");
-      await metering.stop();
       await deps.certs?.stop();
-      if (runtime instanceof DockerRuntime) await runtime.close();
-      await rm(join(paths.runDir, "server.pid"), { force: true });
-      await db.close();
-    },
-  };
+      await metering.stop();
+    });
+    const pushes = new PushRegistry();
+    const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
+    started.push(() => new Promise<void>((res) => hookServer.close(() => res())));
+    const r = await reconcile(deps);
+    // Certificates from the database reach the router, then due orders and renewals start in the background.
+    deps.certs = new CertManager(deps);
+    await deps.certs.start();
+    if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
+
+    const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
+    const ssh = createSshServer({ deps, pushes, hostKey });
+    const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
+    const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics() } });
+    await listen(ssh, config.sshPort, config.host);
+    started.push(() => new Promise<void>((res) => ssh.close(() => res())));
+    await listen(api, config.apiPort, config.host);
+    started.push(() => new Promise<void>((res) => { api.close(() => res()); api.closeAllConnections(); }));
+    await writeFile(join(paths.runDir, "server.pid"), `${process.pid}\n`);
+    started.push(() => rm(join(paths.runDir, "server.pid"), { force: true }));
+    log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort} and https://APP.${config.domain}:${config.httpsPort}`);
+
+    return { deps, stop: stopAll };
+  } catch (err) {
+    await stopAll().catch(() => {});
+    throw err;
+  }
 }

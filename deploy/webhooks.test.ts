@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import http from "node:http";
+import net from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,7 +185,16 @@ for (const backend of backends) {
       if (child.exitCode === null && !child.signalCode) await new Promise((r) => child.once("exit", r));
       const env = deck.env();
       configureSecrets({ dataDir: deck.dataDir, masterKey: env.DECK_MASTER_KEY });
-      server = await startServer(loadConfig({ env, cwd: deck.dir }), (l) => serverLog.push(l));
+      const config = loadConfig({ env, cwd: deck.dir });
+      // A start that cannot bind its API port fails with the reason and leaves nothing of itself
+      // listening: its SSH port and hook socket are free for the next start.
+      const squatter = net.createServer();
+      await new Promise<void>((resolve) => squatter.listen(config.apiPort, config.host, resolve));
+      await assert.rejects(startServer(config, (l) => serverLog.push(l)), new RegExp(`port ${config.apiPort} on ${config.host} is already in use`));
+      await new Promise((resolve) => squatter.close(resolve));
+      const hook = net.connect(join(deck.dataDir, "run", "hooks.sock"));
+      await assert.rejects(new Promise((resolve, reject) => hook.once("connect", resolve).once("error", reject)), /ENOENT|ECONNREFUSED/);
+      server = await startServer(config, (l) => serverLog.push(l));
       const id = Number(await server.deps.db.oneFirst(q`SELECT id FROM users WHERE email = 'admin@example.com'`));
       admin = (await findUserById(server.deps.db, id))!;
     });
