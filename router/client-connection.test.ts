@@ -394,3 +394,36 @@ test("while the router shuts down, a request in flight is answered with Connecti
   assert.match(text.slice(0, text.indexOf("\r\n\r\n") + 2), /\r\nConnection: close\r\n/);
   assert.ok(text.endsWith("\r\n\r\ndone"), text);
 });
+
+test("pipelined requests sent while the client is not reading are all answered once it reads", async (t) => {
+  // Each answer is larger than the socket's buffer, so every one of them ends with the client
+  // behind: the next request must still be read once the client catches up.
+  const size = 100_000;
+  const u = await echo(t, (req, res) => {
+    req.resume();
+    req.on("end", () => res.end(Buffer.alloc(size, 98)));
+  });
+  const { port } = await startProxy(t, u.address);
+  const socket = net.connect(port, "127.0.0.1");
+  t.after(() => socket.destroy());
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.pause();
+  const n = 60;
+  socket.write("GET / HTTP/1.1\r\nHost: web.localhost\r\n\r\n".repeat(n));
+  await sleep(500);
+  let bytes = 0;
+  let heads = 0;
+  let tail = "";
+  const all = new Promise<void>((resolve) => {
+    socket.on("data", (d: Buffer) => {
+      bytes += d.length;
+      const text = tail + d.toString("latin1");
+      heads += text.match(/HTTP\/1\.1 200 OK/g)?.length ?? 0;
+      tail = text.slice(-20);
+      if (heads === n && bytes >= n * size) resolve();
+    });
+  });
+  socket.resume();
+  await Promise.race([all, sleep(10_000)]);
+  assert.equal(heads, n, `answers received: ${heads} of ${n}`);
+});

@@ -424,15 +424,19 @@ export class ClientConnection implements RequestSink {
         if (this.shut) return;
         if (this.res !== null || this.req === null || !this.req.complete) break;
         // The current request is answered and fully read.
-        this.req = null;
-        if (this.willClose) return this.shutdown();
+        if (this.willClose) {
+          this.req = null;
+          return this.shutdown();
+        }
         this.idleSince = Date.now();
-        // A client that does not read its answers gets no more of them until it does.
+        // A client that does not read its answers gets no more of them until it does; the request
+        // stays current until then, so the drain comes back here and reads the next one.
         if (this.socket.writableNeedDrain) {
           this.waitingDrain = true;
           this.holdReading(true);
           break;
         }
+        this.req = null;
         this.holdReading(false);
         if (this.parser.buffered === 0) {
           this.parser.next();
