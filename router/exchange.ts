@@ -195,6 +195,8 @@ export class Exchange implements ConnectionOwner {
 
   private onBodyEnd(): void {
     this.stopBody();
+    // An HTTP/2 stream reset before its end is an abandoned upload, not a complete one.
+    if ((this.req as { aborted?: boolean }).aborted === true) return;
     const conn = this.conn;
     if (conn === null) return;
     if (this.fwd.contentLength < 0) conn.socket.write(LAST_CHUNK);
@@ -345,7 +347,9 @@ export class Exchange implements ConnectionOwner {
   }
 
   private onClientClose(): void {
-    if (this.res.writableFinished) return;
+    // Not the response's writableFinished: an HTTP/2 response reports finished when the client reset
+    // its stream (a closed EventSource, a cancelled upload), and the app's request must end then too.
+    if (this.clientEnded) return;
     this.clientGone = true;
     this.stopBody();
     this.dropConnection();

@@ -76,6 +76,11 @@ function http2Bytes(req: ProxyRequest, res: Http2ServerResponse, exchange: Excha
   return [bytesIn, bytesOut];
 }
 
+/** The client went away (an HTTP/2 response has no `destroyed` of its own: its stream has). */
+function clientGone(res: ProxyResponse): boolean {
+  return res.destroyed === true || (res as unknown as Http2ServerResponse).stream?.destroyed === true;
+}
+
 function maintenanceBody(app: string): string {
   return `${app} is down for maintenance; please try again later\n`;
 }
@@ -364,7 +369,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   }
 
   private afterRateLimit(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
-    if (res.destroyed) return;
+    if (clientGone(res)) return;
     if (retryAfter > 0) return this.rateLimited(req, res, fwd, entry, start, retryAfter);
     this.forward(req, res, fwd, entry, start);
   }
@@ -410,7 +415,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     const wake = () => {
       done();
-      if (res.destroyed) return;
+      if (clientGone(res)) return;
       const now = this.table.snapshot.byApp.get(entry.app);
       if (now === undefined || this.closing) {
         this.track(req, res, fwd, entry, start, "no_release");
@@ -422,7 +427,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     const timer = setTimeout(() => {
       done();
-      if (res.destroyed) return;
+      if (clientGone(res)) return;
       this.track(req, res, fwd, entry, start, "start_timeout");
       plainText(res, 503, `app "${entry.app}" is starting and did not become ready within ${Math.round(this.limits.pauseTimeoutMs / 1000)}s; try again shortly\n`, { "Retry-After": 5, "X-Request-Id": fwd.requestId });
     }, this.limits.pauseTimeoutMs);

@@ -14,8 +14,8 @@ import { createRouterControl, type RouterControlClient } from "./control-client.
 import { createControlServer } from "./control-server.ts";
 import { createProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
-import { send, startUpstream } from "./test-support.ts";
-import { CertStore, createSelfSignedCertificate, createTlsFrontend, FALLBACK_SUBJECT, type KeyPair } from "./tls-server.ts";
+import { send, sleep, startUpstream, waitFor } from "./test-support.ts";
+import { CertStore, createSelfSignedCertificate, createTlsFrontend, FALLBACK_SUBJECT, MAX_CONCURRENT_STREAMS, type KeyPair } from "./tls-server.ts";
 
 interface Router {
   control: RouterControlClient;
@@ -302,4 +302,140 @@ test("HTTP/2 requests are metered by the size of their headers and bodies, also 
   assert.match(refused.body, /larger than the 50000 bytes stream accepts/);
   const v = await metered();
   assert.equal(v.bytesOut, Buffer.byteLength(refused.body) + headBytes(refused.headers, false));
+});
+
+/** A proxy and its HTTPS front end for `app.example.com` on `upstream`, closed after the test; `connect` opens an HTTP/2 session. */
+async function startH2(t: TestContext, upstream: string, options: Partial<Parameters<typeof createProxyServer>[0]> = {}) {
+  const proxy = createProxyServer({ table: new RouteTable([{ app: "app", hosts: ["app.example.com"], upstreams: [upstream] }]), ...options });
+  const certs = await CertStore.create();
+  const pair = await createSelfSignedCertificate("app.example.com");
+  certs.replace([{ hosts: ["app.example.com"], ...pair }]);
+  const frontend = createTlsFrontend({ proxy, certs });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const port = (frontend.server.address() as AddressInfo).port;
+  const connect = () => {
+    const session = http2.connect(`https://app.example.com:${port}`, { ca: pair.cert, servername: "app.example.com", host: "127.0.0.1", lookup: (_h, _o, cb) => cb(null, "127.0.0.1", 4) } as http2.SecureClientSessionOptions);
+    session.on("error", () => {});
+    t.after(() => session.destroy());
+    return session;
+  };
+  return { proxy, port, connect };
+}
+
+test("an HTTP/2 stream the client resets ends the app's request: nothing stays in flight, a cut-off upload never arrives complete", async (t) => {
+  const seen: string[] = [];
+  const appSockets = new Set<import("node:net").Socket>();
+  const upstream = await startUpstream("app", (req, res) => {
+    appSockets.add(req.socket);
+    if (req.url === "/events") {
+      res.writeHead(200, { "Content-Type": "text/event-stream" });
+      const timer = setInterval(() => res.write("data: tick\n\n"), 50);
+      res.on("close", () => clearInterval(timer));
+      return;
+    }
+    let n = 0;
+    req.on("data", (c: Buffer) => (n += c.length));
+    req.on("end", () => {
+      seen.push(`complete upload of ${n} bytes`);
+      res.end("stored");
+    });
+    req.on("aborted", () => seen.push(`upload cut off after ${n} bytes`));
+  });
+  t.after(() => upstream.close());
+  const { proxy, port, connect } = await startH2(t, upstream.address);
+  const session = connect();
+
+  // A browser closing a tab with an EventSource: the stream is reset, the session stays open.
+  const events = session.request({ ":path": "/events" });
+  events.on("error", () => {});
+  await new Promise((resolve) => events.once("data", resolve));
+  assert.equal(proxy.totalInflight(), 1);
+  events.close(http2.constants.NGHTTP2_CANCEL);
+  await waitFor(() => proxy.totalInflight() === 0, 5_000, "the reset stream to leave the in-flight count");
+  await waitFor(() => [...appSockets].every((s) => s.destroyed), 5_000, "the app's request to be ended");
+
+  // An upload without a declared length, reset halfway: HEADERS, DATA, then RST_STREAM without
+  // END_STREAM (Node's client ends a stream before resetting it, so these frames are written by hand).
+  const frame = (type: number, flags: number, payload: Buffer) => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(1, 5);
+    return Buffer.concat([h, payload]);
+  };
+  // HPACK: :method POST and :scheme https from the static table, :path and :authority as literals.
+  const literal = (index: number, value: string) => Buffer.concat([Buffer.from([index, value.length]), Buffer.from(value)]);
+  const raw = tls.connect({ host: "127.0.0.1", port, servername: "app.example.com", ALPNProtocols: ["h2"], rejectUnauthorized: false });
+  t.after(() => raw.destroy());
+  raw.on("error", () => {});
+  await new Promise((resolve) => raw.once("secureConnect", resolve));
+  raw.resume();
+  const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  raw.write(Buffer.concat([
+    Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), settings,
+    frame(1, 0x4, Buffer.concat([Buffer.from([0x83, 0x87]), literal(0x04, "/upload"), literal(0x01, "app.example.com")])),
+    frame(0, 0, Buffer.alloc(1000, 97)),
+  ]));
+  await waitFor(() => proxy.totalInflight() === 1, 5_000, "the upload to reach the app");
+  await sleep(100);
+  raw.write(frame(3, 0, Buffer.from([0, 0, 0, 8])));
+  await waitFor(() => proxy.totalInflight() === 0, 5_000, "the reset upload to leave the in-flight count");
+  await sleep(200);
+  assert.deepEqual(seen, ["upload cut off after 1000 bytes"]);
+});
+
+test("an HTTP/2 request cancelled while the rate limiter decides is not forwarded", async (t) => {
+  const seen: string[] = [];
+  const upstream = await startUpstream("app", (req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    req.resume();
+    res.end("charged");
+  });
+  t.after(() => upstream.close());
+  // A shared limiter (Redis) answers asynchronously.
+  const rateLimiter = { take: () => sleep(300).then(() => 0), close: async () => {} };
+  const { proxy, connect } = await startH2(t, upstream.address, { rateLimiter, limits: { rateLimitRps: 10 } });
+  const stream = connect().request({ ":method": "POST", ":path": "/charge-card" });
+  stream.on("error", () => {});
+  stream.end("card=1");
+  await sleep(100);
+  stream.close(http2.constants.NGHTTP2_CANCEL);
+  await sleep(500);
+  assert.deepEqual(seen, []);
+  assert.equal(proxy.totalInflight(), 0);
+});
+
+test("one HTTP/2 connection has at most MAX_CONCURRENT_STREAMS requests open at once", async (t) => {
+  let open = 0;
+  let most = 0;
+  const release: Array<() => void> = [];
+  const upstream = await startUpstream("app", (req, res) => {
+    open++;
+    most = Math.max(most, open);
+    req.resume();
+    release.push(() => {
+      open--;
+      res.end("ok");
+    });
+  });
+  t.after(() => upstream.close());
+  const { connect } = await startH2(t, upstream.address);
+  const session = connect();
+  const n = MAX_CONCURRENT_STREAMS + 50;
+  const done = Array.from({ length: n }, () => new Promise<number>((resolve) => {
+    const stream = session.request({ ":path": "/" });
+    stream.on("response", (h) => resolve(Number(h[":status"])));
+    stream.on("error", () => resolve(0));
+    stream.resume();
+  }));
+  await waitFor(() => open === MAX_CONCURRENT_STREAMS, 10_000, `${MAX_CONCURRENT_STREAMS} requests to reach the app`);
+  await sleep(200);
+  assert.equal(most, MAX_CONCURRENT_STREAMS);
+  // The rest are queued by the client and sent as streams end: every request is answered.
+  const drain = setInterval(() => release.splice(0).forEach((f) => f()), 20);
+  t.after(() => clearInterval(drain));
+  const statuses = await Promise.all(done);
+  assert.equal(statuses.filter((s) => s === 200).length, n);
 });

@@ -143,6 +143,9 @@ export interface TlsFrontend {
   close(deadlineMs: number): Promise<void>;
 }
 
+/** Requests one HTTP/2 connection may have open at once. */
+export const MAX_CONCURRENT_STREAMS = 128;
+
 /** The HTTPS server; requests go to `proxy` exactly as those on the plain port do, marked secure. */
 export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   const { proxy, certs } = options;
@@ -156,6 +159,9 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     SNICallback: (servername, callback) => callback(null, certs.contextFor(servername)),
     // Slow clients: the handshake gets the header timeout of the plain port.
     handshakeTimeout: proxy.limits.headerTimeoutMs,
+    // Requests at once on one HTTP/2 connection (nginx's http2_max_concurrent_streams is 128): Node's
+    // default has no limit, so one connection could hold a request open on every app connection.
+    settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS },
   });
   // The per-address connection cap counts HTTPS connections too (over it: closed before the handshake).
   server.on("connection", (socket: Socket) => proxy.admitConnection(socket, false));
