@@ -427,3 +427,15 @@ test("pipelined requests sent while the client is not reading are all answered o
   await Promise.race([all, sleep(10_000)]);
   assert.equal(heads, n, `answers received: ${heads} of ${n}`);
 });
+
+test("a POST offering an h2c upgrade is served as HTTP: the app gets its body, without the offer", async (t) => {
+  const u = await echo(t);
+  const { port } = await startProxy(t, u.address);
+  const wire = new Wire(port);
+  t.after(() => wire.destroy());
+  wire.write("POST /form HTTP/1.1\r\nHost: web.localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 11\r\n\r\nhello=world");
+  const text = await wire.until((s) => responses(s).length === 1, "the answer");
+  const [r] = responses(text);
+  assert.equal(r.status, 200);
+  assert.equal(r.body, "POST /form hello=world");
+});

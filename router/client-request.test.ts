@@ -85,14 +85,27 @@ test("keep-alive and upgrade follow the version and the Connection field", () =>
   assert.equal(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keepAlive, true);
   assert.equal(head("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, true);
   assert.equal(head("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade, false, "Upgrade without Connection: upgrade is a plain request");
+  assert.equal(head("GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, false, "HTTP/1.0 has no upgrades (RFC 9110 §7.8)");
+  assert.equal(head("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade:\r\n\r\n").upgrade, false, "an empty Upgrade offers nothing");
+  assert.equal(head("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keepAlive, false, "close wins");
   assert.equal(head("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n").expectContinue, true);
 });
 
 test("bytes after an upgrade request's head are kept for the tunnel, not read as HTTP", () => {
   const { p, out } = parser();
-  p.push(Buffer.from("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\nContent-Length: 3\r\n\r\n\x00\x01binary frames"));
+  p.push(Buffer.from("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n\x00\x01binary frames"));
   assert.equal(out.heads.length, 1);
   assert.equal(p.takeBuffered().toString("latin1"), "\x00\x01binary frames");
+});
+
+test("an upgrade offered with a body (h2c on a POST) is served as HTTP, body and all", () => {
+  for (const framing of ["Content-Length: 11\r\n\r\nhello=world", "Transfer-Encoding: chunked\r\n\r\nb\r\nhello=world\r\n0\r\n\r\n"]) {
+    const out = parseEverySplit(`POST /form HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n${framing}`);
+    assert.equal(out.heads.length, 1);
+    assert.equal(out.heads[0].upgrade, false);
+    assert.deepEqual(out.bodies, ["hello=world"]);
+    assert.equal(out.ends, 1);
+  }
 });
 
 test("requests that two parsers could read differently are refused (request smuggling)", () => {

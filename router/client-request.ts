@@ -134,7 +134,7 @@ export class RequestParser extends MessageParser<RequestSink> {
           if (name.toLowerCase() === "expect") expect = value;
           break;
         case 7:
-          if (name.toLowerCase() === "upgrade") upgradeField = true;
+          if (name.toLowerCase() === "upgrade" && value.length > 0) upgradeField = true;
           break;
         case 10:
           if (name.toLowerCase() === "connection") connection = connection === undefined ? value : `${connection}, ${value}`;
@@ -158,7 +158,10 @@ export class RequestParser extends MessageParser<RequestSink> {
     }
     if (hosts > 1) throw this.error("more than one Host field");
     if (hosts === 0 && minor === 1) throw this.error("an HTTP/1.1 request needs a Host field");
-    const upgrade = upgradeField && connection !== undefined && hasListToken(connection, "upgrade");
+    // An offer to switch protocols (RFC 9110 §7.8), taken up only in HTTP/1.1 and without a body: a
+    // request with one (an h2c offer on a POST) is served as HTTP, its body read as usual.
+    const upgrade = upgradeField && minor === 1 && transferEncoding === undefined && contentLength <= 0 &&
+      connection !== undefined && hasListToken(connection, "upgrade");
     if (transferEncoding !== undefined) {
       if (contentLength >= 0) throw this.error("both Content-Length and Transfer-Encoding");
       if (minor === 0) throw this.error("Transfer-Encoding in an HTTP/1.0 request");
@@ -176,7 +179,8 @@ export class RequestParser extends MessageParser<RequestSink> {
     } else {
       this.state = State.Done;
     }
-    const keepAlive = connection === undefined ? minor === 1 : minor === 1 ? !hasListToken(connection, "close") : hasListToken(connection, "keep-alive");
+    // `close` wins over `keep-alive` (RFC 9112 §9.3).
+    const keepAlive = connection === undefined ? minor === 1 : !hasListToken(connection, "close") && (minor === 1 || hasListToken(connection, "keep-alive"));
     const expectContinue = expect !== undefined && minor === 1 && expect.toLowerCase() === "100-continue";
     if (expect !== undefined && !expectContinue && minor === 1) throw new ClientProtocolError(`unsupported expectation ${JSON.stringify(expect)}`, 417);
     this.sink.onHead({ method, url, minor, rawHeaders, keepAlive, upgrade, expectContinue });

@@ -265,3 +265,61 @@ test("the access log has one JSON line per request with its request id, app, sta
   assert.equal(lines[2].host, 'odd"host\\');
   assert.equal(lines[2].path, '/q?x="1"\\');
 });
+
+/** A raw connection that sends `wire` and collects what comes back. */
+async function rawClient(t: TestContext, port: number, wire: string): Promise<{ socket: net.Socket; text: () => string }> {
+  const socket = net.connect(port, "127.0.0.1");
+  t.after(() => socket.destroy());
+  socket.on("error", () => {});
+  let text = "";
+  socket.on("data", (d: Buffer) => (text += d.toString("latin1")));
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.write(wire);
+  return { socket, text: () => text };
+}
+
+test("WebSocket handshakes: redirected like any request, counted when the app declines, and given up when the client leaves", async (t) => {
+  const appSockets: net.Socket[] = [];
+  const appEnded: string[] = [];
+  const u = await upstream(t, "live");
+  // The app declines /declined with a stream (no 101) and never answers /silent.
+  u.server.on("upgrade", (req: http.IncomingMessage, socket: net.Socket) => {
+    appSockets.push(socket);
+    socket.on("error", () => {});
+    socket.on("end", () => appEnded.push(req.url ?? ""));
+    socket.resume();
+    if (req.url === "/declined") socket.write("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n");
+  });
+  const dir = await mkdtemp(join(tmpdir(), "deck-upgrade-log-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const accessLog = new AccessLog(join(dir, "access.log"));
+  const { port, proxy } = await startProxy(t, [
+    { app: "secure", hosts: ["secure.localhost"], upstreams: [u.address], settings: { redirectHttps: true } },
+    { app: "chat", hosts: ["chat.localhost"], upstreams: [u.address] },
+  ], {}, { accessLog, httpsPort: 8443 });
+  const handshake = (host: string, path: string) => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+
+  const redirected = await rawClient(t, port, handshake("secure.localhost", "/socket"));
+  await waitFor(() => redirected.text().includes("\r\n\r\n"), 5_000, "the redirect");
+  assert.match(redirected.text(), /^HTTP\/1\.1 308 Permanent Redirect\r\n/);
+  assert.match(redirected.text(), /\r\nLocation: https:\/\/secure\.localhost:8443\/socket\r\n/);
+
+  const declined = await rawClient(t, port, handshake("chat.localhost", "/declined"));
+  await waitFor(() => declined.text().includes("hello"), 5_000, "the app's answer");
+  assert.match(declined.text(), /^HTTP\/1\.1 200 OK\r\n/);
+  declined.socket.destroy();
+  await waitFor(() => appEnded.includes("/declined"), 5_000, "the app's connection to end with the client's");
+
+  const silent = await rawClient(t, port, handshake("chat.localhost", "/silent"));
+  await waitFor(() => proxy.inflight(u.address) === 1, 5_000, "the handshake to reach the app");
+  silent.socket.end();
+  await waitFor(() => proxy.inflight(u.address) === 0, 5_000, "the handshake to be given up");
+
+  // Each one is metered and logged.
+  await accessLog.close();
+  const lines = (await readFile(join(dir, "access.log"), "utf8")).trim().split("\n").map((l) => JSON.parse(l) as { app: string; path: string; status: number; reason?: string });
+  assert.deepEqual(lines.map((l) => [l.app, l.path, l.status, l.reason ?? null]).sort(), [
+    ["chat", "/declined", 200, null], ["chat", "/silent", 499, null], ["secure", "/socket", 308, "redirect_https"],
+  ]);
+  assert.deepEqual(proxy.metering.drain().map((x) => [x.app, x.requests]).sort(), [["chat", 2], ["secure", 1]]);
+});

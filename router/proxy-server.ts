@@ -81,6 +81,22 @@ function clientGone(res: ProxyResponse): boolean {
   return res.destroyed === true || (res as unknown as Http2ServerResponse).stream?.destroyed === true;
 }
 
+/** How an upgrade request ended, for its metering and log line. */
+interface UpgradeOutcome {
+  /** The status the client got (101 for a tunnel); 0 while there is none. */
+  status: number;
+  /** Why the router answered itself. */
+  reason: string | undefined;
+  upstream: string | null;
+}
+
+/** Bytes a client may send before the app accepts its upgrade; past them it is not read until then. */
+const EARLY_TUNNEL_BYTES = 64 * 1024;
+
+const REASON_PHRASES: Record<number, string> = {
+  308: "Permanent Redirect", 404: "Not Found", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
+};
+
 function maintenanceBody(app: string): string {
   return `${app} is down for maintenance; please try again later\n`;
 }
@@ -336,8 +352,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     const settings = entry.settings;
     if (settings.redirectHttps === true && !secure && fwd.host !== undefined) {
       this.track(req, res, fwd, entry, start, "redirect_https");
-      const hostOnly = fwd.host.charCodeAt(0) === 91 ? fwd.host.slice(0, fwd.host.indexOf("]") + 1) : fwd.host.split(":")[0];
-      const location = `https://${hostOnly}${this.httpsPort === 443 ? "" : `:${this.httpsPort}`}${req.url ?? "/"}`;
+      const location = this.httpsLocation(fwd.host, req.url);
       return plainText(res, 308, `moved to ${location}\n`, { Location: location, "X-Request-Id": fwd.requestId });
     }
     if (settings.maintenance === true) {
@@ -481,35 +496,62 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
 
   /** Serves a WebSocket (or other Upgrade) request; `secure` as for handleRequest. */
   handleUpgrade(req: ProxyRequest, socket: Duplex, head: Buffer, secure = false): void {
+    const start = performance.now();
     socket.on("error", () => socket.destroy());
     const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, true, secure);
     const entry = this.table.lookup(fwd.host);
-    if (entry === undefined) return rawPlainText(socket, 404, "Not Found", notFoundBody(fwd.host));
+    // Counted like any request, once the connection closes (a tunnel's bytes are all its own).
+    const outcome: UpgradeOutcome = { status: 0, reason: undefined, upstream: null };
+    socket.once("close", () => this.trackUpgrade(req, fwd, entry ?? null, start, outcome));
+    const refuse = (status: number, reason: string | undefined, body: string, extra?: string) => {
+      outcome.status = status;
+      outcome.reason = reason;
+      // Read on (and drop) what the client sends, so its close is seen.
+      socket.resume();
+      rawPlainText(socket, status, REASON_PHRASES[status], body, extra);
+    };
+    if (entry === undefined) return refuse(404, "unknown_host", notFoundBody(fwd.host));
     const settings = entry.settings;
-    if (settings.maintenance === true) {
-      this.metering.reject(entry.app, "maintenance");
-      return rawPlainText(socket, 503, "Service Unavailable", maintenanceBody(entry.app), "Retry-After: 60\r\n");
+    if (settings.redirectHttps === true && !secure && fwd.host !== undefined) {
+      const location = this.httpsLocation(fwd.host, req.url);
+      return refuse(308, "redirect_https", `moved to ${location}\n`, `Location: ${location}\r\n`);
     }
+    if (settings.maintenance === true) return refuse(503, "maintenance", maintenanceBody(entry.app), "Retry-After: 60\r\n");
     const go = (retryAfter: number) => {
-      if (retryAfter > 0) {
-        this.metering.reject(entry.app, "rate_limited");
-        return rawPlainText(socket, 429, "Too Many Requests", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
-      }
-      this.upgradeTo(req, socket, head, entry, fwd);
+      if (socket.destroyed) return;
+      if (retryAfter > 0) return refuse(429, "rate_limited", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
+      const upstream = RouteTable.pick(entry);
+      if (upstream === undefined) return refuse(503, "no_release", `app "${entry.app}" has no running release\n`);
+      this.openTunnel(req, socket, head, entry, fwd, upstream, outcome);
     };
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
     if (typeof decision === "number") return go(decision);
     decision.then(go, () => go(0));
   }
 
-  private upgradeTo(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders): void {
-    if (socket.destroyed) return;
-    const upstream = RouteTable.pick(entry);
-    if (upstream === undefined) return rawPlainText(socket, 503, "Service Unavailable", `app "${entry.app}" has no running release\n`);
-    this.openTunnel(req, socket, head, entry, fwd, upstream, 0);
+  /** Metering and the access-log line of an upgrade request, when its connection closes. */
+  private trackUpgrade(req: ProxyRequest, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, outcome: UpgradeOutcome): void {
+    const [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
+    const status = outcome.status || 499;
+    const ms = performance.now() - start;
+    if (entry !== null) {
+      this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
+      if (outcome.reason !== undefined) this.metering.reject(entry.app, outcome.reason);
+    }
+    this.accessLog?.write({
+      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: req.socket.remoteAddress, method: req.method, host: fwd.host, path: req.url,
+      protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms, upstream: outcome.upstream, reason: outcome.reason,
+    });
   }
 
-  private openTunnel(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, attempt: number): void {
+  /** Where a plain-HTTP request to an app with `redirectHttps` is sent. */
+  private httpsLocation(host: string, url: string | undefined): string {
+    const hostOnly = host.charCodeAt(0) === 91 ? host.slice(0, host.indexOf("]") + 1) : host.split(":")[0];
+    return `https://${hostOnly}${this.httpsPort === 443 ? "" : `:${this.httpsPort}`}${url ?? "/"}`;
+  }
+
+  private openTunnel(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, outcome: UpgradeOutcome, attempt = 0): void {
+    outcome.upstream = upstream.address;
     const load = this.loadFor(upstream.address);
     load.inflight++;
     let settled = false;
@@ -518,38 +560,50 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     // Its own connection: a tunnel outlives any request and must not come from the shared pool.
     const request = http.request({ host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: fwd.headers, agent: false, setHost: false });
+    // Until the app answers, the client's connection is read, so a client that leaves is noticed (a
+    // client that closes its side has given up, as for any request); what it sends early is kept
+    // for the tunnel, up to a limit.
+    const early: Buffer[] = [head];
+    let earlyBytes = head.length;
+    const collect = (data: Buffer) => {
+      early.push(data);
+      earlyBytes += data.length;
+      if (earlyBytes >= EARLY_TUNNEL_BYTES) socket.pause();
+    };
     const onClientGone = () => { if (!settled) { request.destroy(); settle(); } };
+    const onClientEnd = () => socket.destroy();
+    const answered = () => {
+      settle();
+      socket.off("data", collect);
+      socket.off("end", onClientEnd);
+      socket.off("close", onClientGone);
+      socket.pause();
+    };
+    socket.on("data", collect);
+    socket.once("end", onClientEnd);
     socket.once("close", onClientGone);
 
     request.on("upgrade", (response: http.IncomingMessage, upstreamSocket: Duplex, upstreamHead: Buffer) => {
-      settle();
-      socket.off("close", onClientGone);
+      answered();
+      outcome.status = response.statusCode ?? 101;
       if (socket.destroyed) return void upstreamSocket.destroy();
       let head101 = `HTTP/1.1 ${response.statusCode} ${response.statusMessage ?? "Switching Protocols"}\r\n`;
       const raw = response.rawHeaders;
       for (let i = 0; i < raw.length; i += 2) head101 += `${raw[i]}: ${raw[i + 1]}\r\n`;
       socket.write(`${head101}X-Request-Id: ${fwd.requestId}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
-      if (head.length > 0) upstreamSocket.write(head);
-      const opened = performance.now();
-      // The tunnel owns the client connection from here: everything on it is charged to the app at close.
-      chargeSocket(req.socket as ChargedSocket);
-      socket.once("close", () => {
-        const [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
-        const ms = performance.now() - opened;
-        this.metering.record(entry.app, response.statusCode ?? 101, bytesIn, bytesOut, ms / 1000);
-        this.accessLog?.write({
-          requestId: fwd.requestId, app: entry.app, client: req.socket.remoteAddress, method: req.method, host: fwd.host, path: req.url,
-          protocol: `HTTP/${req.httpVersion}`, status: response.statusCode ?? 101, bytesIn, bytesOut, durationMs: ms, upstream: upstream.address,
-        });
-      });
+      if (earlyBytes > 0) upstreamSocket.write(Buffer.concat(early, earlyBytes));
       this.pipeTunnel(socket, upstreamSocket, load);
     });
 
     request.on("response", (response: http.IncomingMessage) => {
       // The upstream declined the upgrade: relay its answer and close, since the client expects a tunnel.
-      settle();
-      socket.off("close", onClientGone);
+      answered();
+      outcome.status = response.statusCode ?? 0;
+      // A client that closes its side has given up, here as for any request: the app's answer stops.
+      socket.resume();
+      socket.once("end", onClientEnd);
+      socket.once("close", () => response.destroy());
       const { headers } = buildResponseHeaders(response.rawHeaders, fwd.requestId);
       let text = `HTTP/1.1 ${response.statusCode} ${response.statusMessage ?? ""}\r\n`;
       for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -559,14 +613,15 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     });
 
     request.on("error", (err: NodeJS.ErrnoException) => {
-      settle();
-      socket.off("close", onClientGone);
+      answered();
       if (socket.destroyed) return;
       if (attempt === 0 && err.code !== undefined && NOT_CONNECTED.has(err.code)) {
         const next = RouteTable.pick(entry) ?? upstream;
-        return this.openTunnel(req, socket, head, entry, fwd, next, 1);
+        return this.openTunnel(req, socket, Buffer.concat(early, earlyBytes), entry, fwd, next, outcome, 1);
       }
       this.log(`upgrade ${req.method} ${fwd.host}${req.url} → ${upstream.address} (app ${entry.app}) failed: ${err.code ?? err.message} request_id=${fwd.requestId}`);
+      outcome.status = 502;
+      socket.resume();
       rawPlainText(socket, 502, "Bad Gateway", `app "${entry.app}" did not answer (bad gateway)\n`);
     });
     request.end();
