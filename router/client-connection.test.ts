@@ -439,3 +439,17 @@ test("a POST offering an h2c upgrade is served as HTTP: the app gets its body, w
   assert.equal(r.status, 200);
   assert.equal(r.body, "POST /form hello=world");
 });
+
+test("an absolute-form request goes to the app its target names, which gets the origin form and that Host", async (t) => {
+  const a = await echo(t, (req, res) => res.end(`a ${req.url} ${req.headers.host}`));
+  const b = await echo(t, (req, res) => res.end(`b ${req.url} ${req.headers.host} ${req.headers["x-forwarded-host"]}`));
+  const { port } = await startProxy(t, [
+    { app: "a", hosts: ["a.localhost"], upstreams: [a.address] },
+    { app: "b", hosts: ["b.localhost"], upstreams: [b.address] },
+  ]);
+  const wire = new Wire(port);
+  t.after(() => wire.destroy());
+  wire.write("GET http://b.localhost/x?y=1 HTTP/1.1\r\nHost: a.localhost\r\n\r\n");
+  const text = await wire.until((s) => responses(s).length === 1, "the answer");
+  assert.equal(responses(text)[0].body, "b /x?y=1 b.localhost b.localhost");
+});

@@ -160,3 +160,17 @@ test("end() tells a clean close between requests from one that cuts a request sh
   midBody.p.push(Buffer.from("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc"));
   assert.equal(midBody.p.end(), false);
 });
+
+test("an absolute-form target names the host: the app gets the origin form and that host", () => {
+  const h = parseEverySplit("GET http://b.localhost:8080?x=1 HTTP/1.1\r\nHost: a.localhost\r\n\r\n").heads[0];
+  assert.equal(h.url, "/?x=1");
+  assert.deepEqual(h.rawHeaders, ["Host", "b.localhost:8080"]);
+  const old = parseEverySplit("GET HTTPS://b.localhost/p/q HTTP/1.0\r\n\r\n").heads[0];
+  assert.equal(old.url, "/p/q");
+  assert.deepEqual(old.rawHeaders, ["Host", "b.localhost"]);
+  assert.match(parseError("GET http://user@b.localhost/ HTTP/1.1\r\nHost: a\r\n\r\n").message, /malformed request target/);
+  assert.match(parseError("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n").message, /malformed request target/);
+  // Other schemes and forms are passed on as they are.
+  assert.equal(parseEverySplit("GET ftp://b/x HTTP/1.1\r\nHost: a\r\n\r\n").heads[0].url, "ftp://b/x");
+  assert.equal(parseEverySplit("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").heads[0].url, "*");
+});

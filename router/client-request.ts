@@ -7,7 +7,7 @@
  * Transfer-Encoding, a coding other than chunked, differing lengths, folded lines, whitespace before
  * a colon, bare CR or LF and control characters are all refused with 400 and the connection closed.
  */
-import { hasListToken, isDigits, isTokenChar, MessageParser, State, type BodySink } from "./http1-message.ts";
+import { hasListToken, isDigits, isTokenChar, MessageParser, replaceHost, splitAbsoluteTarget, State, type BodySink } from "./http1-message.ts";
 
 /** Largest request line plus header section accepted: Node's default, and nginx's 4 × 8 KiB is close. */
 export const MAX_REQUEST_HEAD_BYTES = 16 * 1024;
@@ -112,7 +112,7 @@ export class RequestParser extends MessageParser<RequestSink> {
     const minor = line.charCodeAt(sp2 + 8) - 48;
     if (minor !== 0 && minor !== 1) throw new ClientProtocolError("only HTTP/1.0 and HTTP/1.1 are served here", 505);
     const method = line.slice(0, sp1);
-    const url = line.slice(sp1 + 1, sp2);
+    let url = line.slice(sp1 + 1, sp2);
 
     const rawHeaders: string[] = [];
     let contentLength = -1;
@@ -158,6 +158,16 @@ export class RequestParser extends MessageParser<RequestSink> {
     }
     if (hosts > 1) throw this.error("more than one Host field");
     if (hosts === 0 && minor === 1) throw this.error("an HTTP/1.1 request needs a Host field");
+    // An absolute-form target names the host itself (RFC 9112 §3.2.2): the app gets the origin form
+    // and that host, as the route is chosen by it.
+    if (url.charCodeAt(0) !== 47) {
+      const target = splitAbsoluteTarget(url);
+      if (target === "malformed") throw this.error("malformed request target");
+      if (target !== null) {
+        url = target.path;
+        replaceHost(rawHeaders, target.authority);
+      }
+    }
     // An offer to switch protocols (RFC 9110 §7.8), taken up only in HTTP/1.1 and without a body: a
     // request with one (an h2c offer on a POST) is served as HTTP, its body read as usual.
     const upgrade = upgradeField && minor === 1 && transferEncoding === undefined && contentLength <= 0 &&

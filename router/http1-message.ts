@@ -246,3 +246,35 @@ function trimOws(text: string, from: number, to: number): string {
   while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
   return text.slice(from, to);
 }
+
+/**
+ * A request target in absolute form (`http://host/path`, RFC 9112 §3.2.2), split into its authority
+ * and the origin form an app expects (`/path`); null for any other form. Its authority is the
+ * request's host, whatever the Host field says. An empty authority or one with user info (RFC 9110
+ * §4.2.4) is "malformed".
+ */
+export function splitAbsoluteTarget(url: string): { authority: string; path: string } | null | "malformed" {
+  const scheme = url.charCodeAt(4) === 58 ? 4 : url.charCodeAt(5) === 58 ? 5 : -1;
+  if (scheme < 0 || !url.startsWith("//", scheme + 1)) return null;
+  const name = url.slice(0, scheme).toLowerCase();
+  if (name !== "http" && name !== "https") return null;
+  const start = scheme + 3;
+  let end = start;
+  while (end < url.length && url[end] !== "/" && url[end] !== "?") end++;
+  const authority = url.slice(start, end);
+  if (authority.length === 0 || authority.includes("@")) return "malformed";
+  const rest = url.slice(end);
+  return { authority, path: rest.length === 0 ? "/" : rest.startsWith("?") ? `/${rest}` : rest };
+}
+
+/** Replaces the value of every Host field in `rawHeaders` (name, value, …) with `host`, adding one if there is none. */
+export function replaceHost(rawHeaders: string[], host: string): void {
+  let found = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].length === 4 && rawHeaders[i].toLowerCase() === "host") {
+      rawHeaders[i + 1] = host;
+      found = true;
+    }
+  }
+  if (!found) rawHeaders.push("Host", host);
+}

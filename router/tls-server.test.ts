@@ -130,6 +130,9 @@ test("HTTPS serves the app over HTTP/2 by ALPN and over HTTP/1.1 for clients wit
   assert.equal(one.status, 200);
   assert.equal(one.body, "GET /hello?x=1 host=shop.example.com proto=https body=");
   assert.equal(one.alpn, false, "https.get offers no ALPN, so HTTP/1.1");
+  // An absolute-form target names the host (RFC 9112 §3.2.2), as on the plain port.
+  const absolute = await httpsGet(r.httpsPort, "shop.example.com", "https://api.shop.test/abs");
+  assert.equal(absolute.body, "GET /abs host=api.shop.test proto=https body=");
 
   // The certificate is trusted by name here, so the chain presented is the one set for the host.
   const two = await h2Request(r.httpsPort, "shop.example.com", shop.cert, { method: "POST", path: "/orders", body: "a=1" });

@@ -7,12 +7,15 @@
  * so a browser sees a warning rather than a failed handshake while a certificate is being issued.
  */
 import { webcrypto, randomBytes } from "node:crypto";
+import type http from "node:http";
 import http2 from "node:http2";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import * as x509 from "@peculiar/x509";
 import { DeckError, listenOn } from "../core/index.ts";
 import type { ServedCertificate } from "../core/index.ts";
+import { replaceHost, splitAbsoluteTarget } from "./http1-message.ts";
 import type { ProxyServer } from "./proxy-server.ts";
 
 const HOST = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -143,6 +146,23 @@ export interface TlsFrontend {
   close(deadlineMs: number): Promise<void>;
 }
 
+/**
+ * An HTTP/1.1 request with an absolute-form target (`GET https://host/path`) is for that host (RFC 9112
+ * §3.2.2): its url becomes the origin form and its Host field that host, as on the plain port.
+ * False for a target with an empty authority or user info.
+ */
+function useOriginForm(req: http.IncomingMessage): boolean {
+  const url = req.url ?? "/";
+  if (url.charCodeAt(0) === 47) return true;
+  const target = splitAbsoluteTarget(url);
+  if (target === "malformed") return false;
+  if (target !== null) {
+    req.url = target.path;
+    replaceHost(req.rawHeaders, target.authority);
+  }
+  return true;
+}
+
 /** Requests one HTTP/2 connection may have open at once. */
 export const MAX_CONCURRENT_STREAMS = 128;
 
@@ -184,10 +204,16 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("request", (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     requests++;
     res.once("close", () => requests--);
+    if (req.httpVersionMajor === 1 && !useOriginForm(req as unknown as http.IncomingMessage)) {
+      return void res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }).end("malformed request target\n");
+    }
     // The compatibility objects carry what the proxy reads (rawHeaders, url, method, socket, pipe).
     proxy.handleRequest(req as never, res as never, true);
   });
-  server.on("upgrade", (req, socket, head) => proxy.handleUpgrade(req, socket, head, true));
+  server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!useOriginForm(req)) return void socket.end("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmalformed request target\n");
+    proxy.handleUpgrade(req as never, socket, head, true);
+  });
 
   return {
     server,
