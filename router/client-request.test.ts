@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ClientProtocolError, RequestParser, type RequestHead } from "./client-request.ts";
+import { ClientProtocolError, MAX_REQUEST_HEAD_BYTES, RequestParser, type RequestHead } from "./client-request.ts";
 
 interface Parsed {
   heads: RequestHead[];
@@ -88,6 +88,7 @@ test("keep-alive and upgrade follow the version and the Connection field", () =>
   assert.equal(head("GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, false, "HTTP/1.0 has no upgrades (RFC 9110 §7.8)");
   assert.equal(head("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade:\r\n\r\n").upgrade, false, "an empty Upgrade offers nothing");
   assert.equal(head("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keepAlive, false, "close wins");
+  assert.equal(head("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: \xa0upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade, false, "0xA0 is not whitespace");
   assert.equal(head("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 0\r\n\r\n").expectContinue, true);
 });
 
@@ -173,4 +174,36 @@ test("an absolute-form target names the host: the app gets the origin form and t
   // Other schemes and forms are passed on as they are.
   assert.equal(parseEverySplit("GET ftp://b/x HTTP/1.1\r\nHost: a\r\n\r\n").heads[0].url, "ftp://b/x");
   assert.equal(parseEverySplit("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").heads[0].url, "*");
+});
+
+test("the head and line limits hold however the bytes are split", () => {
+  /** The outcome of parsing `wire` in two pieces cut at `cut`: the status of the refusal, or "ok". */
+  const outcome = (wire: Buffer, cut: number) => {
+    const { p } = parser();
+    try {
+      p.push(wire.subarray(0, cut));
+      p.push(wire.subarray(cut));
+      return "ok";
+    } catch (err) {
+      assert.ok(err instanceof ClientProtocolError, String(err));
+      return err.status;
+    }
+  };
+  const cuts = (wire: Buffer) => [1, 100, wire.length - 6, wire.length - 5, wire.length - 4, wire.length - 3, wire.length - 2, wire.length - 1, wire.length];
+  // A head (request line and fields, without the final CRLFCRLF) of exactly the limit, and one byte over.
+  const head = (bytes: number) => {
+    const start = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ";
+    return Buffer.from(`${start}${"a".repeat(bytes - start.length)}\r\n\r\n`, "latin1");
+  };
+  for (const cut of cuts(head(MAX_REQUEST_HEAD_BYTES))) assert.equal(outcome(head(MAX_REQUEST_HEAD_BYTES), cut), "ok", `head at the limit, cut at ${cut}`);
+  for (const cut of cuts(head(MAX_REQUEST_HEAD_BYTES + 1))) assert.equal(outcome(head(MAX_REQUEST_HEAD_BYTES + 1), cut), 431, `head over the limit, cut at ${cut}`);
+  // A chunk-size line of exactly 8 KiB (with an extension), and one byte over.
+  const chunked = (lineBytes: number) =>
+    Buffer.from(`POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;${"x".repeat(lineBytes - 2)}\r\na\r\n0\r\n\r\n`, "latin1");
+  const lineEnd = (wire: Buffer) => wire.indexOf("\r\na\r\n");
+  for (const bytes of [8192, 8193]) {
+    const wire = chunked(bytes);
+    const end = lineEnd(wire);
+    for (const cut of [60, end - 1, end, end + 1, end + 2, wire.length]) assert.equal(outcome(wire, cut), bytes === 8192 ? "ok" : 400, `chunk line of ${bytes} bytes, cut at ${cut}`);
+  }
 });

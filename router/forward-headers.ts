@@ -4,6 +4,7 @@
  * no header objects, names compared by length first.
  */
 import { randomUUID } from "node:crypto";
+import { ows } from "./http1-message.ts";
 
 function sameName(name: string, lower: string): boolean {
   return name === lower || name.toLowerCase() === lower;
@@ -130,7 +131,7 @@ function dropConnectionListed(headers: string[], connection: string): void {
   }
   let listed: string[] | undefined;
   for (const token of connection.split(",")) {
-    const t = token.trim().toLowerCase();
+    const t = ows(token).toLowerCase();
     // Host is end-to-end whatever a sender says (RFC 9110 §7.2); the rest name no field.
     if (t === "" || t === "close" || t === "keep-alive" || t === "upgrade" || t === "host") continue;
     (listed ??= []).push(t);
@@ -166,7 +167,7 @@ export function buildResponseHeaders(raw: string[], requestId: string): { header
       case 14:
         // One value (a list of equal ones was checked by the response reader), written once below.
         if (sameName(name, "content-length")) {
-          length ??= raw[i + 1].split(",")[0].trim();
+          length ??= ows(raw[i + 1].split(",")[0]);
           continue;
         }
         break;

@@ -34,7 +34,7 @@ export function isTokenChar(c: number): boolean {
 
 export function hasListToken(value: string, token: string): boolean {
   if (value.length === token.length) return value.toLowerCase() === token;
-  for (const part of value.split(",")) if (part.trim().toLowerCase() === token) return true;
+  for (const part of value.split(",")) if (ows(part).toLowerCase() === token) return true;
   return false;
 }
 
@@ -107,23 +107,62 @@ export abstract class MessageParser<S extends BodySink> {
   /** What the head is called in errors ("request", "response"). */
   protected abstract readonly what: string;
 
+  /**
+   * Where the bytes of an unfinished head or line gather as pieces arrive: `pending` ends where the
+   * store's written bytes end, so each piece is copied once, not the whole of `pending` again.
+   */
+  private store: Buffer | null = null;
+  private storeEnd = 0;
+  /** Bytes at the start of `pending` already searched for the end of its head or line. */
+  private scanned = 0;
+
+  /** `pending` followed by `data`, appended in place when there is room. */
+  private append(pending: Buffer, data: Buffer): Buffer {
+    const store = this.store;
+    const total = pending.length + data.length;
+    if (store !== null && pending.buffer === store.buffer && pending.byteOffset + pending.length === store.byteOffset + this.storeEnd && this.storeEnd + data.length <= store.length) {
+      data.copy(store, this.storeEnd);
+      this.storeEnd += data.length;
+      return store.subarray(this.storeEnd - total, this.storeEnd);
+    }
+    // Its own memory (not Buffer's shared pool), so nothing else ever lies after `pending`.
+    const fresh = Buffer.allocUnsafeSlow(Math.max(4096, total * 2));
+    pending.copy(fresh, 0);
+    data.copy(fresh, pending.length);
+    this.store = fresh;
+    this.storeEnd = total;
+    return fresh.subarray(0, total);
+  }
+
   /** Feeds bytes from the connection; throws the subclass's error on a malformed message. */
   push(data: Buffer): void {
+    this.read(data);
+    // Nothing waits: the store is let go rather than kept by an idle connection.
+    if (this.pending === null) this.store = null;
+  }
+
+  private read(data: Buffer): void {
     this.received += data.length;
     let chunk = data;
+    let skip = 0;
     if (this.pending !== null) {
-      chunk = data.length === 0 ? this.pending : Buffer.concat([this.pending, data]);
+      chunk = data.length === 0 ? this.pending : this.append(this.pending, data);
       this.pending = null;
+      skip = this.scanned;
     }
+    this.scanned = 0;
     let at = 0;
     const n = chunk.length;
     while (at < n) {
       switch (this.state) {
         case State.Head: {
-          const end = chunk.indexOf("\r\n\r\n", at, "latin1");
+          // The end may straddle what was searched before and what just arrived.
+          const end = chunk.indexOf("\r\n\r\n", skip > 3 ? at + skip - 3 : at, "latin1");
           if (end < 0) {
-            if (n - at > this.maxHeadBytes) throw this.error(`${this.what} head is too large`, true);
+            // A head at the limit may have up to 3 bytes of its final CRLFCRLF here.
+            if (n - at > this.maxHeadBytes + 3) throw this.error(`${this.what} head is too large`, true);
             this.pending = chunk.subarray(at);
+            this.scanned = n - at;
             return;
           }
           if (end - at > this.maxHeadBytes) throw this.error(`${this.what} head is too large`, true);
@@ -141,7 +180,7 @@ export abstract class MessageParser<S extends BodySink> {
           break;
         }
         case State.ChunkSize: {
-          const eol = this.lineEnd(chunk, at, "chunk size line");
+          const eol = this.lineEnd(chunk, at, skip, "chunk size line");
           if (eol < 0) return;
           const size = this.chunkSize(chunk, at, eol);
           at = eol + 2;
@@ -172,7 +211,7 @@ export abstract class MessageParser<S extends BodySink> {
         }
         case State.Trailers: {
           // Trailer fields are read and dropped; the section ends with an empty line.
-          const eol = this.lineEnd(chunk, at, "trailer line");
+          const eol = this.lineEnd(chunk, at, skip, "trailer line");
           if (eol < 0) return;
           const empty = eol === at;
           at = eol + 2;
@@ -192,15 +231,23 @@ export abstract class MessageParser<S extends BodySink> {
           this.afterDone(chunk, at);
           return;
       }
+      skip = 0;
     }
   }
 
-  /** The end of the line starting at `at`; -1 (the partial line kept for the next push) when it has not arrived. */
-  private lineEnd(chunk: Buffer, at: number, what: string): number {
-    const eol = chunk.indexOf("\r\n", at, "latin1");
+  /**
+   * The end of the line starting at `at`, searched from `skip` bytes on; -1 (the partial line kept
+   * for the next push) when it has not arrived.
+   */
+  private lineEnd(chunk: Buffer, at: number, skip: number, what: string): number {
+    const eol = chunk.indexOf("\r\n", skip > 1 ? at + skip - 1 : at, "latin1");
     if (eol < 0) {
-      if (chunk.length - at > MAX_LINE_BYTES) throw this.error(`${what} is too long`);
+      // A line at the limit may have its CR here.
+      if (chunk.length - at > MAX_LINE_BYTES + 1) throw this.error(`${what} is too long`);
       this.pending = chunk.subarray(at);
+      this.scanned = chunk.length - at;
+    } else if (eol - at > MAX_LINE_BYTES) {
+      throw this.error(`${what} is too long`);
     }
     return eol;
   }
@@ -245,6 +292,14 @@ function trimOws(text: string, from: number, to: number): string {
   while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
   while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
   return text.slice(from, to);
+}
+
+/**
+ * `value` without the optional whitespace around it: spaces and tabs only (RFC 9110 §5.6.3), where
+ * String.trim() would also take bytes such as 0xA0 that are part of a value.
+ */
+export function ows(value: string): string {
+  return trimOws(value, 0, value.length);
 }
 
 /**

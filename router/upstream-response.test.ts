@@ -112,10 +112,28 @@ test("keep-alive follows the version and the Connection field", () => {
   const both = parseEverySplit("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
   assert.equal(both.body, "ok");
   assert.equal(both.heads[0].keepAlive, false);
-  // A coding other than a final "chunked" runs until close.
-  const { p } = parser();
-  p.push(Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxx"));
-  assert.equal(p.closeDelimited, true);
+  // HTTP/1.0 has no Transfer-Encoding: a response framed by one is not trusted with the connection (RFC 9112 §6.1).
+  assert.equal(status("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").keepAlive, false);
+  assert.equal(status("HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n").keepAlive, false, "close wins");
+  // The codings of all Transfer-Encoding fields form one list, empty elements ignored (RFC 9110 §5.6.1).
+  assert.equal(parseEverySplit("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n3\r\nabc\r\n0\r\n\r\n").body, "abc");
+});
+
+test("a body in a coding other than chunked is refused: it would reach the client coded, with nothing saying so", () => {
+  assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), /Transfer-Encoding "gzip, chunked" \(only chunked is relayed\)/);
+  assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), /only chunked is relayed/);
+  // A response without a body only describes the coding.
+  const { p, out } = parser(true);
+  p.push(Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"));
+  assert.equal(out.heads.length, 1);
+});
+
+test("a status code is three digits, and only spaces and tabs surround a field's value", () => {
+  assert.match(parseError("HTTP/1.1 2e2 OK\r\nContent-Length: 2\r\n\r\nok"), /malformed status line/);
+  assert.match(parseError("HTTP/1.1 1e2 X\r\n\r\n"), /malformed status line/);
+  assert.match(parseError("HTTP/1.1 200 OK\r\nContent-Length: \xa03\r\n\r\nabc"), /malformed Content-Length/);
+  // 0xA0 is part of the value, so this coding is not chunked.
+  assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: \xa0chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), /only chunked is relayed/);
 });
 
 test("malformed responses are refused with a reason, so the connection is never reused", () => {

@@ -9,7 +9,7 @@
  * responses; strictness is still the cheaper way to make that impossible too.
  */
 
-import { EMPTY, hasControl, hasListToken, isDigits, MessageParser, State, type BodySink } from "./http1-message.ts";
+import { EMPTY, hasControl, hasListToken, isDigits, MessageParser, ows, State, type BodySink } from "./http1-message.ts";
 
 /** Largest status line plus header section accepted (Node's own server allows 16 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024;
@@ -89,16 +89,17 @@ export class ResponseParser extends MessageParser<ResponseSink> {
       throw this.error(`malformed status line ${JSON.stringify(statusLine.slice(0, 40))}`);
     }
     const minor = statusLine.charCodeAt(7) - 48;
-    const status = Number(statusLine.slice(9, 12));
-    if (minor < 0 || minor > 1 || !(status >= 100 && status <= 999) || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
+    // status-code = 3DIGIT
+    const code = statusLine.slice(9, 12);
+    const status = isDigits(code) ? Number(code) : 0;
+    if (minor < 0 || minor > 1 || status < 100 || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
       throw this.error(`malformed status line ${JSON.stringify(statusLine.slice(0, 40))}`);
     }
     const reason = statusLine.length > 13 ? statusLine.slice(13) : "";
     if (hasControl(reason)) throw this.error("control character in the reason phrase");
     const rawHeaders: string[] = [];
     let contentLength = -1;
-    let chunked = false;
-    let transferEncoding = false;
+    let codings: string[] | undefined;
     let connection: string | undefined;
     let keepAliveTimeout = -1;
     let at = lineEnd < 0 ? text.length : lineEnd + 2;
@@ -120,10 +121,12 @@ export class ResponseParser extends MessageParser<ResponseSink> {
           break;
         case 17:
           if (name.toLowerCase() === "transfer-encoding") {
-            transferEncoding = true;
-            // Only a final "chunked" coding frames the body; anything else runs until close (RFC 9112 §6.3).
-            const codings = value.split(",");
-            chunked = codings[codings.length - 1].trim().toLowerCase() === "chunked";
+            // One list across all the fields, empty elements ignored (RFC 9110 §5.6.1).
+            codings ??= [];
+            for (const part of value.split(",")) {
+              const coding = ows(part).toLowerCase();
+              if (coding !== "") codings.push(coding);
+            }
           }
           break;
       }
@@ -134,14 +137,18 @@ export class ResponseParser extends MessageParser<ResponseSink> {
       if (status === 101) throw this.error("upstream switched protocols on a plain request");
       return;
     }
-    let keepAlive = minor === 1 ? connection === undefined || !hasListToken(connection, "close") : connection !== undefined && hasListToken(connection, "keep-alive");
+    // `close` wins over `keep-alive` (RFC 9112 §9.3).
+    let keepAlive = connection === undefined ? minor === 1 : !hasListToken(connection, "close") && (minor === 1 || hasListToken(connection, "keep-alive"));
     if (this.noBody || status === 204 || status === 304) {
       this.state = State.Done;
-    } else if (transferEncoding) {
-      // Transfer-Encoding overrides Content-Length; a response that sent both is not trusted with the connection again.
-      if (contentLength >= 0) keepAlive = false;
-      this.state = chunked ? State.ChunkSize : State.UntilClose;
-      if (!chunked) keepAlive = false;
+    } else if (codings !== undefined) {
+      // The router passes bodies on de-chunked; any other coding would reach the client undeclared.
+      if (codings.some((c) => c !== "chunked")) throw this.error(`Transfer-Encoding ${JSON.stringify(codings.join(", "))} (only chunked is relayed)`);
+      // Transfer-Encoding overrides Content-Length; a response that sent both is not trusted with the
+      // connection again, nor one of HTTP/1.0, which has no Transfer-Encoding (RFC 9112 §6.1).
+      if (contentLength >= 0 || minor === 0) keepAlive = false;
+      this.state = codings.length > 0 ? State.ChunkSize : State.UntilClose;
+      if (codings.length === 0) keepAlive = false;
     } else if (contentLength >= 0) {
       this.remaining = contentLength;
       this.state = contentLength === 0 ? State.Done : State.Length;
@@ -159,7 +166,7 @@ function parseContentLength(value: string): number {
   // A list of identical values ("5, 5") is allowed by RFC 9110 §8.6; anything else must be digits.
   let length = -1;
   for (const part of value.split(",")) {
-    const digits = part.trim();
+    const digits = ows(part);
     if (digits.length === 0 || digits.length > 15 || !isDigits(digits)) throw new UpstreamProtocolError("malformed Content-Length");
     const n = Number(digits);
     if (length >= 0 && n !== length) throw new UpstreamProtocolError("conflicting Content-Length values");
@@ -184,8 +191,8 @@ function parseKeepAliveTimeout(value: string, previous: number): number {
 function keepAliveTimeoutOf(value: string): number {
   for (const part of value.split(",")) {
     const [key, v] = part.split("=");
-    if (key.trim().toLowerCase() === "timeout" && v !== undefined) {
-      const n = Number(v.trim());
+    if (ows(key).toLowerCase() === "timeout" && v !== undefined) {
+      const n = Number(ows(v));
       if (Number.isFinite(n) && n >= 0) return n;
     }
   }
