@@ -142,6 +142,10 @@ test("slow clients: headers not finished within the header timeout get 408 and t
   const r = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a.localhost\r\n" }, { data: "X-Slow: 1\r\n", afterMs: 400 }, { data: "X-Slow: 2\r\n", afterMs: 400 }, { data: "X-Slow: 3\r\n", afterMs: 400 }]);
   assert.match(r.text, /^HTTP\/1\.1 408 /);
   assert.ok(r.closedAfterMs < 5000, `closed after ${r.closedAfterMs} ms`);
+  // A connection that never sends a byte has no more time than one sending slowly.
+  const silent = await rawExchange(port, []);
+  assert.equal(silent.text, "");
+  assert.ok(silent.closedAfterMs < 5000, `silent connection closed after ${silent.closedAfterMs} ms`);
 });
 
 test("idle connections are closed after the idle timeout", async (t) => {
@@ -322,4 +326,16 @@ test("WebSocket handshakes: redirected like any request, counted when the app de
     ["chat", "/declined", 200, null], ["chat", "/silent", 499, null], ["secure", "/socket", 308, "redirect_https"],
   ]);
   assert.deepEqual(proxy.metering.drain().map((x) => [x.app, x.requests]).sort(), [["chat", 2], ["secure", 1]]);
+});
+
+test("a request held for a starting app gets 503 when the router shuts down, not a reset", async () => {
+  const proxy = createProxyServer({ table: new RouteTable([{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }]), limits: { pauseTimeoutMs: 30_000 } });
+  await proxy.listen(0, "127.0.0.1");
+  const port = (proxy.server.address() as AddressInfo).port;
+  const held = send({ port, host: "new.localhost" });
+  await sleep(200);
+  await proxy.close(1000);
+  const r = await held;
+  assert.equal(r.status, 503);
+  assert.equal(r.body, 'app "new" has no running release\n');
 });

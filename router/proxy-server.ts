@@ -220,7 +220,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     for (const conn of this.clients) {
       if (conn.headStartedAt > 0) {
         if (now - conn.headStartedAt >= headerLimit) conn.headerTimeout(Math.round(headerLimit / 1000));
-      } else if (conn.idleSince > 0 && now - conn.idleSince >= CLIENT_KEEP_ALIVE_MS) {
+      } else if (conn.idleSince > 0 && now - conn.idleSince >= (conn.socket.bytesRead === 0 ? headerLimit : CLIENT_KEEP_ALIVE_MS)) {
+        // A connection that never sent a byte has the header timeout to start its request.
         conn.closeIfIdle();
       }
     }
@@ -278,6 +279,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     clearInterval(this.idleTimer);
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const conn of this.clients) conn.closeIfIdle();
+    // Requests held for a starting app get their 503 now: nothing will start behind a closing router.
+    for (const waiters of this.paused.values()) for (const wake of [...waiters]) wake();
     const until = Date.now() + deadlineMs;
     // Tunnels are long-lived by nature; only plain requests are waited for.
     while (Date.now() < until && this.inflightRequests() > 0) {
@@ -285,7 +288,6 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     }
     for (const conn of this.clients) conn.socket.destroy();
     for (const socket of this.tunnelSockets) socket.destroy();
-    for (const waiters of this.paused.values()) for (const wake of waiters) wake();
     for (const pool of this.pools.values()) pool.closeIdle();
     await this.rateLimiter.close();
     await closed;

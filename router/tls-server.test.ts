@@ -195,7 +195,7 @@ test("the plain HTTP port answers ACME HTTP-01 challenges for any host while the
   assert.equal((await send({ port: r.httpPort, host: "shop.example.com", path })).status, 404);
 });
 
-test("a WebSocket-style upgrade over HTTPS reaches the app", async (t) => {
+test("a WebSocket-style upgrade over HTTPS reaches the app, and its tunnel outlives the header timeout", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "deck-router-tls-ws-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const upstream = http.createServer();
@@ -206,7 +206,7 @@ test("a WebSocket-style upgrade over HTTPS reaches the app", async (t) => {
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
   t.after(() => new Promise((resolve) => { upstream.closeAllConnections(); upstream.close(resolve); }));
   const table = new RouteTable([{ app: "ws", hosts: ["ws.example.com"], upstreams: [`127.0.0.1:${(upstream.address() as AddressInfo).port}`] }]);
-  const proxy = createProxyServer({ table });
+  const proxy = createProxyServer({ table, limits: { headerTimeoutMs: 1000 } });
   const frontend = createTlsFrontend({ proxy, certs: await CertStore.create() });
   await frontend.listen(0, "127.0.0.1");
   t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
@@ -221,7 +221,8 @@ test("a WebSocket-style upgrade over HTTPS reaches the app", async (t) => {
         socket.destroy();
         resolve(d.toString());
       });
-      socket.write("ping");
+      // Quiet for longer than the header timeout: a tunnel is not a request still arriving.
+      setTimeout(() => socket.write("ping"), 2500);
     });
     req.on("error", reject);
     req.end();
@@ -441,4 +442,43 @@ test("one HTTP/2 connection has at most MAX_CONCURRENT_STREAMS requests open at 
   t.after(() => clearInterval(drain));
   const statuses = await Promise.all(done);
   assert.equal(statuses.filter((s) => s === 200).length, n);
+});
+
+test("HTTP/1.1 over TLS has the header timeout of the plain port: a head dripping in gets 408, a silent connection is closed", async (t) => {
+  const upstream = await startUpstream("app");
+  t.after(() => upstream.close());
+  const proxy = createProxyServer({ table: new RouteTable([{ app: "app", hosts: ["app.example.com"], upstreams: [upstream.address] }]), limits: { headerTimeoutMs: 1000 } });
+  const frontend = createTlsFrontend({ proxy, certs: await CertStore.create() });
+  await frontend.listen(0, "127.0.0.1");
+  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
+  const port = (frontend.server.address() as AddressInfo).port;
+  const connect = async () => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "app.example.com", ALPNProtocols: ["http/1.1"], rejectUnauthorized: false });
+    t.after(() => socket.destroy());
+    socket.on("error", () => {});
+    let text = "";
+    let closedAt = 0;
+    socket.on("data", (d: Buffer) => (text += d.toString("latin1")));
+    socket.on("close", () => (closedAt = Date.now()));
+    await new Promise((resolve) => socket.once("secureConnect", resolve));
+    return { socket, text: () => text, closed: () => closedAt };
+  };
+
+  // A request answered in time, then the next one dripping in a byte every 300 ms.
+  const slow = await connect();
+  slow.socket.write("GET /first HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+  await waitFor(() => slow.text().endsWith("app"), 5_000, "the first answer");
+  const started = Date.now();
+  const drip = setInterval(() => slow.socket.writable && slow.socket.write("X"), 300);
+  t.after(() => clearInterval(drip));
+  slow.socket.write("GET /second HTTP/1.1\r\nHost: app.example.com\r\nX-Slow: ");
+  await waitFor(() => slow.closed() > 0, 6_000, "the slow connection to close");
+  clearInterval(drip);
+  assert.match(slow.text(), /HTTP\/1\.1 408 Request Timeout\r\n[\s\S]*request headers did not arrive within 1s\n$/);
+  assert.ok(slow.closed() - started < 4_000, `closed after ${slow.closed() - started} ms`);
+
+  const silent = await connect();
+  const opened = Date.now();
+  await waitFor(() => silent.closed() > 0, 6_000, "the silent connection to close");
+  assert.ok(silent.closed() - opened < 4_000, `closed after ${silent.closed() - opened} ms`);
 });

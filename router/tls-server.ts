@@ -193,7 +193,28 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+    if (socket.alpnProtocol !== "h2") waitingHead.set(socket, { since: Date.now(), bytes: socket.bytesRead });
   });
+  // HTTP/1.1 over TLS is read by Node's HTTP server, whose header timeout does not run here: each
+  // connection is timed from when it opens, or from its first byte after a response, to its request.
+  const waitingHead = new Map<tls.TLSSocket, { since: number; bytes: number }>();
+  const headerTimer = setInterval(() => {
+    const now = Date.now();
+    const limit = proxy.limits.headerTimeoutMs;
+    for (const [socket, wait] of waitingHead) {
+      if (socket.destroyed) waitingHead.delete(socket);
+      else if (wait.since < 0) continue;
+      else if (wait.since === 0) {
+        if (socket.bytesRead > wait.bytes) wait.since = now;
+      } else if (now - wait.since >= limit) {
+        waitingHead.delete(socket);
+        const body = `request headers did not arrive within ${Math.round(limit / 1000)}s\n`;
+        socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        socket.destroySoon();
+      }
+    }
+  }, Math.min(1000, proxy.limits.headerTimeoutMs));
+  headerTimer.unref();
   server.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -204,6 +225,16 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("request", (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     requests++;
     res.once("close", () => requests--);
+    if (req.httpVersionMajor === 1) {
+      const wait = waitingHead.get(req.socket as tls.TLSSocket);
+      if (wait !== undefined) {
+        wait.since = -1;
+        res.once("finish", () => {
+          wait.since = 0;
+          wait.bytes = req.socket.bytesRead;
+        });
+      }
+    }
     if (req.httpVersionMajor === 1 && !useOriginForm(req as unknown as http.IncomingMessage)) {
       return void res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }).end("malformed request target\n");
     }
@@ -211,6 +242,8 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     proxy.handleRequest(req as never, res as never, true);
   });
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // The connection leaves HTTP: a tunnel is not waiting for a request.
+    waitingHead.delete(socket as tls.TLSSocket);
     if (!useOriginForm(req)) return void socket.end("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmalformed request target\n");
     proxy.handleUpgrade(req as never, socket, head, true);
   });
@@ -221,6 +254,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
       return listenOn(server, port, host);
     },
     async close(deadlineMs) {
+      clearInterval(headerTimer);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const session of sessions) session.close();
       const until = Date.now() + deadlineMs;
