@@ -168,7 +168,7 @@ test("an HTTP/1.0 client asking for keep-alive keeps its connection", async (t) 
   assert.equal(wire.closed, false);
 });
 
-test("Expect: 100-continue gets its interim answer before the body is sent", async (t) => {
+test("Expect: 100-continue gets its interim answer before the body is sent, only when the body goes to the app", async (t) => {
   const up = await echo(t);
   const { port } = await startProxy(t, up.address);
   const wire = new Wire(port);
@@ -179,6 +179,14 @@ test("Expect: 100-continue gets its interim answer before the body is sent", asy
   wire.write("data");
   const text = await wire.until((s) => s.endsWith("PUT /upload data"), "the answer");
   assert.match(text.slice(25), /^HTTP\/1\.1 200 OK\r\n/);
+
+  // A body the router refuses (over the app's limit) is answered at once, never asked for.
+  const limited = await startProxy(t, [{ app: "web", hosts: ["web.localhost"], upstreams: [up.address], settings: { maxBodyBytes: 10 } }]);
+  const refused = new Wire(limited.port);
+  t.after(() => refused.destroy());
+  refused.write("PUT /upload HTTP/1.1\r\nHost: web.localhost\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n");
+  const answer = await refused.until((s) => s.includes("\r\n\r\n"), "the answer");
+  assert.match(answer, /^HTTP\/1\.1 413 /);
 });
 
 test("a smuggling attempt or a malformed request gets a one-line 400, the connection closes, and nothing reaches the app", async (t) => {

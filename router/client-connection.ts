@@ -101,12 +101,15 @@ export class ClientRequest implements ProxyRequest {
   private paused = false;
   private flushQueued = false;
   private discarded = false;
+  /** The client waits for `100 Continue` before sending its body (Expect: 100-continue). */
+  private awaitingContinue: boolean;
 
   constructor(private readonly conn: ClientConnection, head: RequestHead) {
     this.method = head.method;
     this.url = head.url;
     this.httpVersion = head.minor === 1 ? "1.1" : "1.0";
     this.rawHeaders = head.rawHeaders;
+    this.awaitingContinue = head.expectContinue;
   }
 
   get socket(): Socket {
@@ -115,6 +118,12 @@ export class ClientRequest implements ProxyRequest {
 
   on(event: "data", listener: (chunk: Buffer) => void): this {
     this.dataListener = listener;
+    // The body is wanted (it goes to the app): a client waiting for leave to send it gets it now. One
+    // the router answers itself (413, 429 …) gets that answer instead, without sending its body.
+    if (this.awaitingContinue) {
+      this.awaitingContinue = false;
+      this.conn.sendContinue();
+    }
     this.queueFlush();
     return this;
   }
@@ -479,8 +488,12 @@ export class ClientConnection implements RequestSink {
     const res = new ClientResponse(this, req, !this.closing);
     this.req = req;
     this.res = res;
-    if (head.expectContinue) this.socket.write(CONTINUE);
     this.host.handleRequest(req, res);
+  }
+
+  /** Tells the client to send the body it holds back (Expect: 100-continue), unless it was answered already. */
+  sendContinue(): void {
+    if (this.res !== null && !this.res.headersSent && !this.shut) this.socket.write(CONTINUE);
   }
 
   onBody(chunk: Buffer, last: boolean): void {
