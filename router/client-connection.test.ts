@@ -187,6 +187,13 @@ test("Expect: 100-continue gets its interim answer before the body is sent, only
   refused.write("PUT /upload HTTP/1.1\r\nHost: web.localhost\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n");
   const answer = await refused.until((s) => s.includes("\r\n\r\n"), "the answer");
   assert.match(answer, /^HTTP\/1\.1 413 /);
+  // Any answer of the router's own: the client may send the withheld body or not, so the
+  // connection closes rather than read a body as the next request.
+  const unknown = new Wire(port);
+  t.after(() => unknown.destroy());
+  unknown.write("PUT /upload HTTP/1.1\r\nHost: nobody.localhost\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  const notFound = await unknown.untilClosed();
+  assert.match(notFound, /^HTTP\/1\.1 404 [\s\S]*\r\nConnection: close\r\n/);
 });
 
 test("a smuggling attempt or a malformed request gets a one-line 400, the connection closes, and nothing reaches the app", async (t) => {

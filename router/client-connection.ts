@@ -116,6 +116,11 @@ export class ClientRequest implements ProxyRequest {
     return this.conn.socket;
   }
 
+  /** The client holds its body back until 100 Continue, which was not sent. */
+  get bodyWithheld(): boolean {
+    return this.awaitingContinue && !this.complete;
+  }
+
   on(event: "data", listener: (chunk: Buffer) => void): this {
     this.dataListener = listener;
     // The body is wanted (it goes to the app): a client waiting for leave to send it gets it now. One
@@ -280,7 +285,9 @@ export class ClientResponse implements ProxyResponse {
         this.shouldKeepAlive = false;
       }
     }
-    if (this.conn.willClose) this.shouldKeepAlive = false;
+    // A client told nothing about its withheld body (no 100 Continue) may send it or not: the
+    // connection cannot be read on safely, so it closes after this answer.
+    if (this.conn.willClose || this.req.bodyWithheld) this.shouldKeepAlive = false;
     if (!this.shouldKeepAlive) text += "Connection: close\r\n";
     else if (this.req.httpVersion === "1.0") text += "Connection: keep-alive\r\n";
     this.head = `${text}\r\n`;

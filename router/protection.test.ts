@@ -316,6 +316,9 @@ test("WebSocket handshakes: redirected like any request, counted when the app de
 
   const silent = await rawClient(t, port, handshake("chat.localhost", "/silent"));
   await waitFor(() => proxy.inflight(u.address) === 1, 5_000, "the handshake to reach the app");
+  // Bytes sent early (before the app's answer), then the client's side closed.
+  silent.socket.write("early");
+  await sleep(100);
   silent.socket.end();
   await waitFor(() => proxy.inflight(u.address) === 0, 5_000, "the handshake to be given up");
 

@@ -93,6 +93,53 @@ interface UpgradeOutcome {
 /** Bytes a client may send before the app accepts its upgrade; past them it is not read until then. */
 const EARLY_TUNNEL_BYTES = 64 * 1024;
 
+/**
+ * What a client sends after an upgrade request and before the app accepts it, kept for the tunnel
+ * (up to EARLY_TUNNEL_BYTES). While it is watched, the connection is read, so a client that closes
+ * it (or only its side: it has given up, as for any request) is noticed.
+ */
+class EarlyBytes {
+  private chunks: Buffer[];
+  private bytes: number;
+  private watching = false;
+  private readonly collect = (data: Buffer) => {
+    this.chunks.push(data);
+    this.bytes += data.length;
+    if (this.bytes >= EARLY_TUNNEL_BYTES) this.socket.pause();
+  };
+  private readonly onEnd = () => this.socket.destroy();
+
+  constructor(private readonly socket: Duplex, head: Buffer) {
+    this.chunks = head.length > 0 ? [head] : [];
+    this.bytes = head.length;
+  }
+
+  watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    this.socket.on("data", this.collect);
+    this.socket.once("end", this.onEnd);
+    // The connection may have been paused (explicitly) when it left HTTP.
+    if (this.bytes < EARLY_TUNNEL_BYTES) this.socket.resume();
+  }
+
+  /** Stops reading; what arrives next waits in the socket. */
+  stop(): void {
+    if (!this.watching) return;
+    this.watching = false;
+    this.socket.off("data", this.collect);
+    this.socket.off("end", this.onEnd);
+    this.socket.pause();
+  }
+
+  take(): Buffer {
+    const all = Buffer.concat(this.chunks, this.bytes);
+    this.chunks = [];
+    this.bytes = 0;
+    return all;
+  }
+}
+
 const REASON_PHRASES: Record<number, string> = {
   308: "Permanent Redirect", 404: "Not Found", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
 };
@@ -500,6 +547,9 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   handleUpgrade(req: ProxyRequest, socket: Duplex, head: Buffer, secure = false): void {
     const start = performance.now();
     socket.on("error", () => socket.destroy());
+    // From here until the app answers, the client's connection is read: its close is noticed.
+    const early = new EarlyBytes(socket, head);
+    early.watch();
     const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, true, secure);
     const entry = this.table.lookup(fwd.host);
     // Counted like any request, once the connection closes (a tunnel's bytes are all its own).
@@ -508,6 +558,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     const refuse = (status: number, reason: string | undefined, body: string, extra?: string) => {
       outcome.status = status;
       outcome.reason = reason;
+      early.stop();
       // Read on (and drop) what the client sends, so its close is seen.
       socket.resume();
       rawPlainText(socket, status, REASON_PHRASES[status], body, extra);
@@ -524,7 +575,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       if (retryAfter > 0) return refuse(429, "rate_limited", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
       const upstream = RouteTable.pick(entry);
       if (upstream === undefined) return refuse(503, "no_release", `app "${entry.app}" has no running release\n`);
-      this.openTunnel(req, socket, head, entry, fwd, upstream, outcome);
+      this.openTunnel(req, socket, early, entry, fwd, upstream, outcome);
     };
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
     if (typeof decision === "number") return go(decision);
@@ -552,7 +603,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     return `https://${hostOnly}${this.httpsPort === 443 ? "" : `:${this.httpsPort}`}${url ?? "/"}`;
   }
 
-  private openTunnel(req: ProxyRequest, socket: Duplex, head: Buffer, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, outcome: UpgradeOutcome, attempt = 0): void {
+  private openTunnel(req: ProxyRequest, socket: Duplex, early: EarlyBytes, entry: RouteEntry, fwd: ForwardHeaders, upstream: UpstreamAddress, outcome: UpgradeOutcome, attempt = 0): void {
     outcome.upstream = upstream.address;
     const load = this.loadFor(upstream.address);
     load.inflight++;
@@ -562,28 +613,16 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     // Its own connection: a tunnel outlives any request and must not come from the shared pool.
     const request = http.request({ host: upstream.host, port: upstream.port, method: req.method, path: req.url, headers: fwd.headers, agent: false, setHost: false });
-    // Until the app answers, the client's connection is read, so a client that leaves is noticed (a
-    // client that closes its side has given up, as for any request); what it sends early is kept
-    // for the tunnel, up to a limit.
-    const early: Buffer[] = [head];
-    let earlyBytes = head.length;
-    const collect = (data: Buffer) => {
-      early.push(data);
-      earlyBytes += data.length;
-      if (earlyBytes >= EARLY_TUNNEL_BYTES) socket.pause();
-    };
     const onClientGone = () => { if (!settled) { request.destroy(); settle(); } };
-    const onClientEnd = () => socket.destroy();
+    early.watch();
+    socket.once("close", onClientGone);
     const answered = () => {
       settle();
-      socket.off("data", collect);
-      socket.off("end", onClientEnd);
+      early.stop();
       socket.off("close", onClientGone);
-      socket.pause();
     };
-    socket.on("data", collect);
-    socket.once("end", onClientEnd);
-    socket.once("close", onClientGone);
+    /** The app's answer to a declined upgrade is being relayed: a later error cuts it, nothing more. */
+    let relaying = false;
 
     request.on("upgrade", (response: http.IncomingMessage, upstreamSocket: Duplex, upstreamHead: Buffer) => {
       answered();
@@ -594,17 +633,19 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       for (let i = 0; i < raw.length; i += 2) head101 += `${raw[i]}: ${raw[i + 1]}\r\n`;
       socket.write(`${head101}X-Request-Id: ${fwd.requestId}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
-      if (earlyBytes > 0) upstreamSocket.write(Buffer.concat(early, earlyBytes));
+      const sent = early.take();
+      if (sent.length > 0) upstreamSocket.write(sent);
       this.pipeTunnel(socket, upstreamSocket, load);
     });
 
     request.on("response", (response: http.IncomingMessage) => {
       // The upstream declined the upgrade: relay its answer and close, since the client expects a tunnel.
       answered();
+      relaying = true;
       outcome.status = response.statusCode ?? 0;
       // A client that closes its side has given up, here as for any request: the app's answer stops.
       socket.resume();
-      socket.once("end", onClientEnd);
+      socket.once("end", () => socket.destroy());
       socket.once("close", () => response.destroy());
       const { headers } = buildResponseHeaders(response.rawHeaders, fwd.requestId);
       let text = `HTTP/1.1 ${response.statusCode} ${response.statusMessage ?? ""}\r\n`;
@@ -616,10 +657,11 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
 
     request.on("error", (err: NodeJS.ErrnoException) => {
       answered();
+      if (relaying) return void socket.destroy();
       if (socket.destroyed) return;
       if (attempt === 0 && err.code !== undefined && NOT_CONNECTED.has(err.code)) {
         const next = RouteTable.pick(entry) ?? upstream;
-        return this.openTunnel(req, socket, Buffer.concat(early, earlyBytes), entry, fwd, next, outcome, 1);
+        return this.openTunnel(req, socket, early, entry, fwd, next, outcome, 1);
       }
       this.log(`upgrade ${req.method} ${fwd.host}${req.url} → ${upstream.address} (app ${entry.app}) failed: ${err.code ?? err.message} request_id=${fwd.requestId}`);
       outcome.status = 502;

@@ -445,7 +445,12 @@ test("one HTTP/2 connection has at most MAX_CONCURRENT_STREAMS requests open at 
 });
 
 test("HTTP/1.1 over TLS has the header timeout of the plain port: a head dripping in gets 408, a silent connection is closed", async (t) => {
-  const upstream = await startUpstream("app");
+  // The app answers /early at once, before the request's body has arrived.
+  const upstream = await startUpstream("app", (req, res) => {
+    req.resume();
+    if (req.url === "/early") return void res.end("early");
+    req.on("end", () => res.end("app"));
+  });
   t.after(() => upstream.close());
   const proxy = createProxyServer({ table: new RouteTable([{ app: "app", hosts: ["app.example.com"], upstreams: [upstream.address] }]), limits: { headerTimeoutMs: 1000 } });
   const frontend = createTlsFrontend({ proxy, certs: await CertStore.create() });
@@ -481,4 +486,22 @@ test("HTTP/1.1 over TLS has the header timeout of the plain port: a head drippin
   const opened = Date.now();
   await waitFor(() => silent.closed() > 0, 6_000, "the silent connection to close");
   assert.ok(silent.closed() - opened < 4_000, `closed after ${silent.closed() - opened} ms`);
+
+  // A body still arriving is not a head, also after the app answered it early: an upload slower
+  // than the header timeout is read to its end, and the request after it is served.
+  const upload = await connect();
+  upload.socket.write("POST /early HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 8\r\n\r\n");
+  for (let i = 0; i < 8; i++) {
+    await sleep(300);
+    upload.socket.write("x");
+  }
+  upload.socket.write("GET /after HTTP/1.1\r\nHost: app.example.com\r\n\r\n");
+  await waitFor(() => (upload.text().match(/HTTP\/1\.1 200 OK/g) ?? []).length === 2, 5_000, "both answers");
+  assert.equal(upload.closed(), 0);
+
+  // Node's server takes up any Upgrade; one in HTTP/1.0 is refused here, as it is not one.
+  const old = await connect();
+  old.socket.write("GET /ws HTTP/1.0\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  await waitFor(() => old.closed() > 0, 5_000, "the refusal");
+  assert.match(old.text(), /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*only in HTTP\/1\.1 and on a request without a body\n$/);
 });

@@ -193,11 +193,12 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("secureConnection", (socket: tls.TLSSocket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
-    if (socket.alpnProtocol !== "h2") waitingHead.set(socket, { since: Date.now(), bytes: socket.bytesRead });
+    if (socket.alpnProtocol !== "h2") waitingHead.set(socket, { since: Date.now(), bytes: socket.bytesRead, open: 0 });
   });
   // HTTP/1.1 over TLS is read by Node's HTTP server, whose header timeout does not run here: each
-  // connection is timed from when it opens, or from its first byte after a response, to its request.
-  const waitingHead = new Map<tls.TLSSocket, { since: number; bytes: number }>();
+  // connection is timed from when it opens, or from its first byte after its requests are all read
+  // and answered, to its next request. `since` is -1 while requests are open, 0 while idle.
+  const waitingHead = new Map<tls.TLSSocket, { since: number; bytes: number; open: number }>();
   const headerTimer = setInterval(() => {
     const now = Date.now();
     const limit = proxy.limits.headerTimeoutMs;
@@ -228,10 +229,21 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     if (req.httpVersionMajor === 1) {
       const wait = waitingHead.get(req.socket as tls.TLSSocket);
       if (wait !== undefined) {
+        wait.open++;
         wait.since = -1;
-        res.once("finish", () => {
+        // Done once answered and its body read to the end (Node reads and drops what the app left).
+        const done = () => {
+          if (--wait.open > 0) return;
           wait.since = 0;
           wait.bytes = req.socket.bytesRead;
+        };
+        res.once("close", () => {
+          if (req.complete) return done();
+          const incoming = req as unknown as http.IncomingMessage;
+          let once = false;
+          const finish = () => { if (!once) { once = true; done(); } };
+          incoming.once("end", finish);
+          incoming.once("close", finish);
         });
       }
     }
@@ -244,6 +256,12 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     // The connection leaves HTTP: a tunnel is not waiting for a request.
     waitingHead.delete(socket as tls.TLSSocket);
+    // Node's server takes up any Upgrade; the plain port's rule (RFC 9110 §7.8) is HTTP/1.1 without a
+    // body. Such an offer cannot be served as HTTP from here, so it is refused.
+    if (req.httpVersion !== "1.1" || req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0) {
+      const body = "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n";
+      return void socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
     if (!useOriginForm(req)) return void socket.end("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmalformed request target\n");
     proxy.handleUpgrade(req as never, socket, head, true);
   });

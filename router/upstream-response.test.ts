@@ -122,6 +122,7 @@ test("keep-alive follows the version and the Connection field", () => {
 test("a body in a coding other than chunked is refused: it would reach the client coded, with nothing saying so", () => {
   assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), /Transfer-Encoding "gzip, chunked" \(only chunked is relayed\)/);
   assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"), /only chunked is relayed/);
+  assert.match(parseError("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), /only chunked is relayed/);
   // A response without a body only describes the coding.
   const { p, out } = parser(true);
   p.push(Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"));

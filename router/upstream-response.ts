@@ -143,7 +143,7 @@ export class ResponseParser extends MessageParser<ResponseSink> {
       this.state = State.Done;
     } else if (codings !== undefined) {
       // The router passes bodies on de-chunked; any other coding would reach the client undeclared.
-      if (codings.some((c) => c !== "chunked")) throw this.error(`Transfer-Encoding ${JSON.stringify(codings.join(", "))} (only chunked is relayed)`);
+      if (codings.length > 1 || codings.some((c) => c !== "chunked")) throw this.error(`Transfer-Encoding ${JSON.stringify(codings.join(", "))} (only chunked is relayed)`);
       // Transfer-Encoding overrides Content-Length; a response that sent both is not trusted with the
       // connection again, nor one of HTTP/1.0, which has no Transfer-Encoding (RFC 9112 §6.1).
       if (contentLength >= 0 || minor === 0) keepAlive = false;

@@ -23,13 +23,19 @@ function bindOnce(host: string, port: number): Promise<number> {
  * addresses (0.0.0.0:$PORT), and that fails while anything holds the port on any one of them.
  */
 export async function portFreeEverywhere(port: number, host = "127.0.0.1"): Promise<boolean> {
-  try {
-    await bindOnce(isIPv6(host) ? "::" : "0.0.0.0", port);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EADDRINUSE" || (e as NodeJS.ErrnoException).code === "EACCES") return false;
-    throw e;
+  // "::" covers IPv4 too where the machine has IPv6 (Node's listen(PORT) binds it); "0.0.0.0" where not.
+  for (const wildcard of isIPv6(host) ? ["::"] : ["0.0.0.0", "::"]) {
+    try {
+      await bindOnce(wildcard, port);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EADDRINUSE" || code === "EACCES") return false;
+      // No IPv6 on this machine: the IPv4 check above is the whole answer.
+      if (wildcard === "::" && (code === "EAFNOSUPPORT" || code === "EADDRNOTAVAIL")) continue;
+      throw e;
+    }
   }
+  return true;
 }
 
 /**
