@@ -28,5 +28,14 @@ describe("findFreePort", () => {
       await new Promise((resolve) => other.close(resolve));
     }
     assert.equal(await portFreeEverywhere(port, "127.0.0.1"), true);
+    // Node's listen(PORT) binds "::" where the machine has IPv6: a port held on ::1 only is taken too.
+    const v6 = await listen(0, "::1").catch(() => null);
+    if (v6 !== null) {
+      try {
+        assert.equal(await portFreeEverywhere((v6.address() as AddressInfo).port, "127.0.0.1"), false);
+      } finally {
+        await new Promise((resolve) => v6.close(resolve));
+      }
+    }
   });
 });
