@@ -37,7 +37,8 @@ test("an unknown commit or a malformed sha is a CheckoutError with a one-line re
 
 test("reads a pushed commit still in quarantine when given the hook's git env", async (t) => {
   // A pre-receive hook hands its quarantine env to the test, then waits until the test is done:
-  // exactly the moment at which deck builds a push.
+  // exactly the moment at which deck builds a push. The sha file appears whole (renamed into
+  // place), so the test never reads it half-written.
   const repo = createPushedRepo(freshDir("quarantine"), { "README.md": "v1\n" });
   const handoff = freshDir("quarantine-handoff");
   const hook = join(repo.repoDir, "hooks", "pre-receive");
@@ -46,7 +47,7 @@ test("reads a pushed commit still in quarantine when given the hook's git env", 
     `#!/bin/sh
 read old new ref
 env | grep -E '^GIT_(OBJECT_DIRECTORY|ALTERNATE_OBJECT_DIRECTORIES|QUARANTINE_PATH)=' > "${handoff}/env"
-echo "$new" > "${handoff}/sha"
+echo "$new" > "${handoff}/sha.part" && mv "${handoff}/sha.part" "${handoff}/sha"
 while [ ! -f "${handoff}/done" ]; do sleep 0.05; done
 exit 1
 `,
