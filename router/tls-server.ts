@@ -16,6 +16,7 @@ import * as x509 from "@peculiar/x509";
 import { DeckError, listenOn } from "../core/index.ts";
 import type { ServedCertificate } from "../core/index.ts";
 import { replaceHost, splitAbsoluteTarget } from "./http1-message.ts";
+import { rawPlainText } from "./plain-answers.ts";
 import type { ProxyServer } from "./proxy-server.ts";
 
 const HOST = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -209,8 +210,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
         if (socket.bytesRead > wait.bytes) wait.since = now;
       } else if (now - wait.since >= limit) {
         waitingHead.delete(socket);
-        const body = `request headers did not arrive within ${Math.round(limit / 1000)}s\n`;
-        socket.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+        rawPlainText(socket, 408, "Request Timeout", `request headers did not arrive within ${Math.round(limit / 1000)}s\n`);
         socket.destroySoon();
       }
     }
@@ -259,10 +259,9 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     // Node's server takes up any Upgrade; the plain port's rule (RFC 9110 §7.8) is HTTP/1.1 without a
     // body. Such an offer cannot be served as HTTP from here, so it is refused.
     if (req.httpVersion !== "1.1" || req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0) {
-      const body = "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n";
-      return void socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return rawPlainText(socket, 400, "Bad Request", "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n");
     }
-    if (!useOriginForm(req)) return void socket.end("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 25\r\nConnection: close\r\n\r\nmalformed request target\n");
+    if (!useOriginForm(req)) return rawPlainText(socket, 400, "Bad Request", "malformed request target\n");
     proxy.handleUpgrade(req as never, socket, head, true);
   });
 
