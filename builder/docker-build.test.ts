@@ -38,6 +38,8 @@ async function build(app: string, files: Record<string, string>, options: BuildO
 }
 
 const text = (run: Run) => run.lines.map((l) => l.line).join("\n");
+/** The build's output and, for a failed build, the reason it gave: what a failed assertion shows. */
+const outcome = (run: Run) => `${text(run)}${run.result.ok ? "" : `\n(${run.result.code}) ${run.result.message}`}`;
 
 describe("docker builds: pure parts", () => {
   it("offers a build exactly the config vars its Dockerfile declares with ARG", () => {
@@ -131,7 +133,7 @@ describe("docker builds on a real engine", { skip }, () => {
       "",
     ].join("\n");
     const run = await build(apps.dockerfile, { Dockerfile: dockerfile, "server.js": "console.log('hi')\n" }, options, { GREETING: "hello", SECRET: "s3cret" });
-    assert.equal(run.result.ok, true, text(run));
+    assert.equal(run.result.ok, true, outcome(run));
     if (!run.result.ok) return;
     assert.equal(run.result.buildpack, "dockerfile");
     assert.deepEqual(run.result.procfile, { web: "" });
@@ -175,7 +177,7 @@ describe("docker builds on a real engine", { skip }, () => {
       "server.js": "console.log('from the slug in ' + process.cwd() + ' home=' + process.env.HOME)\n",
     };
     const run = await build(apps.slug, files, options);
-    assert.equal(run.result.ok, true, text(run));
+    assert.equal(run.result.ok, true, outcome(run));
     if (!run.result.ok) return;
     assert.equal(run.result.buildpack, "node");
     assert.match(run.result.image ?? "", /^sha256:/);
