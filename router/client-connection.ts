@@ -11,6 +11,7 @@
  */
 import type { Socket } from "node:net";
 import { ClientProtocolError, RequestParser, type RequestHead, type RequestSink } from "./client-request.ts";
+import { REASONS } from "./plain-answers.ts";
 
 /** The request as the proxy sees it (a subset of http.IncomingMessage). */
 export interface ProxyRequest {
@@ -60,13 +61,6 @@ export interface ConnectionHost {
 const HOLD_BYTES = 64 * 1024;
 /** How long a closing connection keeps reading (and dropping) what the client still sends, so its answer is not lost to a reset. */
 const LINGER_MS = 5_000;
-
-const REASONS: Record<number, string> = {
-  200: "OK", 201: "Created", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently", 302: "Found",
-  304: "Not Modified", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout",
-  413: "Content Too Large", 417: "Expectation Failed", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
-  500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
-};
 
 let dateSecond = 0;
 let dateValue = "";

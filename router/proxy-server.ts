@@ -140,10 +140,6 @@ class EarlyBytes {
   }
 }
 
-const REASON_PHRASES: Record<number, string> = {
-  308: "Permanent Redirect", 404: "Not Found", 429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
-};
-
 function maintenanceBody(app: string): string {
   return `${app} is down for maintenance; please try again later\n`;
 }
@@ -561,7 +557,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       early.stop();
       // Read on (and drop) what the client sends, so its close is seen.
       socket.resume();
-      rawPlainText(socket, status, REASON_PHRASES[status], body, extra);
+      rawPlainText(socket, status, body, extra);
     };
     if (entry === undefined) return refuse(404, "unknown_host", notFoundBody(fwd.host));
     const settings = entry.settings;
@@ -666,7 +662,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       this.log(`upgrade ${req.method} ${fwd.host}${req.url} → ${upstream.address} (app ${entry.app}) failed: ${err.code ?? err.message} request_id=${fwd.requestId}`);
       outcome.status = 502;
       socket.resume();
-      rawPlainText(socket, 502, "Bad Gateway", `app "${entry.app}" did not answer (bad gateway)\n`);
+      rawPlainText(socket, 502, `app "${entry.app}" did not answer (bad gateway)\n`);
     });
     request.end();
   }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
-import { isDeckError } from "../core/index.ts";
+import { isDeckError, type Route } from "../core/index.ts";
 import { loadCertsFile } from "./certs-file.ts";
 import { createRouterControl, type RouterControlClient } from "./control-client.ts";
 import { createControlServer } from "./control-server.ts";
@@ -261,14 +261,7 @@ test("HTTP/2 requests are metered by the size of their headers and bodies, also 
     });
   });
   t.after(() => upstream.close());
-  const proxy = createProxyServer({ table: new RouteTable([{ app: "stream", hosts: ["stream.example.com"], upstreams: [upstream.address], settings: { maxBodyBytes: 50_000 } }]) });
-  const certs = await CertStore.create();
-  const pair = await createSelfSignedCertificate("stream.example.com");
-  certs.replace([{ hosts: ["stream.example.com"], ...pair }]);
-  const frontend = createTlsFrontend({ proxy, certs });
-  await frontend.listen(0, "127.0.0.1");
-  t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
-  const port = (frontend.server.address() as AddressInfo).port;
+  const { proxy, port, pair } = await startH2(t, upstream.address, {}, { app: "stream", hosts: ["stream.example.com"], settings: { maxBodyBytes: 50_000 } });
 
   // An HTTP/2 client sends no Content-Length unless asked to.
   const r = await h2Request(port, "stream.example.com", pair.cert, { method: "POST", path: "/upload", body: "x".repeat(50_000) });
@@ -308,23 +301,29 @@ test("HTTP/2 requests are metered by the size of their headers and bodies, also 
   assert.equal(v.bytesOut, Buffer.byteLength(refused.body) + headBytes(refused.headers, false));
 });
 
-/** A proxy and its HTTPS front end for `app.example.com` on `upstream`, closed after the test; `connect` opens an HTTP/2 session. */
-async function startH2(t: TestContext, upstream: string, options: Partial<Parameters<typeof createProxyServer>[0]> = {}) {
-  const proxy = createProxyServer({ table: new RouteTable([{ app: "app", hosts: ["app.example.com"], upstreams: [upstream] }]), ...options });
+/**
+ * A proxy and its HTTPS front end with a certificate for the route's host (app "app" at
+ * `app.example.com` on `upstream` unless `route` says otherwise), closed after the test; `connect`
+ * opens an HTTP/2 session to it.
+ */
+async function startH2(t: TestContext, upstream: string, options: Partial<Parameters<typeof createProxyServer>[0]> = {}, route: Partial<Route> = {}) {
+  const entry: Route = { app: "app", hosts: ["app.example.com"], upstreams: [upstream], ...route };
+  const host = entry.hosts[0];
+  const proxy = createProxyServer({ table: new RouteTable([entry]), ...options });
   const certs = await CertStore.create();
-  const pair = await createSelfSignedCertificate("app.example.com");
-  certs.replace([{ hosts: ["app.example.com"], ...pair }]);
+  const pair = await createSelfSignedCertificate(host);
+  certs.replace([{ hosts: [host], ...pair }]);
   const frontend = createTlsFrontend({ proxy, certs });
   await frontend.listen(0, "127.0.0.1");
   t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
   const port = (frontend.server.address() as AddressInfo).port;
   const connect = () => {
-    const session = http2.connect(`https://app.example.com:${port}`, { ca: pair.cert, servername: "app.example.com", host: "127.0.0.1", lookup: (_h, _o, cb) => cb(null, "127.0.0.1", 4) } as http2.SecureClientSessionOptions);
+    const session = http2.connect(`https://${host}:${port}`, { ca: pair.cert, servername: host, host: "127.0.0.1", lookup: (_h, _o, cb) => cb(null, "127.0.0.1", 4) } as http2.SecureClientSessionOptions);
     session.on("error", () => {});
     t.after(() => session.destroy());
     return session;
   };
-  return { proxy, port, connect };
+  return { proxy, port, pair, connect };
 }
 
 test("an HTTP/2 stream the client resets ends the app's request: nothing stays in flight, a cut-off upload never arrives complete", async (t) => {

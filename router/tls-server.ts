@@ -210,7 +210,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
         if (socket.bytesRead > wait.bytes) wait.since = now;
       } else if (now - wait.since >= limit) {
         waitingHead.delete(socket);
-        rawPlainText(socket, 408, "Request Timeout", `request headers did not arrive within ${Math.round(limit / 1000)}s\n`);
+        rawPlainText(socket, 408, `request headers did not arrive within ${Math.round(limit / 1000)}s\n`);
         socket.destroySoon();
       }
     }
@@ -259,9 +259,9 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     // Node's server takes up any Upgrade; the plain port's rule (RFC 9110 §7.8) is HTTP/1.1 without a
     // body. Such an offer cannot be served as HTTP from here, so it is refused.
     if (req.httpVersion !== "1.1" || req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0) {
-      return rawPlainText(socket, 400, "Bad Request", "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n");
+      return rawPlainText(socket, 400, "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n");
     }
-    if (!useOriginForm(req)) return rawPlainText(socket, 400, "Bad Request", "malformed request target\n");
+    if (!useOriginForm(req)) return rawPlainText(socket, 400, "malformed request target\n");
     proxy.handleUpgrade(req as never, socket, head, true);
   });
 
