@@ -7,11 +7,12 @@ import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
 import { ConfigError, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, MeteringFlusher, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { CertManager } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
 import { createRouterMetering } from "../router/metering-client.ts";
+import { UsageSaver } from "../router/usage-saver.ts";
 import { publishRoutes } from "../router/route-publisher.ts";
 import { createDockerClient, DockerRuntime, findFreePort, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { openDatabase, type Database } from "../store/index.ts";
@@ -126,8 +127,9 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
     }
     const routerMetering = createRouterMetering(paths.routerSocket);
-    const metering = new MeteringFlusher(db.pool, routerMetering, log);
+    const metering = new UsageSaver(() => db.pool, routerMetering, log);
     metering.start(config.meteringInterval * 1000);
+    deps.saveUsage = () => metering.save();
     started.push(async () => {
       // Deploys already under way (a webhook's, a config change's) finish before the database closes;
       // one still running after the deadline is marked failed at the next start.

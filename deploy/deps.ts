@@ -23,6 +23,8 @@ export interface DeployDeps {
   log(line: string): void;
   /** Background ACME orders and renewals (the deck server's); absent = no automatic certificates. */
   certs?: CertManager;
+  /** Saves the bandwidth the router has counted so far (the deck server's metering); absent = nothing to save. */
+  saveUsage?(): Promise<void>;
 }
 
 export type DeployOutcome =

@@ -13,7 +13,7 @@ export {
   acmeEligible, addOwnCertificate, CertManager, parseCertificateBundle, pushCertificates, removeCertificate, removeDefaultCertificate, setDefaultCertificate, tlsStatusOf,
   type CertificateBundle, type CertManagerDeps, type TlsState, type TlsStatus,
 } from "./certs.ts";
-export { bandwidthReport, MeteringFlusher, type UsageSource } from "./metering.ts";
+export { bandwidthReport } from "./metering.ts";
 export {
   BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds,
   type BuildOutputTarget, type BuildRunState, type BuildStatus, type BuildSummary, type CancelledBuild,

@@ -52,6 +52,9 @@ export async function destroyApp(deps: DeployDeps, caller: Caller, name: string)
     if (deps.removeArtifactImage) {
       for (const b of await listSlugBuilds(deps.db, app.id)) if (b.slugPath) await deps.removeArtifactImage(b.slugPath).catch(() => undefined);
     }
+    // Its traffic so far is saved under this app, not under a later app of the same name; the rows stay
+    // (app_id cleared) so the organization is still billed for it.
+    await deps.saveUsage?.();
     await deleteApp(deps.db, app.id);
     // Its certificate rows went with it: the router stops serving them now, not at the next change.
     await pushCertificates(deps).catch((e) => deps.log(`${app.name}: could not update the router's certificates: ${(e as Error).message}`));

@@ -11,7 +11,9 @@
  *   PUT    /acme-challenge/:token  body "KEY-AUTHORIZATION"   answer an ACME HTTP-01 challenge
  *   DELETE /acme-challenge/:token
  *   GET    /metrics                         per-app counters in the Prometheus text format
- *   POST   /metering/drain                  [{app, requests, bytesIn, bytesOut}] counted since the last drain
+ *   POST   /metering/batch                  {id, usage: [{app, hour, requests, bytesIn, bytesOut}]} to save: the
+ *                                            batch handed out before until it is acknowledged, else a new one
+ *   POST   /metering/ack?id=ID              {acknowledged} the batch is saved: not handed out again
  *
  * A change is saved to the routes file first, then made live, then answered: when the caller
  * sees 200 the router already serves the new table, and a restart would serve it too.
@@ -29,7 +31,7 @@ import { validateCertificates, type CertStore } from "./tls-server.ts";
 
 export interface ControlServerOptions {
   table: RouteTable;
-  /** Per-app counters: GET /metrics (Prometheus text) and GET /metering (bandwidth since the last call). */
+  /** Per-app counters: GET /metrics (Prometheus text), and bandwidth to save (POST /metering/batch, /metering/ack). */
   metering?: Metering;
   /** Where the in-flight counts come from (the proxy). */
   inflight: (upstream: string) => number;
@@ -128,9 +130,15 @@ export function createControlServer(options: ControlServerOptions): http.Server 
       res.writeHead(200, { "Content-Type": options.metering.registry.contentType, "Content-Length": Buffer.byteLength(text) });
       return void res.end(text);
     }
-    if (path === "/metering/drain" && options.metering) {
+    if (path === "/metering/batch" && options.metering) {
       if (method !== "POST") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
-      return sendJson(res, 200, options.metering.drain());
+      return sendJson(res, 200, options.metering.takeBatch());
+    }
+    if (path === "/metering/ack" && options.metering) {
+      if (method !== "POST") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      const id = url.searchParams.get("id");
+      if (!id) return sendError(res, 400, "invalid_request", "missing ?id=BATCH");
+      return sendJson(res, 200, { acknowledged: options.metering.acknowledge(id) });
     }
     if (path === "/certs" && options.certs) {
       if (method !== "PUT") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);

@@ -76,6 +76,9 @@ async function main(): Promise<number> {
     accessLog: config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined,
     httpsPort: config.httpsPort,
   });
+  const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
+  if ("error" in unsaved) log(`metering: cannot read unsaved usage: ${unsaved.error}`);
+  else if (unsaved.entries > 0) log(`metering: took back ${unsaved.entries} unsaved usage entries from ${paths.meteringFile}`);
   const control = createControlServer({
     table, inflight: (u) => proxy.inflight(u), metering: proxy.metering, routesFile: paths.routesFile, log,
     certs: { store: certs, file: paths.certsFile }, challenges: proxy.challenges,
@@ -118,6 +121,13 @@ async function main(): Promise<number> {
       Promise.all([proxy.close(SHUTDOWN_DEADLINE_MS), https.close(SHUTDOWN_DEADLINE_MS)])
         .catch((e: unknown) => log(`shutdown: ${(e as Error).message}`))
         .then(async () => {
+          // Counts the deck server has not saved yet (and those of the requests that just finished) go
+          // to a file the next router starts with.
+          const kept = await proxy.metering.saveUnsaved(paths.meteringFile).catch((e: Error) => {
+            log(`metering: cannot keep unsaved usage in ${paths.meteringFile}: ${e.message}`);
+            return 0;
+          });
+          if (kept > 0) log(`metering: kept ${kept} unsaved usage entries in ${paths.meteringFile}`);
           // The socket file went with control.close() (Node unlinks it), so a successor's is left alone.
           await removeIfOurs(paths.pidFile);
           log("stopped");

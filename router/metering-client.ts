@@ -1,6 +1,7 @@
-/** Reads the router's counters over its control socket: Prometheus text and drained bandwidth. */
+/** Reads the router's counters over its control socket: Prometheus text, and bandwidth to save. */
 import http from "node:http";
-import type { AppUsage } from "./metering.ts";
+import { hourOf } from "../core/index.ts";
+import type { UsageBatch } from "./metering.ts";
 
 function request(socketPath: string, method: string, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -19,8 +20,10 @@ function request(socketPath: string, method: string, path: string, timeoutMs: nu
 export interface RouterMetering {
   /** The router's metrics in the Prometheus text format. */
   metrics(): Promise<string>;
-  /** Usage counted since the previous drain (the router starts again from zero). */
-  drain(): Promise<AppUsage[]>;
+  /** Bandwidth to save: the router hands out the same batch until it is acknowledged. */
+  takeBatch(): Promise<UsageBatch>;
+  /** The batch is saved. */
+  acknowledge(id: string): Promise<void>;
 }
 
 export function createRouterMetering(socketPath: string, timeoutMs = 5_000): RouterMetering {
@@ -30,10 +33,23 @@ export function createRouterMetering(socketPath: string, timeoutMs = 5_000): Rou
       if (r.status !== 200) throw new Error(`the router answered /metrics with status ${r.status}`);
       return r.text;
     },
-    async drain() {
-      const r = await request(socketPath, "POST", "/metering/drain", timeoutMs);
-      if (r.status !== 200) throw new Error(`the router answered /metering/drain with status ${r.status}`);
-      return JSON.parse(r.text) as AppUsage[];
+    async takeBatch() {
+      const r = await request(socketPath, "POST", "/metering/batch", timeoutMs);
+      if (r.status === 404) {
+        // A router started by an older deck (it keeps running across a deck server upgrade): it
+        // hands its counts over once, without batches or hours.
+        const old = await request(socketPath, "POST", "/metering/drain", timeoutMs);
+        if (old.status !== 200) throw new Error(`the router answered /metering/drain with status ${old.status}`);
+        const hour = hourOf(Date.now());
+        const usage = (JSON.parse(old.text) as { app: string; requests: number; bytesIn: number; bytesOut: number }[]).map((u) => ({ ...u, hour }));
+        return { id: null, usage };
+      }
+      if (r.status !== 200) throw new Error(`the router answered /metering/batch with status ${r.status}`);
+      return JSON.parse(r.text) as UsageBatch;
+    },
+    async acknowledge(id) {
+      const r = await request(socketPath, "POST", `/metering/ack?id=${encodeURIComponent(id)}`, timeoutMs);
+      if (r.status !== 200) throw new Error(`the router answered /metering/ack with status ${r.status}`);
     },
   };
 }

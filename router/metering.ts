@@ -6,10 +6,13 @@
  * The hot path is one Map lookup and a few additions on plain numbers; the Prometheus series are
  * built from those numbers only when /metrics is read.
  */
+import { randomUUID } from "node:crypto";
+import { unlink } from "node:fs/promises";
 import { Counter, Gauge, Registry } from "prom-client";
-import { accumulateUsage, type AppUsage } from "../core/index.ts";
+import { accumulateUsage, HOUR_MS, hourOf, type AppUsage, type UsageBatch } from "../core/index.ts";
+import { readJsonFile, writeJsonFileAtomically } from "./json-file.ts";
 
-export type { AppUsage };
+export type { AppUsage, UsageBatch };
 
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -34,11 +37,26 @@ function collected(name: string, help: string, type: "counter" | "histogram", sa
   return { name, help, type, aggregator: "sum" as const, get: async () => ({ name, help, type, values: samples(), aggregator: "sum" as const }) };
 }
 
+/** What a stopping router leaves for the next start: the unacknowledged batch and what came after. */
+interface UnsavedUsage {
+  held: UsageBatch | null;
+  pending: AppUsage[];
+}
+
 export class Metering {
   readonly registry = new Registry();
   private readonly rejected: Counter<"app" | "reason">;
   private readonly counts = new Map<string, AppCounts>();
-  private pending = new Map<string, AppUsage>();
+  /** This clock hour's bandwidth by app: the hot path's one lookup. */
+  private current = new Map<string, AppUsage>();
+  private currentHour = "";
+  private currentHourEnds = 0;
+  /** Earlier hours' bandwidth not yet handed over, by hour and app. */
+  private earlier = new Map<string, AppUsage>();
+  /** The batch handed over for saving and not yet acknowledged: handed over again until it is. */
+  private held: UsageBatch | null = null;
+  private readonly instance = randomUUID();
+  private batches = 0;
 
   constructor(gauges: { connections: () => number; inflight: () => number } = { connections: () => 0, inflight: () => 0 }) {
     const registers = [this.registry];
@@ -87,10 +105,12 @@ export class Metering {
     c.buckets[b]++;
     c.count++;
     c.sum += seconds;
-    let u = this.pending.get(app);
+    const now = Date.now();
+    if (now >= this.currentHourEnds) this.startHour(now);
+    let u = this.current.get(app);
     if (u === undefined) {
-      u = { app, requests: 0, bytesIn: 0, bytesOut: 0 };
-      this.pending.set(app, u);
+      u = { app, hour: this.currentHour, requests: 0, bytesIn: 0, bytesOut: 0 };
+      this.current.set(app, u);
     }
     u.requests++;
     u.bytesIn += bytesIn;
@@ -102,16 +122,78 @@ export class Metering {
     this.rejected.inc({ app, reason });
   }
 
-  /** Bandwidth since the previous drain; the counts start again from zero. */
-  drain(): AppUsage[] {
-    const out = [...this.pending.values()];
-    this.pending = new Map();
+  private startHour(now: number): void {
+    for (const u of this.current.values()) accumulateUsage(this.earlier, u);
+    this.current = new Map();
+    this.currentHour = hourOf(now);
+    this.currentHourEnds = Math.floor(now / HOUR_MS) * HOUR_MS + HOUR_MS;
+  }
+
+  /** Everything counted and not yet handed over, per app and hour; the counts start again from zero. */
+  private takePending(): AppUsage[] {
+    for (const u of this.current.values()) accumulateUsage(this.earlier, u);
+    this.current = new Map();
+    const out = [...this.earlier.values()];
+    this.earlier = new Map();
     return out;
   }
 
-  /** Puts drained usage back (its save failed), so the next drain carries it. */
-  restore(usage: readonly AppUsage[]): void {
-    for (const u of usage) accumulateUsage(this.pending, u);
+  /**
+   * Bandwidth to save: the batch handed over before, as long as it is not acknowledged (its save may
+   * have failed, or its answer was lost), else a new batch of everything counted since. Empty batches
+   * have no id and are not held.
+   */
+  takeBatch(): UsageBatch {
+    if (this.held !== null) return this.held;
+    const usage = this.takePending();
+    if (usage.length === 0) return { id: null, usage: [] };
+    this.held = { id: `${this.instance}.${++this.batches}`, usage };
+    return this.held;
+  }
+
+  /** The batch `id` is saved: it is not handed over again. False when it is not the batch held. */
+  acknowledge(id: string): boolean {
+    if (this.held === null || this.held.id !== id) return false;
+    this.held = null;
+    return true;
+  }
+
+  /** Writes what is not saved yet to `file` (or removes the file when nothing is), for the next start. */
+  async saveUnsaved(file: string): Promise<number> {
+    const unsaved: UnsavedUsage = { held: this.held, pending: this.takePending() };
+    // Kept in memory too: this router may go on counting (a node whose database came back).
+    for (const u of unsaved.pending) accumulateUsage(this.earlier, u);
+    const n = unsaved.pending.length + (unsaved.held?.usage.length ?? 0);
+    if (n === 0) await unlink(file).catch(() => {});
+    else await writeJsonFileAtomically(file, unsaved);
+    return n;
+  }
+
+  /**
+   * Takes back what an earlier router left in `file` (see saveUnsaved) and removes the file. A held
+   * batch keeps its id, so a batch saved just before that router stopped is not added twice.
+   */
+  async loadUnsaved(file: string): Promise<{ entries: number } | { error: string }> {
+    const read = await readJsonFile(file);
+    if (!read.ok) return { error: read.message };
+    if (read.missing) return { entries: 0 };
+    const value = read.value as Partial<UnsavedUsage> | null;
+    const valid = (u: unknown): u is AppUsage => {
+      const x = u as AppUsage;
+      return typeof x === "object" && x !== null && typeof x.app === "string" && typeof x.hour === "string" && !Number.isNaN(Date.parse(x.hour))
+        && [x.requests, x.bytesIn, x.bytesOut].every((n) => Number.isSafeInteger(n) && n >= 0);
+    };
+    const held = value?.held;
+    const heldOk = held === null || held === undefined || (typeof held.id === "string" && Array.isArray(held.usage) && held.usage.every(valid));
+    if (!heldOk || !Array.isArray(value?.pending) || !value.pending.every(valid)) return { error: `${file}: not a metering file deck wrote` };
+    if (held) {
+      // A router starts with nothing held, so this is the only held batch.
+      if (this.held === null) this.held = held;
+      else for (const u of held.usage) accumulateUsage(this.earlier, u);
+    }
+    for (const u of value.pending) accumulateUsage(this.earlier, u);
+    await unlink(file).catch(() => {});
+    return { entries: value.pending.length + (held?.usage.length ?? 0) };
   }
 
   metrics(): Promise<string> {

@@ -18,7 +18,7 @@ import { DeckError, listenOn } from "../core/index.ts";
 import type { DeckConfig } from "../config/index.ts";
 import { listenForNotifications, openDatabase, redactUrl, type Database, type NotificationListener } from "../store/index.ts";
 import {
-  addBandwidthUsage, CERTS_CHANNEL, CHALLENGES_CHANNEL, listAcmeChallenges, listRouteChangesSince, listServableCertificates, pruneRouterNodes, removeRouterNode, ROUTES_CHANNEL,
+  CERTS_CHANNEL, CHALLENGES_CHANNEL, listAcmeChallenges, listRouteChangesSince, listServableCertificates, pruneRouterNodes, removeRouterNode, ROUTES_CHANNEL,
   saveRouterNodeHeartbeat,
 } from "../store/queries/index.ts";
 import { configureSecrets, masterKeyFile } from "../store/secret-box.ts";
@@ -27,6 +27,7 @@ import { loadCertsFile, saveCertsFile } from "./certs-file.ts";
 import { createRateLimiter, limitsFromConfig } from "./limits-config.ts";
 import { createMetricsServer } from "./metrics-server.ts";
 import { createProxyServer } from "./proxy-server.ts";
+import { UsageSaver } from "./usage-saver.ts";
 import { RouteTable } from "./route-table.ts";
 import { RouteSync } from "./route-sync.ts";
 import { loadRoutesFile, saveRoutesFile } from "./routes-file.ts";
@@ -56,6 +57,8 @@ export interface RouterNodePaths {
   routesFile: string;
   certsFile: string;
   accessLog: string;
+  /** Bandwidth not yet saved to PostgreSQL when the node stopped, taken back at the next start. */
+  meteringFile: string;
 }
 
 /** Files of the node listening on `httpPort` (several nodes may share one data dir on one machine). */
@@ -64,6 +67,7 @@ export function routerNodePaths(dataDir: string, httpPort: number): RouterNodePa
     routesFile: join(dataDir, "run", `router-node-${httpPort}-routes.json`),
     certsFile: join(dataDir, "run", `router-node-${httpPort}-certs.json`),
     accessLog: join(dataDir, "logs", `router-node-${httpPort}-access.log`),
+    meteringFile: join(dataDir, "run", `router-node-${httpPort}-metering.json`),
   };
 }
 
@@ -138,6 +142,9 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined;
   const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort });
   const https = createTlsFrontend({ proxy, certs, log });
+  const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
+  if ("error" in unsaved) log(`metering: cannot read unsaved usage: ${unsaved.error}`);
+  else if (unsaved.entries > 0) log(`metering: took back ${unsaved.entries} unsaved usage entries from ${paths.meteringFile}`);
   const listen = async (what: string, host: string, port: number, envName: string, start: () => Promise<void>) => {
     try {
       await start();
@@ -305,18 +312,8 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   schedule(HEARTBEAT_MS);
 
   // Bandwidth for billing, as the deck server does for its own router.
-  const saveUsage = async () => {
-    if (db === null) return;
-    const usage = proxy.metering.drain();
-    try {
-      await addBandwidthUsage(db.pool, usage);
-    } catch (e) {
-      proxy.metering.restore(usage);
-      trouble("cannot save bandwidth usage (kept for the next try)", e);
-    }
-  };
-  const meteringTimer = setInterval(() => void saveUsage(), config.meteringInterval * 1000);
-  meteringTimer.unref();
+  const usage = new UsageSaver(() => db?.pool ?? null, proxy.metering, log);
+  usage.start(config.meteringInterval * 1000);
 
   const metricsNote = metrics === null ? "" : `; metrics on http://${config.metricsHost.includes(":") ? `[${config.metricsHost}]` : config.metricsHost}:${config.metricsPort}/metrics`;
   log(`router node ${label} (${id}) serving http://${config.host}:${config.httpPort} and https://${config.host}:${config.httpsPort}; routes from ${redactUrl(url)}${metricsNote}`);
@@ -336,8 +333,9 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
         }
         beating = false;
         clearTimeout(timer);
-        clearInterval(meteringTimer);
-        await saveUsage();
+        await usage.stop();
+        // What the database did not take is kept for the next start.
+        await proxy.metering.saveUnsaved(paths.meteringFile).catch((e) => log(`metering: cannot keep unsaved usage in ${paths.meteringFile}: ${firstLine(e)}`));
         await (listener as NotificationListener | null)?.close();
         await accessLog?.close();
         await rateLimiter.close().catch(() => undefined);

@@ -9,6 +9,8 @@ export interface RouterPaths {
   pidFile: string;
   /** Last certificates the deck server sent (with private keys: 0600), loaded at start. */
   certsFile: string;
+  /** Bandwidth not yet saved when the router stopped, taken back at its next start. */
+  meteringFile: string;
   /** JSON lines, one per request (DECK_ACCESS_LOG). */
   accessLog: string;
 }
@@ -22,6 +24,7 @@ export function routerPaths(dataDir: string): RouterPaths {
     routesFile: join(runDir, "routes.json"),
     pidFile: join(runDir, "router.pid"),
     certsFile: join(runDir, "certs.json"),
+    meteringFile: join(runDir, "metering.json"),
     accessLog: join(dataDir, "logs", "access.log"),
   };
 }

@@ -16,7 +16,7 @@ import { AccessLog } from "./access-log.ts";
 import { ConnectionCounter, LocalRateLimiter, type RouterLimits } from "./limits.ts";
 import { createProxyServer, type ProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
-import { send, sleep, startUpstream, waitFor, type TestUpstream } from "./test-support.ts";
+import { send, sleep, startUpstream, takeUsage, waitFor, type TestUpstream } from "./test-support.ts";
 
 interface Started { proxy: ProxyServer; port: number; table: RouteTable }
 
@@ -235,10 +235,10 @@ test("metering counts requests by status class, bytes and latency per app, in Pr
   const received = Number(/deck_router_received_bytes_total\{app="shop"\} (\d+)/.exec(text)?.[1]);
   assert.ok(received >= 300 + 3 * 40, `received ${received} bytes`);
   assert.ok(sent >= 3 * 5, `sent ${sent} bytes`);
-  const usage = proxy.metering.drain();
+  const usage = takeUsage(proxy.metering);
   const shop = usage.find((x) => x.app === "shop");
   assert.deepEqual(shop && { requests: shop.requests, bytesIn: shop.bytesIn, bytesOut: shop.bytesOut }, { requests: 3, bytesIn: received, bytesOut: sent });
-  assert.deepEqual(proxy.metering.drain(), [], "a second drain has nothing new");
+  assert.deepEqual(takeUsage(proxy.metering), [], "a second batch has nothing new");
 });
 
 test("the access log has one JSON line per request with its request id, app, status and sizes", async (t) => {
@@ -328,7 +328,7 @@ test("WebSocket handshakes: redirected like any request, counted when the app de
   assert.deepEqual(lines.map((l) => [l.app, l.path, l.status, l.reason ?? null]).sort(), [
     ["chat", "/declined", 200, null], ["chat", "/silent", 499, null], ["secure", "/socket", 308, "redirect_https"],
   ]);
-  assert.deepEqual(proxy.metering.drain().map((x) => [x.app, x.requests]).sort(), [["chat", 2], ["secure", 1]]);
+  assert.deepEqual(takeUsage(proxy.metering).map((x) => [x.app, x.requests]).sort(), [["chat", 2], ["secure", 1]]);
 });
 
 test("a request held for a starting app gets 503 when the router shuts down, not a reset", async () => {

@@ -5,6 +5,7 @@ import net from "node:net";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { AppUsage, Metering } from "./metering.ts";
 
 export interface TestUpstream {
   server: http.Server;
@@ -148,4 +149,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, ms = 5_00
     await sleep(20);
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Everything `metering` counted since the last call, taken as the deck server takes it: one batch, acknowledged. */
+export function takeUsage(metering: Metering): AppUsage[] {
+  const batch = metering.takeBatch();
+  if (batch.id !== null) metering.acknowledge(batch.id);
+  return batch.usage;
 }

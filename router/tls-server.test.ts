@@ -14,7 +14,7 @@ import { createRouterControl, type RouterControlClient } from "./control-client.
 import { createControlServer } from "./control-server.ts";
 import { createProxyServer } from "./proxy-server.ts";
 import { RouteTable } from "./route-table.ts";
-import { send, sleep, startUpstream, waitFor } from "./test-support.ts";
+import { send, sleep, startUpstream, takeUsage, waitFor } from "./test-support.ts";
 import { CertStore, createSelfSignedCertificate, createTlsFrontend, FALLBACK_SUBJECT, MAX_CONCURRENT_STREAMS, type KeyPair } from "./tls-server.ts";
 
 interface Router {
@@ -271,10 +271,10 @@ test("HTTP/2 requests are metered by the size of their headers and bodies, also 
   assert.equal(r.headers["content-length"], undefined);
 
   const metered = async () => {
-    let usage = proxy.metering.drain();
+    let usage = takeUsage(proxy.metering);
     for (let i = 0; i < 100 && usage.length === 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 20));
-      usage = proxy.metering.drain();
+      usage = takeUsage(proxy.metering);
     }
     assert.equal(usage.length, 1, "the request was metered");
     assert.equal(usage[0].app, "stream");

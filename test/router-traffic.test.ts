@@ -14,8 +14,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { stopRouter } from "../router/launch.ts";
 import { databaseBackends } from "./helpers/database.ts";
-import { addUser, apiClient } from "./helpers/accounts.ts";
+import { addUser, apiClient, deckDatabaseUrl, queryDeckDatabase } from "./helpers/accounts.ts";
 import { commitFiles, Deck, makeRepo, run, type TimedLine } from "./helpers/deck.ts";
 
 const backends = await databaseBackends();
@@ -178,6 +179,49 @@ describe(`the router in front of deployed apps (${backend.name} PostgreSQL)`, ()
     assert.equal(line.app, "metered");
     assert.equal(line.path, "/traced");
     assert.equal(line.status, 200);
+  });
+
+  it("saves traffic counted while the deck server was down and the router restarted, once; a destroyed app's usage stays its own", async () => {
+    const repo = await makeRepo(join(work, "kept"), trafficApp("k1"));
+    assert.equal((await deck.push(repo, "kept")).code, 0);
+    const report = async () => {
+      const r = await deck.ssh("usage:report kept --json");
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { requests: number }[]).reduce((n, row) => n + row.requests, 0);
+    };
+    const waitForTotal = async (want: number) => {
+      let total = -1;
+      for (const until = Date.now() + 15_000; Date.now() < until; await new Promise((res) => setTimeout(res, 300))) {
+        total = await report();
+        if (total >= want) break;
+      }
+      return total;
+    };
+    for (let i = 0; i < 2; i++) assert.equal((await deck.get("kept")).status, 200);
+    assert.equal(await waitForTotal(2), 2);
+
+    // The deck server crashes: nothing saves meanwhile, and the router keeps counting.
+    await deck.kill9();
+    for (let i = 0; i < 3; i++) assert.equal((await deck.get("kept")).status, 200);
+    // The router stops too (as `deck down` stops it), with the counts still unsaved.
+    const routerPid = await stopRouter(deck.dataDir, 10_000);
+    assert.ok(routerPid, "the router was running");
+    assert.match(readFileSync(join(deck.dataDir, "logs", "router.log"), "utf8"), /metering: kept 1 unsaved usage entries in /);
+
+    await deck.startServer();
+    assert.equal((await deck.get("kept")).status, 200);
+    assert.equal(await waitForTotal(6), 6, "2 saved before, 3 kept across the restart, 1 after");
+    await new Promise((res) => setTimeout(res, 2500));
+    assert.equal(await report(), 6, "saved once: later saves add nothing twice");
+
+    // Destroyed, then created again under the same name: the new app starts from nothing, and the old
+    // app's usage is still in the database for its organization's bill.
+    assert.equal((await deck.ssh("apps:destroy kept --confirm kept")).code, 0);
+    assert.equal((await deck.ssh("apps:create kept")).code, 0);
+    assert.equal(await report(), 0);
+    const rows = await queryDeckDatabase<{ app_id: string | null; app_name: string; requests: string }>(deckDatabaseUrl(deck, backend),
+      "SELECT app_id, app_name, sum(requests) AS requests FROM bandwidth_usage WHERE app_name = 'kept' GROUP BY app_id, app_name");
+    assert.deepEqual(rows.map((r) => [r.app_id, r.app_name, Number(r.requests)]), [[null, "kept", 6]]);
   });
 
   it("passes server-sent events through as they are sent", async () => {

@@ -1,12 +1,6 @@
+import type { AppUsage, UsageBatch } from "../../core/index.ts";
+import type { DatabasePool } from "slonik";
 import { q, sql, toIso, type Db } from "./db.ts";
-
-/** Requests and bytes the router counted for one app. */
-export interface UsageDelta {
-  app: string;
-  requests: number;
-  bytesIn: number;
-  bytesOut: number;
-}
 
 export interface BandwidthHour {
   hour: string;
@@ -15,20 +9,35 @@ export interface BandwidthHour {
   bytesOut: number;
 }
 
+/** How long saved batch ids are remembered: a batch handed out again after that would be added twice. */
+const BATCH_IDS_KEPT = "30 days";
+
 /**
- * Adds counts to the current clock hour of each app (UTC). Apps that no longer exist are skipped.
- * Returns how many apps were updated.
+ * Adds a batch of the router's counts to `bandwidth_usage`, each to its app's row for the hour it was
+ * counted in (UTC), in one transaction. A batch whose id was saved before adds nothing; apps that no
+ * longer exist are skipped. Returns the number of rows added to, or null for a batch saved before.
  */
-export async function addBandwidthUsage(db: Db, deltas: readonly UsageDelta[], at: Date = new Date()): Promise<number> {
-  const rows = deltas.filter((d) => d.requests > 0 || d.bytesIn > 0 || d.bytesOut > 0);
+export async function saveUsageBatch(db: DatabasePool, batch: UsageBatch): Promise<number | null> {
+  const rows = batch.usage.filter((d) => d.requests > 0 || d.bytesIn > 0 || d.bytesOut > 0);
+  return db.transaction(async (tx) => {
+    if (batch.id !== null) {
+      const fresh = await tx.maybeOne(q`INSERT INTO metering_batches (id) VALUES (${batch.id}) ON CONFLICT (id) DO NOTHING RETURNING id`);
+      if (fresh === null) return null;
+      await tx.query(q`DELETE FROM metering_batches WHERE saved_at < now() - ${BATCH_IDS_KEPT}::interval`);
+    }
+    return addUsage(tx, rows);
+  });
+}
+
+async function addUsage(db: Db, rows: readonly AppUsage[]): Promise<number> {
   if (rows.length === 0) return 0;
-  const hour = new Date(Math.floor(at.getTime() / 3_600_000) * 3_600_000).toISOString();
   const result = await db.query(q`
-    INSERT INTO bandwidth_usage (app_id, hour, requests, bytes_in, bytes_out)
-    SELECT a.id, ${hour}::timestamptz, d.requests, d.bytes_in, d.bytes_out
-    FROM unnest(${sql.array(rows.map((r) => r.app), "text")}::text[], ${sql.array(rows.map((r) => r.requests), "int8")}::int8[],
+    INSERT INTO bandwidth_usage (app_id, app_name, org_id, hour, requests, bytes_in, bytes_out)
+    SELECT a.id, a.name, a.org_id, date_trunc('hour', d.hour AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', d.requests, d.bytes_in, d.bytes_out
+    FROM unnest(${sql.array(rows.map((r) => r.app), "text")}::text[], ${sql.array(rows.map((r) => r.hour), "text")}::timestamptz[],
+                ${sql.array(rows.map((r) => r.requests), "int8")}::int8[],
                 ${sql.array(rows.map((r) => r.bytesIn), "int8")}::int8[], ${sql.array(rows.map((r) => r.bytesOut), "int8")}::int8[])
-      AS d(app, requests, bytes_in, bytes_out)
+      AS d(app, hour, requests, bytes_in, bytes_out)
     JOIN apps a ON a.name = d.app
     ON CONFLICT (app_id, hour) DO UPDATE SET
       requests = bandwidth_usage.requests + EXCLUDED.requests,
