@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
-import { sql } from "slonik";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { ProcessInfo, Route } from "../core/index.ts";
-import { deleteApp, findApp, insertApp, insertDeployment, insertOrganization, insertUser, setLiveDeployment, type AppRow } from "../store/queries/index.ts";
+import { sql } from "slonik";
+import { DeckError, type ProcessInfo, type Route } from "../core/index.ts";
+import {
+  deleteApp, findApp, finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setLiveDeployment, type AppRow,
+} from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { parseUpstream } from "../router/route-table.ts";
-import { pauseRoute, refreshRoute, upstreamAddress, withRouteLock } from "./activate.ts";
+import { activateRelease, pauseRoute, refreshRoute, upstreamAddress, withRouteLock } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 // The database is real. The app's processes and the router are recorded here instead: what is tested
@@ -75,6 +80,39 @@ for (const backend of await databaseBackends()) {
       await pauseRoute(deps, fresh, false);
       await refreshRoute(deps, fresh);
       assert.deepEqual(sent.map((r) => [r.upstreams, r.settings?.paused ?? false]), [[[], true], [[], true], [[], false], [[], false]]);
+    });
+
+    it("a first deploy whose process start throws lets held requests go and leaves the route unpaused", async () => {
+      const { deps, sent, app } = await setup("throws");
+      await t.db.pool.query(sql.unsafe`UPDATE apps SET live_deployment_id = NULL WHERE id = ${app.id}`);
+      const fresh = (await findApp(t.db.pool, app.name))!;
+      const slug = await mkdtemp(join(tmpdir(), "deck-slug-"));
+      try {
+        const user = await insertUser(t.db.pool, { email: "throws-deployer@example.com", isAdmin: false });
+        const build = await insertBuild(t.db.pool, app.id, "a".repeat(40));
+        await finishBuild(t.db.pool, build.id, { ok: true, buildpack: "node", slugPath: slug, procfile: { web: "node server.js" } });
+        const release = await t.db.pool.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: build.id, config: {}, commitSha: "a".repeat(40), description: "v1", createdBy: user.id }));
+        const deployment = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", createdBy: user.id });
+        const failing = {
+          ...deps,
+          config: { ...deps.config, stopGrace: 1 },
+          paths: { appLog: () => join(slug, "app.log") },
+          runtime: {
+            list: async () => [],
+            start: async () => { throw new DeckError("process_start_failed", "throws.web.1: the container did not start: port is already allocated"); },
+            stop: async () => undefined,
+          },
+          allocatePort: async () => 45678,
+        } as unknown as DeployDeps;
+        await assert.rejects(
+          activateRelease(failing, { app: fresh, release, build: { ...build, slugPath: slug, procfile: { web: "node server.js" } }, deploymentId: deployment.id, runReleasePhase: false, out: () => undefined }),
+          /port is already allocated/,
+        );
+        await refreshRoute(failing, fresh);
+        assert.deepEqual(sent.map((r) => r.settings?.paused ?? false), [true, false, false], "paused for the start, unpaused when it failed, and a later refresh does not pause it again");
+      } finally {
+        await rm(slug, { recursive: true, force: true });
+      }
     });
 
     it("a refresh for an app destroyed meanwhile sends nothing", async () => {

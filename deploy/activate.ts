@@ -208,50 +208,58 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   }
   if (req.signal?.aborted) return fail("cancelled before the new release started");
 
-  // 2. Start the new generation on fresh ports. When nothing serves the app yet (a first deploy, a
-  // restart after every process died), the router holds its requests until the switch instead of
-  // answering 503 (up to DECK_PAUSE_TIMEOUT).
-  const serving = (await deps.runtime.list(app.name)).some((p) => p.type === "web" && p.port && p.generation !== deploymentId && p.state === "running");
-  if (!serving) {
-    await pauseRoute(deps, app, true);
-    paused = true;
-  }
+  // Steps 2 and 3 can also end in an exception (a port taken, the engine gone): then too the new
+  // processes stop and held requests are let go, so the route is not left paused.
   const plan = formationFor(procfile, app.formation);
   const summary = plan.map(([t, n]) => `${t}=${n}`).join(", ") || "none";
-  out(`-----> Starting processes (${summary})`);
-  for (const [type, count] of plan) {
-    for (let index = 1; index <= count; index++) {
-      const port = type === "web" ? await deps.allocatePort() : undefined;
-      const info = await deps.runtime.start({
-        app: app.name, release: release.version, generation: deploymentId, type, index,
-        command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: deps.config.upstreamHost, logFile,
-        memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
-      });
-      started.push(info);
+  let webs: ProcessInfo[] = [];
+  try {
+    // 2. Start the new generation on fresh ports. When nothing serves the app yet (a first deploy, a
+    // restart after every process died), the router holds its requests until the switch instead of
+    // answering 503 (up to DECK_PAUSE_TIMEOUT).
+    const serving = (await deps.runtime.list(app.name)).some((p) => p.type === "web" && p.port && p.generation !== deploymentId && p.state === "running");
+    if (!serving) {
+      await pauseRoute(deps, app, true);
+      paused = true;
     }
-  }
+    out(`-----> Starting processes (${summary})`);
+    for (const [type, count] of plan) {
+      for (let index = 1; index <= count; index++) {
+        const port = type === "web" ? await deps.allocatePort() : undefined;
+        const info = await deps.runtime.start({
+          app: app.name, release: release.version, generation: deploymentId, type, index,
+          command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: deps.config.upstreamHost, logFile,
+          memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
+        });
+        started.push(info);
+      }
+    }
 
-  // 3. Health check every web process.
-  const webs = started.filter((p) => p.type === "web" && p.port);
-  const deadlineMs = deps.config.healthTimeout * 1000;
-  const pathToCheck = app.healthCheckPath || "/";
-  for (const p of webs) {
-    out(`-----> Waiting for web.${p.index} to answer ${pathToCheck} on port ${p.port}`);
-    const t0 = Date.now();
-    const h = await waitHealthy({
-      host: publishedHost(p), port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
-      stillAlive: async () => {
-        const cur = (await deps.runtime.list(app.name)).find((x) => x.id === p.id);
-        if (!cur || cur.state === "crashed" || cur.restarts > 0) return `web.${p.index} exited during start-up`;
-        return null;
-      },
-    });
-    if (!h.ok) {
-      const tail = await lastLogLines(deps, app.name, `web.${p.index}`, 5);
-      for (const l of tail) out(`       | ${l}`);
-      return fail(`health check failed: ${h.reason}; v${release.version} was not deployed and the previous release keeps serving`);
+    // 3. Health check every web process.
+    webs = started.filter((p) => p.type === "web" && p.port);
+    const deadlineMs = deps.config.healthTimeout * 1000;
+    const pathToCheck = app.healthCheckPath || "/";
+    for (const p of webs) {
+      out(`-----> Waiting for web.${p.index} to answer ${pathToCheck} on port ${p.port}`);
+      const t0 = Date.now();
+      const h = await waitHealthy({
+        host: publishedHost(p), port: p.port!, path: pathToCheck, deadlineMs, signal: req.signal,
+        stillAlive: async () => {
+          const cur = (await deps.runtime.list(app.name)).find((x) => x.id === p.id);
+          if (!cur || cur.state === "crashed" || cur.restarts > 0) return `web.${p.index} exited during start-up`;
+          return null;
+        },
+      });
+      if (!h.ok) {
+        const tail = await lastLogLines(deps, app.name, `web.${p.index}`, 5);
+        for (const l of tail) out(`       | ${l}`);
+        return fail(`health check failed: ${h.reason}; v${release.version} was not deployed and the previous release keeps serving`);
+      }
+      out(`       web.${p.index} healthy (HTTP ${h.status}) after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     }
-    out(`       web.${p.index} healthy (HTTP ${h.status}) after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+  } catch (e) {
+    await fail((e as Error).message);
+    throw e;
   }
   if (req.signal?.aborted) return fail("cancelled before the switch");
 

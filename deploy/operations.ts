@@ -1,5 +1,5 @@
 import { rm } from "node:fs/promises";
-import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
+import { checkAppName, DeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
   insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setAppLimits, setFormation, setHealthCheckPath, updateDeployment, q,
@@ -257,6 +257,7 @@ export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, ki
   const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
   const deployment = await insertDeployment(deps.db, { appId: app.id, kind, commitSha: release.commitSha, releaseId: release.id, createdBy: caller.user.id });
   output.attach(deployment.id);
+  let recorded = false;
   try {
     await updateDeployment(deps.db, deployment.id, { status: "deploying" });
     const build = await findBuild(deps.db, release.buildId);
@@ -265,11 +266,12 @@ export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, ki
     const r = await activateRelease(deps, { app: { ...fresh, formation: app.formation }, release, build, deploymentId: deployment.id, runReleasePhase, out: output.line });
     if (!r.ok) {
       await updateDeployment(deps.db, deployment.id, { status: "failed", error: r.message, finished: true });
+      recorded = true;
       throw new DeckError("deploy_failed", r.message);
     }
     output.line(`-----> v${release.version} live: ${appUrl(deps, app.name)}`);
   } catch (e) {
-    if (!isDeckError(e)) await updateDeployment(deps.db, deployment.id, { status: "failed", error: (e as Error).message, finished: true }).catch(() => undefined);
+    if (!recorded) await updateDeployment(deps.db, deployment.id, { status: "failed", error: (e as Error).message, finished: true }).catch(() => undefined);
     throw e;
   } finally {
     await output.flush().catch(() => undefined);

@@ -149,7 +149,9 @@ async function runPush(deps: DeployDeps, req: PushRequest, output: DeployOutput,
     description: `Deploy ${req.commitSha.slice(0, 7)}`, createdBy: req.user.id,
   }));
   output.line(`-----> Releasing v${releaseRow.version}`);
-  const activated = await activateRelease(deps, { app, release: releaseRow, build, deploymentId: deployment.id, runReleasePhase: true, out: output.line, signal: req.signal });
+  // A start that ends in an exception (a port taken, the engine gone) fails the deploy like any other.
+  const activated = await activateRelease(deps, { app, release: releaseRow, build, deploymentId: deployment.id, runReleasePhase: true, out: output.line, signal: req.signal })
+    .catch((e: Error) => ({ ok: false as const, message: e.message }));
   if (!activated.ok) return fail(activated.message);
   output.line(`-----> v${releaseRow.version} deployed in ${elapsed(t0)}: ${appUrl(deps, app.name)}`);
   await pruneSlugs(deps, app).catch((e) => deps.log(`pruning builds of ${app.name}: ${(e as Error).message}`));
