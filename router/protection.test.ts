@@ -218,6 +218,37 @@ test("a paused (starting) app holds requests until it has upstreams, then serves
   assert.equal(failed.body, 'app "fails" has no running release\n');
 });
 
+test("a request that waited (held for a start, or for a shared rate-limit decision) is routed as the table is when it goes on", async (t) => {
+  // Held for a start while maintenance is turned on: released with the maintenance page, not to the app.
+  const u = await upstream(t, "v1");
+  const { port, table } = await startProxy(t, [{ app: "held", hosts: ["held.localhost"], upstreams: [], settings: { paused: true } }], { pauseTimeoutMs: 5000 });
+  const held = send({ port, host: "held.localhost" });
+  await sleep(200);
+  table.set({ app: "held", hosts: ["held.localhost"], upstreams: [], settings: { paused: true, maintenance: true } });
+  table.set({ app: "held", hosts: ["held.localhost"], upstreams: [u.address], settings: { maintenance: true } });
+  const released = await held;
+  assert.equal(released.status, 503);
+  assert.match(released.body, /maintenance/);
+
+  // A deploy switches while a shared (Redis) limiter decides: the request goes to the new release,
+  // whose predecessor has stopped already.
+  const old = await upstream(t, "old");
+  const fresh = await upstream(t, "new");
+  let decide!: (retryAfter: number) => void;
+  const slowLimiter = { take: () => new Promise<number>((r) => (decide = r)), close: async () => {} };
+  const table2 = new RouteTable([{ app: "shop", hosts: ["shop.localhost"], upstreams: [old.address] }]);
+  const proxy = createProxyServer({ table: table2, limits: { rateLimitRps: 100 }, rateLimiter: slowLimiter });
+  await proxy.listen(0, "127.0.0.1");
+  t.after(() => proxy.close(0));
+  const deciding = send({ port: (proxy.server.address() as AddressInfo).port, host: "shop.localhost" });
+  await waitFor(() => decide !== undefined, 5_000, "the limiter was asked");
+  table2.set({ app: "shop", hosts: ["shop.localhost"], upstreams: [fresh.address] });
+  await old.close();
+  decide(0);
+  const reply = await deciding;
+  assert.deepEqual([reply.status, reply.body], [200, "new"]);
+});
+
 test("metering counts requests by status class, bytes and latency per app, in Prometheus text; drain hands over bandwidth once", async (t) => {
   const u = await upstream(t, "hello");
   const { port, proxy } = await startProxy(t, [

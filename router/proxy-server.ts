@@ -388,22 +388,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     if (this.closing && req.httpVersionMajor === 1) res.shouldKeepAlive = false;
     const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, false, secure);
     if (req.httpVersionMajor === 2) framePlainBody(req as unknown as Http2ServerRequest, fwd);
-    const entry = this.table.lookup(fwd.host);
-    if (entry === undefined) {
-      this.track(req, res, fwd, null, start, "unknown_host");
-      res.setHeader("X-Request-Id", fwd.requestId);
-      return plainText(res, 404, notFoundBody(fwd.host));
-    }
-    const settings = entry.settings;
-    if (settings.redirectHttps === true && !secure && fwd.host !== undefined) {
-      this.track(req, res, fwd, entry, start, "redirect_https");
-      const location = this.httpsLocation(fwd.host, req.url);
-      return plainText(res, 308, `moved to ${location}\n`, { Location: location, "X-Request-Id": fwd.requestId });
-    }
-    if (settings.maintenance === true) {
-      this.track(req, res, fwd, entry, start, "maintenance");
-      return plainText(res, 503, maintenanceBody(entry.app), { "Retry-After": 60, "X-Request-Id": fwd.requestId });
-    }
+    const entry = this.routeFor(req, res, fwd, start);
+    if (entry === undefined) return;
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
     if (typeof decision !== "number") {
       decision.then(
@@ -414,6 +400,34 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     }
     if (decision > 0) return this.rateLimited(req, res, fwd, entry, start, decision);
     this.forward(req, res, fwd, entry, start);
+  }
+
+  /**
+   * The request's route as the table has it now, or undefined when the router answered instead: an
+   * unknown host (404), redirect-https (308), maintenance (503). Asked again after every wait (a
+   * shared rate-limit decision, a held request), since the route may have changed meanwhile.
+   */
+  private routeFor(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, start: number): RouteEntry | undefined {
+    const entry = this.table.lookup(fwd.host);
+    if (entry === undefined) {
+      this.track(req, res, fwd, null, start, "unknown_host");
+      res.setHeader("X-Request-Id", fwd.requestId);
+      plainText(res, 404, notFoundBody(fwd.host));
+      return undefined;
+    }
+    const settings = entry.settings;
+    if (settings.redirectHttps === true && !fwd.secure && fwd.host !== undefined) {
+      this.track(req, res, fwd, entry, start, "redirect_https");
+      const location = this.httpsLocation(fwd.host, req.url);
+      plainText(res, 308, `moved to ${location}\n`, { Location: location, "X-Request-Id": fwd.requestId });
+      return undefined;
+    }
+    if (settings.maintenance === true) {
+      this.track(req, res, fwd, entry, start, "maintenance");
+      plainText(res, 503, maintenanceBody(entry.app), { "Retry-After": 60, "X-Request-Id": fwd.requestId });
+      return undefined;
+    }
+    return entry;
   }
 
   /**
@@ -431,7 +445,9 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   private afterRateLimit(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
     if (clientGone(res)) return;
     if (retryAfter > 0) return this.rateLimited(req, res, fwd, entry, start, retryAfter);
-    this.forward(req, res, fwd, entry, start);
+    // A deploy may have switched meanwhile: the old processes may be drained and stopped already.
+    const now = this.routeFor(req, res, fwd, start);
+    if (now !== undefined) this.forward(req, res, fwd, now, start);
   }
 
   private rateLimited(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
@@ -476,12 +492,14 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     const wake = () => {
       done();
       if (clientGone(res)) return;
-      const now = this.table.snapshot.byApp.get(entry.app);
-      if (now === undefined || this.closing) {
+      if (this.closing) {
         this.track(req, res, fwd, entry, start, "no_release");
         res.setHeader("X-Request-Id", fwd.requestId);
         return plainText(res, 503, `app "${entry.app}" has no running release\n`);
       }
+      // Maintenance, redirect-https or a removed domain set while it waited apply to it too.
+      const now = this.routeFor(req, res, fwd, start);
+      if (now === undefined) return;
       if (now.settings.paused === true && now.upstreams.length === 0) return this.waitForStart(req, res, fwd, now, start);
       this.forward(req, res, fwd, now, start);
     };
@@ -566,16 +584,20 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       return refuse(308, "redirect_https", `moved to ${location}\n`, `Location: ${location}\r\n`);
     }
     if (settings.maintenance === true) return refuse(503, "maintenance", maintenanceBody(entry.app), "Retry-After: 60\r\n");
-    const go = (retryAfter: number) => {
+    const go = (retryAfter: number, now: RouteEntry | undefined) => {
       if (socket.destroyed) return;
       if (retryAfter > 0) return refuse(429, "rate_limited", `too many requests to ${entry.app}; retry after ${retryAfter}s\n`, `Retry-After: ${retryAfter}\r\n`);
-      const upstream = RouteTable.pick(entry);
-      if (upstream === undefined) return refuse(503, "no_release", `app "${entry.app}" has no running release\n`);
-      this.openTunnel(req, socket, early, entry, fwd, upstream, outcome);
+      if (now === undefined) return refuse(404, "unknown_host", notFoundBody(fwd.host));
+      if (now.settings.maintenance === true) return refuse(503, "maintenance", maintenanceBody(now.app), "Retry-After: 60\r\n");
+      const upstream = RouteTable.pick(now);
+      if (upstream === undefined) return refuse(503, "no_release", `app "${now.app}" has no running release\n`);
+      this.openTunnel(req, socket, early, now, fwd, upstream, outcome);
     };
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
-    if (typeof decision === "number") return go(decision);
-    decision.then(go, () => go(0));
+    if (typeof decision === "number") return go(decision, entry);
+    // A deploy may switch while Redis decides: the tunnel goes to the route as it is then.
+    const after = (retryAfter: number) => go(retryAfter, this.table.lookup(fwd.host));
+    decision.then(after, () => after(0));
   }
 
   /** Metering and the access-log line of an upgrade request, when its connection closes. */
