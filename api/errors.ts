@@ -24,6 +24,8 @@ const STATUS: Record<string, number> = {
   no_release: 422,
   artifact_pruned: 422,
   router_unavailable: 503,
+  // The router's certificate list is over what it takes at once: the platform's limit, not the request's.
+  body_too_large: 507,
   fetch_failed: 502,
   oidc_not_configured: 404,
   oidc_state_mismatch: 400,

@@ -125,6 +125,13 @@ async function routerNode(): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+  // After logrotate renames the access log: the next lines go to a new file under the old name.
+  for (const sig of ["SIGUSR1", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      log(`${sig}: reopening the access log`);
+      node.reopenLogs();
+    });
+  }
 }
 
 async function databaseUrl(): Promise<void> {

@@ -69,3 +69,25 @@ test("the README's configuration table lists every setting with its default and 
   });
   assert.deepEqual(rows, expected);
 });
+
+test("DECK_DOMAIN is read lowercase and without the root's trailing dot, as domains users add are", () => {
+  const cwd = mkdtempSync(join(tmpdir(), "cfg-"));
+  assert.equal(loadConfig({ env: { DECK_DOMAIN: "Apps.Example.com." }, cwd }).domain, "apps.example.com");
+  assert.equal(loadConfig({ env: { DECK_DOMAIN: "LOCALHOST" }, cwd }).domain, "localhost");
+  for (const bad of [".", "apps..example.com", "apps example.com"]) {
+    assert.throws(() => loadConfig({ env: { DECK_DOMAIN: bad }, cwd }), /^ConfigError: DECK_DOMAIN=".*" is not valid: expected a DNS name like localhost or apps\.example\.com$/);
+  }
+});
+
+test("durations stop at a day (Node's timers fire at once past 24.8 days), and DECK_RATE_LIMIT takes what router:set takes", () => {
+  const cwd = mkdtempSync(join(tmpdir(), "cfg-"));
+  assert.throws(() => loadConfig({ env: { DECK_PAUSE_TIMEOUT: "2600000" }, cwd }), /^ConfigError: DECK_PAUSE_TIMEOUT="2600000" is not valid: expected a number of seconds from 0 to 86400 \(one day\)$/);
+  assert.throws(() => loadConfig({ env: { DECK_METERING_INTERVAL: "2200000" }, cwd }), /^ConfigError: DECK_METERING_INTERVAL="2200000" is not valid: expected a number of seconds above 0 and at most 86400 \(one day\)$/);
+  assert.throws(() => loadConfig({ env: { DECK_IDLE_TIMEOUT: "86401" }, cwd }), /DECK_IDLE_TIMEOUT="86401" is not valid: expected a number of seconds above 0 and at most 86400/);
+  const c = loadConfig({ env: { DECK_PAUSE_TIMEOUT: "86400", DECK_METERING_INTERVAL: "86400", DECK_RATE_LIMIT: "0.000001" }, cwd });
+  assert.deepEqual([c.pauseTimeout, c.meteringInterval, c.rateLimitRps], [86400, 86400, 0.000001]);
+  assert.equal(loadConfig({ env: { DECK_RATE_LIMIT: "0" }, cwd }).rateLimitRps, 0);
+  for (const bad of ["1e-25", "0.0000001", "2000000", "-1"]) {
+    assert.throws(() => loadConfig({ env: { DECK_RATE_LIMIT: bad }, cwd }), new RegExp(`^ConfigError: DECK_RATE_LIMIT="${bad}" is not valid: expected a number of requests per second per client IP from 0\\.000001 to 1000000`));
+  }
+});

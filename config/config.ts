@@ -4,13 +4,21 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { isRateLimitRps, RATE_LIMIT_ALLOWED } from "../core/index.ts";
 
 /**
  * Every setting deck reads. Each has an environment variable (which wins) and a key in the optional
  * `deck.yaml` (path from DECK_CONFIG, else ./deck.yaml when it exists).
  */
 const port = z.coerce.number().int().min(1).max(65535);
-const seconds = z.coerce.number().positive();
+/**
+ * Durations become Node timers, which hold at most 2^31-1 ms (24.8 days) and fire at once beyond it;
+ * a day is already far past any sensible timeout or interval.
+ */
+const MAX_SECONDS = 86_400;
+const secondsAllowed = `a number of seconds above 0 and at most ${MAX_SECONDS} (one day)`;
+const seconds = z.coerce.number().positive(secondsAllowed).max(MAX_SECONDS, secondsAllowed);
+const pauseAllowed = `a number of seconds from 0 to ${MAX_SECONDS} (one day)`;
 
 const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 /** A byte size: 536870912, 512m, 512MB, 1.5g, 2GiB (binary units, case-insensitive). */
@@ -62,19 +70,24 @@ export const SETTINGS = {
   apiPort: { env: "DECK_API_PORT", yaml: "api_port", schema: port, default: 3000, help: "REST API (/api/v1) and smart HTTP git (/git)" },
   httpPort: { env: "DECK_HTTP_PORT", yaml: "http_port", schema: port, default: 8080, help: "router HTTP port apps are served on" },
   httpsPort: { env: "DECK_HTTPS_PORT", yaml: "https_port", schema: port, default: 8443, help: "router HTTPS port apps are served on (TLS with SNI; HTTP/2 or HTTP/1.1 by ALPN)" },
-  domain: { env: "DECK_DOMAIN", yaml: "domain", schema: z.string().regex(/^[a-z0-9.-]+$/i, "a DNS name like localhost or apps.example.com"), default: "localhost", help: "app NAME is served at NAME.DOMAIN" },
+  domain: {
+    env: "DECK_DOMAIN", yaml: "domain",
+    // Compared with domains users add, which are lowercased without the root's dot: so is this.
+    schema: z.string().regex(/^[a-z0-9-]+(\.[a-z0-9-]+)*\.?$/i, "a DNS name like localhost or apps.example.com").transform((v) => v.toLowerCase().replace(/\.$/, "")),
+    default: "localhost", help: "app NAME is served at NAME.DOMAIN",
+  },
   acme: { env: "DECK_ACME", yaml: "acme", schema: z.enum(["on", "off"]), default: "on", help: "obtain certificates automatically (ACME HTTP-01) for custom domains added with domains:add; default domains and .localhost/.test names get the self-signed fallback" },
   acmeDirectory: { env: "DECK_ACME_DIRECTORY", yaml: "acme_directory", schema: z.string().regex(/^https?:\/\/[^\s/]+[^\s]*$/, "an ACME directory URL"), default: "https://acme-v02.api.letsencrypt.org/directory", help: "ACME directory certificates are ordered from (default: Let's Encrypt production)" },
   acmeEmail: { env: "DECK_ACME_EMAIL", yaml: "acme_email", schema: z.string().regex(/^[^\s@]+@[^\s@]+$/, "an email address").optional(), default: undefined, help: "contact address of deck's ACME account (expiry warnings from the CA); unset = none" },
   acmeRenewDays: { env: "DECK_ACME_RENEW_DAYS", yaml: "acme_renew_days", schema: z.coerce.number().int().min(1).max(36500), default: 30, help: "renew an automatic certificate when it expires within this many days (checked at start and every hour; failed orders are retried every 6 hours)" },
   databaseUrl: { env: "DATABASE_URL", yaml: "database_url", schema: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(), default: undefined, help: "external PostgreSQL; unset = embedded server under the data dir" },
-  rateLimitRps: { env: "DECK_RATE_LIMIT", yaml: "rate_limit", schema: z.coerce.number().min(0), default: 1000, help: "router: requests per second one client IP may make to one app (token bucket refill; 0 = no limit; per app: router:set APP rate-limit N)" },
+  rateLimitRps: { env: "DECK_RATE_LIMIT", yaml: "rate_limit", schema: z.coerce.number().refine(isRateLimitRps, RATE_LIMIT_ALLOWED), default: 1000, help: "router: requests per second one client IP may make to one app (token bucket refill; 0 = no limit; per app: router:set APP rate-limit N)" },
   rateLimitBurst: { env: "DECK_RATE_BURST", yaml: "rate_burst", schema: z.coerce.number().int().min(1), default: 2000, help: "router: requests one client IP may make at once before the rate limit applies (bucket size)" },
   maxBodyBytes: { env: "DECK_MAX_BODY_SIZE", yaml: "max_body_size", schema: limitSize, default: "100m", help: "router: largest request body (413 above it; 0 = no limit; per app: router:set APP max-body-size SIZE)" },
   headerTimeout: { env: "DECK_HEADER_TIMEOUT", yaml: "header_timeout", schema: seconds, default: 30, help: "router: seconds a client has to send a request's headers (slow clients are cut off)" },
   idleTimeout: { env: "DECK_IDLE_TIMEOUT", yaml: "idle_timeout", schema: seconds, default: 120, help: "router: seconds a connection may stay silent (no bytes either way) before it is closed" },
   maxConnectionsPerIp: { env: "DECK_MAX_CONNECTIONS_PER_IP", yaml: "max_connections_per_ip", schema: z.coerce.number().int().min(0), default: 512, help: "router: open connections one client IP may hold (0 = no limit)" },
-  pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
+  pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0, pauseAllowed).max(MAX_SECONDS, pauseAllowed), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
   metricsPort: {
     env: "DECK_METRICS_PORT", yaml: "metrics_port", schema: z.coerce.number().int().min(0).max(65535), default: 0,
     help: "router nodes (`--role router`): serve Prometheus `GET /metrics` on this port at DECK_METRICS_HOST, without authentication (0 = off; the deck server has /metrics on its API port)",

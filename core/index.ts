@@ -8,3 +8,5 @@ export * from "./mask.ts";
 export * from "./slug-env.ts";
 export * from "./usage.ts";
 export * from "./listen.ts";
+export * from "./rate-limit.ts";
+export * from "./host-name.ts";

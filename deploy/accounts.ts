@@ -1,9 +1,10 @@
-import { DeckError, decide, isRole, type Role } from "../core/index.ts";
+import { DeckError, decide, isHostName, isRole, normalizeHostName, type Role } from "../core/index.ts";
+import { UniqueIntegrityConstraintViolationError } from "../store/index.ts";
 import {
   addDomain, addMember, appIdsGrantedTo, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, domainOwner,
   findOrgBySlug, findSshKeyByFingerprint, findUserByEmail, grantAppRole, insertOrganization, insertSshKey, insertUser,
   listAppMembers, listDomains, listMembers, listOrgs, listSshKeys, removeDomain, removeMember, revokeAppRole,
-  type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
+  type AppRow, type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
 } from "../store/queries/index.ts";
 import { refreshRoute } from "./activate.ts";
 import { authorizeApp, type Caller } from "./access.ts";
@@ -163,7 +164,6 @@ export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input:
 }
 
 // ---------- domains ----------
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$/;
 
 export interface DomainInfo {
   domain: string;
@@ -186,22 +186,44 @@ export async function domainsOf(deps: DeployDeps, caller: Caller, appName: strin
   return [info(`${app.name}.${deps.config.domain}`, true), ...(await listDomains(deps.db, app.id)).map((d) => info(d.domain, false))];
 }
 
-export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
-  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
-  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
-  if (!HOSTNAME.test(domain)) throw new DeckError("validation_failed", `"${rawDomain.slice(0, 60)}" is not a domain name like www.example.com`);
-  if (domain.endsWith(`.${deps.config.domain}`)) throw new DeckError("conflict", `${domain} is under deck's own domain ${deps.config.domain}; apps get APP.${deps.config.domain} automatically`);
+async function refuseTakenDomain(deps: DeployDeps, app: AppRow, domain: string): Promise<void> {
   const owner = await domainOwner(deps.db, domain);
   if (owner !== null) throw new DeckError("conflict", owner === app.id ? `${domain} is already a domain of ${app.name}` : `${domain} already belongs to another app`);
-  await addDomain(deps.db, app.id, domain);
-  await refreshRoute(deps, app);
+}
+
+export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
+  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
+  const domain = normalizeHostName(rawDomain);
+  if (!isHostName(domain)) throw new DeckError("validation_failed", `"${rawDomain.slice(0, 60)}" is not a domain name like www.example.com`);
+  const own = deps.config.domain;
+  if (domain === own) throw new DeckError("conflict", `${domain} is deck's own domain; apps get APP.${own} automatically, and a custom domain is one of your own, like www.example.com`);
+  if (domain.endsWith(`.${own}`)) throw new DeckError("conflict", `${domain} is under deck's own domain ${own}; apps get APP.${own} automatically`);
+  await refuseTakenDomain(deps, app, domain);
+  try {
+    await addDomain(deps.db, app.id, domain);
+  } catch (e) {
+    // Another domains:add of the same name got in between the check and the insert.
+    if (!(e instanceof UniqueIntegrityConstraintViolationError)) throw e;
+    await refuseTakenDomain(deps, app, domain);
+    throw new DeckError("conflict", `${domain} was being added to an app at the same moment; run domains:add again`);
+  }
+  try {
+    await refreshRoute(deps, app);
+  } catch (e) {
+    // The router did not take it (a host another app's route holds, the router down): no domain is
+    // kept that the router does not serve.
+    await removeDomain(deps.db, app.id, domain).catch((removeError: Error) => deps.log(`${app.name}: could not remove ${domain} again: ${removeError.message}`));
+    // In case the router took the route after all (its answer lost on the way).
+    await refreshRoute(deps, app).catch(() => undefined);
+    throw e;
+  }
   await record(deps, caller, "domains:add", app.name, { domain });
   requestCertificate(deps, app, domain);
 }
 
 export async function removeAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
   const app = await authorizeApp(deps.db, caller, "domains:set", appName);
-  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  const domain = normalizeHostName(rawDomain);
   if (!(await removeDomain(deps.db, app.id, domain))) throw new DeckError("not_found", `${domain.slice(0, 80)} is not a domain of ${app.name} (see domains:list ${app.name})`);
   await refreshRoute(deps, app);
   await forgetCertificate(deps, domain);

@@ -11,10 +11,10 @@ import tls from "node:tls";
 import * as acme from "acme-client";
 import type { DatabasePool } from "slonik";
 import type { DeckConfig } from "../config/index.ts";
-import { DeckError, type RouterControl } from "../core/index.ts";
+import { DeckError, isHostName, normalizeHostName, type RouterControl } from "../core/index.ts";
 import {
-  audit, deleteCertificate, domainOwner, findAcmeAccount, findCertificate, listCertificatesOfApp, listDomains, listDueAcmeCertificates, listServableCertificates,
-  saveAcmeAccountKey, saveAcmeAccountUrl, saveAcmeFailure, saveIssuedCertificate, startAcmeAttempt, type AppRow, type CertificateRow,
+  audit, deleteCertificate, domainOwner, findAcmeAccount, findCertificate, listCertificatesOfApp, listDomains, listDomainsWithoutCertificate, listDueAcmeCertificates, listServableCertificates,
+  saveAcmeAccountKey, saveAcmeAccountUrl, saveAcmeFailure, saveIssuedCertificate, startAcmeAttempt, type AppRow, type CertificateRow, type Db,
 } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 import type { DeployDeps } from "./deps.ts";
@@ -23,15 +23,36 @@ import type { DeployDeps } from "./deps.ts";
 export const RENEWAL_CHECK_MS = 60 * 60 * 1000;
 const FAILED_RETRY_MS = 6 * 60 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** The most one order may take in all: a CA that stops answering midway fails it, and the check goes on. */
+export const ORDER_TIMEOUT_MS = 10 * 60 * 1000;
+/** The most one HTTP request to the CA may wait for an answer (acme-client sets no limit of its own). */
+export const ACME_REQUEST_TIMEOUT_MS = 30 * 1000;
 
 /** Names no public CA will certify (RFC 6761, RFC 2606, RFC 6762): they keep the self-signed fallback. */
 const PRIVATE_SUFFIXES = [".localhost", ".test", ".invalid", ".example", ".local", ".internal"];
+
+/** A certificate and its key as a CA issued them. */
+export interface ObtainedCertificate {
+  certPem: string;
+  keyPem: string;
+  serial: string;
+  notAfter: Date;
+}
+
+/** Where certificates come from: one order for one domain (an ACME CA; a fake in tests). */
+export interface CertificateIssuer {
+  obtain(domain: string): Promise<ObtainedCertificate>;
+}
 
 export interface CertManagerDeps {
   db: DatabasePool;
   config: DeckConfig;
   router: RouterControl;
   log(line: string): void;
+  /** Default: the ACME CA at DECK_ACME_DIRECTORY (AcmeIssuer). */
+  issuer?: CertificateIssuer;
+  /** Default ORDER_TIMEOUT_MS. */
+  orderTimeoutMs?: number;
 }
 
 /** Whether deck orders a certificate for `domain` by itself. */
@@ -42,7 +63,7 @@ export function acmeEligible(config: DeckConfig, domain: string): boolean {
 }
 
 /** Sends every issued certificate to the router. */
-export async function pushCertificates(deps: Pick<CertManagerDeps, "db" | "router">): Promise<void> {
+export async function pushCertificates(deps: { db: Db; router: RouterControl }): Promise<void> {
   await deps.router.setCertificates(await listServableCertificates(deps.db));
 }
 
@@ -52,16 +73,41 @@ function reasonOf(e: unknown): string {
   return text.replace(/\s+/g, " ").replace(/urn:ietf:params:acme:error:/g, "").trim().slice(0, 300) || "unknown error";
 }
 
+/** `work`, or an error once `ms` pass first (the work itself is not stopped: its result is ignored). */
+async function withDeadline<T>(work: Promise<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(timedOut()), ms)));
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
+}
+
+function duration(ms: number): string {
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)} minutes`;
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
+}
+
 /**
  * Runs ACME orders in the background, one at a time per domain, and the periodic renewal check.
  * Created once by the deck server (DeployDeps.certs).
  */
 export class CertManager {
   private readonly running = new Map<string, Promise<void>>();
+  /** Orders asked for while the domain's order ran (it moved to another app, or was removed and added again): made once it ends. */
+  private readonly requested = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private checking: Promise<string[]> | undefined;
+  private stopping = false;
+  private readonly issuer: CertificateIssuer;
+  private readonly orderTimeoutMs: number;
 
-  constructor(private readonly deps: CertManagerDeps) {}
+  constructor(private readonly deps: CertManagerDeps) {
+    this.issuer = deps.issuer ?? new AcmeIssuer(deps);
+    this.orderTimeoutMs = deps.orderTimeoutMs ?? ORDER_TIMEOUT_MS;
+  }
 
   /** Pushes the stored certificates to the router, then checks for due orders now and every hour. */
   async start(): Promise<void> {
@@ -77,6 +123,7 @@ export class CertManager {
    * cut short stays pending and is ordered again at the next start.
    */
   async stop(deadlineMs = 10_000): Promise<void> {
+    this.stopping = true;
     clearInterval(this.timer);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.idle(), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
@@ -90,26 +137,46 @@ export class CertManager {
     }
   }
 
-  /** Starts an order for `domain` in the background unless deck leaves it to the fallback or one runs. */
+  /**
+   * Starts an order for `domain` in the background unless deck leaves it to the fallback. While one
+   * runs, the request is kept and made when it ends: that order may be for the app the domain just
+   * left, or end as the domain is being added again.
+   */
   request(app: { id: number }, domain: string): void {
-    if (!acmeEligible(this.deps.config, domain) || this.running.has(domain)) return;
-    const order = this.order(app.id, domain).finally(() => this.running.delete(domain));
+    if (this.stopping || !acmeEligible(this.deps.config, domain)) return;
+    if (this.running.has(domain)) return void this.requested.set(domain, app.id);
+    const order = this.order(app.id, domain)
+      .catch((e: Error) => {
+        this.deps.log(`certificates: ordering one for ${domain} failed: ${e.message}`);
+        return false;
+      })
+      .then((kept) => {
+        this.running.delete(domain);
+        const again = this.requested.get(domain);
+        this.requested.delete(domain);
+        // Asked again by the app that now holds a fresh certificate: nothing more to order.
+        if (again !== undefined && !(kept && again === app.id)) this.request({ id: again }, domain);
+      });
     this.running.set(domain, order);
   }
 
   /**
    * Orders what is due: certificates expiring within `renewDays` (default DECK_ACME_RENEW_DAYS),
-   * domains still pending, and failed ones not tried for a while. Returns the domains ordered.
+   * domains still pending or with no certificate at all, and failed ones (first orders and renewals)
+   * not tried for FAILED_RETRY_MS. One order at a time, each ended by ORDER_TIMEOUT_MS at the latest.
+   * Returns the domains ordered.
    */
   async checkDue(now = new Date(), renewDays = this.deps.config.acmeRenewDays): Promise<string[]> {
     if (this.checking) return this.checking;
     const run = (async () => {
-      const due = await listDueAcmeCertificates(this.deps.db, { renewBefore: new Date(now.getTime() + renewDays * DAY_MS), retryBefore: new Date(now.getTime() - FAILED_RETRY_MS) });
+      const { db, config } = this.deps;
+      const rows = await listDueAcmeCertificates(db, { renewBefore: new Date(now.getTime() + renewDays * DAY_MS), retryBefore: new Date(now.getTime() - FAILED_RETRY_MS) });
+      // ACME rows always belong to an app (only the manual wildcard of the default domain has none).
+      const due = [...rows.flatMap((c) => (c.appId === null ? [] : [{ domain: c.domain, appId: c.appId }])), ...(await listDomainsWithoutCertificate(db))];
       const ordered: string[] = [];
       for (const c of due) {
         // A pending row counts only when no order for it runs here (a crash left it pending).
-        // ACME rows always belong to an app (only the manual wildcard of the default domain has none).
-        if (c.appId === null || this.running.has(c.domain) || !acmeEligible(this.deps.config, c.domain)) continue;
+        if (this.stopping || this.running.has(c.domain) || !acmeEligible(config, c.domain)) continue;
         ordered.push(c.domain);
         this.request({ id: c.appId }, c.domain);
         // One at a time: a renewal batch must not hammer the CA.
@@ -125,31 +192,68 @@ export class CertManager {
     }
   }
 
-  private async order(appId: number, domain: string): Promise<void> {
+  /** One order; true when it kept a certificate for the app. */
+  private async order(appId: number, domain: string): Promise<boolean> {
     const { db, log } = this.deps;
-    if (!(await startAcmeAttempt(db, domain, appId))) return;
+    if (!(await startAcmeAttempt(db, domain, appId))) return false;
     log(`certificates: ordering one for ${domain} from ${this.deps.config.acmeDirectory}`);
     try {
-      const issued = await this.obtain(domain);
+      const timedOut = () => new Error(`the order did not finish within ${duration(this.orderTimeoutMs)} (timed out)`);
+      const issued = await withDeadline(this.issuer.obtain(domain), this.orderTimeoutMs, timedOut);
       if ((await domainOwner(db, domain)) !== appId) {
         log(`certificates: ${domain} left its app while its certificate was being ordered; not kept`);
         await deleteCertificate(db, domain, "acme");
-        return;
+        return false;
       }
       await saveIssuedCertificate(db, { domain, appId, source: "acme", ...issued });
       log(`certificates: ${domain} issued, serial ${issued.serial}, expires ${issued.notAfter.toISOString().slice(0, 10)}`);
     } catch (e) {
       const reason = reasonOf(e);
       log(`certificates: ordering one for ${domain} failed: ${reason}`);
-      await saveAcmeFailure(db, domain, reason).catch(() => undefined);
-      return;
+      await saveAcmeFailure(db, domain, appId, reason).catch((s: Error) => log(`certificates: cannot record that ${domain} failed: ${s.message}`));
+      return false;
     }
     await pushCertificates(this.deps).catch((e: Error) => log(`certificates: cannot send them to the router: ${e.message}`));
+    return true;
+  }
+}
+
+/**
+ * acme-client sends every request through one axios instance, with no timeout of its own: a CA that
+ * accepts connections and never answers would hold an order forever. Sets one (for the whole process).
+ */
+function limitAcmeRequests(timeoutMs: number): void {
+  acme.axios.defaults.timeout = timeoutMs;
+  const responses = acme.axios.interceptors.response;
+  if (responses.handlers?.some((h) => h?.rejected === explainTimeout)) return;
+  // acme-client's own error handler reads the response of a failed request, and one that timed out has
+  // none ("Cannot read properties of undefined"): this one runs first and makes the timeout a plain
+  // error, which acme-client's handler passes on as it is.
+  responses.handlers = [{ fulfilled: (r) => r, rejected: explainTimeout, synchronous: false, runWhen: null }, ...(responses.handlers ?? [])];
+}
+
+function explainTimeout(error: unknown): never {
+  const e = error as { code?: string; message?: string; response?: unknown; config?: { url?: string; timeout?: number } } | null;
+  if (e?.code === "ECONNABORTED" && e.response === undefined && e.config?.timeout && /^timeout/.test(e.message ?? "")) {
+    throw new Error(`no answer from ${String(e.config.url).slice(0, 200)} within ${duration(e.config.timeout)} (request timed out)`, { cause: error });
+  }
+  throw error;
+}
+
+export interface AcmeIssuerOptions extends Pick<CertManagerDeps, "db" | "config" | "router"> {
+  /** Default ACME_REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
+}
+
+/** Orders from the ACME CA at DECK_ACME_DIRECTORY (RFC 8555) with the HTTP-01 challenge the router answers. */
+export class AcmeIssuer implements CertificateIssuer {
+  constructor(private readonly options: AcmeIssuerOptions) {
+    limitAcmeRequests(options.requestTimeoutMs ?? ACME_REQUEST_TIMEOUT_MS);
   }
 
   /** One ACME order with an HTTP-01 challenge per authorization, answered by the router. */
-  private async obtain(domain: string): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
-    const { router, config } = this.deps;
+  async obtain(domain: string): Promise<ObtainedCertificate> {
+    const { router, config } = this.options;
     const client = await this.client();
     const [key, csr] = await acme.crypto.createCsr({ commonName: domain, altNames: [domain] }, await acme.crypto.createPrivateEcdsaKey());
     const certPem = await client.auto({
@@ -163,14 +267,14 @@ export class CertManager {
       challengeRemoveFn: async (_authz, challenge) => router.removeAcmeChallenge(challenge.token),
     });
     const accountUrl = client.getAccountUrl();
-    await saveAcmeAccountUrl(this.deps.db, config.acmeDirectory, accountUrl);
+    await saveAcmeAccountUrl(this.options.db, config.acmeDirectory, accountUrl);
     const leaf = new X509Certificate(certPem);
     return { certPem, keyPem: key.toString(), serial: leaf.serialNumber, notAfter: new Date(leaf.validTo) };
   }
 
   /** A client for the configured directory with deck's account key (made once, stored sealed). */
   private async client(): Promise<acme.Client> {
-    const { db, config } = this.deps;
+    const { db, config } = this.options;
     let account = await findAcmeAccount(db, config.acmeDirectory);
     if (!account) account = await saveAcmeAccountKey(db, config.acmeDirectory, (await acme.crypto.createPrivateEcdsaKey()).toString());
     return new acme.Client({
@@ -254,18 +358,26 @@ export async function addOwnCertificate(deps: DeployDeps, caller: Caller, appNam
   const parsed = parseCertificateBundle(bundle);
   if (!parsed.ok) throw new DeckError("invalid_certificate", parsed.message);
   const { leaf } = parsed;
-  const domains = (await allDomainsOf(deps, app)).filter((d) => leaf.checkHost(d) !== undefined);
+  const covered = (await allDomainsOf(deps, app)).filter((d) => leaf.checkHost(d) !== undefined);
+  // The router serves host names only (the check domains:add makes): a row it would leave out is never saved.
+  const domains = covered.filter((d) => isHostName(d));
+  const unservable = covered.find((d) => !isHostName(d));
+  if (domains.length === 0 && unservable !== undefined) {
+    throw new DeckError("invalid_certificate", `${unservable.slice(0, 80)} is not a host name the router can serve a certificate for; remove it (domains:remove ${app.name} ${unservable.slice(0, 80)}) and add a valid domain`);
+  }
   if (domains.length === 0) {
     const names = certifiedNames(leaf).slice(0, 5).join(", ") || "no DNS name";
     throw new DeckError("invalid_certificate", `the certificate is for ${names}, which is not a domain of ${app.name}; add the domain first (domains:add ${app.name} DOMAIN)`);
   }
   const notAfter = new Date(leaf.validTo);
+  // The router gets the list before the rows are committed: a certificate it cannot take (a list over
+  // its limit, no router answering) is not kept, so domains:report never shows one that is not served.
   await deps.db.transaction(async (tx) => {
     for (const domain of domains) {
       await saveIssuedCertificate(tx, { domain, appId: app.id, source: "manual", certPem: parsed.chain, keyPem: parsed.key, serial: leaf.serialNumber, notAfter });
     }
+    await pushCertificates({ db: tx, router: deps.router });
   });
-  await pushCertificates(deps);
   await record(deps, caller, "certs:add", app.name, { domains, serial: leaf.serialNumber, expiresAt: notAfter.toISOString() });
   return { domains, expiresAt: notAfter.toISOString() };
 }
@@ -273,7 +385,7 @@ export async function addOwnCertificate(deps: DeployDeps, caller: Caller, appNam
 /** `certs:remove APP DOMAIN`: drops the domain's certificate; a custom domain then gets an automatic one again. */
 export async function removeCertificate(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
   const app = await authorizeApp(deps.db, caller, "domains:set", appName);
-  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  const domain = normalizeHostName(rawDomain);
   const mine = (await listCertificatesOfApp(deps.db, app.id)).find((c) => c.domain === domain);
   if (!mine) throw new DeckError("not_found", `${domain.slice(0, 80)} has no certificate in ${app.name} (see domains:report ${app.name})`);
   await deleteCertificate(deps.db, domain);

@@ -1,4 +1,4 @@
-import { DeckError } from "../core/index.ts";
+import { burstForRate, DeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MAX } from "../core/index.ts";
 import { parseByteSize } from "../config/index.ts";
 import { audit, findApp, setAppRouterSettings, setAppStopped, type AppRouterSettings, type AppRow } from "../store/queries/index.ts";
 import { drainAndStop, refreshRoute } from "./activate.ts";
@@ -97,8 +97,11 @@ export type RouterKey = keyof typeof ROUTER_KEYS;
 export type RouterField = (typeof ROUTER_KEYS)[RouterKey];
 const KEY_NAMES = Object.keys(ROUTER_KEYS) as RouterKey[];
 
-/** Upper bounds of the numeric settings (far above any sensible value; they keep the columns in range). */
-export const ROUTER_LIMITS = { rateLimitRps: 1_000_000, rateLimitBurst: 1_000_000, maxBodyBytes: 1024 ** 4 } as const;
+/**
+ * Upper bounds of the numeric settings (far above any sensible value; they keep the columns in range).
+ * A rate-limit is also checked against its lower bound, by isRateLimitRps, from SSH and the API alike.
+ */
+export const ROUTER_LIMITS = { rateLimitRps: RATE_LIMIT_RPS_MAX, rateLimitBurst: 1_000_000, maxBodyBytes: 1024 ** 4 } as const;
 
 /** A change: a value, or null for the server default; fields left out stay as they are. */
 export interface RouterSettingsChange {
@@ -110,7 +113,7 @@ export interface RouterSettingsChange {
 }
 
 const ALLOWED: Record<RouterKey, string> = {
-  "rate-limit": "a number of requests per second per client IP, like 10 or 0.5 (0 = no limit)",
+  "rate-limit": RATE_LIMIT_ALLOWED,
   "rate-burst": `a whole number of requests from 1 to ${ROUTER_LIMITS.rateLimitBurst}`,
   "max-body-size": "a size like 10m, 512k or 1g (0 = no limit)",
   "redirect-https": "true or false",
@@ -141,7 +144,7 @@ export function parseRouterSetting(key: string, raw: string | undefined): Router
   switch (key) {
     case "rate-limit":
       value = /^\d{1,7}(\.\d{1,6})?$/.test(raw) ? Number(raw) : null;
-      if (value !== null && value > ROUTER_LIMITS.rateLimitRps) value = null;
+      if (value !== null && !isRateLimitRps(value)) value = null;
       break;
     case "rate-burst":
       value = /^\d{1,7}$/.test(raw) ? Number(raw) : null;
@@ -159,7 +162,7 @@ export function parseRouterSetting(key: string, raw: string | undefined): Router
   return { [field]: value };
 }
 
-/** Checks a change from either face; the API's schema and parseRouterSetting already keep values in range. */
+/** Checks a change from either face (parseRouterSetting and the API's schema check the same bounds first). */
 function checkChange(change: RouterSettingsChange): Partial<AppRouterSettings> {
   const out: Partial<AppRouterSettings> = {};
   const inRange = (v: number | null | undefined, min: number, max: number, integer: boolean) =>
@@ -167,7 +170,7 @@ function checkChange(change: RouterSettingsChange): Partial<AppRouterSettings> {
   for (const field of Object.keys(change)) {
     if (!(Object.values(ROUTER_KEYS) as string[]).includes(field)) throw new DeckError("bad_argument", `"${field.slice(0, 30)}" is not a router setting`);
   }
-  if (!inRange(change.rateLimitRps, 0, ROUTER_LIMITS.rateLimitRps, false)) throw badValue("rate-limit", String(change.rateLimitRps));
+  if (change.rateLimitRps !== undefined && change.rateLimitRps !== null && !isRateLimitRps(change.rateLimitRps)) throw badValue("rate-limit", String(change.rateLimitRps));
   if (!inRange(change.rateLimitBurst, 1, ROUTER_LIMITS.rateLimitBurst, true)) throw badValue("rate-burst", String(change.rateLimitBurst));
   if (!inRange(change.maxBodyBytes, 0, ROUTER_LIMITS.maxBodyBytes, true)) throw badValue("max-body-size", String(change.maxBodyBytes));
   if (change.rateLimitRps !== undefined) out.rateLimitRps = change.rateLimitRps;
@@ -185,6 +188,11 @@ export interface RouterSettingView {
   value: number | boolean;
   /** True when the app has no value of its own. */
   default: boolean;
+  /**
+   * Set when the value in effect follows from another of the app's own settings instead of the server
+   * default: an app with its own rate-limit and no rate-burst gets twice its rate (at least 1).
+   */
+  derivedFrom?: "rate-limit";
 }
 
 export interface RouterReport {
@@ -194,18 +202,26 @@ export interface RouterReport {
   settings: Record<RouterField, RouterSettingView>;
 }
 
+/**
+ * The settings in effect, resolved as the router resolves them: the app's own value, else the server
+ * default; except that an app's own rate-limit brings its own burst (burstForRate), since a server
+ * burst sized for DECK_RATE_LIMIT says nothing about the app's rate.
+ */
 function reportOf(deps: DeployDeps, app: AppRow): RouterReport {
   const r = app.router;
   const c = deps.config;
   const view = (key: RouterKey, own: number | boolean | null, fallback: number | boolean): RouterSettingView =>
     ({ key, value: own ?? fallback, default: own === null });
+  const burst: RouterSettingView = r.rateLimitBurst === null && r.rateLimitRps !== null
+    ? { key: "rate-burst", value: burstForRate(r.rateLimitRps), default: true, derivedFrom: "rate-limit" }
+    : view("rate-burst", r.rateLimitBurst, c.rateLimitBurst);
   return {
     app: app.name,
     maintenance: r.maintenance,
     stopped: app.stopped,
     settings: {
       rateLimitRps: view("rate-limit", r.rateLimitRps, c.rateLimitRps),
-      rateLimitBurst: view("rate-burst", r.rateLimitBurst, c.rateLimitBurst),
+      rateLimitBurst: burst,
       maxBodyBytes: view("max-body-size", r.maxBodyBytes, c.maxBodyBytes),
       redirectHttps: view("redirect-https", r.redirectHttps ? true : null, false),
       hsts: view("hsts", r.hsts ? true : null, false),
@@ -237,8 +253,12 @@ export function formatByteSize(bytes: number): string {
   return String(bytes);
 }
 
-/** One setting as router:report shows it: `2/s per client IP`, `100m (default)`, `0 (no limit)`. */
+/**
+ * One setting as router:report shows it: `2/s per client IP`, `100m (default)`, `0 (no limit)`,
+ * `4 (default: twice the rate-limit)`.
+ */
 export function describeSetting(s: RouterSettingView): string {
+  if (s.derivedFrom === "rate-limit") return `${s.value} (default: twice the rate-limit)`;
   const notes = s.default ? ["default"] : [];
   let text: string;
   if (typeof s.value === "boolean") text = String(s.value);

@@ -289,7 +289,12 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       const change = parseRouterSetting(key, value);
       const r = await setRouterSettings(deps, caller, name, change);
       const s = Object.values(r.settings).find((v) => v.key === key)!;
-      io.out(value === undefined ? `${name}: ${key} is back to the server default, ${describeSetting(s)}` : `${name}: ${key} ${describeSetting(s)}`);
+      const now = value !== undefined ? `${name}: ${key} ${describeSetting(s)}`
+        : s.derivedFrom === "rate-limit" ? `${name}: ${key} is back to twice the app's rate-limit, ${s.value}`
+        : `${name}: ${key} is back to the server default, ${describeSetting(s)}`;
+      // The burst follows the rate unless the app sets its own: say what it is now (no limit has none).
+      const burst = r.settings.rateLimitBurst;
+      io.out(key === "rate-limit" && burst.default && s.value !== 0 ? `${now}; rate-burst ${describeSetting(burst)}` : now);
     },
   },
   "router:report": {
@@ -340,7 +345,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       if (args.json) return io.out(JSON.stringify(rows));
       if (rows.length === 0) return io.out(`no traffic counted for ${name} in the last ${hours} hour(s) (counts are saved every DECK_METERING_INTERVAL seconds)`);
       const total = rows.reduce((t, r) => ({ requests: t.requests + r.requests, bytesIn: t.bytesIn + r.bytesIn, bytesOut: t.bytesOut + r.bytesOut }), { requests: 0, bytesIn: 0, bytesOut: 0 });
-      const fmt = (n: number) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(2)} MB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KB` : `${n} B`);
+      const fmt = (n: number) => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(2)} MiB` : n >= 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${n} B`);
       for (const l of pad([["HOUR (UTC)", "REQUESTS", "IN", "OUT"], ...rows.map((r) => [shortTime(r.hour).slice(0, 16), String(r.requests), fmt(r.bytesIn), fmt(r.bytesOut)]),
         ["total", String(total.requests), fmt(total.bytesIn), fmt(total.bytesOut)]])) io.out(l);
     },

@@ -4,6 +4,7 @@ import { timingSafeEqual } from "node:crypto";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, type Caller, type DeployDeps } from "../deploy/index.ts";
 import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
+import { collectInput } from "./command-input.ts";
 import { runCommand } from "./commands.ts";
 import { resolveGitTarget } from "./git-access.ts";
 import { gitServiceArgv, parseGitCommand, spawnGit } from "./git-process.ts";
@@ -116,25 +117,13 @@ async function handleExec(options: SshServerOptions, caller: Caller, stream: Ser
   if (!words || words.length === 0) return refuse(stream, "deck: could not parse the command (unbalanced quotes?); run `help` to list the commands");
   const abort = new AbortController();
   stream.on("close", () => abort.abort());
-  // Standard input is read only by commands that take it (keys:add), up to 64 KB.
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const ended = new Promise<void>((resolve) => {
-    stream.on("end", () => resolve());
-    stream.on("close", () => resolve());
-  });
-  stream.on("data", (c: Buffer) => {
-    size += c.length;
-    if (size <= 64 * 1024) chunks.push(c);
-  });
+  // Standard input is read only by commands that take it (keys:add, certs:add), up to 1 MiB.
+  const stdin = collectInput(stream);
   const code = await runCommand(deps, caller, words, {
     out: (l) => { if (!abort.signal.aborted) stream.write(`${l}\n`); },
     err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}\n`); },
     signal: abort.signal,
-    stdin: async () => {
-      await ended;
-      return Buffer.concat(chunks).toString("utf8");
-    },
+    stdin,
   });
   if (!abort.signal.aborted) {
     stream.exit(code);

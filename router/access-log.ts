@@ -26,16 +26,35 @@ export interface AccessRecord {
 
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 200;
+/** Lines kept in memory while the file cannot be written (a full disk); later lines are dropped and counted. */
+const MAX_BUFFER = 8 * 1024 * 1024;
+const RETRY_MS = 1_000;
 
 export class AccessLog {
-  private readonly stream: WriteStream;
+  private stream: WriteStream;
   private buffer = "";
   private timer: NodeJS.Timeout | null = null;
+  private writing = false;
+  /** The part of a failed write that did not reach the file: written before anything newer. */
+  private unwritten: Buffer | null = null;
+  /** The last write failed: the file is opened again before the next one. */
+  private failed: Error | null = null;
+  private dropped = 0;
+  private reopening = false;
 
-  constructor(readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
-    this.stream = createWriteStream(path, { flags: "a", mode: 0o640 });
-    this.stream.on("error", () => {});
+  constructor(
+    readonly path: string,
+    private readonly log: (line: string) => void = () => {},
+  ) {
+    this.stream = this.open();
+  }
+
+  private open(): WriteStream {
+    mkdirSync(dirname(this.path), { recursive: true });
+    const stream = createWriteStream(this.path, { flags: "a", mode: 0o640 });
+    // A failed open or write is seen by the write's callback.
+    stream.on("error", () => {});
+    return stream;
   }
 
   private lastMs = 0;
@@ -48,24 +67,83 @@ export class AccessLog {
       this.lastMs = now;
       this.lastTime = new Date(now).toISOString();
     }
+    if (this.buffer.length + (this.unwritten?.length ?? 0) >= MAX_BUFFER) {
+      this.dropped++;
+      return;
+    }
     // Request ids, app names, addresses and methods are checked token characters (see forward-headers and
     // core/app-name; Node accepts only token methods): only Host and path can need escaping.
     this.buffer += `{"time":"${this.lastTime}","request_id":"${r.requestId}","app":${r.app === null ? "null" : `"${r.app}"`},"client":"${r.client ?? ""}","method":"${r.method ?? ""}","host":${JSON.stringify(r.host ?? "")},"path":${JSON.stringify(r.path ?? "")},"protocol":"${r.protocol}","status":${r.status},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"duration_ms":${r.durationMs.toFixed(3)},"upstream":${r.upstream === null ? "null" : `"${r.upstream}"`}${r.reason ? `,"reason":"${r.reason}"` : ""}}\n`;
     if (this.buffer.length >= FLUSH_BYTES) this.flush();
-    else if (this.timer === null) {
-      this.timer = setTimeout(() => this.flush(), FLUSH_MS);
-      this.timer.unref();
-    }
+    else this.schedule(FLUSH_MS);
   }
 
+  private schedule(ms: number): void {
+    if (this.timer !== null) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.flush();
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** Hands what is buffered to the file, one write at a time; a failed write is tried again (the file reopened) a second later. */
   flush(): void {
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.buffer.length === 0) return;
-    this.stream.write(this.buffer);
+    if (this.writing || this.reopening || (this.buffer.length === 0 && this.unwritten === null)) return;
+    if (this.failed !== null) {
+      // Opened again: the disk may have room now, or the directory may be back.
+      this.stream.destroy();
+      this.stream = this.open();
+    }
+    const fresh = Buffer.from(this.buffer);
+    const data = this.unwritten === null ? fresh : Buffer.concat([this.unwritten, fresh]);
     this.buffer = "";
+    this.unwritten = null;
+    this.writing = true;
+    const stream = this.stream;
+    const before = stream.bytesWritten;
+    stream.write(data, (e) => {
+      this.writing = false;
+      if (e) {
+        // What did not reach the file is written first next time, so a line cut by a full disk is
+        // completed, not repeated.
+        this.unwritten = data.subarray(Math.max(0, stream.bytesWritten - before));
+        if (this.failed === null) this.log(`access log: cannot write ${this.path}: ${e.message}; keeping lines in memory (up to ${MAX_BUFFER / 1024 / 1024} MiB) and trying again every second`);
+        this.failed = e;
+        if (this.closed === null) this.schedule(RETRY_MS);
+        return;
+      }
+      if (this.failed !== null) {
+        this.log(`access log: writing ${this.path} again${this.dropped > 0 ? `; ${this.dropped} lines were dropped meanwhile` : ""}`);
+        this.failed = null;
+        this.dropped = 0;
+      }
+      if (this.buffer.length >= FLUSH_BYTES) this.flush();
+      else if (this.buffer.length > 0) this.schedule(FLUSH_MS);
+    });
+  }
+
+  /**
+   * Opens the file again by its name: after a rotation (logrotate renames the file, then signals the
+   * router with SIGUSR1 or SIGHUP), lines go to the new file. What was buffered goes to the old one.
+   */
+  reopen(): void {
+    if (this.closed !== null || this.reopening) return;
+    this.flush();
+    this.reopening = true;
+    const old = this.stream;
+    const swap = () => {
+      if (this.writing) return void setTimeout(swap, 10).unref();
+      this.stream = this.open();
+      this.reopening = false;
+      old.end();
+      this.flush();
+    };
+    swap();
   }
 
   private closed: Promise<void> | null = null;
@@ -74,7 +152,19 @@ export class AccessLog {
   close(): Promise<void> {
     if (this.closed === null) {
       this.flush();
-      this.closed = new Promise((resolve) => this.stream.end(() => resolve()));
+      this.closed = new Promise((resolve) => {
+        const end = () => {
+          if (this.writing) return void setTimeout(end, 10);
+          // What came in meanwhile goes too, unless the file cannot be written.
+          if (this.failed === null && this.buffer.length > 0) {
+            this.flush();
+            return void setTimeout(end, 10);
+          }
+          if (this.timer !== null) clearTimeout(this.timer);
+          this.stream.end(() => resolve());
+        };
+        end();
+      });
     }
     return this.closed;
   }

@@ -7,7 +7,7 @@ import type { ServedCertificate } from "../core/index.ts";
 import { readJsonFile, writeJsonFileAtomically } from "./json-file.ts";
 import { validateCertificates } from "./tls-server.ts";
 
-export type CertsFileLoad = { ok: true; certs: ServedCertificate[] } | { ok: false; message: string };
+export type CertsFileLoad = { ok: true; certs: ServedCertificate[]; skipped: string[] } | { ok: false; message: string };
 
 const FORMAT_VERSION = 1;
 
@@ -15,7 +15,7 @@ const FORMAT_VERSION = 1;
 export async function loadCertsFile(path: string): Promise<CertsFileLoad> {
   const read = await readJsonFile(path);
   if (!read.ok) return read;
-  if (read.missing) return { ok: true, certs: [] };
+  if (read.missing) return { ok: true, certs: [], skipped: [] };
   const checked = validateCertificates((read.value as { certificates?: unknown } | null)?.certificates);
   return checked.ok ? checked : { ok: false, message: `${path}: ${checked.message}` };
 }

@@ -11,6 +11,7 @@
  */
 import type { Socket } from "node:net";
 import { ClientProtocolError, RequestParser, type RequestHead, type RequestSink } from "./client-request.ts";
+import { leaveUncharged } from "./socket-charge.ts";
 import { REASONS } from "./plain-answers.ts";
 
 /** The request as the proxy sees it (a subset of http.IncomingMessage). */
@@ -55,7 +56,12 @@ export interface ConnectionHost {
   handleUpgrade(req: ProxyRequest, socket: Socket, head: Buffer): void;
   /** The connection closed (its requests are over). */
   connectionClosed(conn: ClientConnection): void;
+  /** The router answered a request it could not read (400, 408, 431, 501): for the access log. */
+  refused(socket: Socket, status: number, reason: string): void;
 }
+
+/** The access log's reason for a request the router could not read, by status. */
+const REFUSAL_REASONS: Record<number, string> = { 400: "bad_request", 408: "header_timeout", 431: "header_too_large", 501: "not_implemented" };
 
 /** Request-body bytes held for a reader that is not reading yet, and pipelined bytes, before the socket is paused. */
 const HOLD_BYTES = 64 * 1024;
@@ -158,7 +164,9 @@ export class ClientRequest implements ProxyRequest {
 
   /** A piece of the body from the parser. */
   pushBody(chunk: Buffer): void {
-    if (chunk.length === 0 || this.discarded) return;
+    if (chunk.length === 0) return;
+    // Dropped after the app answered: neither that request nor the next one on the connection is charged it.
+    if (this.discarded) return leaveUncharged(this.conn.socket, chunk.length);
     if (this.dataListener !== null && !this.paused && this.heldBytes === 0) return this.dataListener(chunk);
     this.held.push(chunk);
     this.heldBytes += chunk.length;
@@ -578,6 +586,8 @@ export class ClientConnection implements RequestSink {
       res.abort();
       if (res.headersSent) return void this.socket.destroy();
     }
+    // A request under way is logged as that request; otherwise this answer is logged on its own.
+    if (res === null) this.host.refused(this.socket, err.status, REFUSAL_REASONS[err.status] ?? "bad_request");
     const body = `${err.message}\n`;
     this.socket.write(
       `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? "Bad Request"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,

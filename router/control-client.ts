@@ -18,6 +18,9 @@ export interface RouterControlOptions {
   timeoutMs?: number;
 }
 
+/** How long PUT /certs may take (the whole list, saved to a file before the answer). */
+const CERTS_TIMEOUT_MS = 120_000;
+
 interface Reply {
   status: number;
   body: unknown;
@@ -67,8 +70,8 @@ function expectOk(method: string, path: string, reply: Reply): unknown {
 
 export function createRouterControl(socketPath: string, options: RouterControlOptions = {}): RouterControlClient {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  const request = async (method: string, path: string, payload?: unknown): Promise<unknown> =>
-    expectOk(method, path, await call(socketPath, method, path, payload, timeoutMs));
+  const request = async (method: string, path: string, payload?: unknown, callTimeoutMs = timeoutMs): Promise<unknown> =>
+    expectOk(method, path, await call(socketPath, method, path, payload, callTimeoutMs));
   return {
     async setRoute(route) {
       await request("PUT", `/routes/${encodeURIComponent(route.app)}`, route);
@@ -85,7 +88,8 @@ export function createRouterControl(socketPath: string, options: RouterControlOp
       return body.inflight;
     },
     async setCertificates(certs) {
-      await request("PUT", "/certs", certs);
+      // Tens of thousands of certificates are a few hundred MB for the router to read and save.
+      await request("PUT", "/certs", certs, Math.max(timeoutMs, CERTS_TIMEOUT_MS));
     },
     async setAcmeChallenge(token, keyAuthorization) {
       await request("PUT", `/acme-challenge/${encodeURIComponent(token)}`, keyAuthorization);

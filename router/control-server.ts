@@ -7,7 +7,8 @@
  *   PUT    /routes/:app     body Route      set one app's route
  *   DELETE /routes/:app                     remove one app's route
  *   GET    /inflight?upstream=HOST:PORT     {"inflight":N}  (requests + WebSocket tunnels)
- *   PUT    /certs           body [{hosts, cert, key}]   replace every HTTPS certificate (saved 0600)
+ *   PUT    /certs           body [{hosts, cert, key}]   replace every HTTPS certificate (saved 0600); answers
+ *                                            {ok, skipped: [reason]} for entries left out (up to 256 MiB)
  *   PUT    /acme-challenge/:token  body "KEY-AUTHORIZATION"   answer an ACME HTTP-01 challenge
  *   DELETE /acme-challenge/:token
  *   GET    /metrics                         per-app counters in the Prometheus text format
@@ -37,13 +38,20 @@ export interface ControlServerOptions {
   inflight: (upstream: string) => number;
   routesFile: string;
   /** HTTPS certificates (PUT /certs) and the file they are saved to; absent = no HTTPS endpoints. */
-  certs?: { store: CertStore; file: string };
+  certs?: { store: CertStore; file: string; /** Largest PUT /certs body (default MAX_CERTS_BODY_BYTES). */ maxBodyBytes?: number };
   /** ACME HTTP-01 answers the proxy serves (PUT/DELETE /acme-challenge/:token). */
   challenges?: AcmeChallenges;
   log?: (line: string) => void;
 }
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
+/**
+ * PUT /certs carries every certificate with its chain and key: about 2.3 KB for a Let's Encrypt ECDSA
+ * one, 5 KB for an RSA one, so this holds some 50,000 to 100,000 of them.
+ */
+export const MAX_CERTS_BODY_BYTES = 256 * 1024 * 1024;
+
+const mib = (bytes: number) => `${Math.ceil(bytes / (1024 * 1024))} MiB`;
 
 function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
@@ -55,26 +63,29 @@ function sendError(res: http.ServerResponse, status: number, code: string, messa
   sendJson(res, status, { error: { code, message } });
 }
 
-function readBody(req: http.IncomingMessage): Promise<string> {
+/**
+ * Reads the body up to `limit` bytes. A longer one is read to its end and dropped, so the caller gets
+ * the 413 answer rather than a connection reset while it is still sending.
+ */
+function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new DeckError("body_too_large", `request body is larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
+      if (size <= limit) chunks.push(chunk);
+      else chunks.length = 0;
     });
-    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("end", () => {
+      if (size > limit) reject(new DeckError("body_too_large", `request body is ${mib(size)}, more than the ${mib(limit)} the router takes`, { size, limit }));
+      else resolve(Buffer.concat(chunks).toString("utf8"));
+    });
     req.on("error", reject);
   });
 }
 
-async function readJson(req: http.IncomingMessage): Promise<unknown> {
-  const text = await readBody(req);
+async function readJson(req: http.IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const text = await readBody(req, limit);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -142,22 +153,30 @@ export function createControlServer(options: ControlServerOptions): http.Server 
     }
     if (path === "/certs" && options.certs) {
       if (method !== "PUT") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
-      const checked = validateCertificates(await readJson(req));
+      const body = await readJson(req, options.certs.maxBodyBytes ?? MAX_CERTS_BODY_BYTES).catch((e: unknown) => {
+        if (!isDeckError(e) || e.code !== "body_too_large") throw e;
+        const { size, limit } = e.data as { size: number; limit: number };
+        throw new DeckError("body_too_large", `the router takes at most ${mib(limit)} of certificates and their keys at once, and deck holds ${mib(size)}; remove certificates no longer needed (certs:remove, domains:remove)`, { size, limit });
+      });
+      const checked = validateCertificates(body);
       if (!checked.ok) throw new DeckError("invalid_certificate", checked.message);
       const { store, file } = options.certs;
-      await serialise(async () => {
-        // Built first, so a bad certificate changes neither the file nor what is served.
+      const skipped = await serialise(async () => {
+        // A bad entry is left out (and logged), never the whole list: one tenant's name cannot stop
+        // every other app's certificates from being served.
         const previous = store.certificates();
-        store.replace(checked.certs);
+        const left = [...checked.skipped, ...store.replace(checked.certs)];
         try {
-          await saveCertsFile(file, checked.certs);
+          await saveCertsFile(file, store.certificates());
         } catch (e) {
           store.replace(previous);
           throw e;
         }
-        log(`certs: serving ${checked.certs.length} certificate(s)`);
+        for (const reason of left) log(`certs: left out ${reason}`);
+        log(`certs: serving ${store.certificates().length} certificate(s)`);
+        return left;
       });
-      return sendJson(res, 200, { ok: true });
+      return sendJson(res, 200, { ok: true, skipped });
     }
     if (path.startsWith("/acme-challenge/") && options.challenges) {
       const token = decodeURIComponent(path.slice("/acme-challenge/".length));

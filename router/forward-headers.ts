@@ -32,6 +32,8 @@ export interface ForwardHeaders {
   contentLength: number;
   /** The request arrived over TLS. */
   secure: boolean;
+  /** The client's address as the connection had it when the request arrived. */
+  client: string | undefined;
 }
 
 /**
@@ -119,7 +121,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   );
   if (host !== undefined) out.push("X-Forwarded-Host", host);
   if (upgrade && upgradeValue !== undefined) out.push("Connection", "Upgrade", "Upgrade", upgradeValue);
-  return { headers: out, host, requestId, hasBody, contentLength, secure };
+  return { headers: out, host, requestId, hasBody, contentLength, secure, client: remoteAddress };
 }
 
 /** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */

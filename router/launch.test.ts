@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -127,4 +127,26 @@ test("the router keeps serving after the deck server's whole process group is SI
   assert.equal(isAlive(routerPid), true, "the router outlives the deck server");
   assert.equal((await send({ port: s.port, host: "kept.localhost" })).body, "still here");
   assert.equal(await stopRouter(s.dataDir, 5_000), routerPid);
+});
+
+test("SIGHUP or SIGUSR1 after logrotate renamed the access log: the router keeps serving and writes a new file", async (t) => {
+  const s = await setup(t);
+  const app = await startUpstream("rotated");
+  t.after(() => app.close());
+  const router = await ensureRouter({ dataDir: s.dataDir, env: s.env, logFile: s.logFile });
+  s.pids.add(router.pid);
+  await createRouterControl(routerPaths(s.dataDir).socket).setRoute({ app: "rot", hosts: ["rot.localhost"], upstreams: [app.address] });
+  const file = routerPaths(s.dataDir).accessLog;
+  const logged = async (f: string, path: string) => (await readFile(f, "utf8").catch(() => "")).includes(`"path":"${path}"`);
+  for (const [n, signal] of (["SIGHUP", "SIGUSR1"] as const).entries()) {
+    assert.equal((await send({ port: s.port, host: "rot.localhost", path: `/before-${n}` })).status, 200);
+    await waitFor(() => logged(file, `/before-${n}`), 5_000, "the line before the rotation");
+    await rename(file, `${file}.${n + 1}`);
+    process.kill(router.pid, signal);
+    await waitFor(async () => (await readFile(s.logFile, "utf8")).includes(`${signal}: reopening`), 5_000, "the router to reopen its log");
+    assert.equal((await send({ port: s.port, host: "rot.localhost", path: `/after-${n}` })).status, 200, "still serving");
+    await waitFor(() => logged(file, `/after-${n}`), 5_000, "the line after the rotation, in a new file");
+    assert.equal(await logged(`${file}.${n + 1}`, `/after-${n}`), false);
+  }
+  assert.equal(isAlive(router.pid), true);
 });

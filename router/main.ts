@@ -59,21 +59,22 @@ async function main(): Promise<number> {
   }
   log(`loaded ${initial.length} routes from ${paths.routesFile}`);
 
-  const certs = await CertStore.create();
+  const certs = await CertStore.create(log);
   const savedCerts = await loadCertsFile(paths.certsFile);
   try {
     if (!savedCerts.ok) throw new Error(savedCerts.message);
-    certs.replace(savedCerts.certs);
-    log(`loaded ${savedCerts.certs.length} certificates from ${paths.certsFile}`);
+    for (const reason of [...savedCerts.skipped, ...certs.replace(savedCerts.certs)]) log(`certs: left out ${reason}`);
+    log(`loaded ${certs.certificates().length} certificates from ${paths.certsFile}`);
   } catch (e) {
     log(`ignoring saved certificates: ${(e as Error).message}; serving the self-signed fallback until the deck server sends them`);
   }
 
+  const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog, log) : undefined;
   const proxy = createProxyServer({
     table, log,
     limits: limitsFromConfig(config),
     rateLimiter: createRateLimiter(config, log),
-    accessLog: config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined,
+    accessLog,
     httpsPort: config.httpsPort,
   });
   const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
@@ -135,6 +136,14 @@ async function main(): Promise<number> {
         });
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
+    // After logrotate renames the access log: the next lines go to a new file under the old name.
+    for (const signal of ["SIGUSR1", "SIGHUP"] as const) {
+      process.on(signal, () => {
+        if (accessLog === undefined) return;
+        log(`${signal}: reopening ${paths.accessLog}`);
+        accessLog.reopen();
+      });
+    }
     process.on("SIGINT", () => stop("SIGINT"));
   });
 }

@@ -58,7 +58,15 @@ export class Metering {
   private readonly instance = randomUUID();
   private batches = 0;
 
-  constructor(gauges: { connections: () => number; inflight: () => number } = { connections: () => 0, inflight: () => 0 }) {
+  /**
+   * `gauges` are read at each scrape; `chargeOpen` (if given) adds the bytes that long-lived
+   * exchanges (WebSocket tunnels) moved so far, before every scrape and batch, so an open tunnel's
+   * traffic is not held back until it closes.
+   */
+  constructor(
+    gauges: { connections: () => number; inflight: () => number } = { connections: () => 0, inflight: () => 0 },
+    private readonly chargeOpen: () => void = () => {},
+  ) {
     const registers = [this.registry];
     const perApp = (f: (app: string, c: AppCounts) => Sample[]) => () => [...this.counts].flatMap(([app, c]) => f(app, c));
     const metrics = [
@@ -89,13 +97,40 @@ export class Metering {
     new Gauge({ name: "deck_router_inflight_requests", help: "Requests and WebSocket tunnels open to upstreams", registers, collect() { this.set(gauges.inflight()); } });
   }
 
-  /** One finished exchange (or WebSocket tunnel) of `app`. */
-  record(app: string, status: number, bytesIn: number, bytesOut: number, seconds: number): void {
+  private countsOf(app: string): AppCounts {
     let c = this.counts.get(app);
     if (c === undefined) {
       c = { byClass: [0, 0, 0, 0, 0], bytesIn: 0, bytesOut: 0, buckets: new Array<number>(LATENCY_BUCKETS.length + 1).fill(0), count: 0, sum: 0 };
       this.counts.set(app, c);
     }
+    return c;
+  }
+
+  private usageOf(app: string): AppUsage {
+    const now = Date.now();
+    if (now >= this.currentHourEnds) this.startHour(now);
+    let u = this.current.get(app);
+    if (u === undefined) {
+      u = { app, hour: this.currentHour, requests: 0, bytesIn: 0, bytesOut: 0 };
+      this.current.set(app, u);
+    }
+    return u;
+  }
+
+  /** Bytes an open exchange of `app` (a WebSocket tunnel) moved since it was last charged; its request is recorded when it ends. */
+  addBytes(app: string, bytesIn: number, bytesOut: number): void {
+    if (bytesIn === 0 && bytesOut === 0) return;
+    const c = this.countsOf(app);
+    c.bytesIn += bytesIn;
+    c.bytesOut += bytesOut;
+    const u = this.usageOf(app);
+    u.bytesIn += bytesIn;
+    u.bytesOut += bytesOut;
+  }
+
+  /** One finished exchange (or WebSocket tunnel) of `app`; `seconds` until its answer. */
+  record(app: string, status: number, bytesIn: number, bytesOut: number, seconds: number): void {
+    const c = this.countsOf(app);
     const cls = (status / 100) | 0;
     c.byClass[cls >= 1 && cls <= 5 ? cls - 1 : 4]++;
     c.bytesIn += bytesIn;
@@ -105,13 +140,7 @@ export class Metering {
     c.buckets[b]++;
     c.count++;
     c.sum += seconds;
-    const now = Date.now();
-    if (now >= this.currentHourEnds) this.startHour(now);
-    let u = this.current.get(app);
-    if (u === undefined) {
-      u = { app, hour: this.currentHour, requests: 0, bytesIn: 0, bytesOut: 0 };
-      this.current.set(app, u);
-    }
+    const u = this.usageOf(app);
     u.requests++;
     u.bytesIn += bytesIn;
     u.bytesOut += bytesOut;
@@ -145,6 +174,7 @@ export class Metering {
    */
   takeBatch(): UsageBatch {
     if (this.held !== null) return this.held;
+    this.chargeOpen();
     const usage = this.takePending();
     if (usage.length === 0) return { id: null, usage: [] };
     this.held = { id: `${this.instance}.${++this.batches}`, usage };
@@ -160,6 +190,7 @@ export class Metering {
 
   /** Writes what is not saved yet to `file` (or removes the file when nothing is), for the next start. */
   async saveUnsaved(file: string): Promise<number> {
+    this.chargeOpen();
     const unsaved: UnsavedUsage = { held: this.held, pending: this.takePending() };
     // Kept in memory too: this router may go on counting (a node whose database came back).
     for (const u of unsaved.pending) accumulateUsage(this.earlier, u);
@@ -197,6 +228,7 @@ export class Metering {
   }
 
   metrics(): Promise<string> {
+    this.chargeOpen();
     return this.registry.metrics();
   }
 }

@@ -51,6 +51,8 @@ export interface RouterNode {
   readonly label: string;
   /** Stops accepting, lets requests finish until the deadline, then leaves `router_nodes`. */
   stop(deadlineMs?: number): Promise<void>;
+  /** Opens the access log again by its name (after logrotate renamed it). */
+  reopenLogs(): void;
 }
 
 export interface RouterNodePaths {
@@ -110,11 +112,11 @@ async function loadSavedTable(file: string, log: (line: string) => void): Promis
 }
 
 async function loadSavedCerts(file: string, log: (line: string) => void): Promise<CertStore> {
-  const certs = await CertStore.create();
+  const certs = await CertStore.create(log);
   const saved = await loadCertsFile(file);
   try {
     if (!saved.ok) throw new Error(saved.message);
-    certs.replace(saved.certs);
+    for (const reason of [...saved.skipped, ...certs.replace(saved.certs)]) log(`certificates: left out ${reason}`);
   } catch (e) {
     log(`ignoring saved certificates: ${firstLine(e)}`);
   }
@@ -139,7 +141,7 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const certs = await loadSavedCerts(paths.certsFile, log);
 
   const rateLimiter = createRateLimiter(config, log);
-  const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog) : undefined;
+  const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog, log) : undefined;
   const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort });
   const https = createTlsFrontend({ proxy, certs, log });
   const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
@@ -248,10 +250,10 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const loadCertificates = coalesced(async () => {
     if (db === null || !canOpenKeys) return;
     const list = await listServableCertificates(db.pool);
-    certs.replace(list);
+    for (const reason of certs.replace(list)) log(`certificates: left out ${reason}`);
     lastCertTrouble = "";
-    log(`certificates: serving ${list.length} from the database`);
-    await saveCertsFile(paths.certsFile, list).catch((e) => log(`cannot save certificates to ${paths.certsFile}: ${firstLine(e)}`));
+    log(`certificates: serving ${certs.certificates().length} from the database`);
+    await saveCertsFile(paths.certsFile, certs.certificates()).catch((e) => log(`cannot save certificates to ${paths.certsFile}: ${firstLine(e)}`));
   });
 
   const loadChallenges = async () => {
@@ -322,6 +324,9 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   return {
     id,
     label,
+    reopenLogs() {
+      accessLog?.reopen();
+    },
     stop(deadlineMs = NODE_SHUTDOWN_DEADLINE_MS) {
       stopped ??= (async () => {
         stopping = true;

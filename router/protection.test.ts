@@ -301,6 +301,95 @@ test("the access log has one JSON line per request with its request id, app, sta
   assert.equal(lines[2].path, '/q?x="1"\\');
 });
 
+test("requests the router refused before reading them, and requests given up while held, are logged and counted too", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "deck-access-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "access.log");
+  const log = new AccessLog(file);
+  const { proxy, port } = await startProxy(t, [{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }],
+    { pauseTimeoutMs: 10_000, headerTimeoutMs: 300, maxConnectionsPerIp: 3 }, { accessLog: log });
+  const malformed = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n" }]);
+  assert.match(malformed.text, /^HTTP\/1\.1 400 /);
+  const slow = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\n" }]);
+  assert.match(slow.text, /^HTTP\/1\.1 408 /);
+  await send({ port, host: "nobody.localhost" });
+  // A client that gives up while its request is held for a starting app.
+  const held = net.connect(port, "127.0.0.1");
+  held.on("error", () => {});
+  held.write("GET /waiting HTTP/1.1\r\nHost: new.localhost\r\n\r\n");
+  await sleep(300);
+  held.destroy();
+  // One connection over the cap of 3.
+  const open = await Promise.all([0, 1, 2].map(() => rawClient(t, port, "")));
+  const over = await rawExchange(port, []);
+  assert.match(over.text, /^HTTP\/1\.1 429 /);
+  for (const c of open) c.socket.destroy();
+
+  await waitFor(async () => (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean).length >= 5, 5_000, "five log lines");
+  const lines = (await readFile(file, "utf8")).trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(lines.map((l) => [l.app, l.status, l.reason, l.client]).sort((a, b) => Number(a[1]) - Number(b[1])), [
+    [null, 400, "bad_request", "127.0.0.1"],
+    [null, 404, "unknown_host", "127.0.0.1"],
+    [null, 408, "header_timeout", "127.0.0.1"],
+    [null, 429, "too_many_connections", "127.0.0.1"],
+    ["new", 499, "client_gone", "127.0.0.1"],
+  ]);
+  const metrics = await proxy.metering.metrics();
+  for (const reason of ["bad_request", "header_timeout", "unknown_host", "too_many_connections"]) {
+    assert.match(metrics, new RegExp(`deck_router_rejected_total\\{app="",reason="${reason}"\\} 1`));
+  }
+  assert.match(metrics, /deck_router_rejected_total\{app="new",reason="client_gone"\} 1/);
+  assert.deepEqual(takeUsage(proxy.metering).map((u) => [u.app, u.requests]), [["new", 1]]);
+});
+
+test("an open WebSocket tunnel's bytes are counted as they go, its request when it closes, with the handshake's latency", async (t) => {
+  const app = http.createServer((_req, res) => res.end("no"));
+  app.on("upgrade", (_req, socket: net.Socket) => {
+    socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
+    socket.on("data", (d) => socket.write(d));
+  });
+  await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
+  t.after(() => { app.closeAllConnections(); app.close(); });
+  const { proxy, port } = await startProxy(t, [{ app: "chat", hosts: ["chat.localhost"], upstreams: [`127.0.0.1:${(app.address() as AddressInfo).port}`] }]);
+  const client = await rawClient(t, port, "GET /ws HTTP/1.1\r\nHost: chat.localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n");
+  await waitFor(() => client.text().includes("\r\n\r\n"), 5_000, "the 101");
+  client.socket.write("x".repeat(100_000));
+  await waitFor(() => client.text().length > 100_000, 5_000, "the echo");
+  await sleep(1_200);
+
+  // Still open: its bytes are in the scrape and in the batch, with no request yet.
+  assert.match(await proxy.metering.metrics(), /deck_router_received_bytes_total\{app="chat"\} 1\d{5}\b/);
+  const open = takeUsage(proxy.metering);
+  assert.equal(open.length, 1);
+  assert.equal(open[0].requests, 0);
+  assert.ok(open[0].bytesIn > 100_000 && open[0].bytesOut > 100_000, JSON.stringify(open));
+
+  client.socket.end();
+  await waitFor(() => takeUsage(proxy.metering).some((u) => u.requests === 1), 5_000, "the tunnel counted as one request when it closed");
+  const text = await proxy.metering.metrics();
+  assert.match(text, /deck_router_requests_total\{app="chat",code="1xx"\} 1/);
+  // Its latency is the handshake's (well under a second), not the tunnel's lifetime (over a second).
+  assert.match(text, /deck_router_request_duration_seconds_bucket\{le="0\.5",app="chat"\} 1/);
+});
+
+test("the rest of an upload the app answered early is charged to no request, not to the next one on the connection", async (t) => {
+  const early = await upstream(t, "no", (_req, res) => { res.writeHead(401, { "Content-Length": "2" }); res.end("no"); });
+  const other = await upstream(t, "other");
+  const { proxy, port } = await startProxy(t, [
+    { app: "uploads", hosts: ["uploads.localhost"], upstreams: [early.address] },
+    { app: "other", hosts: ["other.localhost"], upstreams: [other.address] },
+  ]);
+  const client = await rawClient(t, port, "POST /upload HTTP/1.1\r\nHost: uploads.localhost\r\nContent-Length: 1000000\r\n\r\n");
+  await waitFor(() => client.text().includes("\r\n\r\nno"), 5_000, "the early answer");
+  for (let sent = 0; sent < 1_000_000; sent += 100_000) client.socket.write(Buffer.alloc(100_000, 97));
+  await sleep(300);
+  client.socket.write("GET / HTTP/1.1\r\nHost: other.localhost\r\n\r\n");
+  await waitFor(() => client.text().includes("other"), 5_000, "the next answer");
+  const usage = Object.fromEntries(takeUsage(proxy.metering).map((u) => [u.app, u.bytesIn]));
+  assert.ok(usage.other < 200, `the next request is charged its own bytes only: ${usage.other}`);
+  assert.ok(usage.uploads < 200_000, `the upload is charged what was read before its answer: ${usage.uploads}`);
+});
+
 /** A raw connection that sends `wire` and collects what comes back. */
 async function rawClient(t: TestContext, port: number, wire: string): Promise<{ socket: net.Socket; text: () => string }> {
   const socket = net.connect(port, "127.0.0.1");

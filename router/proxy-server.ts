@@ -7,12 +7,13 @@
  * URL parsing), bodies stream in both directions, and upstream connections are pooled per address
  * (upstream-pool.ts).
  */
+import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import net, { type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Duplex } from "node:stream";
-import { listenOn } from "../core/index.ts";
+import { burstForRate, listenOn } from "../core/index.ts";
 import type { AccessLog } from "./access-log.ts";
 import { ACME_CHALLENGE_PREFIX, AcmeChallenges } from "./acme-challenges.ts";
 import { ClientConnection, type ConnectionHost, type ProxyRequest, type ProxyResponse } from "./client-connection.ts";
@@ -20,6 +21,7 @@ import { buildForwardHeaders, buildResponseHeaders, type ForwardHeaders } from "
 import { ConnectionCounter, DEFAULT_LIMITS, LocalRateLimiter, type RateDecision, type RateLimiter, type RouterLimits } from "./limits.ts";
 import { Exchange, NOT_CONNECTED, type ExchangeHost, type UpstreamLoad } from "./exchange.ts";
 import { Metering } from "./metering.ts";
+import { chargeSocket, type ChargedSocket } from "./socket-charge.ts";
 import { plainText, rawPlainText } from "./plain-answers.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
 import { UpstreamPool } from "./upstream-pool.ts";
@@ -37,23 +39,6 @@ export interface ProxyServerOptions {
   accessLog?: AccessLog;
   /** The HTTPS port, for redirects of apps with `redirectHttps` (443 = no port in the URL). */
   httpsPort?: number;
-}
-
-/** Byte counts of a client connection already charged to earlier requests on it. */
-const CHARGED_IN = Symbol("deck.chargedIn");
-const CHARGED_OUT = Symbol("deck.chargedOut");
-type ChargedSocket = Socket & { [CHARGED_IN]?: number; [CHARGED_OUT]?: number };
-
-/** Bytes moved on a connection since the last call for it (its earlier requests are already charged). */
-function chargeSocket(socket: ChargedSocket | null | undefined): [number, number] {
-  if (!socket || typeof socket.bytesRead !== "number") return [0, 0];
-  const read = socket.bytesRead;
-  const written = socket.bytesWritten;
-  const inBytes = read - (socket[CHARGED_IN] ?? 0);
-  const outBytes = written - (socket[CHARGED_OUT] ?? 0);
-  socket[CHARGED_IN] = read;
-  socket[CHARGED_OUT] = written;
-  return [inBytes, outBytes];
 }
 
 /**
@@ -88,6 +73,8 @@ interface UpgradeOutcome {
   /** Why the router answered itself. */
   reason: string | undefined;
   upstream: string | null;
+  /** When the app answered (performance.now()); the latency histogram's sample. */
+  answeredAt?: number;
 }
 
 /** Bytes a client may send before the app accepts its upgrade; past them it is not read until then. */
@@ -172,6 +159,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   private readonly maxIdlePerUpstream: number;
   private readonly loads = new Map<string, UpstreamLoad>();
   private readonly tunnelSockets = new Set<Duplex>();
+  /** Client sockets of open tunnels, by app: charged at each scrape and batch. */
+  private readonly openTunnels = new Map<ChargedSocket, string>();
   private closing = false;
   private readonly sweepTimer: NodeJS.Timeout;
   readonly limits: RouterLimits;
@@ -196,7 +185,12 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     this.rateLimiter = options.rateLimiter ?? new LocalRateLimiter();
     this.accessLog = options.accessLog;
     this.httpsPort = options.httpsPort ?? 443;
-    this.metering = new Metering({ connections: () => this.openConnections, inflight: () => this.totalInflight() });
+    this.metering = new Metering({ connections: () => this.openConnections, inflight: () => this.totalInflight() }, () => {
+      for (const [socket, app] of this.openTunnels) {
+        const [bytesIn, bytesOut] = chargeSocket(socket);
+        this.metering.addBytes(app, bytesIn, bytesOut);
+      }
+    });
     this.maxIdlePerUpstream = options.maxIdlePerUpstream ?? 256;
     this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     // Slow clients: a request head must arrive within the header timeout, an idle keep-alive
@@ -230,7 +224,9 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   admitConnection(socket: Socket, plain = true): boolean {
     const address = socket.remoteAddress ?? "";
     if (!this.connections.tryOpen(address, this.limits.maxConnectionsPerIp)) {
-      this.metering.reject("", "too_many_connections");
+      // Over TLS nothing is answered (no handshake yet), so there is no request to log either.
+      if (plain) this.refused(socket, 429, "too_many_connections");
+      else this.metering.reject("", "too_many_connections");
       socket.on("error", () => {});
       // Before a TLS handshake there is no way to answer in HTTP: the connection is just closed.
       if (!plain) {
@@ -438,12 +434,12 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     const settings = entry.settings;
     const rps = settings.rateLimitRps ?? this.limits.rateLimitRps;
     if (rps <= 0) return 0;
-    const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? Math.max(1, Math.ceil(rps * 2)) : this.limits.rateLimitBurst);
+    const burst = settings.rateLimitBurst ?? (settings.rateLimitRps !== undefined ? burstForRate(rps) : this.limits.rateLimitBurst);
     return this.rateLimiter.take(entry.app, client ?? "", rps, burst);
   }
 
   private afterRateLimit(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry, start: number, retryAfter: number): void {
-    if (clientGone(res)) return;
+    if (clientGone(res)) return this.count(req, res, fwd, entry, start, "client_gone");
     if (retryAfter > 0) return this.rateLimited(req, res, fwd, entry, start, retryAfter);
     // A deploy may have switched meanwhile: the old processes may be drained and stopped already.
     const now = this.routeFor(req, res, fwd, start);
@@ -491,7 +487,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     const wake = () => {
       done();
-      if (clientGone(res)) return;
+      if (clientGone(res)) return this.count(req, res, fwd, entry, start, "client_gone");
       if (this.closing) {
         this.track(req, res, fwd, entry, start, "no_release");
         res.setHeader("X-Request-Id", fwd.requestId);
@@ -505,12 +501,16 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     };
     const timer = setTimeout(() => {
       done();
-      if (clientGone(res)) return;
+      if (clientGone(res)) return this.count(req, res, fwd, entry, start, "client_gone");
       this.track(req, res, fwd, entry, start, "start_timeout");
       plainText(res, 503, `app "${entry.app}" is starting and did not become ready within ${Math.round(this.limits.pauseTimeoutMs / 1000)}s; try again shortly\n`, { "Retry-After": 5, "X-Request-Id": fwd.requestId });
     }, this.limits.pauseTimeoutMs);
     set.add(wake);
-    res.once("close", () => { if (set.has(wake)) done(); });
+    res.once("close", () => {
+      if (!set.has(wake)) return;
+      done();
+      this.count(req, res, fwd, entry, start, "client_gone");
+    });
   }
 
   private wakePaused(): void {
@@ -528,29 +528,48 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
    * one access-log line. `reason` is set when the router answered itself.
    */
   private track(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
-    const done = () => {
-      const status = res.headersSent ? res.statusCode : 499;
-      let bytesIn: number;
-      let bytesOut: number;
-      if (req.httpVersionMajor === 2) {
-        [bytesIn, bytesOut] = http2Bytes(req, res as unknown as Http2ServerResponse, exchange);
-      } else {
-        [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
-      }
-      const ms = performance.now() - start;
-      if (entry !== null) {
-        this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
-        if (reason !== undefined) this.metering.reject(entry.app, reason);
-      }
-      this.accessLog?.write({
-        requestId: fwd.requestId, app: entry === null ? null : entry.app, client: req.socket?.remoteAddress, method: req.method, host: fwd.host,
-        path: req.url, protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms,
-        upstream: exchange?.upstreamAddress ?? null, reason: reason ?? exchange?.reason,
-      });
-    };
+    const done = () => this.count(req, res, fwd, entry, start, reason, exchange);
     // A forwarded request's exchange already listens for the close: one listener per request, not two.
     if (exchange !== undefined) exchange.onDone = done;
     else res.once("close", done);
+  }
+
+  /** Metering and the access-log line of a request that is over: answered, or given up by its client (499). */
+  private count(req: ProxyRequest, res: ProxyResponse, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, reason?: string, exchange?: Exchange): void {
+    const status = res.headersSent ? res.statusCode : 499;
+    let bytesIn: number;
+    let bytesOut: number;
+    if (req.httpVersionMajor === 2) {
+      [bytesIn, bytesOut] = http2Bytes(req, res as unknown as Http2ServerResponse, exchange);
+    } else {
+      [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
+    }
+    const ms = performance.now() - start;
+    if (entry !== null) {
+      this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
+      if (reason !== undefined) this.metering.reject(entry.app, reason);
+    } else if (reason !== undefined) {
+      this.metering.reject("", reason);
+    }
+    // The address as the request arrived: an HTTP/2 stream has left its session by the time it closes.
+    this.accessLog?.write({
+      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: fwd.client, method: req.method, host: fwd.host,
+      path: req.url, protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms,
+      upstream: exchange?.upstreamAddress ?? null, reason: reason ?? exchange?.reason,
+    });
+  }
+
+  /**
+   * A request the router answered before it could be read as one (malformed, too large a head, a
+   * head not sent in time, too many connections): an access-log line with what is known, and the
+   * rejection counted under no app.
+   */
+  refused(socket: Pick<Socket, "remoteAddress">, status: number, reason: string, protocol = "HTTP/1.1"): void {
+    this.metering.reject("", reason);
+    this.accessLog?.write({
+      requestId: randomUUID(), app: null, client: socket.remoteAddress, method: undefined, host: undefined, path: undefined,
+      protocol, status, bytesIn: 0, bytesOut: 0, durationMs: 0, upstream: null, reason,
+    });
   }
 
   logLine(line: string): void {
@@ -602,15 +621,19 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
 
   /** Metering and the access-log line of an upgrade request, when its connection closes. */
   private trackUpgrade(req: ProxyRequest, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, outcome: UpgradeOutcome): void {
+    this.openTunnels.delete(req.socket as ChargedSocket);
     const [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
     const status = outcome.status || 499;
     const ms = performance.now() - start;
     if (entry !== null) {
-      this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
+      // Its latency is the time to the app's answer; the tunnel's lifetime is in the access log.
+      this.metering.record(entry.app, status, bytesIn, bytesOut, ((outcome.answeredAt ?? performance.now()) - start) / 1000);
       if (outcome.reason !== undefined) this.metering.reject(entry.app, outcome.reason);
+    } else if (outcome.reason !== undefined) {
+      this.metering.reject("", outcome.reason);
     }
     this.accessLog?.write({
-      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: req.socket.remoteAddress, method: req.method, host: fwd.host, path: req.url,
+      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: fwd.client, method: req.method, host: fwd.host, path: req.url,
       protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms, upstream: outcome.upstream, reason: outcome.reason,
     });
   }
@@ -645,6 +668,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     request.on("upgrade", (response: http.IncomingMessage, upstreamSocket: Duplex, upstreamHead: Buffer) => {
       answered();
       outcome.status = response.statusCode ?? 101;
+      outcome.answeredAt = performance.now();
       if (socket.destroyed) return void upstreamSocket.destroy();
       let head101 = `HTTP/1.1 ${response.statusCode} ${response.statusMessage ?? "Switching Protocols"}\r\n`;
       const raw = response.rawHeaders;
@@ -654,6 +678,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       const sent = early.take();
       if (sent.length > 0) upstreamSocket.write(sent);
       this.pipeTunnel(socket, upstreamSocket, load);
+      // Its bytes are charged as they go (at each scrape and batch), not only when it closes.
+      if (!socket.destroyed) this.openTunnels.set(req.socket as ChargedSocket, entry.app);
     });
 
     request.on("response", (response: http.IncomingMessage) => {
@@ -661,6 +687,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       answered();
       relaying = true;
       outcome.status = response.statusCode ?? 0;
+      outcome.answeredAt = performance.now();
       // A client that closes its side has given up, here as for any request: the app's answer stops.
       socket.resume();
       socket.once("end", () => socket.destroy());

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { test, type TestContext } from "node:test";
 import tls from "node:tls";
 import { isDeckError, type Route } from "../core/index.ts";
+import { AccessLog } from "./access-log.ts";
 import { loadCertsFile } from "./certs-file.ts";
 import { createRouterControl, type RouterControlClient } from "./control-client.ts";
 import { createControlServer } from "./control-server.ts";
@@ -22,10 +23,12 @@ interface Router {
   httpPort: number;
   httpsPort: number;
   certsFile: string;
+  /** What the router logged. */
+  logs: string[];
 }
 
 /** Proxy + HTTPS front end + control API in this process; routes `shop.example.com` and `*.shop.test` hosts to an echo upstream. */
-async function startRouter(t: TestContext): Promise<Router> {
+async function startRouter(t: TestContext, options: { certsMaxBodyBytes?: number } = {}): Promise<Router> {
   const dir = await mkdtemp(join(tmpdir(), "deck-router-tls-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const upstream = await startUpstream("echo", (req, res) => {
@@ -41,13 +44,18 @@ async function startRouter(t: TestContext): Promise<Router> {
   const table = new RouteTable([{ app: "shop", hosts: ["shop.example.com", "api.shop.test"], upstreams: [upstream.address] }]);
   const proxy = createProxyServer({ table });
   await proxy.listen(0, "127.0.0.1");
-  const certs = await CertStore.create();
+  const logs: string[] = [];
+  const log = (line: string) => void logs.push(line);
+  const certs = await CertStore.create(log);
   const frontend = createTlsFrontend({ proxy, certs });
   await frontend.listen(0, "127.0.0.1");
   t.after(() => Promise.all([proxy.close(0), frontend.close(0)]));
   const socket = join(dir, "router.sock");
   const certsFile = join(dir, "certs.json");
-  const control = createControlServer({ table, inflight: (u) => proxy.inflight(u), routesFile: join(dir, "routes.json"), certs: { store: certs, file: certsFile }, challenges: proxy.challenges });
+  const control = createControlServer({
+    table, inflight: (u) => proxy.inflight(u), routesFile: join(dir, "routes.json"), log,
+    certs: { store: certs, file: certsFile, maxBodyBytes: options.certsMaxBodyBytes }, challenges: proxy.challenges,
+  });
   await new Promise<void>((resolve) => control.listen(socket, resolve));
   t.after(() => new Promise((resolve) => control.close(resolve)));
   return {
@@ -55,6 +63,7 @@ async function startRouter(t: TestContext): Promise<Router> {
     httpPort: (proxy.server.address() as AddressInfo).port,
     httpsPort: (frontend.server.address() as AddressInfo).port,
     certsFile,
+    logs,
   };
 }
 
@@ -159,7 +168,7 @@ async function presentedCert(port: number): Promise<{ cert: string }> {
   });
 }
 
-test("certificates are saved 0600 for the next router start; a bad one is refused and changes nothing", async (t) => {
+test("certificates are saved 0600 for the next router start; a bad entry is left out and logged, never the whole list", async (t) => {
   const r = await startRouter(t);
   const shop = await createSelfSignedCertificate("shop.example.com");
   await r.control.setCertificates([{ hosts: ["shop.example.com"], ...shop }]);
@@ -168,15 +177,51 @@ test("certificates are saved 0600 for the next router start; a bad one is refuse
   assert.ok(saved.ok);
   assert.deepEqual(saved.certs, [{ hosts: ["shop.example.com"], ...shop }]);
 
+  // One tenant's bad name, garbage and a certificate whose key does not match, beside good ones.
   const other = await createSelfSignedCertificate("other.example.com");
-  const refused = await r.control.setCertificates([{ hosts: ["shop.example.com"], cert: shop.cert, key: other.key }]).catch((e: unknown) => e);
-  assert.ok(isDeckError(refused));
-  assert.equal(refused.code, "invalid_certificate");
-  assert.match(refused.message, /^certificate for shop\.example\.com is unusable: /);
-  const garbage = await r.control.setCertificates([{ hosts: ["bad host!"], cert: "x", key: "y" }]).catch((e: unknown) => e);
-  assert.ok(isDeckError(garbage));
+  const api = await createSelfSignedCertificate("api.shop.test");
+  await r.control.setCertificates([
+    { hosts: ["shop.example-"], ...other },
+    { hosts: ["bad host!"], cert: "x", key: "y" },
+    { hosts: ["broken.example.com"], cert: shop.cert, key: other.key },
+    { hosts: ["shop.example.com", "Shop.Example-"], ...shop },
+    { hosts: ["api.shop.test"], ...api },
+    null as never,
+  ]);
   assert.equal(await presentedName(r.httpsPort, "shop.example.com"), "shop.example.com");
-  assert.deepEqual((await loadCertsFile(r.certsFile)).ok && (await loadCertsFile(r.certsFile) as { certs: unknown }).certs, [{ hosts: ["shop.example.com"], ...shop }]);
+  assert.equal(await presentedName(r.httpsPort, "api.shop.test"), "api.shop.test");
+  assert.equal(await presentedName(r.httpsPort, "shop.example-"), FALLBACK_SUBJECT);
+  assert.equal(await presentedName(r.httpsPort, "broken.example.com"), FALLBACK_SUBJECT);
+  const left = r.logs.filter((l) => l.startsWith("certs: left out"));
+  assert.deepEqual(left, [
+    "certs: left out certificate 5: expected {hosts, cert, key}",
+    'certs: left out "shop.example-" is not a host name',
+    'certs: left out "bad host!" is not a host name',
+    'certs: left out "Shop.Example-" is not a host name',
+  ]);
+  assert.ok(r.logs.some((l) => /^certs: the certificate for broken\.example\.com is unusable \(.+\); serving the self-signed fallback for it$/.test(l)), r.logs.join("\n"));
+  const kept = await loadCertsFile(r.certsFile);
+  assert.ok(kept.ok);
+  assert.deepEqual(kept.certs.map((c) => c.hosts), [["broken.example.com"], ["shop.example.com"], ["api.shop.test"]]);
+});
+
+test("the router takes a certificate list far over 8 MiB; one over its limit is refused with the reason", async (t) => {
+  const r = await startRouter(t, { certsMaxBodyBytes: 16 * 1024 * 1024 });
+  const pairs = await Promise.all(Array.from({ length: 4 }, (_, i) => createSelfSignedCertificate(`customer-${i}.example.com`)));
+  // 9,000 customers with a leaf and an intermediate each, as Let's Encrypt issues them: over the
+  // 8 MiB every other control request is limited to.
+  const many = Array.from({ length: 9_000 }, (_, i) => ({ hosts: [`customer-${i}.example.com`], cert: `${pairs[i % 4]!.cert}\n${pairs[(i + 1) % 4]!.cert}\n`, key: pairs[i % 4]!.key }));
+  assert.ok(JSON.stringify(many).length > 10 * 1024 * 1024);
+  await r.control.setCertificates(many);
+  assert.equal(await presentedName(r.httpsPort, "customer-8998.example.com"), "customer-2.example.com");
+  assert.equal(await presentedName(r.httpsPort, "customer-1.example.com"), "customer-1.example.com");
+
+  const tooMany = [...many, ...many];
+  const refused = await r.control.setCertificates(tooMany).catch((e: unknown) => e);
+  assert.ok(isDeckError(refused));
+  assert.equal(refused.code, "body_too_large");
+  assert.match(refused.message, /^the router takes at most 16 MiB of certificates and their keys at once, and deck holds \d+ MiB; remove certificates no longer needed \(certs:remove, domains:remove\)$/);
+  assert.equal(await presentedName(r.httpsPort, "customer-8998.example.com"), "customer-2.example.com");
 });
 
 test("the plain HTTP port answers ACME HTTP-01 challenges for any host while the token is set", async (t) => {
@@ -503,4 +548,21 @@ test("HTTP/1.1 over TLS has the header timeout of the plain port: a head drippin
   old.socket.write("GET /ws HTTP/1.0\r\nHost: app.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
   await waitFor(() => old.closed() > 0, 5_000, "the refusal");
   assert.match(old.text(), /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*only in HTTP\/1\.1 and on a request without a body\n$/);
+});
+
+test("the access log names the client of an HTTP/2 request", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "deck-h2-log-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, "access.log");
+  const upstream = await startUpstream("app");
+  t.after(() => upstream.close());
+  const accessLog = new AccessLog(file);
+  const { connect } = await startH2(t, upstream.address, { accessLog });
+  const session = connect();
+  const stream = session.request({ ":path": "/h2" });
+  stream.resume();
+  await new Promise((resolve) => stream.once("close", resolve));
+  await waitFor(async () => (await readFile(file, "utf8").catch(() => "")).includes('"path":"/h2"'), 5_000, "the log line");
+  const line = JSON.parse((await readFile(file, "utf8")).trim()) as { client: string; protocol: string; status: number };
+  assert.deepEqual([line.client, line.protocol, line.status], ["127.0.0.1", "HTTP/2.0", 200]);
 });

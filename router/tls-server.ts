@@ -13,13 +13,11 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import * as x509 from "@peculiar/x509";
-import { DeckError, listenOn } from "../core/index.ts";
+import { isHostName, listenOn } from "../core/index.ts";
 import type { ServedCertificate } from "../core/index.ts";
 import { replaceHost, splitAbsoluteTarget } from "./http1-message.ts";
 import { rawPlainText } from "./plain-answers.ts";
 import type { ProxyServer } from "./proxy-server.ts";
-
-const HOST = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** Subject of the fallback certificate, so a client (and a test) can tell it from a real one. */
 export const FALLBACK_SUBJECT = "CloudDeck self-signed fallback";
@@ -54,64 +52,91 @@ export async function createSelfSignedCertificate(commonName = FALLBACK_SUBJECT)
   return { cert: cert.toString("pem"), key };
 }
 
-/** Checks a certificate list from the control API or the certs file; returns the first problem. */
-export function validateCertificates(value: unknown): { ok: true; certs: ServedCertificate[] } | { ok: false; message: string } {
+/**
+ * Checks a certificate list from the control API or the certs file. Only a value that is not a list
+ * is refused: an entry that is not `{hosts, cert, key}` is left out (one line each in `skipped`), so
+ * one bad entry never stops every other certificate from being served.
+ */
+export function validateCertificates(value: unknown): { ok: true; certs: ServedCertificate[]; skipped: string[] } | { ok: false; message: string } {
   if (!Array.isArray(value)) return { ok: false, message: "certificates must be a JSON array of {hosts, cert, key}" };
   const certs: ServedCertificate[] = [];
+  const skipped: string[] = [];
   for (const [i, item] of value.entries()) {
     const v = item as Partial<ServedCertificate> | null;
-    if (v === null || typeof v !== "object") return { ok: false, message: `certificate ${i}: expected {hosts, cert, key}` };
-    if (!Array.isArray(v.hosts) || v.hosts.length === 0) return { ok: false, message: `certificate ${i}: hosts must be a non-empty array` };
-    for (const h of v.hosts) {
-      if (typeof h !== "string" || !HOST.test(h)) return { ok: false, message: `certificate ${i}: ${JSON.stringify(h)} is not a host name` };
-    }
-    if (typeof v.cert !== "string" || typeof v.key !== "string") return { ok: false, message: `certificate for ${v.hosts[0]}: cert and key must be PEM strings` };
-    certs.push({ hosts: v.hosts.map((h: string) => h.toLowerCase()), cert: v.cert, key: v.key });
+    if (v === null || typeof v !== "object") skipped.push(`certificate ${i}: expected {hosts, cert, key}`);
+    else if (!Array.isArray(v.hosts) || v.hosts.length === 0 || !v.hosts.every((h) => typeof h === "string")) skipped.push(`certificate ${i}: hosts must be a non-empty array of names`);
+    else if (typeof v.cert !== "string" || typeof v.key !== "string") skipped.push(`certificate for ${String(v.hosts[0]).slice(0, 80)}: cert and key must be PEM strings`);
+    else certs.push({ hosts: v.hosts, cert: v.cert, key: v.key });
   }
-  return { ok: true, certs };
+  return { ok: true, certs, skipped };
+}
+
+/** One certificate chain and key; its TLS context is made at its first handshake (undefined until then, null when unusable). */
+interface Served {
+  cert: string;
+  key: string;
+  context?: tls.SecureContext | null;
 }
 
 /**
- * Host name → TLS context. Built whole and swapped by one assignment, like the route table, so a
- * handshake sees the old set or the new one.
+ * Host name → certificate. Built whole and swapped by one assignment, like the route table, so a
+ * handshake sees the old set or the new one. TLS contexts are made when a handshake first needs one
+ * and kept across replacements while the chain and key stay the same: with tens of thousands of
+ * certificates, making them all at each change would hold up every request for a minute.
  */
 export class CertStore {
-  private exact = new Map<string, tls.SecureContext>();
+  private exact = new Map<string, Served>();
   /** `*.example.com` is kept under `example.com`: it matches exactly one more label. */
-  private wildcard = new Map<string, tls.SecureContext>();
+  private wildcard = new Map<string, Served>();
+  private byChain = new Map<string, Served>();
   private list: ServedCertificate[] = [];
   readonly fallback: KeyPair;
   private readonly fallbackContext: tls.SecureContext;
+  private readonly log: (line: string) => void;
 
-  constructor(fallback: KeyPair) {
+  constructor(fallback: KeyPair, log: (line: string) => void = () => {}) {
     this.fallback = fallback;
     this.fallbackContext = tls.createSecureContext(fallback);
+    this.log = log;
   }
 
   /** A store with a freshly made fallback certificate. */
-  static async create(): Promise<CertStore> {
-    return new CertStore(await createSelfSignedCertificate());
+  static async create(log?: (line: string) => void): Promise<CertStore> {
+    return new CertStore(await createSelfSignedCertificate(), log);
   }
 
-  /** Builds every context first; a bad certificate throws DeckError `invalid_certificate` and changes nothing. */
-  replace(certs: readonly ServedCertificate[]): void {
-    const exact = new Map<string, tls.SecureContext>();
-    const wildcard = new Map<string, tls.SecureContext>();
+  /**
+   * Serves `certs` from now on. A name that is not a host name is left out (and a certificate left
+   * with no name): returns one line for each name left out, for the log. Never throws.
+   */
+  replace(certs: readonly ServedCertificate[]): string[] {
+    const exact = new Map<string, Served>();
+    const wildcard = new Map<string, Served>();
+    const byChain = new Map<string, Served>();
+    const list: ServedCertificate[] = [];
+    const skipped: string[] = [];
     for (const c of certs) {
-      let context: tls.SecureContext;
-      try {
-        context = tls.createSecureContext({ cert: c.cert, key: c.key });
-      } catch (e) {
-        throw new DeckError("invalid_certificate", `certificate for ${c.hosts[0]} is unusable: ${(e as Error).message.split("\n")[0]}`);
+      const hosts: string[] = [];
+      for (const raw of c.hosts) {
+        const host = raw.toLowerCase();
+        if (isHostName(host, { wildcard: true })) hosts.push(host);
+        else skipped.push(`${JSON.stringify(raw.slice(0, 80))} is not a host name`);
       }
-      for (const host of c.hosts) {
-        if (host.startsWith("*.")) wildcard.set(host.slice(2), context);
-        else exact.set(host, context);
+      if (hosts.length === 0) continue;
+      const known = this.byChain.get(c.cert);
+      const served = known !== undefined && known.key === c.key ? known : { cert: c.cert, key: c.key };
+      byChain.set(c.cert, served);
+      for (const host of hosts) {
+        if (host.startsWith("*.")) wildcard.set(host.slice(2), served);
+        else exact.set(host, served);
       }
+      list.push({ hosts, cert: c.cert, key: c.key });
     }
     this.exact = exact;
     this.wildcard = wildcard;
-    this.list = certs.map((c) => ({ hosts: [...c.hosts], cert: c.cert, key: c.key }));
+    this.byChain = byChain;
+    this.list = list;
+    return skipped;
   }
 
   certificates(): ServedCertificate[] {
@@ -123,14 +148,23 @@ export class CertStore {
     if (!servername) return this.fallbackContext;
     let name = servername.toLowerCase();
     if (name.endsWith(".")) name = name.slice(0, -1);
-    const exact = this.exact.get(name);
-    if (exact !== undefined) return exact;
+    let served = this.exact.get(name);
     const dot = name.indexOf(".");
-    if (dot > 0) {
-      const wild = this.wildcard.get(name.slice(dot + 1));
-      if (wild !== undefined) return wild;
+    if (served === undefined && dot > 0) served = this.wildcard.get(name.slice(dot + 1));
+    return (served && this.contextOf(served, name)) ?? this.fallbackContext;
+  }
+
+  /** Makes the certificate's context once; an unusable one is logged once and leaves its names to the fallback. */
+  private contextOf(served: Served, name: string): tls.SecureContext | null {
+    if (served.context === undefined) {
+      try {
+        served.context = tls.createSecureContext({ cert: served.cert, key: served.key });
+      } catch (e) {
+        served.context = null;
+        this.log(`certs: the certificate for ${name} is unusable (${(e as Error).message.split("\n")[0]}); serving the self-signed fallback for it`);
+      }
     }
-    return this.fallbackContext;
+    return served.context;
   }
 }
 
@@ -210,6 +244,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
         if (socket.bytesRead > wait.bytes) wait.since = now;
       } else if (now - wait.since >= limit) {
         waitingHead.delete(socket);
+        proxy.refused(socket, 408, "header_timeout");
         rawPlainText(socket, 408, `request headers did not arrive within ${Math.round(limit / 1000)}s\n`);
         socket.destroySoon();
       }
@@ -248,6 +283,7 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
       }
     }
     if (req.httpVersionMajor === 1 && !useOriginForm(req as unknown as http.IncomingMessage)) {
+      proxy.refused(req.socket, 400, "bad_request");
       return void res.writeHead(400, { "Content-Type": "text/plain; charset=utf-8", Connection: "close" }).end("malformed request target\n");
     }
     // The compatibility objects carry what the proxy reads (rawHeaders, url, method, socket, pipe).
@@ -259,9 +295,13 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
     // Node's server takes up any Upgrade; the plain port's rule (RFC 9110 §7.8) is HTTP/1.1 without a
     // body. Such an offer cannot be served as HTTP from here, so it is refused.
     if (req.httpVersion !== "1.1" || req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0) {
+      proxy.refused(req.socket, 400, "bad_request", `HTTP/${req.httpVersion}`);
       return rawPlainText(socket, 400, "an Upgrade is taken up only in HTTP/1.1 and on a request without a body\n");
     }
-    if (!useOriginForm(req)) return rawPlainText(socket, 400, "malformed request target\n");
+    if (!useOriginForm(req)) {
+      proxy.refused(req.socket, 400, "bad_request");
+      return rawPlainText(socket, 400, "malformed request target\n");
+    }
     proxy.handleUpgrade(req as never, socket, head, true);
   });
 

@@ -20,12 +20,15 @@ const APP = "shop";
 
 interface Answer { status: number; body: string; headers: http.IncomingHttpHeaders }
 
-/** A request through deck's router with the app's host name (no keep-alive, so each is a fresh connection). */
-function request(port: number, method: string, path: string, body?: Buffer): Promise<Answer> {
+/**
+ * A request through deck's router with the app's host name (no keep-alive, so each is a fresh
+ * connection), from 127.0.0.1 unless `from` names another loopback address (a client of its own).
+ */
+function request(port: number, method: string, path: string, body?: Buffer, from?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { host: `${APP}.localhost` };
     if (body) headers["content-length"] = body.length;
-    const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false, timeout: 10_000 }, (res) => {
+    const req = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false, timeout: 10_000, localAddress: from }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c) => (text += c));
@@ -184,6 +187,26 @@ for (const backend of backends) {
       assert.match(text, /rate-burst: +2000 \(default\)/);
     });
 
+    it("router:set rate-limit alone: the burst in effect is twice the rate, and router:report says so", async () => {
+      // A client of its own (127.0.0.2), so the earlier test's bucket does not count.
+      const fromNewClient = (path: string) => request(deck.ports.http, "GET", path, undefined, "127.0.0.2");
+      assert.match(await sshOk(`router:set ${APP} rate-limit 1`), /^shop: rate-limit 1\/s per client IP; rate-burst 2 \(default: twice the rate-limit\)$/m);
+      const report = await routerReport();
+      assert.deepEqual(report.settings.rateLimitBurst, { key: "rate-burst", value: 2, default: true, derivedFrom: "rate-limit" });
+      assert.match(await sshOk(`router:report ${APP}`), /^rate-burst: +2 \(default: twice the rate-limit\)$/m);
+      const answers: Answer[] = [];
+      for (let i = 0; i < 3; i++) answers.push(await fromNewClient(`/derived-${i}`));
+      assert.deepEqual(answers.map((a) => a.status), [200, 200, 429], "the router applies the burst the report shows");
+
+      await sshOk(`router:set ${APP} rate-burst 5`);
+      assert.match(await sshOk(`router:set ${APP} rate-burst`), /^shop: rate-burst is back to twice the app's rate-limit, 2$/m);
+      const viaApi = await api("GET", `/apps/${APP}/router`);
+      assert.deepEqual(viaApi.json.settings.rateLimitBurst, { key: "rate-burst", value: 2, default: true, derivedFrom: "rate-limit" });
+
+      assert.match(await sshOk(`router:set ${APP} rate-limit`), /^shop: rate-limit is back to the server default, 0 \(no limit, default\)$/m);
+      assert.deepEqual((await routerReport()).settings.rateLimitBurst, { key: "rate-burst", value: 2000, default: true });
+    });
+
     it("router:set max-body-size 1k: a 2 KB POST gets 413, a 500 B POST passes", async () => {
       assert.match(await sshOk(`router:set ${APP} max-body-size 1k`), /max-body-size 1k/);
       const big = await request(deck.ports.http, "POST", "/upload", Buffer.alloc(2048, "x"));
@@ -220,6 +243,7 @@ for (const backend of backends) {
       assertOneLineError(await ssh(`router:set ${APP} speed 3`), /^deck: "speed" is not a router setting; use one of rate-limit, rate-burst, max-body-size, redirect-https, hsts$/, "unknown key");
       assertOneLineError(await ssh(`router:set ${APP} rate-limit fast`), /^deck: "fast" is not a valid rate-limit: give a number of requests per second/, "rate-limit fast");
       assertOneLineError(await ssh(`router:set ${APP} rate-limit -1`), /not a valid rate-limit/, "rate-limit -1");
+      assertOneLineError(await ssh(`router:set ${APP} rate-limit 0.0000001`), /^deck: "0.0000001" is not a valid rate-limit: give a number of requests per second per client IP from 0\.000001 to 1000000/, "rate-limit below the slowest");
       assertOneLineError(await ssh(`router:set ${APP} rate-burst 0`), /^deck: "0" is not a valid rate-burst: give a whole number/, "rate-burst 0");
       assertOneLineError(await ssh(`router:set ${APP} rate-burst 1.5`), /not a valid rate-burst/, "rate-burst 1.5");
       assertOneLineError(await ssh(`router:set ${APP} max-body-size 10q`), /^deck: "10q" is not a valid max-body-size: give a size like 10m, 512k or 1g \(0 = no limit\)$/, "max-body-size 10q");
@@ -231,6 +255,8 @@ for (const backend of backends) {
 
       for (const [body, pattern] of [
         [{ rateLimitRps: -1 }, /body\.rateLimitRps/],
+        // The same bounds as router:set: these once broke limits (1e-25) or the request (1e-50: a 500).
+        ...[1e-25, 1e-50, 0.0000009, 2_000_000].map((v) => [{ rateLimitRps: v }, /^body\.rateLimitRps: a number of requests per second per client IP from 0\.000001 to 1000000, like 10 or 0\.5 \(0 = no limit\)$/] as const),
         [{ rateLimitBurst: 0 }, /body\.rateLimitBurst/],
         [{ maxBodyBytes: "lots" }, /body\.maxBodyBytes: a number of bytes or a size like 10m/],
         [{ speed: 3 }, /unknown field "speed"/],

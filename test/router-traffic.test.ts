@@ -145,6 +145,8 @@ describe(`the router in front of deployed apps (${backend.name} PostgreSQL)`, ()
     const table = await deck.ssh("usage:report metered");
     assert.match(table.stdout, /HOUR \(UTC\)\s+REQUESTS\s+IN\s+OUT/);
     assert.match(table.stdout, /total\s+6\s/);
+    // Binary units, named as such: 50,000 bytes in is 48.8 KiB and more.
+    assert.match(table.stdout, /total\s+6\s+\d+\.\d KiB\s/);
 
     const api = await fetch(`http://127.0.0.1:${deck.ports.api}/api/v1/apps/metered/usage?hours=2`, { headers: { Authorization: `Bearer ${deck.token}` } });
     assert.equal(api.status, 200);

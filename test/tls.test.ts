@@ -226,6 +226,19 @@ if (backend) {
       // Still the uploaded one.
       assert.equal((await peer(deck.ports.https, "shop.own.test", own.cert)).subject, "shop.own.test");
 
+      // A long chain (key last, as the help says) is read whole; input over 1 MiB is refused, not cut.
+      const cas = [0, 1, 2].map((i) => makeCert(work, `ca${i}`, `ca${i}.own.test`).cert).join("");
+      let chain = "";
+      while (chain.length < 70 * 1024) chain += cas;
+      const long = await sshWithInput("certs:add shop", own.cert + chain + own.key);
+      assert.equal(long.code, 0, long.stderr);
+      assert.match(long.stdout, /^shop now serves your certificate for shop\.own\.test/m);
+      while (chain.length < 1100 * 1024) chain += cas;
+      const huge = await sshWithInput("certs:add shop", own.cert + chain + own.key);
+      assert.notEqual(huge.code, 0);
+      assert.equal(huge.stderr.trim().split("\n").length, 1, huge.stderr);
+      assert.match(huge.stderr.trim(), /^deck: the input is 1\.\d MiB, over the 1 MiB a command reads; send only the certificate, its chain and its key/);
+
       const removed = await deck.ssh("certs:remove shop shop.own.test");
       assert.equal(removed.code, 0, removed.stderr);
       assert.equal((await peer(deck.ports.https, "shop.own.test")).subject, FALLBACK_SUBJECT);

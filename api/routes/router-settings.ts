@@ -1,5 +1,5 @@
 import { z } from "zod/v4";
-import { DeckError } from "../../core/index.ts";
+import { DeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MIN } from "../../core/index.ts";
 import {
   maintenanceReport, parseBodySize, routerReport, ROUTER_LIMITS, setMaintenance, setRouterSettings, startApp, stopApp, type RouterSettingsChange,
 } from "../../deploy/index.ts";
@@ -11,7 +11,9 @@ import { appParams, outputLines } from "../schemas.ts";
 const settingView = z.object({
   key: z.string().describe("the setting's name in `router:set`"),
   value: z.union([z.number(), z.boolean()]).describe("the value in effect"),
-  default: z.boolean().describe("true when the app has no value of its own (the server default applies)"),
+  default: z.boolean().describe("true when the app has no value of its own (the server default applies, unless derivedFrom says otherwise)"),
+  derivedFrom: z.literal("rate-limit").optional()
+    .describe("set when the value follows from the app's own rate-limit: with no rate-burst of its own, an app that sets rate-limit gets twice it (at least 1)"),
 });
 
 const routerReportSchema = z.object({
@@ -35,7 +37,10 @@ defineRoute({
   method: "patch", path: "/apps/:app/router", tag: "router",
   summary: "Change router settings; null returns a setting to the server default; applies at once", params: appParams,
   body: z.object({
-    rateLimitRps: z.number().min(0).max(ROUTER_LIMITS.rateLimitRps).nullable().optional().describe("requests per second per client IP (0 = no limit)"),
+    // The same bounds as router:set (isRateLimitRps), with one message whatever is wrong.
+    rateLimitRps: z.number({ error: RATE_LIMIT_ALLOWED }).min(0, { error: RATE_LIMIT_ALLOWED }).max(ROUTER_LIMITS.rateLimitRps, { error: RATE_LIMIT_ALLOWED })
+      .refine(isRateLimitRps, { error: RATE_LIMIT_ALLOWED }).nullable().optional()
+      .describe(`requests per second per client IP: 0 (no limit) or from ${RATE_LIMIT_RPS_MIN.toFixed(6)} to ${ROUTER_LIMITS.rateLimitRps}`),
     rateLimitBurst: z.number().int().min(1).max(ROUTER_LIMITS.rateLimitBurst).nullable().optional().describe("requests a client IP may make at once"),
     maxBodyBytes: z.union([z.number().int().min(0).max(ROUTER_LIMITS.maxBodyBytes), z.string().max(20)]).nullable().optional()
       .describe("largest request body: bytes or a size like \"10m\" (0 = no limit)"),

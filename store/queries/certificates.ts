@@ -3,7 +3,8 @@ import { q, sql, toIso, type Db } from "./db.ts";
 
 /**
  * HTTPS certificates (migration 012), one row per host name. Private keys are sealed like config vars.
- * Every change sends NOTIFY on CERTS_CHANNEL so router nodes reading PostgreSQL reload the list.
+ * Every change sends NOTIFY on CERTS_CHANNEL so router nodes reading PostgreSQL reload the list: the
+ * functions here for inserts and updates, a trigger for every delete (migration 018), cascades included.
  */
 export const CERTS_CHANNEL = "deck_certs";
 
@@ -100,42 +101,67 @@ export async function saveIssuedCertificate(db: Db, c: IssuedCertificate): Promi
 }
 
 /**
- * Records why an ACME order failed. A first order leaves the domain 'failed'; a failed renewal keeps
- * the certificate issued (it is still valid) with the error beside it. Manual rows are left alone.
+ * Records why an ACME order of app `appId` failed. A first order leaves the domain 'failed'; a failed
+ * renewal keeps the certificate issued (it is still valid) with the error beside it. Manual rows and
+ * rows of another app are left alone. When the row is gone (the domain was removed and added again
+ * while the order ran) and the domain still belongs to the app, a 'failed' row is made, so the failure
+ * shows in domains:report and the order is retried like any failed one.
  */
-export async function saveAcmeFailure(db: Db, domain: string, error: string): Promise<void> {
-  await db.query(q`UPDATE certificates SET
-      status = CASE WHEN status = 'issued' THEN 'issued' ELSE 'failed' END,
-      error = ${error}, updated_at = now()
-    WHERE domain = ${domain} AND source = 'acme'`);
+export async function saveAcmeFailure(db: Db, domain: string, appId: number, error: string): Promise<void> {
+  await db.query(q`WITH updated AS (
+      UPDATE certificates SET
+        status = CASE WHEN status = 'issued' THEN 'issued' ELSE 'failed' END,
+        error = ${error}, updated_at = now()
+      WHERE domain = ${domain} AND source = 'acme' AND app_id = ${appId}
+      RETURNING domain)
+    INSERT INTO certificates (domain, app_id, source, status, error, last_attempt_at)
+      SELECT d.domain, d.app_id, 'acme', 'failed', ${error}, now() FROM domains d
+      WHERE d.domain = ${domain} AND d.app_id = ${appId} AND NOT EXISTS (SELECT 1 FROM updated)
+    ON CONFLICT (domain) DO NOTHING`);
   await announce(db, domain);
 }
 
+/** Deletes the domain's certificate (of one source only, when given); the delete trigger announces it. */
 export async function deleteCertificate(db: Db, domain: string, source?: CertificateSource): Promise<boolean> {
   const r = source === undefined
     ? await db.query(q`DELETE FROM certificates WHERE domain = ${domain}`)
     : await db.query(q`DELETE FROM certificates WHERE domain = ${domain} AND source = ${source}`);
-  if (r.rowCount > 0) await announce(db, domain);
   return r.rowCount > 0;
 }
 
 export interface DueCertificatesQuery {
   /** Issued ACME certificates expiring before this are due for renewal. */
   renewBefore: Date;
-  /** Failed orders last tried before this are tried again (pending ones always are: the caller skips those under way). */
+  /**
+   * Failed orders last tried before this are tried again, first orders and renewals alike (pending
+   * ones always are: the caller skips those under way).
+   */
   retryBefore: Date;
 }
 
 /** ACME certificates to order now: expiring soon, pending, or failed and not tried lately. */
 export async function listDueAcmeCertificates(db: Db, due: DueCertificatesQuery): Promise<CertificateRow[]> {
+  const retryBefore = due.retryBefore.toISOString();
   const rows = await db.any(q`SELECT ${COLUMNS} FROM certificates
     WHERE source = 'acme' AND (
-      (status = 'issued' AND not_after < ${due.renewBefore.toISOString()})
+      (status = 'issued' AND not_after < ${due.renewBefore.toISOString()}
+        AND (error IS NULL OR last_attempt_at IS NULL OR last_attempt_at < ${retryBefore}))
       OR status = 'pending'
-      OR (status = 'failed' AND (last_attempt_at IS NULL OR last_attempt_at < ${due.retryBefore.toISOString()}))
+      OR (status = 'failed' AND (last_attempt_at IS NULL OR last_attempt_at < ${retryBefore}))
     )
     ORDER BY domain`);
   return rows.map(toCertificate);
+}
+
+/**
+ * Custom domains with no certificate row at all: never ordered (added while DECK_ACME was off), or
+ * whose order's row went away while it ran. The caller orders those it orders for.
+ */
+export async function listDomainsWithoutCertificate(db: Db): Promise<{ domain: string; appId: number }[]> {
+  const rows = await db.any(q`SELECT d.domain, d.app_id FROM domains d
+    WHERE NOT EXISTS (SELECT 1 FROM certificates c WHERE c.domain = d.domain)
+    ORDER BY d.domain`);
+  return rows.map((r) => ({ domain: String(r.domain), appId: Number(r.app_id) }));
 }
 
 /** What a router serves: every issued certificate with its key, one entry per distinct chain. */

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { destroyEmbeddedServer, openDatabase, redactUrl, type Database } from "../../store/index.ts";
+import { configureSecrets } from "../../store/secret-box.ts";
 
 /**
  * Database backends for tests. Every suite that touches PostgreSQL runs against the embedded server and,
@@ -73,8 +74,11 @@ export interface TestDatabase {
   cleanup(): Promise<void>;
 }
 
-/** Opens a migrated database on `backend` with a fresh temp data dir. Call `cleanup` in an `after` hook. */
-export async function openTestDatabase(backend: DbBackend): Promise<TestDatabase> {
+/**
+ * Opens a migrated database on `backend` with a fresh temp data dir. Call `cleanup` in an `after` hook.
+ * With `secrets`, values deck seals (config vars, private keys) are sealed with a fresh master key.
+ */
+export async function openTestDatabase(backend: DbBackend, options: { secrets?: boolean } = {}): Promise<TestDatabase> {
   const dataDir = await mkdtemp(join(tmpdir(), "deck-db-"));
   const removeAll = async () => {
     if (backend.name === "external") await backend.drop();
@@ -84,6 +88,7 @@ export async function openTestDatabase(backend: DbBackend): Promise<TestDatabase
   let db: Database;
   try {
     db = await openDatabase({ dataDir, databaseUrl: backend.name === "external" ? backend.url : undefined });
+    if (options.secrets) configureSecrets({ dataDir, masterKey: randomBytes(32).toString("base64") });
   } catch (e) {
     await removeAll();
     throw e;

@@ -6,6 +6,10 @@ import { freePort } from "../../router/test-support.ts";
 export interface TestRedis {
   url: string;
   port: number;
+  /** Freezes the server (SIGSTOP): its connections stay open and nothing answers, as with a hung Redis. */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -38,7 +42,15 @@ export async function startRedis(): Promise<TestRedis> {
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
+    pause() {
+      child.kill("SIGSTOP");
+    },
+    resume() {
+      child.kill("SIGCONT");
+    },
     async stop() {
+      // A paused server would not act on SIGTERM until continued.
+      if (child.exitCode === null) child.kill("SIGCONT");
       if (child.exitCode === null) child.kill("SIGTERM");
       await exited;
     },
