@@ -129,7 +129,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const routerMetering = createRouterMetering(paths.routerSocket);
     const metering = new UsageSaver(() => db.pool, routerMetering, log);
     metering.start(config.meteringInterval * 1000);
-    deps.saveUsage = () => metering.save();
+    deps.saveUsage = () => metering.saveAll();
     started.push(async () => {
       // Deploys already under way (a webhook's, a config change's) finish before the database closes;
       // one still running after the deadline is marked failed at the next start.

@@ -50,7 +50,11 @@ export class AccessLog {
   }
 
   private open(): WriteStream {
-    mkdirSync(dirname(this.path), { recursive: true });
+    try {
+      mkdirSync(dirname(this.path), { recursive: true });
+    } catch {
+      // The write's callback reports it (ENOENT, EACCES …), and the retry tries again.
+    }
     const stream = createWriteStream(this.path, { flags: "a", mode: 0o640 });
     // A failed open or write is seen by the write's callback.
     stream.on("error", () => {});
@@ -74,7 +78,8 @@ export class AccessLog {
     // Request ids, app names, addresses and methods are checked token characters (see forward-headers and
     // core/app-name; Node accepts only token methods): only Host and path can need escaping.
     this.buffer += `{"time":"${this.lastTime}","request_id":"${r.requestId}","app":${r.app === null ? "null" : `"${r.app}"`},"client":"${r.client ?? ""}","method":"${r.method ?? ""}","host":${JSON.stringify(r.host ?? "")},"path":${JSON.stringify(r.path ?? "")},"protocol":"${r.protocol}","status":${r.status},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"duration_ms":${r.durationMs.toFixed(3)},"upstream":${r.upstream === null ? "null" : `"${r.upstream}"`}${r.reason ? `,"reason":"${r.reason}"` : ""}}\n`;
-    if (this.buffer.length >= FLUSH_BYTES) this.flush();
+    // While the file cannot be written, only the retry timer tries again.
+    if (this.buffer.length >= FLUSH_BYTES && this.failed === null) this.flush();
     else this.schedule(FLUSH_MS);
   }
 

@@ -61,7 +61,9 @@ export interface ConnectionHost {
 }
 
 /** The access log's reason for a request the router could not read, by status. */
-const REFUSAL_REASONS: Record<number, string> = { 400: "bad_request", 408: "header_timeout", 431: "header_too_large", 501: "not_implemented" };
+const REFUSAL_REASONS: Record<number, string> = {
+  400: "bad_request", 408: "header_timeout", 417: "expectation_failed", 431: "header_too_large", 500: "router_error", 501: "not_implemented", 505: "http_version_not_supported",
+};
 
 /** Request-body bytes held for a reader that is not reading yet, and pipelined bytes, before the socket is paused. */
 const HOLD_BYTES = 64 * 1024;
@@ -587,7 +589,7 @@ export class ClientConnection implements RequestSink {
       if (res.headersSent) return void this.socket.destroy();
     }
     // A request under way is logged as that request; otherwise this answer is logged on its own.
-    if (res === null) this.host.refused(this.socket, err.status, REFUSAL_REASONS[err.status] ?? "bad_request");
+    if (res === null) this.host.refused(this.socket, err.status, REFUSAL_REASONS[err.status] ?? `status_${err.status}`);
     const body = `${err.message}\n`;
     this.socket.write(
       `HTTP/1.1 ${err.status} ${REASONS[err.status] ?? "Bad Request"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nDate: ${httpDate()}\r\nConnection: close\r\n\r\n${body}`,

@@ -204,7 +204,7 @@ export class Metering {
    * Takes back what an earlier router left in `file` (see saveUnsaved) and removes the file. A held
    * batch keeps its id, so a batch saved just before that router stopped is not added twice.
    */
-  async loadUnsaved(file: string): Promise<{ entries: number } | { error: string }> {
+  async loadUnsaved(file: string): Promise<{ entries: number; skipped?: number } | { error: string }> {
     const read = await readJsonFile(file);
     if (!read.ok) return { error: read.message };
     if (read.missing) return { entries: 0 };
@@ -215,16 +215,23 @@ export class Metering {
         && [x.requests, x.bytesIn, x.bytesOut].every((n) => Number.isSafeInteger(n) && n >= 0);
     };
     const held = value?.held;
-    const heldOk = held === null || held === undefined || (typeof held.id === "string" && Array.isArray(held.usage) && held.usage.every(valid));
-    if (!heldOk || !Array.isArray(value?.pending) || !value.pending.every(valid)) return { error: `${file}: not a metering file deck wrote` };
-    if (held) {
-      // A router starts with nothing held, so this is the only held batch.
-      if (this.held === null) this.held = held;
-      else for (const u of held.usage) accumulateUsage(this.earlier, u);
+    if (typeof value !== "object" || value === null || !Array.isArray(value.pending) || (held != null && (typeof held.id !== "string" || !Array.isArray(held.usage)))) {
+      return { error: `${file}: not a metering file deck wrote` };
     }
-    for (const u of value.pending) accumulateUsage(this.earlier, u);
+    // An entry that does not read as counts is left out; the others are still saved.
+    let skipped = 0;
+    const keep = (list: unknown[]) => list.filter((u) => valid(u) || (skipped++, false)) as AppUsage[];
+    const pending = keep(value.pending);
+    if (held) {
+      const usage = keep(held.usage);
+      // A router starts with nothing held, so this is the only held batch.
+      if (this.held === null) this.held = { id: held.id, usage };
+      else for (const u of usage) accumulateUsage(this.earlier, u);
+    }
+    for (const u of pending) accumulateUsage(this.earlier, u);
     await unlink(file).catch(() => {});
-    return { entries: value.pending.length + (held?.usage.length ?? 0) };
+    const entries = pending.length + (this.held?.usage.length ?? 0);
+    return skipped > 0 ? { entries, skipped } : { entries };
   }
 
   metrics(): Promise<string> {

@@ -146,7 +146,7 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   const https = createTlsFrontend({ proxy, certs, log });
   const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
   if ("error" in unsaved) log(`metering: cannot read unsaved usage: ${unsaved.error}`);
-  else if (unsaved.entries > 0) log(`metering: took back ${unsaved.entries} unsaved usage entries from ${paths.meteringFile}`);
+  else if (unsaved.entries > 0 || unsaved.skipped) log(`metering: took back ${unsaved.entries} unsaved usage entries from ${paths.meteringFile}${unsaved.skipped ? `; left out ${unsaved.skipped} that did not read as counts` : ""}`);
   const listen = async (what: string, host: string, port: number, envName: string, start: () => Promise<void>) => {
     try {
       await start();

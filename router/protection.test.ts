@@ -375,7 +375,7 @@ test("an open WebSocket tunnel's bytes are counted as they go, its request when 
 test("the rest of an upload the app answered early is charged to no request, not to the next one on the connection", async (t) => {
   const early = await upstream(t, "no", (_req, res) => { res.writeHead(401, { "Content-Length": "2" }); res.end("no"); });
   const other = await upstream(t, "other");
-  const { proxy, port } = await startProxy(t, [
+  const { proxy, port, table } = await startProxy(t, [
     { app: "uploads", hosts: ["uploads.localhost"], upstreams: [early.address] },
     { app: "other", hosts: ["other.localhost"], upstreams: [other.address] },
   ]);
@@ -388,6 +388,17 @@ test("the rest of an upload the app answered early is charged to no request, not
   const usage = Object.fromEntries(takeUsage(proxy.metering).map((u) => [u.app, u.bytesIn]));
   assert.ok(usage.other < 200, `the next request is charged its own bytes only: ${usage.other}`);
   assert.ok(usage.uploads < 200_000, `the upload is charged what was read before its answer: ${usage.uploads}`);
+
+  // The router answers at once (maintenance) while the body arrives in the same read as the head:
+  // that request is charged what came with it, and the next one only its own bytes (never less).
+  table.set({ app: "uploads", hosts: ["uploads.localhost"], upstreams: [early.address], settings: { maintenance: true } });
+  const again = await rawClient(t, port, `POST /up HTTP/1.1\r\nHost: uploads.localhost\r\nContent-Length: 5000\r\n\r\n${"a".repeat(5000)}`);
+  await waitFor(() => again.text().includes("maintenance"), 5_000, "the maintenance page");
+  again.socket.write("GET / HTTP/1.1\r\nHost: other.localhost\r\n\r\n");
+  await waitFor(() => again.text().includes("other"), 5_000, "the next answer");
+  const second = Object.fromEntries(takeUsage(proxy.metering).map((u) => [u.app, u.bytesIn]));
+  assert.ok(second.uploads >= 5000, `the maintenance answer's request: ${second.uploads}`);
+  assert.ok(second.other > 0 && second.other < 200, `the next request: ${second.other}`);
 });
 
 /** A raw connection that sends `wire` and collects what comes back. */

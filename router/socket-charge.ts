@@ -22,9 +22,10 @@ export function chargeSocket(socket: ChargedSocket | null | undefined): [number,
 }
 
 /**
- * Bytes read on a connection that no request is charged: the rest of a body the router drops after
- * the app answered without reading it (the app never got them, and the next request did not send them).
+ * Bytes read on a connection that no later request is charged: the rest of a body the router drops
+ * after the request was answered (the app never got them, and the next request did not send them).
+ * Bytes read before the request was charged are its own already: the mark never passes what was read.
  */
 export function leaveUncharged(socket: ChargedSocket, bytesIn: number): void {
-  socket[CHARGED_IN] = (socket[CHARGED_IN] ?? 0) + bytesIn;
+  socket[CHARGED_IN] = Math.min(socket.bytesRead, (socket[CHARGED_IN] ?? 0) + bytesIn);
 }

@@ -3,7 +3,7 @@
  * were counted in, across lost answers, a stopped router, and a destroyed app.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it, mock } from "node:test";
@@ -62,6 +62,15 @@ describe("Metering batches", () => {
       assert.deepEqual(next.takeBatch(), held);
       next.acknowledge(held.id!);
       assert.deepEqual(next.takeBatch().usage.map((u) => [u.app, u.requests, u.bytesIn]), [["shop", 1, 7]]);
+
+      // A file with an entry that does not read as counts: the others are still taken back.
+      await writeFile(file, JSON.stringify({ held: null, pending: [
+        { app: "shop", hour: "2026-11-26T10:00:00.000Z", requests: 1, bytesIn: 10, bytesOut: 20 },
+        { app: "shop", hour: "2026-11-26T10:00:00.000Z", requests: 1, bytesIn: -5, bytesOut: 20 },
+      ] }));
+      const partly = new Metering();
+      assert.deepEqual(await partly.loadUnsaved(file), { entries: 1, skipped: 1 });
+      assert.deepEqual(partly.takeBatch().usage.map((u) => [u.requests, u.bytesIn]), [[1, 10]]);
 
       const empty = new Metering();
       assert.equal(await empty.saveUnsaved(file), 0);
@@ -136,6 +145,24 @@ describe(`saving usage (${backend.name} PostgreSQL)`, () => {
       ["2026-11-26T07:00:00.000Z", 1],
       ["2026-11-26T10:00:00.000Z", 1],
     ]);
+  });
+
+  it("a router started by an older deck hands its counts over once: a failed save keeps them in memory for the next", async () => {
+    await insertApp(t.db.pool, { name: "legacy", orgId, createdBy: null });
+    const handed = [{ app: "legacy", hour: "2026-11-26T12:00:00.000Z", requests: 4, bytesIn: 40, bytesOut: 400 }];
+    const source = { takeBatch: () => ({ id: null, usage: handed.splice(0) }), acknowledge: () => undefined };
+    let up = false;
+    const away = { transaction: () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")) } as unknown as DatabasePool;
+    const lines: string[] = [];
+    const saver = new UsageSaver(() => (up ? t.db.pool : away), source, (l) => lines.push(l));
+    await saver.save();
+    up = true;
+    await saver.save();
+    await saver.save();
+    const rows = await usageOf("legacy");
+    assert.deepEqual(rows.map((r) => [Number(r.requests), Number(r.bytes_in)]), [[4, 40]]);
+    assert.match(lines.join("\n"), /started by an older deck; restart it/);
+    assert.match(lines.join("\n"), /could not save usage \(kept in memory for the next try\)/);
   });
 
   it("keeps a destroyed app's usage, no longer tied to any app", async () => {

@@ -22,6 +22,12 @@ export class UsageSaver {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private failing = false;
+  /**
+   * A batch without an id (from a router started by an older deck, which hands its counts over only
+   * once) whose save failed: kept here and tried again first.
+   */
+  private carried: UsageBatch | null = null;
+  private toldLegacy = false;
 
   constructor(
     private readonly db: () => DatabasePool | null,
@@ -40,8 +46,18 @@ export class UsageSaver {
     return this.running;
   }
 
-  private trouble(what: string, e: unknown): void {
-    if (!this.failing) this.log(`metering: ${what} (the router keeps the counts for the next try): ${(e as Error).message}`);
+  /**
+   * Saves everything counted until now: after a save already under way, and after a batch handed
+   * out earlier (which holds only older counts), one more.
+   */
+  async saveAll(): Promise<void> {
+    await this.running;
+    await this.save();
+    await this.save();
+  }
+
+  private trouble(what: string, e: unknown, kept = "the router keeps the counts for the next try"): void {
+    if (!this.failing) this.log(`metering: ${what} (${kept}): ${(e as Error).message}`);
     this.failing = true;
   }
 
@@ -50,14 +66,23 @@ export class UsageSaver {
     if (db === null) return;
     let batch: UsageBatch;
     try {
-      batch = await this.source.takeBatch();
+      batch = this.carried ?? (await this.source.takeBatch());
     } catch (e) {
       return this.trouble("could not read the router's counts", e);
     }
     if (batch.usage.length === 0) return;
+    if (batch.id === null && !this.toldLegacy) {
+      this.toldLegacy = true;
+      this.log("metering: the running router was started by an older deck; restart it (`deck down`, then `deck server`) so its counts survive router restarts and SIGUSR1 reopens its access log");
+    }
     try {
       await saveUsageBatch(db, batch);
+      this.carried = null;
     } catch (e) {
+      if (batch.id === null) {
+        this.carried = batch;
+        return this.trouble("could not save usage", e, "kept in memory for the next try");
+      }
       return this.trouble("could not save usage", e);
     }
     try {
