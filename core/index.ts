@@ -9,4 +9,5 @@ export * from "./slug-env.ts";
 export * from "./usage.ts";
 export * from "./listen.ts";
 export * from "./rate-limit.ts";
+export * from "./read-capped.ts";
 export * from "./host-name.ts";

@@ -34,13 +34,15 @@ export class AccessLog {
   private stream: WriteStream;
   private buffer = "";
   private timer: NodeJS.Timeout | null = null;
-  private writing = false;
+  /** The write in progress, settled when its callback has run. */
+  private writing: Promise<void> | null = null;
   /** The part of a failed write that did not reach the file: written before anything newer. */
   private unwritten: Buffer | null = null;
   /** The last write failed: the file is opened again before the next one. */
   private failed: Error | null = null;
   private dropped = 0;
-  private reopening = false;
+  /** A reopen waiting for the write in progress, settled once the new file is in place. */
+  private reopening: Promise<void> | null = null;
 
   constructor(
     readonly path: string,
@@ -98,7 +100,7 @@ export class AccessLog {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (this.writing || this.reopening || (this.buffer.length === 0 && this.unwritten === null)) return;
+    if (this.writing !== null || this.reopening !== null || (this.buffer.length === 0 && this.unwritten === null)) return;
     if (this.failed !== null) {
       // Opened again: the disk may have room now, or the directory may be back.
       this.stream.destroy();
@@ -108,11 +110,13 @@ export class AccessLog {
     const data = this.unwritten === null ? fresh : Buffer.concat([this.unwritten, fresh]);
     this.buffer = "";
     this.unwritten = null;
-    this.writing = true;
+    let written!: () => void;
+    this.writing = new Promise((resolve) => (written = resolve));
     const stream = this.stream;
     const before = stream.bytesWritten;
     stream.write(data, (e) => {
-      this.writing = false;
+      this.writing = null;
+      written();
       if (e) {
         // What did not reach the file is written first next time, so a line cut by a full disk is
         // completed, not repeated.
@@ -137,40 +141,31 @@ export class AccessLog {
    * router with SIGUSR1 or SIGHUP), lines go to the new file. What was buffered goes to the old one.
    */
   reopen(): void {
-    if (this.closed !== null || this.reopening) return;
+    if (this.closed !== null || this.reopening !== null) return;
     this.flush();
-    this.reopening = true;
     const old = this.stream;
-    const swap = () => {
-      if (this.writing) return void setTimeout(swap, 10).unref();
+    this.reopening = (this.writing ?? Promise.resolve()).then(() => {
       this.stream = this.open();
-      this.reopening = false;
+      this.reopening = null;
       old.end();
       this.flush();
-    };
-    swap();
+    });
   }
 
   private closed: Promise<void> | null = null;
 
   /** Writes what is buffered and closes the file; later calls wait for the same close. */
   close(): Promise<void> {
-    if (this.closed === null) {
+    this.closed ??= (async () => {
       this.flush();
-      this.closed = new Promise((resolve) => {
-        const end = () => {
-          if (this.writing) return void setTimeout(end, 10);
-          // What came in meanwhile goes too, unless the file cannot be written.
-          if (this.failed === null && this.buffer.length > 0) {
-            this.flush();
-            return void setTimeout(end, 10);
-          }
-          if (this.timer !== null) clearTimeout(this.timer);
-          this.stream.end(() => resolve());
-        };
-        end();
-      });
-    }
+      // What comes in meanwhile goes too, unless the file cannot be written.
+      while (this.writing !== null || this.reopening !== null || (this.failed === null && this.buffer.length > 0)) {
+        if (this.writing !== null || this.reopening !== null) await (this.writing ?? this.reopening);
+        else this.flush();
+      }
+      if (this.timer !== null) clearTimeout(this.timer);
+      await new Promise<void>((resolve) => this.stream.end(() => resolve()));
+    })();
     return this.closed;
   }
 }

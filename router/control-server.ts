@@ -21,7 +21,7 @@
  * Errors answer `{"error":{"code","message"}}` with a one-line message.
  */
 import http from "node:http";
-import { DeckError, isDeckError } from "../core/index.ts";
+import { DeckError, isDeckError, readCapped } from "../core/index.ts";
 import type { Route } from "../core/index.ts";
 import { buildSnapshot, validateRoute, withoutRoute, withRoute, type RouteTable } from "./route-table.ts";
 import type { Metering } from "./metering.ts";
@@ -63,25 +63,12 @@ function sendError(res: http.ServerResponse, status: number, code: string, messa
   sendJson(res, status, { error: { code, message } });
 }
 
-/**
- * Reads the body up to `limit` bytes. A longer one is read to its end and dropped, so the caller gets
- * the 413 answer rather than a connection reset while it is still sending.
- */
-function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-      else chunks.length = 0;
-    });
-    req.on("end", () => {
-      if (size > limit) reject(new DeckError("body_too_large", `request body is ${mib(size)}, more than the ${mib(limit)} the router takes`, { size, limit }));
-      else resolve(Buffer.concat(chunks).toString("utf8"));
-    });
-    req.on("error", reject);
-  });
+/** Reads the body up to `limit` bytes; a longer one is read to its end and refused (413), not reset. */
+async function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  const { text, size, over, ended } = await readCapped(req, limit);
+  if (!ended) throw new DeckError("invalid_request", "the request body did not arrive whole");
+  if (over) throw new DeckError("body_too_large", `request body is ${mib(size)}, more than the ${mib(limit)} the router takes`, { size, limit });
+  return text;
 }
 
 async function readJson(req: http.IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {

@@ -151,17 +151,21 @@ export class Metering {
     this.rejected.inc({ app, reason });
   }
 
-  private startHour(now: number): void {
+  /** Moves this hour's counts in with the earlier ones: everything not handed over, in one map. */
+  private foldCurrent(): void {
     for (const u of this.current.values()) accumulateUsage(this.earlier, u);
     this.current = new Map();
+  }
+
+  private startHour(now: number): void {
+    this.foldCurrent();
     this.currentHour = hourOf(now);
     this.currentHourEnds = Math.floor(now / HOUR_MS) * HOUR_MS + HOUR_MS;
   }
 
   /** Everything counted and not yet handed over, per app and hour; the counts start again from zero. */
   private takePending(): AppUsage[] {
-    for (const u of this.current.values()) accumulateUsage(this.earlier, u);
-    this.current = new Map();
+    this.foldCurrent();
     const out = [...this.earlier.values()];
     this.earlier = new Map();
     return out;
@@ -191,9 +195,9 @@ export class Metering {
   /** Writes what is not saved yet to `file` (or removes the file when nothing is), for the next start. */
   async saveUnsaved(file: string): Promise<number> {
     this.chargeOpen();
-    const unsaved: UnsavedUsage = { held: this.held, pending: this.takePending() };
-    // Kept in memory too: this router may go on counting (a node whose database came back).
-    for (const u of unsaved.pending) accumulateUsage(this.earlier, u);
+    // Copied, and kept in memory too: this router may go on counting (a node whose database came back).
+    this.foldCurrent();
+    const unsaved: UnsavedUsage = { held: this.held, pending: [...this.earlier.values()].map((u) => ({ ...u })) };
     const n = unsaved.pending.length + (unsaved.held?.usage.length ?? 0);
     if (n === 0) await unlink(file).catch(() => {});
     else await writeJsonFileAtomically(file, unsaved);

@@ -545,17 +545,26 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
     }
     const ms = performance.now() - start;
-    if (entry !== null) {
-      this.metering.record(entry.app, status, bytesIn, bytesOut, ms / 1000);
-      if (reason !== undefined) this.metering.reject(entry.app, reason);
-    } else if (reason !== undefined) {
-      this.metering.reject("", reason);
-    }
+    // An exchange's own reason (an app that did not answer …) is counted by the exchange; here it is logged.
+    this.counted(req, fwd, entry, status, bytesIn, bytesOut, ms, ms, exchange?.upstreamAddress ?? null, reason, reason ?? exchange?.reason);
+  }
+
+  /**
+   * Metering and the access-log line of a request that is over. `latencyMs` goes to the histogram
+   * (for a tunnel, the time to the app's answer), `durationMs` to the log (a tunnel's whole life);
+   * `reason` is counted as a rejection and logged, `logReason` only logged.
+   */
+  private counted(
+    req: ProxyRequest, fwd: ForwardHeaders, entry: RouteEntry | null, status: number, bytesIn: number, bytesOut: number,
+    latencyMs: number, durationMs: number, upstream: string | null, reason: string | undefined, logReason = reason,
+  ): void {
+    const app = entry === null ? null : entry.app;
+    if (app !== null) this.metering.record(app, status, bytesIn, bytesOut, latencyMs / 1000);
+    if (reason !== undefined) this.metering.reject(app ?? "", reason);
     // The address as the request arrived: an HTTP/2 stream has left its session by the time it closes.
     this.accessLog?.write({
-      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: fwd.client, method: req.method, host: fwd.host,
-      path: req.url, protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms,
-      upstream: exchange?.upstreamAddress ?? null, reason: reason ?? exchange?.reason,
+      requestId: fwd.requestId, app, client: fwd.client, method: req.method, host: fwd.host, path: req.url,
+      protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs, upstream, reason: logReason,
     });
   }
 
@@ -623,19 +632,8 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   private trackUpgrade(req: ProxyRequest, fwd: ForwardHeaders, entry: RouteEntry | null, start: number, outcome: UpgradeOutcome): void {
     this.openTunnels.delete(req.socket as ChargedSocket);
     const [bytesIn, bytesOut] = chargeSocket(req.socket as ChargedSocket);
-    const status = outcome.status || 499;
-    const ms = performance.now() - start;
-    if (entry !== null) {
-      // Its latency is the time to the app's answer; the tunnel's lifetime is in the access log.
-      this.metering.record(entry.app, status, bytesIn, bytesOut, ((outcome.answeredAt ?? performance.now()) - start) / 1000);
-      if (outcome.reason !== undefined) this.metering.reject(entry.app, outcome.reason);
-    } else if (outcome.reason !== undefined) {
-      this.metering.reject("", outcome.reason);
-    }
-    this.accessLog?.write({
-      requestId: fwd.requestId, app: entry === null ? null : entry.app, client: fwd.client, method: req.method, host: fwd.host, path: req.url,
-      protocol: `HTTP/${req.httpVersion}`, status, bytesIn, bytesOut, durationMs: ms, upstream: outcome.upstream, reason: outcome.reason,
-    });
+    const now = performance.now();
+    this.counted(req, fwd, entry, outcome.status || 499, bytesIn, bytesOut, (outcome.answeredAt ?? now) - start, now - start, outcome.upstream, outcome.reason);
   }
 
   /** Where a plain-HTTP request to an app with `redirectHttps` is sent. */
