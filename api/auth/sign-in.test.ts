@@ -87,8 +87,13 @@ for (const backend of backends) {
         return performance.now() - start;
       };
       await newUser("timing@example.com");
-      const known = await time("timing@example.com");
-      const unknown = await time("nobody-else@example.com");
+      // The fastest of five interleaved tries each: other work on the machine only ever adds time.
+      let known = Infinity;
+      let unknown = Infinity;
+      for (let i = 0; i < 5; i++) {
+        known = Math.min(known, await time("timing@example.com"));
+        unknown = Math.min(unknown, await time(`nobody-else-${i}@example.com`));
+      }
       assert.ok(unknown > known / 3, `unknown email answered in ${unknown.toFixed(1)} ms, known in ${known.toFixed(1)} ms`);
     });
 
