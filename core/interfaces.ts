@@ -6,6 +6,16 @@ import type { Procfile } from "./procfile.ts";
 
 export type LineSink = (line: string) => void;
 
+/**
+ * The unprivileged identity an app's code runs as on the process runtime: its own uid and gid,
+ * allocated by deck and stored with the app (no /etc/passwd entry). Every build step, release
+ * command and app process of the app runs under it inside the sandbox (runtime/sandbox.ts).
+ */
+export interface SandboxIdentity {
+  uid: number;
+  gid: number;
+}
+
 // ---------- builder ----------
 export interface BuildRequest {
   app: string;
@@ -28,6 +38,8 @@ export interface BuildRequest {
   timeoutMs: number;
   onLine: LineSink;
   signal?: AbortSignal;
+  /** The app's sandbox identity: build steps run under it (process runtime). Unset = no sandbox (tests of the builder alone). */
+  sandbox?: SandboxIdentity;
 }
 
 export type BuildResult =
@@ -70,9 +82,11 @@ export interface ProcessSpec {
   logFile: string;
   /** Docker runtime: the image to run; unset = the one named by IMAGE_REF_FILE in `cwd`. Other runtimes ignore it. */
   image?: string;
-  /** Per-app limits; runtimes that enforce limits (Docker) use their defaults when unset. */
+  /** Per-app limits; runtimes use their defaults (DECK_APP_MEMORY, DECK_APP_CPUS) when unset. */
   memoryBytes?: number;
   cpus?: number;
+  /** The app's sandbox identity (process runtime): the process runs under it. Other runtimes ignore it. */
+  sandbox?: SandboxIdentity;
 }
 
 export interface ProcessInfo {
