@@ -4,7 +4,6 @@ import { callerFor } from "../deploy/index.ts";
 import { authenticateBearer, type AuthDeps } from "./auth/index.ts";
 import { errorMiddleware } from "./errors.ts";
 import { metricsHandler } from "./metrics.ts";
-import { buildOpenApi } from "./openapi.ts";
 import { ROUTES, runRoute, type ApiDeps } from "./registry.ts";
 import "./routes/apps.ts";
 import "./routes/router-settings.ts";
@@ -12,16 +11,21 @@ import "./routes/accounts.ts";
 import "./routes/webhooks.ts";
 import "./routes/usage.ts";
 import "./routes/auth.ts";
+import "./routes/meta.ts";
 import type { DeployDeps } from "../deploy/index.ts";
 
-export const API_VERSION = "1.0.0";
+export { API_VERSION } from "./openapi.ts";
 
 export function bearerToken(header: string | undefined): string | null {
   const m = /^Bearer\s+(\S{1,4096})$/i.exec(header ?? "");
   return m ? m[1] : null;
 }
 
-/** The REST API under /api/v1 (Koa). Every route is defined in api/routes with its schemas. */
+/**
+ * The REST API under /api/v1 (Koa). Every route is defined in api/routes with its schemas and the
+ * token scope it needs, and runs through `runRoute`, which enforces that scope. (`/metrics`, outside
+ * /api/v1, is for platform admins and checks that itself.)
+ */
 export function createApiApp(deployDeps: DeployDeps, extra: Partial<ApiDeps> = {}): Koa {
   const deps: ApiDeps = {
     ...deployDeps,
@@ -39,13 +43,6 @@ export function createApiApp(deployDeps: DeployDeps, extra: Partial<ApiDeps> = {
   app.proxy = false;
   app.use(errorMiddleware(deployDeps.log));
   const router = new Router({ prefix: "/api/v1" });
-  const openapi = buildOpenApi(API_VERSION);
-  router.get("/openapi.json", (ctx) => {
-    ctx.body = openapi;
-  });
-  router.get("/health", (ctx) => {
-    ctx.body = { ok: true };
-  });
   for (const def of ROUTES) router[def.method](def.path, runRoute(def, deps));
   const root = new Router();
   root.get("/metrics", metricsHandler({ authenticate: deps.authenticate, routerMetrics: deps.extra.routerMetrics as (() => Promise<string>) | undefined }));

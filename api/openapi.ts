@@ -1,6 +1,8 @@
 import { z } from "zod/v4";
 import { ROUTES, type RouteDef } from "./registry.ts";
 
+export const API_VERSION = "1.0.0";
+
 function toOpenApiPath(path: string): string {
   return path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
 }
@@ -44,7 +46,10 @@ export function buildOpenApi(version: string): Record<string, unknown> {
         default: { description: "error", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
       },
     };
-    if (def.auth !== "none") op.security = [{ bearer: [] }];
+    // The scope is listed on the bearer requirement (OpenAPI 3.1 allows roles there) and as x-scope.
+    op["x-scope"] = def.scope;
+    if (def.scopeWhen) op["x-scope-when"] = def.scopeWhen;
+    if (def.scope !== "public") op.security = [{ bearer: [def.scope] }];
     if (def.body) op.requestBody = { required: true, content: { "application/json": { schema: jsonSchema(def.body) } } };
     p[def.method] = op;
   }

@@ -2,15 +2,21 @@ import type Koa from "koa";
 import { z } from "zod/v4";
 import { DeckError } from "../core/index.ts";
 import type { Caller, DeployDeps } from "../deploy/index.ts";
+import { scopeCovers, type Scope } from "./auth/scopes.ts";
 import { readJsonBody } from "./body.ts";
 
-/** Token scopes, each including the ones before it. */
-export const SCOPES = ["read", "deploy", "write", "admin"] as const;
-export type Scope = (typeof SCOPES)[number];
+/**
+ * Who may call a route: `public` takes no token (sign-in, the JWKS, webhooks that verify their own
+ * signatures); otherwise the narrowest token scope that may (see api/auth/scopes.ts). A session's
+ * access token carries every scope, so only personal tokens are narrowed; roles still apply to both.
+ */
+export type RouteScope = Scope | "public";
 
-export function scopeAllows(granted: readonly string[], needed: Scope): boolean {
-  const rank = SCOPES.indexOf(needed);
-  return granted.some((g) => SCOPES.indexOf(g as Scope) >= rank);
+/** A query value that asks for more than the route itself: `reveal=true` on config shows secrets. */
+export interface ScopeWhen {
+  query: string;
+  equals: string;
+  scope: Scope;
 }
 
 export interface ApiCaller extends Caller {
@@ -40,10 +46,10 @@ export interface RouteDef<P extends z.ZodType = z.ZodType, Q extends z.ZodType =
   path: string;
   tag: string;
   summary: string;
-  /** `none` = public (sign-in, webhooks verify their own signatures). */
-  auth?: "user" | "none";
-  /** Scope a token needs for this route. */
-  scope?: Scope;
+  /** The scope a token needs for this route: declared on every route, enforced for all by `runRoute`. */
+  scope: RouteScope;
+  /** A query value that needs a wider scope than `scope`. */
+  scopeWhen?: ScopeWhen;
   params?: P;
   query?: Q;
   body?: B;
@@ -75,15 +81,32 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, whe
   return r.data;
 }
 
+/** The scope a request to `def` needs: the route's own, or more for a query value that asks for more. */
+export function requiredScope(def: RouteDef, query: URLSearchParams): RouteScope {
+  const when = def.scopeWhen;
+  return when && query.getAll(when.query).includes(when.equals) ? when.scope : def.scope;
+}
+
+/** Throws `insufficient_scope` (403) naming the scope when the caller's token does not cover the request. */
+export function enforceScope(def: RouteDef, caller: ApiCaller, query: URLSearchParams): void {
+  const needed = requiredScope(def, query);
+  if (needed === "public" || scopeCovers(caller.scopes, needed)) return;
+  const asked = needed === def.scope ? "" : `?${def.scopeWhen?.query}=${def.scopeWhen?.equals}`;
+  throw new DeckError(
+    "insufficient_scope",
+    `this token lacks the "${needed}" scope needed for ${def.method.toUpperCase()} ${def.path}${asked}: use a token with that scope (POST /api/v1/tokens) or sign in`,
+    { needed },
+  );
+}
+
 /** Runs one route: authenticate, check scope, validate params/query/body, call the handler. */
 export function runRoute(def: RouteDef, deps: ApiDeps) {
   return async (ctx: Koa.Context & { params?: Record<string, string> }): Promise<void> => {
     let caller: ApiCaller | null = null;
-    if (def.auth !== "none") {
+    if (def.scope !== "public") {
       caller = await deps.authenticate(ctx);
       if (!caller) throw new DeckError("unauthenticated", "sign in first: send `Authorization: Bearer <token>` (an API token or an access token from POST /api/v1/session)");
-      const needed = def.scope ?? (def.method === "get" ? "read" : "write");
-      if (!scopeAllows(caller.scopes, needed)) throw new DeckError("insufficient_scope", `this token lacks the "${needed}" scope needed for ${def.method.toUpperCase()} ${def.path}`);
+      enforceScope(def, caller, new URLSearchParams(ctx.querystring));
     }
     const params = def.params ? parseOrThrow(def.params, ctx.params ?? {}, "path") : {};
     const query = def.query ? parseOrThrow(def.query, Object.fromEntries(new URLSearchParams(ctx.querystring)), "query") : {};

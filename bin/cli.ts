@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { NODE_SHUTDOWN_DEADLINE_MS, startRouterNode } from "../router/node.ts";
 import { embeddedDatabaseUrl, openDatabase } from "../store/index.ts";
 import { addMember, countUsers, createApiToken, insertOrganization, insertSshKey, insertUser } from "../store/queries/index.ts";
+import { removeNetworkRules, networkTableFor } from "../runtime/network-rules.ts";
+import { runDoctor } from "./doctor.ts";
 import { startServer } from "./server.ts";
 
 const USAGE = `Usage: deck COMMAND
@@ -16,7 +18,8 @@ const USAGE = `Usage: deck COMMAND
   server --role router                       run a router node alone: routes from DATABASE_URL, apps on :8080
   database:url                               print the URL of this deck's embedded database (for router nodes)
   admin:bootstrap --email E --ssh-key FILE   create the first admin; prints an API token
-  down                                       stop the router and every app process deck started
+  down                                       stop the deck server, the router and every app process deck started
+  doctor                                     list every protection that keeps tenants apart, on or off
   help                                       show this text
 
 Settings come from DECK_* environment variables or deck.yaml (see README.md).`;
@@ -78,17 +81,51 @@ async function bootstrap(args: string[]): Promise<void> {
   }
 }
 
+/** The running deck server of this data dir, from its pid file: a live process running bin/cli.ts. */
+async function runningServerPid(runDir: string): Promise<number | undefined> {
+  const pid = Number.parseInt((await readFile(join(runDir, "server.pid"), "utf8").catch(() => "")).trim(), 10);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  return cmdline.includes("bin/cli.ts") && cmdline.includes("server") ? pid : undefined;
+}
+
+async function waitGone(pid: number, ms: number): Promise<boolean> {
+  for (const until = Date.now() + ms; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}
+
 async function down(): Promise<void> {
   const cfg = config();
   const paths = pathsFor(cfg.dataDir);
+  // A running deck server would start the router again within a second: it stops first.
+  const server = await runningServerPid(paths.runDir);
+  if (server !== undefined) {
+    process.kill(server, "SIGTERM");
+    if (!(await waitGone(server, 40_000))) process.kill(server, "SIGKILL");
+  }
   await new ProcessRuntime({ stateDir: paths.procStateDir }).stopAll(cfg.stopGrace * 1000);
   if (cfg.runtime === "docker") {
     const docker = new DockerRuntime({ client: createDockerClient(), stateDir: join(cfg.dataDir, "run", "docker"), scope: scopeFor(cfg.dataDir) });
     await docker.stopAll(cfg.stopGrace * 1000);
     docker.close();
   }
-  await stopRouter(cfg.dataDir, 5000);
-  process.stdout.write("stopped the router and all app processes\n");
+  // Long enough for the router's requests in flight (5 s) and its counts to be saved.
+  await stopRouter(cfg.dataDir, 10_000);
+  // With no app left running, its network rules go too; the next `deck server` loads them again.
+  await removeNetworkRules(networkTableFor(cfg.dataDir));
+  process.stdout.write(`stopped ${server === undefined ? "" : "the deck server, "}the router and all app processes\n`);
+}
+
+async function doctor(): Promise<void> {
+  const code = await runDoctor(config(), (line) => process.stdout.write(`${line}\n`));
+  // A Docker or database client may keep a socket open; the answer is complete.
+  process.exit(code);
 }
 
 const ROLES = ["all", "router"] as const;
@@ -147,6 +184,7 @@ const commands: Record<string, () => Promise<void>> = {
   "database:url": databaseUrl,
   "admin:bootstrap": () => bootstrap(rest),
   down,
+  doctor,
   help: async () => void process.stdout.write(`${USAGE}\n`),
 };
 const run = commands[command ?? "help"];

@@ -5,21 +5,37 @@ import { createApiServer } from "../api/index.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
-import { ConfigError, type DeckConfig } from "../config/index.ts";
+import { ConfigError, SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, pathsFor, reconcile, Semaphore, type DeployDeps } from "../deploy/index.ts";
-import { CertManager } from "../deploy/index.ts";
+import { AppQueue, pathsFor, reconcile, resendRoutes, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { CertManager, pushCertificates } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
+import { RouterWatch } from "../router/router-watch.ts";
 import { createRouterMetering } from "../router/metering-client.ts";
 import { UsageSaver } from "../router/usage-saver.ts";
 import { publishRoutes } from "../router/route-publisher.ts";
-import { createDockerClient, DockerRuntime, findFreePort, ProcessRuntime, scopeFor } from "../runtime/index.ts";
+import { createDockerClient, DockerRuntime, findFreePort, formatProtection, ProcessRuntime, scopeFor } from "../runtime/index.ts";
+import { applyNetworkRules } from "../runtime/network-rules.ts";
+import { probeSandbox } from "../runtime/sandbox.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
+import { networkRulesSpecFor, probeMasterKey } from "./doctor.ts";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type ssh2 from "ssh2";
+
+/**
+ * Loads this deck's network rules and logs one line for every protection that is off, naming it and
+ * how to turn it on: nothing that keeps tenants apart is off without a word.
+ */
+async function reportProtections(config: DeckConfig, db: Database, log: (line: string) => void): Promise<void> {
+  const outside = await listSandboxUidsOutside(db.pool, config.sandboxUidBase, SANDBOX_UID_RANGE);
+  const network = await applyNetworkRules(await networkRulesSpecFor(config, outside));
+  const checks = [...(await probeSandbox()), network, await probeMasterKey(config)];
+  for (const p of checks.filter((c) => !c.on)) log(`protection off: ${formatProtection(p)}`);
+}
 
 export interface RunningServer {
   deps: DeployDeps;
@@ -40,7 +56,7 @@ function routerEnv(config: DeckConfig): Record<string, string> {
   const env: Record<string, string> = {
     DECK_DATA_DIR: config.dataDir, DECK_HOST: config.host, DECK_HTTP_PORT: String(config.httpPort), DECK_HTTPS_PORT: String(config.httpsPort),
     DECK_DOMAIN: config.domain, DECK_RATE_LIMIT: String(config.rateLimitRps), DECK_RATE_BURST: String(config.rateLimitBurst),
-    DECK_MAX_BODY_SIZE: String(config.maxBodyBytes), DECK_HEADER_TIMEOUT: String(config.headerTimeout), DECK_IDLE_TIMEOUT: String(config.idleTimeout),
+    DECK_MAX_BODY_SIZE: String(config.maxBodyBytes), DECK_HEADER_TIMEOUT: String(config.headerTimeout), DECK_BODY_TIMEOUT: String(config.bodyTimeout), DECK_IDLE_TIMEOUT: String(config.idleTimeout),
     DECK_MAX_CONNECTIONS_PER_IP: String(config.maxConnectionsPerIp), DECK_PAUSE_TIMEOUT: String(config.pauseTimeout), DECK_ACCESS_LOG: config.accessLog,
   };
   if (config.redisUrl) env.REDIS_URL = config.redisUrl;
@@ -86,17 +102,24 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   try {
     const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
     started.push(() => db.close());
-    const router = await ensureRouter({
+    // Before any app is adopted or started; kept when deck stops, since the apps outlive it.
+    await reportProtections(config, db, log);
+    const launchRouter = () => ensureRouter({
       dataDir: config.dataDir,
       logFile: join(config.dataDir, "logs", "router.log"),
       env: { ...process.env, ...routerEnv(config), DECK_CONFIG: "" },
     });
+    const router = await launchRouter();
     log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
 
     const runtime = docker
-      ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus })
-      : new ProcessRuntime({ stateDir: paths.procStateDir });
-    if (runtime instanceof DockerRuntime) started.push(() => runtime.close());
+      ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus, log })
+      : new ProcessRuntime({ stateDir: paths.procStateDir, memoryBytes: config.appMemory, cpus: config.appCpus, hide: [config.dataDir] });
+    if (runtime instanceof DockerRuntime) {
+      started.push(() => runtime.close());
+      // The containers' firewall is in place before the first build or container of this run.
+      for (const p of await runtime.prepare()) if (!p.on) log(`protection off: ${formatProtection(p)}`);
+    }
 
     const deps: DeployDeps = {
       db: db.pool,
@@ -108,6 +131,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       build: (req) => runBuild(req, {
         runtime: config.runtime, engine: docker, baseImage: config.baseImage,
         imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
+        // The data dir is never visible to a build, even where it lies under a directory the sandbox binds.
+        hide: [config.dataDir],
       }),
       allocatePort: () => findFreePort(config.upstreamHost),
       queue: new AppQueue(config.deployQueue),
@@ -145,6 +170,17 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     deps.certs = new CertManager(deps);
     await deps.certs.start();
     if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
+    // The router's supervisor restarts its worker; this brings back a router whose supervisor died.
+    const watch = new RouterWatch({
+      dataDir: config.dataDir, log, start: launchRouter,
+      onBack: async () => {
+        const n = await resendRoutes(deps);
+        await pushCertificates(deps);
+        log(`router: sent the routes of ${n} app(s) again`);
+      },
+    });
+    watch.start();
+    started.push(() => watch.stop());
 
     const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
     const ssh = createSshServer({ deps, pushes, hostKey });

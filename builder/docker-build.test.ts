@@ -2,15 +2,18 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import net from "node:net";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import { IMAGE_REF_FILE, type BuildRequest, type BuildResult } from "../core/index.ts";
 import { createDockerClient } from "../runtime/docker-client.ts";
+import { applyDockerFirewall, removeDockerFirewall } from "../runtime/docker-network.ts";
+import { findFreePort } from "../runtime/free-port.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "../test/helpers/base-image.ts";
 import { runBuild, type BuildOptions } from "./build.ts";
-import { buildArgsFor, dockerfileProcfile, imageTag, limitOptions, readBuildStream, readImageRef, slugContextArgv } from "./docker-build.ts";
+import { buildArgsFor, dockerfileProcfile, imageTag, limitOptions, readBuildStream, readImageRef, slugContextArgv, slugDockerfile } from "./docker-build.ts";
 import { createPushedRepo } from "./test-helpers.ts";
 
 const root = mkdtempSync(join(tmpdir(), "deck-docker-build-"));
@@ -61,6 +64,11 @@ describe("docker builds: pure parts", () => {
     assert.deepEqual(limitOptions(), {});
   });
 
+  it("packages a slug owned by, and run as, the app's uid, else nobody: never root", () => {
+    assert.equal(slugDockerfile("deck-base:1", { uid: 20001, gid: 20002 }), "FROM deck-base:1\nCOPY --chown=20001:20002 app/ /app/\nWORKDIR /app\nENV HOME=/app\nUSER 20001:20002\n");
+    assert.equal(slugDockerfile("deck-base:1"), "FROM deck-base:1\nCOPY --chown=65534:65534 app/ /app/\nWORKDIR /app\nENV HOME=/app\nUSER 65534:65534\n");
+  });
+
   it("packs the slug under app/ beside the Dockerfile, leaving symlink targets alone", () => {
     const ctx = mkdtempSync(join(root, "ctx-"));
     const slug = mkdtempSync(join(root, "slug-"));
@@ -104,7 +112,11 @@ const skip = dockerSkipReason();
 describe("docker builds on a real engine", { skip }, () => {
   const client = createDockerClient();
   const suffix = randomBytes(4).toString("hex");
-  const apps = { dockerfile: `df-${suffix}`, failing: `dffail-${suffix}`, hungry: `dfmem-${suffix}`, slug: `slug-${suffix}`, nobase: `nobase-${suffix}` };
+  const apps = {
+    dockerfile: `df-${suffix}`, failing: `dffail-${suffix}`, hungry: `dfmem-${suffix}`, slug: `slug-${suffix}`, nobase: `nobase-${suffix}`, probing: `dfnet-${suffix}`,
+  };
+  // A table of the test's own: removing it afterwards leaves a real deck's table on this host alone.
+  const firewallTable = `deck_test_${suffix}`;
   let base: BaseImage;
   let options: BuildOptions;
 
@@ -114,6 +126,7 @@ describe("docker builds on a real engine", { skip }, () => {
   });
 
   after(async () => {
+    await removeDockerFirewall(firewallTable);
     for (const app of Object.values(apps)) {
       const images = execFileSync("docker", ["images", "--quiet", "--filter", `label=deck.app=${app}`], { encoding: "utf8" }).split("\n").filter(Boolean);
       for (const id of new Set(images)) await client.removeImage(id);
@@ -185,6 +198,40 @@ describe("docker builds on a real engine", { skip }, () => {
     assert.ok(existsSync(join(run.req.slugDir, "server.js")), "the slug itself is kept beside the image");
     const out = execFileSync("docker", ["run", "--rm", run.result.image!, "npm", "start", "--silent"], { encoding: "utf8" });
     assert.match(out, /from the slug in \/app home=\/app/);
+    assert.equal(execFileSync("docker", ["image", "inspect", "--format", "{{.Config.User}}", run.result.image!], { encoding: "utf8" }).trim(), "65534:65534");
+  });
+
+  it("runs RUN steps on a network of the build's own, which cannot connect to the host's services, and removes it after", async () => {
+    assert.equal((await applyDockerFirewall(firewallTable)).on, true);
+    const listener = net.createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.end("host secret\n");
+    });
+    const port = await findFreePort();
+    await new Promise<void>((resolve) => listener.listen(port, "0.0.0.0", resolve));
+    try {
+      const hostAddress = Object.entries(networkInterfaces())
+        .filter(([name]) => !/^(deckd|docker|br-|veth)/.test(name))
+        .flatMap(([, addresses]) => addresses ?? [])
+        .find((a) => a.family === "IPv4" && !a.internal)?.address;
+      assert.ok(hostAddress);
+      // The gateway (the host's address on the build's bridge) from the default route in /proc/net/route.
+      const probe = [
+        `const route = require("fs").readFileSync("/proc/net/route", "utf8").split("\\n").map((l) => l.split("\\t")).find((f) => f[1] === "00000000");`,
+        `const gw = Buffer.from(route[2], "hex").reverse().join(".");`,
+        `for (const host of [gw, "${hostAddress}"]) { const s = require("net").connect({ host, port: ${port} });`,
+        `s.setTimeout(4000); const done = (o) => { console.log("probe " + (host === gw ? "gateway" : "host") + " " + o); s.destroy(); };`,
+        `s.on("connect", () => done("connected")); s.on("error", (e) => done(e.code)); s.on("timeout", () => done("timeout")); }`,
+      ].join(" ");
+      const dockerfile = `FROM ${base.tag}\nRUN node -e '${probe}'\n`;
+      const run = await build(apps.probing, { Dockerfile: dockerfile }, options);
+      assert.equal(run.result.ok, true, outcome(run));
+      const probes = run.lines.map((l) => l.line.trim()).filter((l) => l.startsWith("probe ")).sort();
+      assert.deepEqual(probes, ["probe gateway EHOSTUNREACH", "probe host EHOSTUNREACH"], text(run));
+      assert.deepEqual(await client.listNetworks([`deck.app=${apps.probing}`]), [], "the build's network is removed");
+    } finally {
+      listener.close();
+    }
   });
 
   it("names a missing base image and how to fix it", async () => {

@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
-import { IMAGE_REF_FILE, runnableTypes, type LineSink, type Procfile } from "../core/index.ts";
-import { BuildStepError, formatDetail, readProcfile } from "../buildpacks/index.ts";
+import { IMAGE_REF_FILE, runnableTypes, type LineSink, type Procfile, type SandboxIdentity } from "../core/index.ts";
+import { BuildStepError, formatDetail, readProcfile, readRepoFile, writeRepoFile } from "../buildpacks/index.ts";
+import { buildNetworkBody, FALLBACK_USER, type NetworkCreateBody } from "../runtime/index.ts";
 
 /**
  * Builds with the Docker engine: an app's own Dockerfile, or (under the docker runtime) a buildpack
@@ -18,6 +19,8 @@ export interface ImageBuildOptions {
   buildargs?: Record<string, string>;
   labels?: Record<string, string>;
   forcerm?: boolean;
+  /** The network RUN steps are attached to: a build network of deck's own (see buildNetworkBody). */
+  networkmode?: string;
   /** Limits of each RUN step's container: bytes of memory (memswap equal = no swap), CPU quota per period (µs). */
   memory?: number;
   memswap?: number;
@@ -55,6 +58,10 @@ export interface ImageEngine {
   /** Resolves with the engine's JSON-lines progress stream; a failed build still answers 200 with an `{"error"}` line. */
   buildImage(context: BuildContextSource, options: ImageBuildOptions, signal?: AbortSignal): Promise<Readable>;
   inspectImage(ref: string): Promise<{ id: string; size: number } | undefined>;
+  /** Creates a network (an existing one of that name is fine). */
+  createNetwork(body: NetworkCreateBody): Promise<void>;
+  /** "in-use" while a container is still attached. */
+  removeNetwork(name: string): Promise<"removed" | "gone" | "in-use">;
 }
 
 export interface BuiltImage {
@@ -97,9 +104,14 @@ export function buildArgsFor(dockerfile: string, env: Record<string, string>): R
 /** Where a packaged slug lives in its image. */
 export const SLUG_APP_DIR = "/app";
 
-/** The Dockerfile that packages a slug: the base image, the slug at /app, HOME there as with the process runtime. */
-export function slugDockerfile(baseImage: string): string {
-  return [`FROM ${baseImage}`, `COPY app/ ${SLUG_APP_DIR}/`, `WORKDIR ${SLUG_APP_DIR}`, `ENV HOME=${SLUG_APP_DIR}`, ""].join("\n");
+/**
+ * The Dockerfile that packages a slug: the base image, the slug at /app owned by the app's user (it
+ * may write there, as in its own directory on the process runtime), HOME there, and that user as the
+ * image's USER: the app's sandbox uid/gid when deck allocated one, else "nobody". Never root.
+ */
+export function slugDockerfile(baseImage: string, sandbox?: SandboxIdentity): string {
+  const user = sandbox ? `${sandbox.uid}:${sandbox.gid}` : FALLBACK_USER;
+  return [`FROM ${baseImage}`, `COPY --chown=${user} app/ ${SLUG_APP_DIR}/`, `WORKDIR ${SLUG_APP_DIR}`, `ENV HOME=${SLUG_APP_DIR}`, `USER ${user}`, ""].join("\n");
 }
 
 /** tar of `contextDir/Dockerfile` plus `slugDir` as `app/` (symlink targets untouched). */
@@ -124,10 +136,18 @@ export async function hasDockerfile(dir: string): Promise<boolean> {
   }
 }
 
-/** The image named in an artifact dir's IMAGE_REF_FILE, if the build made one. */
+/**
+ * The image named in an artifact dir's IMAGE_REF_FILE, if the build made one. A packaged slug belongs to
+ * the app's uid, so the file is read without following a link; one that is missing, a link or not
+ * deck's JSON counts as no image.
+ */
 export async function readImageRef(slugDir: string): Promise<{ image: string; tag: string; appDir?: string } | undefined> {
   try {
-    return JSON.parse(await readFile(join(slugDir, IMAGE_REF_FILE), "utf8")) as { image: string; tag: string; appDir?: string };
+    const text = await readRepoFile(slugDir, IMAGE_REF_FILE);
+    if (text === undefined) return undefined;
+    const ref = JSON.parse(text) as { image?: unknown; tag?: unknown; appDir?: unknown };
+    if (typeof ref?.image !== "string" || typeof ref.tag !== "string" || (ref.appDir !== undefined && typeof ref.appDir !== "string")) return undefined;
+    return ref as { image: string; tag: string; appDir?: string };
   } catch {
     return undefined;
   }
@@ -135,7 +155,7 @@ export async function readImageRef(slugDir: string): Promise<{ image: string; ta
 
 /** `appDir`: where the artifact dir's content sits in the image (a packaged slug), so host paths into it can be mapped. */
 export async function writeImageRef(slugDir: string, image: BuiltImage, appDir?: string): Promise<void> {
-  await writeFile(join(slugDir, IMAGE_REF_FILE), `${JSON.stringify({ image: image.id, tag: image.tag, ...(appDir ? { appDir } : {}) })}\n`);
+  await writeRepoFile(slugDir, IMAGE_REF_FILE, `${JSON.stringify({ image: image.id, tag: image.tag, ...(appDir ? { appDir } : {}) })}\n`);
 }
 
 export interface ImageBuildRequest {
@@ -145,6 +165,8 @@ export interface ImageBuildRequest {
   buildArgs?: Record<string, string>;
   labels?: Record<string, string>;
   limits?: ImageBuildLimits;
+  /** The network RUN steps join; unset = the engine's default bridge (a build without RUN steps). */
+  network?: string;
   signal: AbortSignal;
   /** Every line of the engine's output, as it arrives. */
   onLine: LineSink;
@@ -156,6 +178,7 @@ export async function buildImage(req: ImageBuildRequest): Promise<BuiltImage> {
   let stream: Readable;
   try {
     const options: ImageBuildOptions = { t: req.tag, buildargs: req.buildArgs, labels: req.labels, forcerm: true, ...limitOptions(req.limits) };
+    if (req.network) options.networkmode = req.network;
     stream = await req.engine.buildImage(req.context, options, req.signal);
   } catch (e) {
     req.signal.throwIfAborted();
@@ -273,24 +296,56 @@ export interface DockerfileBuildRequest {
   onLine: LineSink;
 }
 
-/** Builds an app's own Dockerfile; the checkout is the build context. */
+/**
+ * Builds an app's own Dockerfile; the checkout is the build context. Its RUN steps run on a network
+ * of their own, made for this build and removed after it: deck's host firewall covers it (no
+ * connection to the host's services), and no other app's container is on it.
+ */
 export async function buildDockerfileApp(req: DockerfileBuildRequest): Promise<{ image: BuiltImage; procfile: Procfile }> {
-  const dockerfile = await readFile(join(req.dir, "Dockerfile"), "utf8");
+  // deck reads it (for its ARG lines) as root: a Dockerfile committed as a link is refused, never followed.
+  const dockerfile = await readRepoFile(req.dir, "Dockerfile");
+  if (dockerfile === undefined) throw new BuildStepError("the repository has no Dockerfile in its root");
   const procfile = dockerfileProcfile(await readProcfile(req.dir));
-  const image = await buildImage({
-    engine: req.engine,
-    context: { context: req.dir, src: await readdir(req.dir) },
-    tag: imageTag(req.app, req.slugDir),
-    buildArgs: buildArgsFor(dockerfile, req.env),
-    labels: { "deck.app": req.app, "deck.commit": req.commitSha },
-    limits: req.limits,
-    signal: req.signal,
-    onLine: req.onLine,
-  });
+  await checkEngine(req.engine);
+  const network = buildNetworkBody(req.app);
+  try {
+    await req.engine.createNetwork(network);
+  } catch (e) {
+    throw new BuildStepError(`docker build could not start: its network could not be created (${engineMessage(e)})`);
+  }
+  let image: BuiltImage;
+  try {
+    image = await buildImage({
+      engine: req.engine,
+      context: { context: req.dir, src: await readdir(req.dir) },
+      tag: imageTag(req.app, req.slugDir),
+      buildArgs: buildArgsFor(dockerfile, req.env),
+      labels: { "deck.app": req.app, "deck.commit": req.commitSha },
+      limits: req.limits,
+      network: network.Name,
+      signal: req.signal,
+      onLine: req.onLine,
+    });
+  } finally {
+    await removeBuildNetwork(req.engine, network.Name);
+  }
   // The image is the artifact: the source it was built from is not kept.
   for (const entry of await readdir(req.dir)) await rm(join(req.dir, entry), { recursive: true, force: true });
   await writeImageRef(req.dir, image);
   return { image, procfile };
+}
+
+/**
+ * Removes a build's network. The engine removes the last RUN container just before the build output
+ * ends, and may still hold its endpoint for a moment: a network still in use is tried again shortly.
+ */
+async function removeBuildNetwork(engine: ImageEngine, name: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const outcome = await engine.removeNetwork(name).catch(() => "in-use" as const);
+    if (outcome !== "in-use") return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new BuildStepError(`the build's network ${name} is still in use after the build; remove it with docker network rm ${name}`);
 }
 
 export interface SlugImageRequest {
@@ -298,6 +353,8 @@ export interface SlugImageRequest {
   app: string;
   commitSha: string;
   baseImage: string;
+  /** The app's uid/gid: the slug belongs to it and the image runs as it. Unset = "nobody" (65534). */
+  sandbox?: SandboxIdentity;
   /** The built slug; IMAGE_REF_FILE is added to it. */
   dir: string;
   slugDir: string;
@@ -313,7 +370,7 @@ export async function buildSlugImage(req: SlugImageRequest): Promise<BuiltImage>
   }
   const contextDir = await mkdtemp(join(dirname(req.slugDir), ".image-context-"));
   try {
-    await writeFile(join(contextDir, "Dockerfile"), slugDockerfile(req.baseImage));
+    await writeFile(join(contextDir, "Dockerfile"), slugDockerfile(req.baseImage, req.sandbox));
     const [cmd, ...args] = slugContextArgv(contextDir, req.dir);
     // A raw byte stream for the engine (not lines), so tar is spawned here rather than through exec.ts.
     const tar = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });

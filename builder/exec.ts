@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { StringDecoder } from "node:string_decoder";
 import type { Readable } from "node:stream";
 import type { LineSink } from "../core/index.ts";
+import { sandboxArgv, type SandboxHost, type SandboxSpec } from "../runtime/sandbox.ts";
 import { cgroupEnterArgv, currentBuildCgroup, resolveExecutable } from "./limits.ts";
 
 /**
@@ -18,6 +19,13 @@ export interface ExecOptions {
   onLine?: LineSink;
   /** Time between SIGTERM and SIGKILL when the signal aborts. */
   killGraceMs?: number;
+  /** Run the command in the app's sandbox (as its uid, see runtime/sandbox.ts), in `cwd`. */
+  sandbox?: ExecSandbox;
+}
+
+export interface ExecSandbox {
+  host: SandboxHost;
+  spec: Omit<SandboxSpec, "cwd">;
 }
 
 export interface ExecResult {
@@ -44,6 +52,43 @@ export function execCommand(argv: readonly string[], opts: ExecOptions): Promise
     pipeLines(started.child.stderr, opts.onLine, started.stderrTail);
   }
   return started.done;
+}
+
+/** The most of a captured command's stdout that is kept: query commands print data, not build logs. */
+export const CAPTURE_MAX_BYTES = 16 * 1024 * 1024;
+
+export interface CaptureResult extends ExecResult {
+  /** stdout, decoded as UTF-8 (stderr still streams through `onLine`). */
+  stdout: string;
+  /** stdout passed `maxStdoutBytes`: the command's group was killed and `stdout` holds what came before. */
+  stdoutOverflow: boolean;
+}
+
+/** `execCommand` for a command whose stdout is its answer (`cargo metadata`): stdout is kept, up to a cap. */
+export async function captureCommand(argv: readonly string[], opts: ExecOptions & { maxStdoutBytes?: number }): Promise<CaptureResult> {
+  const max = opts.maxStdoutBytes ?? CAPTURE_MAX_BYTES;
+  const started = startInGroup(argv, opts, "ignore");
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let overflow = false;
+  const child = started.child;
+  if (child) {
+    child.stdout?.on("data", (chunk: Buffer) => {
+      if (overflow) return;
+      if (size + chunk.length > max) {
+        overflow = true;
+        chunks.push(chunk.subarray(0, max - size));
+        if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+        return;
+      }
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    child.stdout?.on("error", () => {});
+    pipeLines(child.stderr, opts.onLine, started.stderrTail);
+  }
+  const result = await started.done;
+  return { ...result, stdout: Buffer.concat(chunks).toString("utf8"), stdoutOverflow: overflow };
 }
 
 /** Runs `producer | consumer` as two processes (each in its own group), both streaming stderr. */
@@ -80,16 +125,19 @@ function startInGroup(argv: readonly string[], opts: ExecOptions, stdin: "ignore
   const result = (extra: Partial<ExecResult>): ExecResult => ({ argv, exitCode: null, exitSignal: null, aborted: false, stderrTail, ...extra });
   if (opts.signal?.aborted) return { stderrTail, done: Promise.resolve(result({ aborted: true })) };
 
-  // Inside a build with limits, the child enters the build's cgroup before it execs (see limits.ts).
+  // Inside a build with limits, the child enters the build's cgroup before it execs (see limits.ts);
+  // in a sandbox, it then runs as the app's uid. Both wrappers exec the command by its absolute path.
   let command = argv;
   const cgroup = currentBuildCgroup();
-  if (cgroup) {
+  if (cgroup || opts.sandbox) {
     const path = resolveExecutable(argv[0], opts.env.PATH, opts.cwd);
     if (!path) {
       const err: NodeJS.ErrnoException = Object.assign(new Error(`spawn ${argv[0]} ENOENT`), { code: "ENOENT", path: argv[0] });
       return { stderrTail, done: Promise.resolve(result({ spawnError: err })) };
     }
-    command = cgroupEnterArgv(cgroup.procsFiles, [path, ...argv.slice(1)]);
+    command = [path, ...argv.slice(1)];
+    if (opts.sandbox) command = sandboxArgv(opts.sandbox.host, { ...opts.sandbox.spec, cwd: opts.cwd }, command);
+    if (cgroup) command = cgroupEnterArgv(cgroup.procsFiles, command);
   }
   const child = spawn(command[0], command.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: [stdin, "pipe", "pipe"] });
   const done = new Promise<ExecResult>((resolve) => {

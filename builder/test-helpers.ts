@@ -1,6 +1,6 @@
 /** Helpers for the builder's tests: real bare repositories and a look at the process table. */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 const GIT_IDENTITY = ["-c", "user.name=Deck Test", "-c", "user.email=test@deck.invalid", "-c", "init.defaultBranch=main"];
@@ -17,8 +17,15 @@ export interface TestRepo {
   sha: string;
 }
 
+export interface PushedRepoOptions {
+  /** Paths among `files` committed as executables. */
+  executable?: string[];
+  /** Paths committed as symbolic links, to their target. */
+  links?: Record<string, string>;
+}
+
 /** Writes `files` into a fresh work tree under `root`, commits them and pushes to a new bare repo. */
-export function createPushedRepo(root: string, files: Record<string, string>): TestRepo {
+export function createPushedRepo(root: string, files: Record<string, string>, options: PushedRepoOptions = {}): TestRepo {
   const repoDir = join(root, "repo.git");
   const workDir = join(root, "work");
   mkdirSync(workDir, { recursive: true });
@@ -27,6 +34,11 @@ export function createPushedRepo(root: string, files: Record<string, string>): T
   for (const [path, content] of Object.entries(files)) {
     mkdirSync(dirname(join(workDir, path)), { recursive: true });
     writeFileSync(join(workDir, path), content);
+  }
+  for (const path of options.executable ?? []) chmodSync(join(workDir, path), 0o755);
+  for (const [path, target] of Object.entries(options.links ?? {})) {
+    mkdirSync(dirname(join(workDir, path)), { recursive: true });
+    symlinkSync(target, join(workDir, path));
   }
   git(workDir, "add", "-A");
   git(workDir, "commit", "-q", "-m", "deploy me");

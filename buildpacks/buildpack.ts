@@ -1,6 +1,4 @@
-import { access, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { parseProcfile, type LineSink, type Procfile } from "../core/index.ts";
+import type { LineSink, Procfile } from "../core/index.ts";
 
 /** Options for one command a buildpack runs; the build's env and the checkout dir are the defaults. */
 export interface RunOptions {
@@ -9,10 +7,19 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
+/** What a query command answered: its stdout, and how it ended. */
+export interface CaptureResult {
+  exitCode: number;
+  stdout: string;
+  /** Its last lines of stderr (all of which also went to the build output), for error messages. */
+  stderrTail: string[];
+}
+
 /**
- * What a buildpack gets to build with. `run` is supplied by the builder so that every child process
- * is streamed, timed out and cancelled the same way; it resolves when the command exits 0 and throws
- * `BuildStepError` otherwise.
+ * What a buildpack gets to build with. `run` and `capture` are supplied by the builder so that every
+ * child process runs the same way: in the app's sandbox, as its uid, streamed, timed out and cancelled.
+ * A buildpack never starts a process itself: anything it runs may load code the tenant controls (a
+ * repository's `.cargo/config.toml`, a `PATH` set in the app's config).
  */
 export interface BuildContext {
   /** The checked-out source; the build happens in place and this directory becomes the slug. */
@@ -24,7 +31,13 @@ export interface BuildContext {
   /** Writes one line of build output verbatim (use `formatHeader` / `formatDetail`). */
   onLine: LineSink;
   signal: AbortSignal;
+  /** Resolves when the command exits 0; throws `BuildStepError` otherwise. */
   run(argv: readonly string[], opts?: RunOptions): Promise<void>;
+  /**
+   * Runs a short query command (`cargo metadata`) like `run` and resolves with its stdout, whatever
+   * its exit code; throws `BuildStepError` when it cannot start, is killed, or prints too much.
+   */
+  capture(argv: readonly string[], opts?: RunOptions): Promise<CaptureResult>;
 }
 
 export interface Buildpack {
@@ -62,25 +75,4 @@ export function formatHeader(text: string): string {
 /** Heroku-style detail line, aligned under the header text. */
 export function formatDetail(text: string): string {
   return `       ${text}`;
-}
-
-export async function fileExists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The Procfile in the root of `dir`, or undefined when there is none. */
-export async function readProcfile(dir: string): Promise<Procfile | undefined> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, "Procfile"), "utf8");
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw e;
-  }
-  return parseProcfile(text);
 }

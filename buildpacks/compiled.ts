@@ -1,13 +1,12 @@
-import { readdir } from "node:fs/promises";
-import { join } from "node:path";
 import { runnableTypes, type Procfile } from "../core/index.ts";
-import { BuildStepError, readProcfile } from "./buildpack.ts";
+import { BuildStepError } from "./buildpack.ts";
+import { listRepoDir, readProcfile } from "./repo-file.ts";
 
 /** Where compiled buildpacks put the app's executables inside the slug. */
 export const BIN_DIR = "bin";
 
 async function listBinaries(dir: string): Promise<string[]> {
-  return (await readdir(join(dir, BIN_DIR)).catch(() => [] as string[])).sort();
+  return (await listRepoDir(dir, BIN_DIR)).sort();
 }
 
 /**

@@ -1,6 +1,6 @@
-import { join } from "node:path";
 import { runnableTypes } from "../core/index.ts";
-import { BuildStepError, fileExists, formatDetail, readProcfile, type Buildpack } from "./buildpack.ts";
+import { BuildStepError, formatDetail, type Buildpack } from "./buildpack.ts";
+import { readProcfile, repoEntryExists } from "./repo-file.ts";
 
 /** Any app that says how to run itself in a Procfile; nothing is built. */
 export const genericBuildpack: Buildpack = {
@@ -9,7 +9,7 @@ export const genericBuildpack: Buildpack = {
   looksFor: "Procfile (any command)",
 
   detect(dir) {
-    return fileExists(join(dir, "Procfile"));
+    return repoEntryExists(dir, "Procfile");
   },
 
   async build(ctx) {

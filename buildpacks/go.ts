@@ -1,6 +1,6 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { BuildStepError, fileExists, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { BuildStepError, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { ensureRepoDir, readRepoFile, repoEntryExists } from "./repo-file.ts";
 import { BIN_DIR, resolveCompiledProcesses } from "./compiled.ts";
 import { requireToolchain, syncTree, type Toolchain } from "./toolchain.ts";
 
@@ -48,7 +48,7 @@ export function goCommandName(modulePath: string): string {
 }
 
 async function readModule(dir: string): Promise<string> {
-  const module = parseGoModule(await readFile(join(dir, "go.mod"), "utf8"));
+  const module = parseGoModule((await readRepoFile(dir, "go.mod")) ?? "");
   if (!module) throw new BuildStepError(`go.mod has no "module" line: start it with "module example.com/myapp"`);
   return module;
 }
@@ -59,13 +59,15 @@ export const goBuildpack: Buildpack = {
   looksFor: "go.mod (Go)",
 
   detect(dir) {
-    return fileExists(join(dir, "go.mod"));
+    return repoEntryExists(dir, "go.mod");
   },
 
   async build(ctx: BuildContext) {
     await readModule(ctx.dir);
     await requireToolchain(ctx, GO);
     const src = goSourceDir(ctx.cacheDir);
+    // Earlier builds wrote the cache: a link planted there must not turn the sync's deletes outward.
+    await ensureRepoDir(ctx.cacheDir, "go/src");
     await syncTree(ctx.dir, src, new Set([".git"]));
     ctx.onLine(formatHeader("Building (go build)"));
     await ctx.run(goBuildArgv(ctx.dir), { cwd: src, env: goBuildEnv(ctx.cacheDir) });

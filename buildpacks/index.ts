@@ -11,9 +11,9 @@ export {
   isBuildStepError,
   formatHeader,
   formatDetail,
-  readProcfile,
   type Buildpack,
   type BuildContext,
+  type CaptureResult,
   type RunOptions,
 } from "./buildpack.ts";
 export { nodeBuildpack, npmInstallArgv, npmBuildArgv, type NpmInstallMode } from "./node.ts";
@@ -22,10 +22,14 @@ export { genericBuildpack } from "./generic.ts";
 export { pythonBuildpack, pipInstallArgv, PYTHON_WEB_COMMAND, VENV_DIR, type PythonInstallSource } from "./python.ts";
 export { goBuildpack, goBuildArgv, goBuildEnv, goCommandName, goSourceDir, parseGoModule } from "./go.ts";
 export {
-  rustBuildpack, cargoBuildArgv, cargoBuildEnv, parseCargoDefaultBinary, planCargoBuild, rustSourceDir, rustTargetDir, type CargoPlan,
+  rustBuildpack, cargoBuildArgv, cargoBuildEnv, parseCargoDefaultBinary, parseCargoMetadata, planCargoBuild, rustSourceDir, rustTargetDir, type CargoPlan,
 } from "./rust.ts";
 export { BIN_DIR } from "./compiled.ts";
 export { findExecutable, syncTree, writeSlugEnv, type Toolchain } from "./toolchain.ts";
+export {
+  copyRepoFile, ensureRepoDir, listRepoDir, readProcfile, readRepoBytes, readRepoFile, repoEntryExists, writeRepoFile, MANIFEST_MAX_BYTES,
+  type ReadRepoFileOptions, type WriteRepoFileOptions,
+} from "./repo-file.ts";
 
 /**
  * Detection order: the first buildpack whose detect() is true builds the app. Languages come before

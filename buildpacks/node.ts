@@ -1,8 +1,12 @@
 import { createHash } from "node:crypto";
-import { readFile, rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { runnableTypes, type Procfile } from "../core/index.ts";
-import { BuildStepError, fileExists, formatHeader, readProcfile, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { BuildStepError, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { readProcfile, readRepoFile, repoEntryExists, writeRepoFile } from "./repo-file.ts";
+
+/** Lockfiles of large apps run to tens of MB; they are hashed, never shown. */
+const LOCKFILE_MAX_BYTES = 256 * 1024 * 1024;
 
 interface PackageJson {
   scripts?: Record<string, string>;
@@ -17,15 +21,14 @@ const INSTALL_SCRIPTS = ["preinstall", "install", "postinstall", "prepare"];
  */
 async function modulesKey(dir: string): Promise<string | null> {
   for (const name of ["npm-shrinkwrap.json", "package-lock.json"]) {
-    const text = await readFile(join(dir, name), "utf8").catch(() => null);
-    if (text !== null) return createHash("sha256").update(`${process.version} ${process.platform} ${process.arch}\n${text}`).digest("hex");
+    const text = await readRepoFile(dir, name, { maxBytes: LOCKFILE_MAX_BYTES });
+    if (text !== undefined) return createHash("sha256").update(`${process.version} ${process.platform} ${process.arch}\n${text}`).digest("hex");
   }
   return null;
 }
 
-function modulesCacheDir(cacheDir: string): string {
-  return join(cacheDir, "node_modules-cache");
-}
+/** Relative to the app's cache dir. */
+const MODULES_CACHE = "node_modules-cache";
 
 /** Which npm command installs dependencies: `ci` needs a lockfile and installs exactly what it pins. */
 export type NpmInstallMode = "ci" | "install";
@@ -43,7 +46,8 @@ export function npmBuildArgv(): string[] {
 }
 
 async function readPackageJson(dir: string): Promise<PackageJson> {
-  const text = await readFile(join(dir, "package.json"), "utf8");
+  const text = await readRepoFile(dir, "package.json");
+  if (text === undefined) throw new BuildStepError("package.json is missing from the repository root");
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -61,7 +65,7 @@ async function readPackageJson(dir: string): Promise<PackageJson> {
 }
 
 async function detectInstallMode(dir: string): Promise<NpmInstallMode> {
-  const locked = (await fileExists(join(dir, "package-lock.json"))) || (await fileExists(join(dir, "npm-shrinkwrap.json")));
+  const locked = (await repoEntryExists(dir, "package-lock.json")) || (await repoEntryExists(dir, "npm-shrinkwrap.json"));
   return locked ? "ci" : "install";
 }
 
@@ -81,7 +85,7 @@ export const nodeBuildpack: Buildpack = {
   looksFor: "package.json (Node.js)",
 
   detect(dir) {
-    return fileExists(join(dir, "package.json"));
+    return repoEntryExists(dir, "package.json");
   },
 
   async build(ctx: BuildContext) {
@@ -92,21 +96,22 @@ export const nodeBuildpack: Buildpack = {
     const mode = await detectInstallMode(ctx.dir);
     const reusable = mode === "ci" && !INSTALL_SCRIPTS.some((s) => pkg.scripts?.[s]);
     const key = reusable ? await modulesKey(ctx.dir) : null;
-    const cached = modulesCacheDir(ctx.cacheDir);
-    const cachedKey = key ? await readFile(join(cached, "key"), "utf8").catch(() => "") : "";
-    if (key && cachedKey === key && (await fileExists(join(cached, "node_modules")))) {
+    const cached = join(ctx.cacheDir, MODULES_CACHE);
+    // The cache is written by the app's own builds: read it as carefully as the repository.
+    const cachedKey = key ? ((await readRepoFile(ctx.cacheDir, `${MODULES_CACHE}/key`).catch(() => undefined)) ?? "") : "";
+    if (key && cachedKey === key && (await repoEntryExists(ctx.cacheDir, `${MODULES_CACHE}/node_modules`))) {
       // Same lockfile as the last install: hard-link the installed tree instead of reinstalling it.
       ctx.onLine(formatHeader("Restoring dependencies from the cache (lockfile unchanged)"));
       await ctx.run(["cp", "-al", join(cached, "node_modules"), join(ctx.dir, "node_modules")]);
     } else {
       ctx.onLine(formatHeader(`Installing dependencies (npm ${mode})`));
       await ctx.run(npmInstallArgv(mode, ctx.cacheDir));
-      if (key && (await fileExists(join(ctx.dir, "node_modules")))) {
+      if (key && (await repoEntryExists(ctx.dir, "node_modules"))) {
         const next = `${cached}.next`;
         await rm(next, { recursive: true, force: true });
         await ctx.run(["mkdir", "-p", next]);
         await ctx.run(["cp", "-al", join(ctx.dir, "node_modules"), join(next, "node_modules")]);
-        await writeFile(join(next, "key"), key);
+        await writeRepoFile(ctx.cacheDir, `${MODULES_CACHE}.next/key`, key);
         await rm(cached, { recursive: true, force: true });
         await rename(next, cached);
       }

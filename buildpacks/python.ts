@@ -1,9 +1,9 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { runnableTypes, type Procfile } from "../core/index.ts";
-import { BuildStepError, fileExists, formatDetail, formatHeader, readProcfile, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { BuildStepError, formatDetail, formatHeader, isBuildStepError, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { listRepoDir, readProcfile, readRepoFile, repoEntryExists, writeRepoFile } from "./repo-file.ts";
 import { requireToolchain, writeSlugEnv, type Toolchain } from "./toolchain.ts";
 
 const PYTHON: Toolchain = {
@@ -25,12 +25,12 @@ export function pipInstallArgv(venvPython: string, source: PythonInstallSource, 
 }
 
 async function installSource(dir: string): Promise<PythonInstallSource> {
-  return (await fileExists(join(dir, "requirements.txt"))) ? "requirements.txt" : "pyproject.toml";
+  return (await repoEntryExists(dir, "requirements.txt")) ? "requirements.txt" : "pyproject.toml";
 }
 
 async function resolveProcesses(dir: string): Promise<Procfile> {
   const processes: Procfile = { ...(await readProcfile(dir)) };
-  if (!processes.web && (await fileExists(join(dir, "app.py")))) processes.web = PYTHON_WEB_COMMAND;
+  if (!processes.web && (await repoEntryExists(dir, "app.py"))) processes.web = PYTHON_WEB_COMMAND;
   if (runnableTypes(processes).length === 0) {
     throw new BuildStepError(`nothing to run: add a Procfile with a "web:" line (e.g. "web: python app.py") or an app.py`);
   }
@@ -42,19 +42,24 @@ async function resolveProcesses(dir: string): Promise<Procfile> {
  * slug is moved into place. The slug's PATH starts with the virtualenv's bin, so `env python3` finds
  * the same interpreter wherever the slug runs.
  */
-async function makeScriptsRelocatable(binDir: string): Promise<number> {
+async function makeScriptsRelocatable(dir: string): Promise<number> {
+  const binRel = `${VENV_DIR}/bin`;
+  const binDir = join(dir, binRel);
   let rewritten = 0;
-  for (const name of await readdir(binDir)) {
-    const path = join(binDir, name);
-    const text = await readFile(path, "utf8").catch(() => null);
-    if (text === null || !text.startsWith("#!")) continue;
+  for (const name of await listRepoDir(dir, binRel)) {
+    // bin/python and friends are links (never followed), and big binaries are no scripts: both skipped.
+    const text = await readRepoFile(dir, `${binRel}/${name}`).catch((e: unknown) => {
+      if (isBuildStepError(e)) return undefined;
+      throw e;
+    });
+    if (text === undefined || !text.startsWith("#!")) continue;
     const lines = text.split("\n");
     let drop = 0;
     if (lines[0].startsWith(`#!${binDir}/python`)) drop = 1;
     // pip's form for interpreter paths too long for a #! line.
     else if (lines[0] === "#!/bin/sh" && lines[1]?.startsWith(`'''exec' "${binDir}/python`) && lines[2] === "' '''") drop = 3;
     if (drop === 0) continue;
-    await writeFile(path, ["#!/usr/bin/env python3", ...lines.slice(drop)].join("\n"));
+    await writeRepoFile(dir, `${binRel}/${name}`, ["#!/usr/bin/env python3", ...lines.slice(drop)].join("\n"));
     rewritten++;
   }
   return rewritten;
@@ -66,7 +71,7 @@ export const pythonBuildpack: Buildpack = {
   looksFor: "requirements.txt or pyproject.toml (Python)",
 
   async detect(dir) {
-    return (await fileExists(join(dir, "requirements.txt"))) || (await fileExists(join(dir, "pyproject.toml")));
+    return (await repoEntryExists(dir, "requirements.txt")) || (await repoEntryExists(dir, "pyproject.toml"));
   },
 
   async build(ctx: BuildContext) {
@@ -81,7 +86,7 @@ export const pythonBuildpack: Buildpack = {
     // previous build's virtualenv is reused. (pip install . installs the app itself: never reused.)
     const key = source === "requirements.txt" ? await venvKey(ctx) : null;
     const cached = join(ctx.cacheDir, "venv-cache");
-    if (key && (await readFile(join(cached, "key"), "utf8").catch(() => "")) === key) {
+    if (key && (await readRepoFile(ctx.cacheDir, "venv-cache/key").catch(() => undefined)) === key) {
       ctx.onLine(formatHeader("Restoring the virtualenv from the cache (requirements.txt unchanged)"));
       await ctx.run(["cp", "-a", join(cached, VENV_DIR), venv]);
     } else {
@@ -91,14 +96,14 @@ export const pythonBuildpack: Buildpack = {
       });
       ctx.onLine(formatHeader(`Installing dependencies (pip install ${source === "requirements.txt" ? "-r requirements.txt" : "."})`));
       await ctx.run(pipInstallArgv(join(venv, "bin", "python"), source, ctx.cacheDir));
-      const rewritten = await makeScriptsRelocatable(join(venv, "bin"));
+      const rewritten = await makeScriptsRelocatable(ctx.dir);
       ctx.onLine(formatDetail(`${rewritten} script${rewritten === 1 ? "" : "s"} in ${VENV_DIR}/bin made relocatable`));
       if (key) {
         const next = `${cached}.next`;
         await rm(next, { recursive: true, force: true });
         await ctx.run(["mkdir", "-p", next]);
         await ctx.run(["cp", "-a", venv, join(next, VENV_DIR)]);
-        await writeFile(join(next, "key"), key);
+        await writeRepoFile(ctx.cacheDir, "venv-cache.next/key", key);
         await rm(cached, { recursive: true, force: true });
         await rename(next, cached);
       }
@@ -113,10 +118,10 @@ export const pythonBuildpack: Buildpack = {
 
 /** The cache key of a virtualenv: the exact requirements.txt and the Python that runs it. */
 async function venvKey(ctx: BuildContext): Promise<string | null> {
-  const requirements = await readFile(join(ctx.dir, "requirements.txt"), "utf8").catch(() => null);
-  if (requirements === null) return null;
-  const version = await new Promise<string | null>((resolve) => {
-    execFile("python3", ["-c", "import sys; print(sys.executable, sys.version)"], { env: ctx.env }, (err, stdout) => resolve(err ? null : stdout.trim()));
-  });
+  const requirements = await readRepoFile(ctx.dir, "requirements.txt");
+  if (requirements === undefined) return null;
+  // Sandboxed like every build command: the app's config may put its own python3 first on PATH.
+  const python = await ctx.capture(["python3", "-c", "import sys; print(sys.executable, sys.version)"]);
+  const version = python.exitCode === 0 ? python.stdout.trim() : "";
   return version ? createHash("sha256").update(`${version}\n${requirements}`).digest("hex") : null;
 }

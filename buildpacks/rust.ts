@@ -1,6 +1,6 @@
-import { chmod, copyFile, mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { BuildStepError, fileExists, formatDetail, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { join, relative } from "node:path";
+import { BuildStepError, formatDetail, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
+import { copyRepoFile, ensureRepoDir, readRepoFile, repoEntryExists } from "./repo-file.ts";
 import { BIN_DIR, resolveCompiledProcesses } from "./compiled.ts";
 import { captureOutput, requireToolchain, syncTree, type Toolchain } from "./toolchain.ts";
 
@@ -43,9 +43,33 @@ export interface CargoPlan {
   offline: boolean;
 }
 
+/**
+ * `cargo metadata`'s answer. It comes from a command the repository can configure (a rustc wrapper, a
+ * cargo on the app's PATH), so anything else than the expected shape fails the build with one line.
+ */
+export function parseCargoMetadata(text: string): CargoMetadata {
+  const bad = (why: string) => new BuildStepError(`cargo metadata printed ${why}: check the repository's cargo configuration`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw bad("something that is not JSON");
+  }
+  const packages = (parsed as { packages?: unknown } | null)?.packages;
+  if (!Array.isArray(packages)) throw bad("no package list");
+  for (const p of packages as Record<string, unknown>[]) {
+    const targets = p?.targets;
+    if (typeof p?.name !== "string" || !Array.isArray(p.dependencies) || !Array.isArray(targets)) throw bad("a package without name, dependencies or targets");
+    for (const t of targets as Record<string, unknown>[]) {
+      if (typeof t?.name !== "string" || !Array.isArray(t.kind)) throw bad("a target without name or kind");
+    }
+  }
+  return parsed as CargoMetadata;
+}
+
 export function planCargoBuild(meta: CargoMetadata): CargoPlan {
   const binaries = meta.packages.flatMap((p) => p.targets.filter((t) => t.kind.includes("bin")).map((t) => t.name));
-  const offline = meta.packages.every((p) => p.dependencies.every((d) => !d.source));
+  const offline = meta.packages.every((p) => p.dependencies.every((d) => !d?.source));
   return { binaries: [...new Set(binaries)], offline };
 }
 
@@ -62,35 +86,31 @@ export const rustBuildpack: Buildpack = {
   looksFor: "Cargo.toml (Rust)",
 
   detect(dir) {
-    return fileExists(join(dir, "Cargo.toml"));
+    return repoEntryExists(dir, "Cargo.toml");
   },
 
   async build(ctx: BuildContext) {
     await requireToolchain(ctx, CARGO);
     const src = rustSourceDir(ctx.cacheDir);
+    // build.rs runs tenant code with the cache writable: a link planted there must not turn the sync's deletes outward.
+    await ensureRepoDir(ctx.cacheDir, "rust/src");
     await syncTree(ctx.dir, src, new Set([".git", "target"]));
     const env = cargoBuildEnv(ctx.cacheDir);
-    const metaText = await captureOutput(
-      { ...ctx, env: { ...ctx.env, ...env } },
-      ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"],
-      src,
-    );
-    const plan = planCargoBuild(JSON.parse(metaText) as CargoMetadata);
+    const metaText = await captureOutput(ctx, ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"], { cwd: src, env });
+    const plan = planCargoBuild(parseCargoMetadata(metaText));
     if (plan.binaries.length === 0) throw new BuildStepError(`Cargo.toml defines no binary: add src/main.rs or a [[bin]] target`);
 
     ctx.onLine(formatHeader(`Building (cargo build --release${plan.offline ? " --offline" : ""})`));
     await ctx.run(cargoBuildArgv(plan.offline), { cwd: src, env });
 
-    await mkdir(join(ctx.dir, BIN_DIR), { recursive: true });
     for (const name of plan.binaries) {
-      const to = join(ctx.dir, BIN_DIR, name);
-      await copyFile(join(env.CARGO_TARGET_DIR, "release", name), to);
-      await chmod(to, 0o755);
+      // Both ends were in reach of build.rs: neither is followed through a link.
+      await copyRepoFile({ root: ctx.cacheDir, rel: join(relative(ctx.cacheDir, env.CARGO_TARGET_DIR), "release", name) }, { root: ctx.dir, rel: `${BIN_DIR}/${name}` }, { mode: 0o755 });
     }
     ctx.onLine(formatDetail(`Installed ${plan.binaries.map((b) => `${BIN_DIR}/${b}`).join(", ")}`));
   },
 
   async release(dir) {
-    return resolveCompiledProcesses(dir, parseCargoDefaultBinary(await readFile(join(dir, "Cargo.toml"), "utf8")), "Rust");
+    return resolveCompiledProcesses(dir, parseCargoDefaultBinary((await readRepoFile(dir, "Cargo.toml")) ?? ""), "Rust");
   },
 };

@@ -1,7 +1,7 @@
-import { copyFile, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { fileExists, formatHeader, readProcfile, type Buildpack } from "./buildpack.ts";
+import { formatHeader, type Buildpack } from "./buildpack.ts";
+import { readProcfile, repoEntryExists, writeRepoFile } from "./repo-file.ts";
 
 const SERVER_SOURCE = fileURLToPath(new URL("./static/server.mjs", import.meta.url));
 
@@ -16,13 +16,13 @@ export const staticBuildpack: Buildpack = {
   looksFor: "index.html (static site)",
 
   async detect(dir) {
-    return (await fileExists(join(dir, "index.html"))) && !(await fileExists(join(dir, "package.json")));
+    return (await repoEntryExists(dir, "index.html")) && !(await repoEntryExists(dir, "package.json"));
   },
 
   async build(ctx) {
     ctx.onLine(formatHeader("Adding the static file server"));
-    await mkdir(join(ctx.dir, ".deck"), { recursive: true });
-    await copyFile(SERVER_SOURCE, join(ctx.dir, STATIC_SERVER_PATH));
+    // A repository may commit `.deck` as a link: the write never goes through it.
+    await writeRepoFile(ctx.dir, STATIC_SERVER_PATH, await readFile(SERVER_SOURCE));
   },
 
   async release(dir) {

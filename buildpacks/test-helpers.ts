@@ -40,7 +40,7 @@ export interface TestContextOptions {
   path?: string;
 }
 
-/** Stands in for the builder's context: argv, no shell, output collected, fails on a non-zero exit. */
+/** Stands in for the builder's context (unsandboxed): argv, no shell, output collected, `run` fails on a non-zero exit. */
 export function createTestContext(dir: string, opts: TestContextOptions): BuildContext & { lines: string[] } {
   const lines: string[] = [];
   const env = { PATH: opts.path ?? process.env.PATH ?? "", HOME: process.env.HOME ?? "", CI: "true" };
@@ -58,6 +58,21 @@ export function createTestContext(dir: string, opts: TestContextOptions): BuildC
         collectLines(child.stderr, lines);
         child.on("error", reject);
         child.on("close", (code) => (code === 0 ? resolve() : reject(new BuildStepError(`${argv.join(" ")} failed with exit code ${code}`))));
+      }),
+    capture: (argv, runOpts = {}) =>
+      new Promise((resolve, reject) => {
+        const child = spawn(argv[0], argv.slice(1), { cwd: runOpts.cwd ?? dir, env: { ...env, ...runOpts.env }, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        const stderr: string[] = [];
+        child.stdout.setEncoding("utf8");
+        child.stdout.on("data", (chunk: string) => (stdout += chunk));
+        collectLines(child.stderr, stderr);
+        child.on("error", reject);
+        child.on("close", (code) => {
+          lines.push(...stderr);
+          if (code === null) reject(new BuildStepError(`${argv.join(" ")} was killed`));
+          else resolve({ exitCode: code, stdout, stderrTail: stderr.slice(-20) });
+        });
       }),
   };
 }

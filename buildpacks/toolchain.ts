@@ -1,10 +1,10 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { access, chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from "node:fs/promises";
-import { delimiter, dirname, join } from "node:path";
+import { access, chmod, copyFile, lstat, mkdir, readdir, readFile, readlink, rm, symlink, utimes } from "node:fs/promises";
+import { delimiter, join } from "node:path";
 import { SLUG_ENV_FILE, type SlugEnv } from "../core/index.ts";
-import { BuildStepError, type BuildContext } from "./buildpack.ts";
+import { BuildStepError, type BuildContext, type RunOptions } from "./buildpack.ts";
+import { writeRepoFile } from "./repo-file.ts";
 
 /** What a language needs on the deck host, and how to get it, for the "not installed" message. */
 export interface Toolchain {
@@ -40,27 +40,21 @@ export async function requireToolchain(ctx: BuildContext, tool: Toolchain): Prom
 }
 
 /**
- * Runs a short query command (`cargo metadata`, `python3 --version`) and returns its stdout; such
- * commands print data rather than build output, so they are not streamed.
+ * Runs a short query command (`cargo metadata`) through the build's context, sandboxed like every
+ * other command, and returns its stdout; a non-zero exit fails the build with its last stderr line.
  */
-export function captureOutput(ctx: BuildContext, argv: readonly string[], cwd = ctx.dir): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(argv[0], argv.slice(1), { cwd, env: ctx.env, signal: ctx.signal, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) {
-        const why = stderr.trim().split("\n").filter(Boolean).pop() ?? err.message;
-        reject(new BuildStepError(`${argv.slice(0, 2).join(" ")} failed: ${why}`, { cause: err }));
-      } else {
-        resolve(stdout);
-      }
-    });
-  });
+export async function captureOutput(ctx: BuildContext, argv: readonly string[], opts: RunOptions = {}): Promise<string> {
+  const result = await ctx.capture(argv, opts);
+  if (result.exitCode !== 0) {
+    const why = result.stderrTail.filter((l) => l.trim()).pop()?.trim() ?? `exit code ${result.exitCode}`;
+    throw new BuildStepError(`${argv.slice(0, 2).join(" ")} failed: ${why}`);
+  }
+  return result.stdout;
 }
 
 /** Writes the run-time env a slug's processes need (see core/slug-env.ts). */
 export async function writeSlugEnv(dir: string, env: Partial<SlugEnv>): Promise<void> {
-  const file = join(dir, SLUG_ENV_FILE);
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, `${JSON.stringify({ path: env.path ?? [], dirs: env.dirs ?? {}, vars: env.vars ?? {} }, null, 2)}\n`);
+  await writeRepoFile(dir, SLUG_ENV_FILE, `${JSON.stringify({ path: env.path ?? [], dirs: env.dirs ?? {}, vars: env.vars ?? {} }, null, 2)}\n`);
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {

@@ -57,6 +57,14 @@ function isWildcardAddress(ip: string): boolean {
   }
 }
 
+/**
+ * Each app runs under its own uid (= gid), DECK_SANDBOX_UID_BASE + its app id, stored with the app so
+ * a later change of the base does not move existing apps. One deck uses this many uids from the base.
+ */
+export const SANDBOX_UID_RANGE = 100_000;
+/** uid_t is 32 bits and (uid_t)-1 means "no change" to setuid(2): the range must end below it. */
+const MAX_SANDBOX_UID_BASE = 2 ** 32 - 2 - SANDBOX_UID_RANGE;
+
 export const SETTINGS = {
   dataDir: { env: "DECK_DATA_DIR", yaml: "data_dir", schema: z.string().min(1), default: "./data", help: "directory for repositories, builds, logs and the embedded database" },
   host: { env: "DECK_HOST", yaml: "host", schema: z.string().min(1), default: "127.0.0.1", help: "address the SSH, API and router ports bind to" },
@@ -67,6 +75,10 @@ export const SETTINGS = {
     help: "address app processes are published on and routers reach them at; set it to this machine's private address when router nodes run on other machines",
   },
   sshPort: { env: "DECK_SSH_PORT", yaml: "ssh_port", schema: port, default: 2222, help: "SSH port for git push and commands" },
+  sshAuthTimeout: { env: "DECK_SSH_AUTH_TIMEOUT", yaml: "ssh_auth_timeout", schema: seconds, default: 20, help: "SSH: seconds a connection has to authenticate before it is closed" },
+  sshMaxUnauthenticatedPerIp: { env: "DECK_SSH_MAX_UNAUTHENTICATED_PER_IP", yaml: "ssh_max_unauthenticated_per_ip", schema: z.coerce.number().int().min(1), default: 10, help: "SSH: connections one client IP may hold open before authenticating; more are closed at once" },
+  sshMaxUnauthenticated: { env: "DECK_SSH_MAX_UNAUTHENTICATED", yaml: "ssh_max_unauthenticated", schema: z.coerce.number().int().min(1), default: 100, help: "SSH: connections from all clients together that may be open before authenticating; more are closed at once" },
+  maxPushSize: { env: "DECK_MAX_PUSH_SIZE", yaml: "max_push_size", schema: limitSize, default: "1g", help: "largest pack a git push may send, over SSH and HTTP (like 500m or 2g; 0 = no limit); a larger push is refused and the repository stays as it was" },
   apiPort: { env: "DECK_API_PORT", yaml: "api_port", schema: port, default: 3000, help: "REST API (/api/v1) and smart HTTP git (/git)" },
   httpPort: { env: "DECK_HTTP_PORT", yaml: "http_port", schema: port, default: 8080, help: "router HTTP port apps are served on" },
   httpsPort: { env: "DECK_HTTPS_PORT", yaml: "https_port", schema: port, default: 8443, help: "router HTTPS port apps are served on (TLS with SNI; HTTP/2 or HTTP/1.1 by ALPN)" },
@@ -86,6 +98,10 @@ export const SETTINGS = {
   maxBodyBytes: { env: "DECK_MAX_BODY_SIZE", yaml: "max_body_size", schema: limitSize, default: "100m", help: "router: largest request body (413 above it; 0 = no limit; per app: router:set APP max-body-size SIZE)" },
   headerTimeout: { env: "DECK_HEADER_TIMEOUT", yaml: "header_timeout", schema: seconds, default: 30, help: "router: seconds a client has to send a request's headers (slow clients are cut off)" },
   idleTimeout: { env: "DECK_IDLE_TIMEOUT", yaml: "idle_timeout", schema: seconds, default: 120, help: "router: seconds a connection may stay silent (no bytes either way) before it is closed" },
+  bodyTimeout: {
+    env: "DECK_BODY_TIMEOUT", yaml: "body_timeout", schema: z.coerce.number().min(0, pauseAllowed).max(MAX_SECONDS, pauseAllowed), default: 60,
+    help: "router: seconds a client has to send a whole request body once its headers are in (408 past it, and the app's request is ended; 0 = no limit)",
+  },
   maxConnectionsPerIp: { env: "DECK_MAX_CONNECTIONS_PER_IP", yaml: "max_connections_per_ip", schema: z.coerce.number().int().min(0), default: 512, help: "router: open connections one client IP may hold (0 = no limit)" },
   pauseTimeout: { env: "DECK_PAUSE_TIMEOUT", yaml: "pause_timeout", schema: z.coerce.number().min(0, pauseAllowed).max(MAX_SECONDS, pauseAllowed), default: 30, help: "router: seconds a request waits for an app that is starting (no live process yet) before it gets 503" },
   metricsPort: {
@@ -101,8 +117,14 @@ export const SETTINGS = {
   redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis shared by several router nodes: per-client rate limits draw from one budget across them (unset = each router counts alone)" },
   runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process", "docker"]), default: "process", help: "how releases run: process (supervised processes) or docker (one container per process; Dockerfile apps need it)" },
   baseImage: { env: "DECK_BASE_IMAGE", yaml: "base_image", schema: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "an image reference such as clouddeck/base:latest"), default: "clouddeck/base:latest", help: "docker runtime: image buildpack apps are packaged onto (must hold what they run, e.g. node)" },
-  appMemory: { env: "DECK_APP_MEMORY", yaml: "app_memory", schema: byteSize(6 * 1024 ** 2), default: "512m", help: "docker runtime: memory limit of each app process (512m, 1g)" },
-  appCpus: { env: "DECK_APP_CPUS", yaml: "app_cpus", schema: z.coerce.number().positive().max(1024), default: 1, help: "docker runtime: CPUs each app process may use (0.5 = half a core)" },
+  appMemory: { env: "DECK_APP_MEMORY", yaml: "app_memory", schema: byteSize(6 * 1024 ** 2), default: "512m", help: "memory limit of each app process (512m, 1g); resource:limit sets it per app" },
+  appCpus: { env: "DECK_APP_CPUS", yaml: "app_cpus", schema: z.coerce.number().positive().max(1024), default: 1, help: "CPUs each app process may use (0.5 = half a core); resource:limit sets it per app" },
+  sandboxUidBase: {
+    env: "DECK_SANDBOX_UID_BASE", yaml: "sandbox_uid_base",
+    schema: z.coerce.number().int().min(1000, "a uid of at least 1000 (below are the system's own users)").max(MAX_SANDBOX_UID_BASE, `a uid of at most ${MAX_SANDBOX_UID_BASE}`),
+    default: 200_000,
+    help: `process runtime: app N runs as uid/gid BASE+N, no /etc/passwd entry needed; deck uses ${SANDBOX_UID_RANGE} uids from BASE, which no other user or /etc/subuid range of this machine may use`,
+  },
   buildTimeout: { env: "DECK_BUILD_TIMEOUT", yaml: "build_timeout", schema: seconds, default: 900, help: "seconds a build may take before it is stopped" },
   keepReleases: { env: "DECK_KEEP_RELEASES", yaml: "keep_releases", schema: z.coerce.number().int().min(2).max(100), default: 5, help: "built artifacts kept per app for rollback" },
   healthTimeout: { env: "DECK_HEALTH_TIMEOUT", yaml: "health_timeout", schema: seconds, default: 60, help: "seconds a new release has to answer its health check" },

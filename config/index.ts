@@ -1,2 +1,2 @@
-export { loadConfig, ConfigError, SETTINGS, parseByteSize } from "./config.ts";
+export { loadConfig, ConfigError, SETTINGS, SANDBOX_UID_RANGE, parseByteSize } from "./config.ts";
 export type { DeckConfig, LoadConfigOptions } from "./config.ts";

@@ -163,7 +163,12 @@ export interface RouterControl {
   /** Answers `GET /.well-known/acme-challenge/TOKEN` with `keyAuthorization` (ACME HTTP-01, RFC 8555 §8.3). */
   setAcmeChallenge(token: string, keyAuthorization: string): Promise<void>;
   removeAcmeChallenge(token: string): Promise<void>;
+  /** What the router serves for `app` right now, asked of the router itself; absent = cannot tell. */
+  view?(app: string): Promise<RouterView>;
 }
+
+/** The router's own answer about one app: its route (null = none), or that it does not answer. */
+export type RouterView = { answering: true; route: Route | null } | { answering: false; reason: string };
 
 /** A certificate chain and its private key (PEM), served for the host names listed (`*.example.com` allowed). */
 export interface ServedCertificate {

@@ -1,12 +1,11 @@
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import {
-  applySlugEnv, DeckError, EMPTY_SLUG_ENV, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type Route, type RouteSettings, type SlugEnv,
+  applySlugEnv, DeckError, EMPTY_SLUG_ENV, isDeckError, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type Route, type RouteSettings, type SlugEnv,
 } from "../core/index.ts";
 import {
   listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus, setAppStopped, findApp,
-  type AppRow, type BuildRow, type ReleaseRow,
+  type AppRow, type BuildRow, type Db, type ReleaseRow,
 } from "../store/queries/index.ts";
+import { isBuildStepError, readRepoFile } from "../buildpacks/index.ts";
 import { appendAppLog, readLogTail } from "./app-log.ts";
 import type { DeployDeps } from "./deps.ts";
 import { waitHealthy } from "./health-check.ts";
@@ -19,6 +18,11 @@ export interface ActivateRequest {
   runReleasePhase: boolean;
   out: (line: string) => void;
   signal?: AbortSignal;
+  /**
+   * Changes that take effect with this release (its config vars, its formation), written in the
+   * transaction that makes it live: a release that does not go live leaves them unchanged.
+   */
+  commit?: (tx: Db) => Promise<void>;
 }
 
 export type ActivateResult = { ok: true } | { ok: false; message: string };
@@ -152,13 +156,15 @@ export function processEnv(app: string, release: ReleaseRow, slugPath: string, s
 
 /** The buildpack's run-time env stored in a slug; slugs built before it existed have none. */
 export async function readSlugEnv(slugPath: string): Promise<SlugEnv> {
-  let text: string;
+  // The slug was written by the tenant's build and belongs to its uid: the file is never read through a link.
+  let text: string | undefined;
   try {
-    text = await readFile(join(slugPath, SLUG_ENV_FILE), "utf8");
+    text = await readRepoFile(slugPath, SLUG_ENV_FILE);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return EMPTY_SLUG_ENV;
+    if (isBuildStepError(e)) throw new DeckError("bad_slug", `the build's run-time env is unusable: ${e.message}`, undefined, { cause: e });
     throw e;
   }
+  if (text === undefined) return EMPTY_SLUG_ENV;
   const parsed = parseSlugEnv(text);
   if (!parsed.ok) throw new DeckError("bad_slug", `the build's run-time env is unusable: ${parsed.message}`);
   return parsed.env;
@@ -200,7 +206,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   if (req.runReleasePhase && procfile.release) {
     out(`-----> Running release command: ${procfile.release}`);
     const r = await deps.runtime.runOnce({
-      app: app.name, release: release.version, command: procfile.release, cwd: slugPath, env, logFile,
+      app: app.name, release: release.version, command: procfile.release, cwd: slugPath, env, logFile, sandbox: app.sandbox,
       timeoutMs: deps.config.releaseTimeout * 1000, onLine: (l) => out(`       ${l}`),
     });
     if (r.timedOut) return fail(`release command timed out after ${deps.config.releaseTimeout}s; v${release.version} was not deployed`);
@@ -229,7 +235,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
         const info = await deps.runtime.start({
           app: app.name, release: release.version, generation: deploymentId, type, index,
           command: procfile[type], cwd: slugPath, env: { ...env, DYNO: `${type}.${index}` }, port, host: deps.config.upstreamHost, logFile,
-          memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined,
+          memoryBytes: app.memoryLimit ?? undefined, cpus: app.cpuLimit ?? undefined, sandbox: app.sandbox,
         });
         started.push(info);
       }
@@ -266,26 +272,53 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   // 4. Switch: from here on the new release serves every new request. The app's row is read again for
   // router settings changed during the build; a release going live brings a stopped app (ps:stop) back.
   // The new route and the new live generation are one step for anyone refreshing the route.
-  const previous = await withRouteLock(deps, app.name, async () => {
+  const switched = await withRouteLock(deps, app.name, async () => {
     const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     const current = (await findApp(deps.db, app.name)) ?? app;
+    try {
+      await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map(upstreamAddress)));
+    } catch (e) {
+      deps.log(`${app.name}: the router did not take v${release.version}'s route: ${(e as Error).message}`);
+      await restoreRoute(deps, current, before).catch((r) => deps.log(`${app.name}: could not send the previous route again: ${(r as Error).message}`));
+      return { ok: false as const, message: switchRefusal(e, release.version) };
+    }
     routeState(deps).paused.delete(app.name);
-    await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map(upstreamAddress)));
     await deps.db.transaction(async (tx) => {
       if (current.stopped) await setAppStopped(tx, app.id, false);
       await setReleaseStatus(tx, release.id, "live");
       await supersedeOtherReleases(tx, app.id, release.id);
       await setLiveDeployment(tx, app.id, deploymentId);
       await updateDeployment(tx, deploymentId, { status: "succeeded", releaseId: release.id, finished: true });
+      await req.commit?.(tx);
     });
-    return before;
+    return { ok: true as const, previous: before };
   });
+  if (!switched.ok) return fail(switched.message);
+  const previous = switched.previous;
   appendAppLog(logFile, "deck[deploy]", `v${release.version} is live (${summary})`);
   out(`-----> Switched traffic to v${release.version}`);
 
   // 5. Drain the previous generation, then stop it.
   await drainAndStop(deps, previous);
   return { ok: true };
+}
+
+/**
+ * After a switch the router did not confirm: it may have saved the new route before it failed to
+ * answer, so the route of the processes live before goes back (its control calls retry while its
+ * supervisor replaces a dead worker).
+ */
+async function restoreRoute(deps: DeployDeps, app: AppRow, processes: ProcessInfo[]): Promise<void> {
+  const live = processes.filter((p) => p.generation === app.liveDeploymentId && p.type === "web" && p.port);
+  const route = await routeFor(deps, app, live.map(upstreamAddress));
+  if (live.length === 0 && routeState(deps).paused.has(app.name)) route.settings = { ...route.settings, paused: true };
+  await deps.router.setRoute(route);
+}
+
+/** One line for the user; a router that does not answer is named without its socket's path. */
+function switchRefusal(e: unknown, version: number): string {
+  const reason = isDeckError(e) && e.code !== "router_unavailable" ? e.message : "the router is not answering (it restarts within seconds; try again)";
+  return `${reason}; v${version} was not deployed and the previous release keeps serving`;
 }
 
 export async function drainAndStop(deps: DeployDeps, processes: ProcessInfo[]): Promise<void> {

@@ -189,7 +189,10 @@ export interface BuildSummary {
   commit: string;
   buildpack: string | null;
   durationMs: number | null;
+  /** The build's artifact (slug) on disk. */
   sizeBytes: number | null;
+  /** The app's git repository once the push that made this build had finished. */
+  repoSizeBytes: number | null;
   /** Whether the artifact is still on disk (old ones are garbage-collected). */
   artifact: "kept" | "pruned" | null;
   startedAt: string;
@@ -203,6 +206,7 @@ interface BuildRecord {
   buildpack: string | null;
   status: string;
   sizeBytes: number | null;
+  repoSizeBytes: number | null;
   startedAt: string;
   finishedAt: string | null;
   prunedAt: string | null;
@@ -217,7 +221,7 @@ interface BuildRecord {
  * deployment of its app and commit created no later than the build started.
  */
 const BUILD_RECORD = sql.fragment`
-  SELECT b.id, b.commit_sha, b.buildpack, b.status, b.size_bytes, b.started_at, b.finished_at, b.pruned_at,
+  SELECT b.id, b.commit_sha, b.buildpack, b.status, b.size_bytes, b.repo_size_bytes, b.started_at, b.finished_at, b.pruned_at,
          d.id AS deployment_id, d.error, u.email AS pusher
     FROM builds b
     LEFT JOIN LATERAL (
@@ -229,7 +233,7 @@ const BUILD_RECORD = sql.fragment`
 function toRecord(r: Record<string, unknown>): BuildRecord {
   return {
     id: Number(r.id), commitSha: String(r.commit_sha), buildpack: (r.buildpack as string) ?? null, status: String(r.status),
-    sizeBytes: r.size_bytes == null ? null : Number(r.size_bytes), startedAt: toIso(r.started_at),
+    sizeBytes: r.size_bytes == null ? null : Number(r.size_bytes), repoSizeBytes: r.repo_size_bytes == null ? null : Number(r.repo_size_bytes), startedAt: toIso(r.started_at),
     finishedAt: r.finished_at == null ? null : toIso(r.finished_at), prunedAt: r.pruned_at == null ? null : toIso(r.pruned_at),
     deploymentId: r.deployment_id == null ? null : Number(r.deployment_id), error: (r.error as string) ?? null, pusher: (r.pusher as string) ?? null,
   };
@@ -261,7 +265,7 @@ function summarise(rec: BuildRecord, live: BuildRun | undefined, now: number): B
   const end = rec.finishedAt ? Date.parse(rec.finishedAt) : status === "running" ? now : null;
   return {
     id: rec.id, status, commit: rec.commitSha, buildpack: rec.buildpack, durationMs: end === null ? null : end - Date.parse(rec.startedAt),
-    sizeBytes: rec.sizeBytes, artifact: rec.status !== "succeeded" ? null : rec.prunedAt ? "pruned" : "kept",
+    sizeBytes: rec.sizeBytes, repoSizeBytes: rec.repoSizeBytes, artifact: rec.status !== "succeeded" ? null : rec.prunedAt ? "pruned" : "kept",
     startedAt: rec.startedAt, pusher: rec.pusher ?? live?.pusher ?? null, error: status === "succeeded" ? null : rec.error,
   };
 }
@@ -271,12 +275,23 @@ export async function listBuilds(deps: DeployDeps, caller: Caller, name: string,
   const app = await authorizeApp(deps.db, caller, "app:logs", name);
   const runs = buildRunsOf(deps).forApp(app.name);
   const waiting: BuildSummary[] = runs.filter((r) => r.buildId === null).reverse().map((r) => ({
-    id: null, status: "queued", commit: r.commitSha, buildpack: null, durationMs: null, sizeBytes: null, artifact: null,
+    id: null, status: "queued", commit: r.commitSha, buildpack: null, durationMs: null, sizeBytes: null, repoSizeBytes: null, artifact: null,
     startedAt: r.queuedAt.toISOString(), pusher: r.pusher, error: null,
   }));
   const now = Date.now();
   const rows = (await listBuildRecords(deps.db, app.id, limit)).map((rec) => summarise(rec, runs.find((r) => r.buildId === rec.id), now));
   return [...waiting, ...rows].slice(0, limit);
+}
+
+/**
+ * Stores the size of the app's repository on the newest build of `commitSha`, once the push that made
+ * it has finished (its objects are in the repository, or were discarded with a refused push).
+ */
+export async function recordRepoSize(deps: Pick<DeployDeps, "db" | "paths">, app: { id: number; name: string }, commitSha: string): Promise<number> {
+  const bytes = await measureDir(deps.paths.repo(app.name));
+  await deps.db.query(q`UPDATE builds SET repo_size_bytes = ${bytes}
+    WHERE id = (SELECT max(id) FROM builds WHERE app_id = ${app.id} AND commit_sha = ${commitSha})`);
+  return bytes;
 }
 
 // ---------- builds:output ----------

@@ -2,10 +2,11 @@ export { AppQueue, Semaphore } from "./app-queue.ts";
 export { pathsFor, type Paths } from "./paths.ts";
 export type { DeployDeps, DeployOutcome } from "./deps.ts";
 export { deployPush, pruneSlugs, type PushRequest } from "./push.ts";
-export { reconcile } from "./reconcile.ts";
+export { reconcile, resendRoutes } from "./reconcile.ts";
 export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
-export { callerFor, authorizeApp, orgForNewApp, type Caller } from "./access.ts";
+export { callerFor, authorizeApp, authorizeConfigReveal, orgForNewApp, REVEAL_CONFIG, type Caller } from "./access.ts";
 export * from "./operations.ts";
+export { describeRouterStatus, routerStatusOf, type RouterStatus } from "./router-status.ts";
 export * from "./router-settings.ts";
 export * from "./accounts.ts";
 export * from "./webhooks.ts";
@@ -15,6 +16,6 @@ export {
 } from "./certs.ts";
 export { bandwidthReport } from "./metering.ts";
 export {
-  BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds,
+  BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds, recordRepoSize,
   type BuildOutputTarget, type BuildRunState, type BuildStatus, type BuildSummary, type CancelledBuild,
 } from "./builds.ts";

@@ -1,5 +1,5 @@
 import { rm } from "node:fs/promises";
-import { checkAppName, DeckError, type ProcessInfo } from "../core/index.ts";
+import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
 import {
   audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
   insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setAppLimits, setFormation, setHealthCheckPath, updateDeployment, q,
@@ -7,7 +7,8 @@ import {
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
 import { parseByteSize } from "../config/index.ts";
-import { activateRelease, appUrl, routeFor, drainAndStop, formationFor, withRouteLock } from "./activate.ts";
+import { activateRelease, appUrl, routeFor, drainAndStop, formationFor, upstreamAddress, withRouteLock, type ActivateRequest } from "./activate.ts";
+import { routerStatusOf, type RouterStatus } from "./router-status.ts";
 import { pushCertificates } from "./certs.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
 import { DeployOutput } from "./app-log.ts";
@@ -27,7 +28,7 @@ export async function createApp(deps: DeployDeps, caller: Caller, rawName: strin
   const existing = await findApp(deps.db, check.name);
   if (existing) throw new DeckError("app_exists", `app "${check.name}" already exists; pick another name`);
   const targetOrg = orgId ?? (await deps.db.oneFirst(q`SELECT id FROM organizations ORDER BY id LIMIT 1`) as number);
-  const app = await insertApp(deps.db, { name: check.name, orgId: Number(targetOrg), createdBy: caller.user.id });
+  const app = await insertApp(deps.db, { name: check.name, orgId: Number(targetOrg), createdBy: caller.user.id, sandboxUidBase: deps.config.sandboxUidBase });
   await deps.repos.ensure(app.name);
   // Known to the router from the start, so its host answers 503 (no release yet) rather than 404.
   await deps.router.setRoute(await routeFor(deps, app, []));
@@ -93,17 +94,20 @@ export async function changeConfig(deps: DeployDeps, caller: Caller, name: strin
   return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const vars = { ...(await getConfigVars(deps.db, app.id)), ...(change.set ?? {}) };
     for (const k of change.unset ?? []) delete vars[k];
-    await saveConfigVars(deps.db, app.id, vars);
     const keys = [...Object.keys(change.set ?? {}), ...(change.unset ?? [])];
-    await audit(deps.db, { userId: caller.user.id, action: "config:set", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, keys } });
+    const audited = () => audit(deps.db, { userId: caller.user.id, action: "config:set", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, keys } });
     const current = await liveRelease(deps, app);
     if (!current) {
+      await saveConfigVars(deps.db, app.id, vars);
+      await audited();
       out(`-----> Config saved; ${app.name} has no release yet, it applies on the first deploy`);
       return { version: null };
     }
     const what = change.set ? `Set ${Object.keys(change.set).join(", ")}` : `Unset ${(change.unset ?? []).join(", ")}`;
     const rel = await deps.db.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: current.buildId, config: vars, commitSha: current.commitSha, description: what, createdBy: caller.user.id }));
-    await redeploy(deps, caller, app, "config", rel, true, out);
+    // The config is saved as the release goes live: config and live release never disagree.
+    await redeploy(deps, caller, app, "config", rel, true, out, { commit: (tx) => saveConfigVars(tx, app.id, vars), unchanged: "config unchanged" });
+    await audited();
     return { version: rel.version };
   });
 }
@@ -148,8 +152,7 @@ export async function rollback(deps: DeployDeps, caller: Caller, name: string, r
     const pruned = await deps.db.maybeOneFirst(q`SELECT pruned_at FROM builds WHERE id = ${build.id}`);
     if (pruned) throw new DeckError("artifact_pruned", `the build of v${target.version} is no longer kept (deck keeps the last ${deps.config.keepReleases}); push that commit again instead`);
     const rel = await deps.db.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: target.buildId, config: target.config, commitSha: target.commitSha, description: `Rollback to v${target.version}`, createdBy: caller.user.id }));
-    await saveConfigVars(deps.db, app.id, target.config);
-    await redeploy(deps, caller, app, "rollback", rel, false, out);
+    await redeploy(deps, caller, app, "rollback", rel, false, out, { commit: (tx) => saveConfigVars(tx, app.id, target.config), unchanged: "config unchanged" });
     await audit(deps.db, { userId: caller.user.id, action: "release:rollback", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, to: target.version } });
     return { version: rel.version, target: target.version };
   });
@@ -179,9 +182,10 @@ export async function scale(deps: DeployDeps, caller: Caller, name: string, chan
       }
     }
     const formation = { ...app.formation, ...change };
-    await setFormation(deps.db, app.id, formation);
+    // With a release live, the formation is saved as its new processes go live.
+    if (current) await redeploy(deps, caller, { ...app, formation }, "scale", current, false, out, { commit: (tx) => setFormation(tx, app.id, formation), unchanged: "formation unchanged" });
+    else await setFormation(deps.db, app.id, formation);
     await audit(deps.db, { userId: caller.user.id, action: "ps:scale", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, formation: change } });
-    if (current) await redeploy(deps, caller, { ...app, formation }, "scale", current, false, out);
     return formation;
   });
 }
@@ -242,6 +246,8 @@ export interface AppReport {
   release: ReleaseRow | null;
   formation: [string, number][];
   processes: ProcessInfo[];
+  /** What the router answers for the app, compared with its live processes. */
+  router: RouterStatus;
 }
 
 export async function report(deps: DeployDeps, caller: Caller, name: string): Promise<AppReport> {
@@ -249,11 +255,21 @@ export async function report(deps: DeployDeps, caller: Caller, name: string): Pr
   const release = await liveRelease(deps, app);
   const build = release ? await findBuild(deps.db, release.buildId) : null;
   const processes = (await deps.runtime.list(app.name)).filter((p) => p.generation === app.liveDeploymentId);
-  return { app, url: appUrl(deps, app.name), release, formation: formationFor(build?.procfile ?? {}, app.formation), processes };
+  const maintenance = app.stopped || app.router.maintenance;
+  const upstreams = maintenance ? [] : processes.filter((p) => p.type === "web" && p.port).map(upstreamAddress);
+  const view = await deps.router.view?.(app.name);
+  return { app, url: appUrl(deps, app.name), release, formation: formationFor(build?.procfile ?? {}, app.formation), processes, router: routerStatusOf(view, { upstreams, maintenance }) };
+}
+
+export interface RedeployOptions {
+  /** Saved in the transaction that makes the release live (see ActivateRequest.commit). */
+  commit?: ActivateRequest["commit"];
+  /** Appended to the error when the release does not go live, e.g. "config unchanged". */
+  unchanged?: string;
 }
 
 /** Starts a new generation of processes for `release` (blue-green) inside the app's queue slot. */
-export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: "config" | "rollback" | "scale" | "restart", release: ReleaseRow, runReleasePhase: boolean, out: Out): Promise<void> {
+export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: "config" | "rollback" | "scale" | "restart", release: ReleaseRow, runReleasePhase: boolean, out: Out, options: RedeployOptions = {}): Promise<void> {
   const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
   const deployment = await insertDeployment(deps.db, { appId: app.id, kind, commitSha: release.commitSha, releaseId: release.id, createdBy: caller.user.id });
   output.attach(deployment.id);
@@ -263,15 +279,16 @@ export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, ki
     const build = await findBuild(deps.db, release.buildId);
     if (!build) throw new DeckError("no_build", `release v${release.version} has no build`);
     const fresh = (await findApp(deps.db, app.name)) ?? app;
-    const r = await activateRelease(deps, { app: { ...fresh, formation: app.formation }, release, build, deploymentId: deployment.id, runReleasePhase, out: output.line });
+    const r = await activateRelease(deps, { app: { ...fresh, formation: app.formation }, release, build, deploymentId: deployment.id, runReleasePhase, out: output.line, commit: options.commit });
     if (!r.ok) {
       await updateDeployment(deps.db, deployment.id, { status: "failed", error: r.message, finished: true });
       recorded = true;
-      throw new DeckError("deploy_failed", r.message);
+      throw new DeckError("deploy_failed", options.unchanged ? `${r.message}; ${options.unchanged}` : r.message);
     }
     output.line(`-----> v${release.version} live: ${appUrl(deps, app.name)}`);
   } catch (e) {
     if (!recorded) await updateDeployment(deps.db, deployment.id, { status: "failed", error: (e as Error).message, finished: true }).catch(() => undefined);
+    if (!recorded && options.unchanged && isDeckError(e)) throw new DeckError(e.code, `${e.message}; ${options.unchanged}`, e.data, { cause: e });
     throw e;
   } finally {
     await output.flush().catch(() => undefined);

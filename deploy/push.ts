@@ -119,7 +119,7 @@ async function runPush(deps: DeployDeps, req: PushRequest, output: DeployOutput,
       app: app.name, commitSha: req.commitSha, repoDir: req.repoDir, gitEnv: req.gitEnv,
       slugDir: deps.paths.slug(app.name, build.id), cacheDir: deps.paths.cache(app.name),
       env: await getConfigVars(deps.db, app.id), timeoutMs: deps.config.buildTimeout * 1000,
-      onLine: output.line, signal, builder: app.builder ?? undefined,
+      onLine: output.line, signal, builder: app.builder ?? undefined, sandbox: app.sandbox,
     });
     await updateDeployment(deps.db, deployment.id, { buildTime: Date.now() - buildStart });
     if (!result.ok) {

@@ -2,7 +2,7 @@ import type { ProcessInfo, Route } from "../core/index.ts";
 import {
   findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus, updateDeployment,
 } from "../store/queries/index.ts";
-import { activateRelease, routeFor, upstreamAddress } from "./activate.ts";
+import { activateRelease, refreshRoute, routeFor, upstreamAddress } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 /**
@@ -54,4 +54,14 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
     });
   }
   return { adopted: all.length - stopped, stopped, restarted };
+}
+
+/**
+ * Sends every app's route to the router again, each under its route lock so no deploy's switch is
+ * undone: after the router restarted, a change its last worker saved but never answered is set right.
+ */
+export async function resendRoutes(deps: DeployDeps): Promise<number> {
+  const apps = await listApps(deps.db, "all");
+  for (const app of apps) await refreshRoute(deps, app);
+  return apps.length;
 }

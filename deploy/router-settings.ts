@@ -1,4 +1,4 @@
-import { burstForRate, DeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MAX } from "../core/index.ts";
+import { burstForRate, DeckError, isDeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MAX } from "../core/index.ts";
 import { parseByteSize } from "../config/index.ts";
 import { audit, findApp, setAppRouterSettings, setAppStopped, type AppRouterSettings, type AppRow } from "../store/queries/index.ts";
 import { drainAndStop, refreshRoute } from "./activate.ts";
@@ -16,6 +16,22 @@ function record(deps: DeployDeps, caller: Caller, action: string, target: string
   return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
 }
 
+/**
+ * Sends the app's route after a change saved in the database. When the router does not take it, the
+ * change is undone (`undo`) and refused, so what deck says and what the router does never disagree.
+ */
+async function applyOrUndo(deps: DeployDeps, app: AppRow, undo: () => Promise<void>, unchanged: string): Promise<void> {
+  try {
+    await refreshRoute(deps, app);
+  } catch (e) {
+    await undo().catch((u: Error) => deps.log(`${app.name}: could not undo a change the router did not take: ${u.message}`));
+    // In case the router took the route after all (its answer lost on the way).
+    await refreshRoute(deps, await reload(deps, app)).catch(() => undefined);
+    if (isDeckError(e) && e.code === "router_unavailable") throw new DeckError(e.code, `the router is not answering (it restarts within seconds; try again); ${unchanged}`, e.data, { cause: e });
+    throw e;
+  }
+}
+
 /** The app's row as it is now (after a change), so the route sent to the router carries it. */
 async function reload(deps: DeployDeps, app: AppRow): Promise<AppRow> {
   return (await findApp(deps.db, app.name)) ?? app;
@@ -31,7 +47,7 @@ export async function setMaintenance(deps: DeployDeps, caller: Caller, name: str
   const app = await authorizeApp(deps.db, caller, "router:set", name);
   await setAppRouterSettings(deps.db, app.id, { maintenance: enabled });
   const fresh = await reload(deps, app);
-  await refreshRoute(deps, fresh);
+  await applyOrUndo(deps, fresh, () => setAppRouterSettings(deps.db, app.id, { maintenance: app.router.maintenance }), "maintenance mode unchanged");
   await record(deps, caller, enabled ? "maintenance:on" : "maintenance:off", app.name);
   return maintenanceState(fresh);
 }
@@ -51,7 +67,7 @@ export async function stopApp(deps: DeployDeps, caller: Caller, name: string, ou
   return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     await setAppStopped(deps.db, app.id, true);
     const fresh = await reload(deps, app);
-    await refreshRoute(deps, fresh);
+    await applyOrUndo(deps, fresh, () => setAppStopped(deps.db, app.id, false), "the app keeps running");
     const processes = await deps.runtime.list(app.name);
     if (processes.length) out(`-----> Stopping ${processes.map((p) => `${p.type}.${p.index}`).join(", ")}`);
     await drainAndStop(deps, processes);
@@ -73,7 +89,7 @@ export async function startApp(deps: DeployDeps, caller: Caller, name: string, o
     if (!release) {
       // Nothing to run yet: the app is simply no longer stopped, and its first push starts it.
       await setAppStopped(deps.db, app.id, false);
-      await refreshRoute(deps, await reload(deps, app));
+      await applyOrUndo(deps, await reload(deps, app), () => setAppStopped(deps.db, app.id, true), "the app stays stopped");
       await record(deps, caller, "ps:start", app.name);
       return { outcome: "no_release" as const, version: null };
     }
@@ -236,7 +252,8 @@ export async function setRouterSettings(deps: DeployDeps, caller: Caller, name: 
   if (Object.keys(update).length === 0) throw new DeckError("bad_argument", `no setting given; use one of ${KEY_NAMES.join(", ")}`);
   await setAppRouterSettings(deps.db, app.id, update);
   const fresh = await reload(deps, app);
-  await refreshRoute(deps, fresh);
+  const previous = Object.fromEntries(Object.keys(update).map((k) => [k, app.router[k as keyof AppRouterSettings]])) as Partial<AppRouterSettings>;
+  await applyOrUndo(deps, fresh, () => setAppRouterSettings(deps.db, app.id, previous), "settings unchanged");
   await record(deps, caller, "router:set", app.name, { settings: update });
   return reportOf(deps, fresh);
 }

@@ -1,12 +1,12 @@
 import { DeckError, maskValue, isDeckError } from "../core/index.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
 import {
-  addAppDomain, addKey, appAudit, authorizeApp, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
+  addAppDomain, addKey, appAudit, authorizeApp, authorizeConfigReveal, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
   listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
   readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setResourceLimits, setHealthCheck, showConfig, type Caller, type DeployDeps,
   cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary, bandwidthReport,
 } from "../deploy/index.ts";
-import { addOwnCertificate, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../deploy/index.ts";
+import { addOwnCertificate, describeRouterStatus, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../deploy/index.ts";
 import {
   describeSetting, maintenanceReport, parseRouterSetting, routerReport, ROUTER_KEYS, setMaintenance, setRouterSettings, startApp, stopApp,
 } from "../deploy/index.ts";
@@ -60,11 +60,16 @@ const pad = (rows: string[][]): string[] => {
 
 const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");
 const seconds = (ms: number | null) => (ms === null ? "-" : `${(ms / 1000).toFixed(1)}s`);
-const megabytes = (bytes: number | null) => (bytes === null ? "-" : `${(bytes / (1024 * 1024)).toFixed(1)} MB`);
+/** One decimal in the largest unit that keeps the number at 1 or more, so small repositories do not read "0.0 MB". */
+const humanSize = (bytes: number | null) => {
+  if (bytes === null) return "-";
+  const [n, unit] = bytes >= 1024 ** 3 ? [bytes / 1024 ** 3, "GB"] : bytes >= 1024 ** 2 ? [bytes / 1024 ** 2, "MB"] : [bytes / 1024, "KB"];
+  return `${n.toFixed(1)} ${unit}`;
+};
 
 function buildRow(b: BuildSummary): string[] {
-  const size = b.artifact === "pruned" ? `${megabytes(b.sizeBytes)} (pruned)` : megabytes(b.sizeBytes);
-  return [b.id === null ? "-" : String(b.id), b.status, b.commit.slice(0, 7), b.buildpack ?? "-", seconds(b.durationMs), size, shortTime(b.startedAt)];
+  const slug = b.artifact === "pruned" ? `${humanSize(b.sizeBytes)} (pruned)` : humanSize(b.sizeBytes);
+  return [b.id === null ? "-" : String(b.id), b.status, b.commit.slice(0, 7), b.buildpack ?? "-", seconds(b.durationMs), slug, humanSize(b.repoSizeBytes), shortTime(b.startedAt)];
 }
 
 const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[] }> = {
@@ -101,7 +106,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     run: async (deps, caller, args, io) => {
       const name = args.app("config:show APP");
       let vars = await showConfig(deps, caller, name);
-      if (args.flags.has("--reveal")) await authorizeApp(deps.db, caller, "config:set", name);
+      if (args.flags.has("--reveal")) await authorizeConfigReveal(deps.db, caller, name);
       else vars = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
       if (args.json) return io.out(JSON.stringify(vars));
       const keys = Object.keys(vars).sort();
@@ -220,10 +225,10 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     run: async (deps, caller, args, io) => {
       const r = await report(deps, caller, args.app("ps:report APP"));
       const status = r.app.stopped ? "stopped" : r.app.status;
-      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, url: r.url, healthCheckPath: r.app.healthCheckPath, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
+      if (args.json) return io.out(JSON.stringify({ app: r.app.name, status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, router: r.router.state, url: r.url, healthCheckPath: r.app.healthCheckPath, release: r.release ? `v${r.release.version}` : null, formation: Object.fromEntries(r.formation), processes: r.processes.map((p) => ({ name: `${p.type}.${p.index}`, state: p.state, port: p.port ?? null, pid: p.pid ?? null, restarts: p.restarts, startedAt: p.startedAt })) }));
       io.out(`=== ${r.app.name}`);
       io.out(`Status:     ${r.app.stopped ? `stopped (ps:start ${r.app.name} runs it again)` : status}`);
-      io.out(`Router:     ${r.app.stopped || r.app.router.maintenance ? `maintenance page (503)${r.app.router.maintenance ? `; maintenance:off ${r.app.name} ends it` : ""}` : "serving the app"}`);
+      io.out(`Router:     ${describeRouterStatus(r.router)}${r.router.state === "maintenance" && r.app.router.maintenance ? `; maintenance:off ${r.app.name} ends it` : ""}`);
       io.out(`URL:        ${r.url}`);
       io.out(`Release:    ${r.release ? `v${r.release.version} (${r.release.description})` : "none"}`);
       io.out(`Health:     ${r.app.healthCheckPath}`);
@@ -450,12 +455,12 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     },
   },
   "builds:list": {
-    usage: "builds:list APP [--json]", help: "an app's recent builds: status, commit, buildpack, duration, size", bools: ["--json"],
+    usage: "builds:list APP [--json]", help: "an app's recent builds: status, commit, buildpack, duration, artifact (slug) size, repository size after the push", bools: ["--json"],
     run: async (deps, caller, args, io) => {
       const builds = await listBuilds(deps, caller, args.app("builds:list APP"));
       if (args.json) return io.out(JSON.stringify(builds));
       if (!builds.length) return io.out("no builds yet; push to build the app");
-      for (const l of pad([["ID", "STATUS", "COMMIT", "BUILDPACK", "DURATION", "SIZE", "STARTED"], ...builds.map(buildRow)])) io.out(l);
+      for (const l of pad([["ID", "STATUS", "COMMIT", "BUILDPACK", "DURATION", "SLUG", "REPO", "STARTED"], ...builds.map(buildRow)])) io.out(l);
     },
   },
   "builds:output": {
@@ -484,7 +489,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     run: async (deps, caller, args, io) => {
       const name = args.app("builds:cache:clear APP");
       const { freedBytes } = await clearBuildCache(deps, caller, name);
-      io.out(`cleared the build cache of ${name} (${megabytes(freedBytes)})`);
+      io.out(`cleared the build cache of ${name} (${(freedBytes / (1024 * 1024)).toFixed(1)} MB)`);
     },
   },
   audit: {

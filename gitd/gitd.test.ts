@@ -21,8 +21,13 @@ describe("git commands over SSH", () => {
   it("builds argv arrays, never shell strings", () => {
     assert.deepEqual(gitServiceArgv("receive-pack", "/d/a.git", { statelessRpc: true, advertiseRefs: true }), ["git", "receive-pack", "--stateless-rpc", "--advertise-refs", "/d/a.git"]);
   });
+  it("gives receive-pack the push size limit, and upload-pack none", () => {
+    assert.deepEqual(gitServiceArgv("receive-pack", "/d/a.git", { maxPackBytes: 1024 ** 3 }), ["git", "-c", "receive.maxInputSize=1073741824", "receive-pack", "/d/a.git"]);
+    assert.deepEqual(gitServiceArgv("receive-pack", "/d/a.git", { maxPackBytes: 0 }), ["git", "receive-pack", "/d/a.git"]);
+    assert.deepEqual(gitServiceArgv("upload-pack", "/d/a.git", { statelessRpc: true, maxPackBytes: 5 }), ["git", "upload-pack", "--stateless-rpc", "/d/a.git"]);
+  });
   it("frames pkt-lines", () => {
-    assert.equal(pktLine("# service=git-upload-pack\n"), "001e# service=git-upload-pack\n");
+    assert.equal(pktLine("# service=git-upload-pack\n").toString(), "001e# service=git-upload-pack\n");
   });
   it("quotes paths in the hook script", () => {
     assert.match(hookScript("/usr/bin/node", "/tmp/it's/hooks.sock"), /'\/tmp\/it'\\''s\/hooks\.sock'/);

@@ -88,6 +88,7 @@ async function runHook(deps: DeployDeps, pushes: PushRegistry, header: HookHeade
     if (u.ref.startsWith("refs/heads/")) send(`-----> Branch ${u.ref.slice(11)} stored, not deployed (deck deploys main, or master)`);
   }
   if (plan.kind === "store-only") return 0;
+  session.deployCommit = plan.update.newSha;
   const gitEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(header.env)) if (v) gitEnv[k] = v;
   let reported = false;

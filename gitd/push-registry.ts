@@ -8,6 +8,8 @@ export interface PushSession {
   caller: Caller;
   app: AppRow;
   abort: AbortController;
+  /** The commit this push deploys, once its hook has read the ref updates (null: nothing to deploy). */
+  deployCommit: string | null;
   /** Settles when git has finished with the push (refs updated or the push refused). */
   finished: Promise<void>;
   markFinished: () => void;
@@ -19,7 +21,7 @@ export class PushRegistry {
   open(caller: Caller, app: AppRow): PushSession {
     let markFinished!: () => void;
     const finished = new Promise<void>((r) => (markFinished = r));
-    const s: PushSession = { id: randomUUID(), caller, app, abort: new AbortController(), finished, markFinished };
+    const s: PushSession = { id: randomUUID(), caller, app, abort: new AbortController(), deployCommit: null, finished, markFinished };
     this.sessions.set(s.id, s);
     return s;
   }

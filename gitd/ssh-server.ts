@@ -1,14 +1,18 @@
 import ssh2 from "ssh2";
 import type { Connection, ServerChannel } from "ssh2";
 import { timingSafeEqual } from "node:crypto";
+import net from "node:net";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, type Caller, type DeployDeps } from "../deploy/index.ts";
 import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
 import { collectInput } from "./command-input.ts";
 import { runCommand } from "./commands.ts";
 import { resolveGitTarget } from "./git-access.ts";
-import { gitServiceArgv, parseGitCommand, spawnGit } from "./git-process.ts";
+import { abandonGit, gitServiceArgv, parseGitCommand, spawnGit } from "./git-process.ts";
 import type { PushRegistry } from "./push-registry.ts";
+import { PushMeter, pushTooLargeLine } from "./push-request.ts";
+import { finishPush } from "./repo-size.ts";
+import { PreAuthGate } from "./ssh-admission.ts";
 import { fingerprintOfBlob } from "./ssh-keys.ts";
 import { splitShellWords } from "./shell-words.ts";
 
@@ -25,9 +29,14 @@ export interface SshServerOptions {
  * (`git-receive-pack` / `git-upload-pack` on the app's bare repository) or a deck command.
  * Nothing else can be executed, and a refused request is one line on stderr with exit status 1.
  */
-export function createSshServer(options: SshServerOptions): ssh2.Server {
+export function createSshServer(options: SshServerOptions): net.Server {
   const { deps } = options;
-  return new Server({ hostKeys: [options.hostKey], ident: "deck" }, (client: Connection, info) => {
+  const gate = new PreAuthGate({
+    authTimeoutMs: deps.config.sshAuthTimeout * 1000,
+    maxPerAddress: deps.config.sshMaxUnauthenticatedPerIp,
+    maxTotal: deps.config.sshMaxUnauthenticated,
+  }, deps.log);
+  const ssh = new Server({ hostKeys: [options.hostKey], ident: "deck" }, (client: Connection, info) => {
     let user: UserRow | null = null;
     client.on("error", () => undefined);
     client.on("authentication", (ctx) => {
@@ -50,6 +59,7 @@ export function createSshServer(options: SshServerOptions): ssh2.Server {
       });
     });
     client.on("ready", () => {
+      gate.authenticated(info.ip, info.port);
       client.on("session", (acceptSession) => {
         const session = acceptSession();
         const env: Record<string, string> = {};
@@ -72,6 +82,11 @@ export function createSshServer(options: SshServerOptions): ssh2.Server {
       });
     });
   });
+  // deck's own listener admits each connection before ssh2 sees a byte of it: the pre-authentication
+  // limits hold even for a client that never sends its SSH version line.
+  return net.createServer((socket) => {
+    if (gate.admit(socket)) ssh.injectSocket(socket);
+  });
 }
 
 function refuse(stream: ServerChannel, line: string): void {
@@ -93,23 +108,38 @@ async function handleExec(options: SshServerOptions, caller: Caller, stream: Ser
       return refuse(stream, "deck: internal error; details are in the deck server log");
     }
     const push = git.service === "receive-pack" ? options.pushes.open({ ...caller, via: "git" }, app) : null;
-    const child = spawnGit(gitServiceArgv(git.service, deps.paths.repo(app.name)), { ...env, ...(push ? { DECK_PUSH_ID: push.id } : {}) });
+    const limit = deps.config.maxPushSize;
+    const child = spawnGit(gitServiceArgv(git.service, deps.paths.repo(app.name), { maxPackBytes: limit }), { ...env, ...(push ? { DECK_PUSH_ID: push.id } : {}) });
     let exited = false;
+    if (push && limit) {
+      // git refuses a pack over the limit on the same count (receive.maxInputSize); this says why in deck's words.
+      const meter = new PushMeter();
+      const watch = (chunk: Buffer) => {
+        meter.feed(chunk);
+        if (meter.packBytes <= limit) return;
+        stream.off("data", watch);
+        stream.stderr.write(`${pushTooLargeLine(limit)}\n`);
+        deps.log(`git push to ${app.name} by ${caller.user.email} refused: the pack is over DECK_MAX_PUSH_SIZE (${limit} bytes)`);
+      };
+      stream.on("data", watch);
+    }
     stream.pipe(child.stdin!);
     child.stdin!.on("error", () => undefined);
     child.stdout!.pipe(stream, { end: false });
     child.stderr!.pipe(stream.stderr, { end: false });
     child.on("close", (code) => {
       exited = true;
-      if (push) options.pushes.close(push.id);
-      stream.exit(code ?? 1);
-      stream.end();
+      // Recorded before the pusher's git returns, so builds:list right after a push shows it.
+      void (push ? finishPush(deps, options.pushes, push) : Promise.resolve()).finally(() => {
+        stream.exit(code ?? 1);
+        stream.end();
+      });
     });
     stream.on("close", () => {
       if (exited) return;
-      // The pusher went away mid-push: cancel its deploy and stop git (the quarantine is discarded).
+      // The pusher went away mid-push: cancel its deploy and let git discard the quarantine.
       if (push) options.pushes.close(push.id, "the pusher disconnected");
-      child.kill("SIGTERM");
+      abandonGit(child);
     });
     return;
   }

@@ -22,6 +22,8 @@ export interface ProxyRequest {
   readonly httpVersion: string;
   readonly rawHeaders: string[];
   readonly socket: Socket;
+  /** The whole body was read. */
+  readonly complete: boolean;
   on(event: "data", listener: (chunk: Buffer) => void): unknown;
   once(event: "end", listener: () => void): unknown;
   off(event: "data" | "end", listener: (...args: never[]) => void): unknown;
@@ -58,6 +60,8 @@ export interface ConnectionHost {
   connectionClosed(conn: ClientConnection): void;
   /** The router answered a request it could not read (400, 408, 431, 501): for the access log. */
   refused(socket: Socket, status: number, reason: string): void;
+  /** An exception escaped while serving this connection: a bug, logged with its stack. */
+  internalError(what: string, err: unknown): void;
 }
 
 /** The access log's reason for a request the router could not read, by status. */
@@ -427,7 +431,11 @@ export class ClientConnection implements RequestSink {
       return this.failed(err);
     }
     this.parsing = false;
-    this.advance();
+    try {
+      this.advance();
+    } catch (err) {
+      this.failed(err);
+    }
   }
 
   /**
@@ -483,7 +491,7 @@ export class ClientConnection implements RequestSink {
   /** A read failed: a malformed request gets its answer; anything else is the router's own fault. */
   private failed(err: unknown): void {
     if (err instanceof ClientProtocolError) return this.refuse(err);
-    console.error("router: error while serving a request:", err);
+    this.host.internalError(`a connection from ${this.socket.remoteAddress}`, err);
     this.refuse(new ClientProtocolError("the router failed to serve this request", 500));
   }
 

@@ -1,22 +1,39 @@
 /** The deck server's side of the router control API (see control-server.ts), over the unix socket. */
 import http from "node:http";
 import { DeckError } from "../core/index.ts";
-import type { Route, RouterControl } from "../core/index.ts";
+import type { Route, RouterControl, RouterView } from "../core/index.ts";
 
 export interface RouterHealth {
   ok: true;
+  /** The router's pid (its supervisor's): the one `deck down` signals. */
   pid: number;
+  /** The worker that answered (absent from routers started by an older deck). */
+  worker?: number;
+  routes?: number;
 }
 
 export interface RouterControlClient extends RouterControl {
   routes(): Promise<Route[]>;
+  /** One app's route, or null when the router has none. */
+  route(app: string): Promise<Route | null>;
   health(): Promise<RouterHealth>;
+  view(app: string): Promise<RouterView>;
 }
 
 export interface RouterControlOptions {
   /** Per call; a router that does not answer within it counts as unavailable (default 10 s). */
   timeoutMs?: number;
+  /**
+   * How long a call keeps trying while nothing listens on the socket (default 3 s): the router's
+   * supervisor has a new worker answering within a second of the last one dying. Every call is
+   * idempotent, so one cut off before its answer is sent again.
+   */
+  retryMs?: number;
 }
+
+/** Failures where the router never answered: nothing listens, or the worker died mid-call. */
+const NOT_LISTENING = new Set(["ENOENT", "ECONNREFUSED", "ECONNRESET", "EPIPE"]);
+const RETRY_INTERVAL_MS = 100;
 
 /** How long PUT /certs may take (the whole list, saved to a file before the answer). */
 const CERTS_TIMEOUT_MS = 120_000;
@@ -28,7 +45,11 @@ interface Reply {
 
 function unavailable(socketPath: string, cause: unknown): DeckError {
   const reason = (cause as NodeJS.ErrnoException)?.code ?? (cause as Error)?.message ?? String(cause);
-  return new DeckError("router_unavailable", `the router is not answering on ${socketPath} (${reason}); is it running?`, { socketPath }, { cause });
+  return new DeckError("router_unavailable", `the router is not answering on its control socket (${reason})`, { socketPath, reason }, { cause });
+}
+
+function notListening(e: unknown): boolean {
+  return e instanceof DeckError && e.code === "router_unavailable" && NOT_LISTENING.has(String((e.data as { reason?: unknown } | undefined)?.reason));
 }
 
 function call(socketPath: string, method: string, path: string, payload: unknown, timeoutMs: number): Promise<Reply> {
@@ -70,8 +91,25 @@ function expectOk(method: string, path: string, reply: Reply): unknown {
 
 export function createRouterControl(socketPath: string, options: RouterControlOptions = {}): RouterControlClient {
   const timeoutMs = options.timeoutMs ?? 10_000;
+  const retryMs = options.retryMs ?? 3_000;
+  const answer = async (method: string, path: string, payload: unknown, callTimeoutMs: number, retryFor = retryMs): Promise<Reply> => {
+    const until = Date.now() + retryFor;
+    for (;;) {
+      try {
+        return await call(socketPath, method, path, payload, callTimeoutMs);
+      } catch (e) {
+        if (!notListening(e) || Date.now() + RETRY_INTERVAL_MS > until) throw e;
+        await new Promise((r) => setTimeout(r, RETRY_INTERVAL_MS));
+      }
+    }
+  };
   const request = async (method: string, path: string, payload?: unknown, callTimeoutMs = timeoutMs): Promise<unknown> =>
-    expectOk(method, path, await call(socketPath, method, path, payload, callTimeoutMs));
+    expectOk(method, path, await answer(method, path, payload, callTimeoutMs));
+  const route = async (app: string, retryFor = retryMs): Promise<Route | null> => {
+    const path = `/routes/${encodeURIComponent(app)}`;
+    const reply = await answer("GET", path, undefined, timeoutMs, retryFor);
+    return reply.status === 404 ? null : (expectOk("GET", path, reply) as Route);
+  };
   return {
     async setRoute(route) {
       await request("PUT", `/routes/${encodeURIComponent(route.app)}`, route);
@@ -100,8 +138,18 @@ export function createRouterControl(socketPath: string, options: RouterControlOp
     async routes() {
       return (await request("GET", "/routes")) as Route[];
     },
+    route: (app) => route(app),
     async health() {
       return (await request("GET", "/health")) as RouterHealth;
+    },
+    // A report says what is true now: a router not answering is not waited for.
+    async view(app) {
+      try {
+        return { answering: true, route: await route(app, 0) };
+      } catch (e) {
+        if (e instanceof DeckError && e.code === "router_unavailable") return { answering: false, reason: String((e.data as { reason?: unknown }).reason) };
+        throw e;
+      }
     },
   };
 }
@@ -109,7 +157,7 @@ export function createRouterControl(socketPath: string, options: RouterControlOp
 /** The router's health when one answers on the socket within the timeout; undefined otherwise. */
 export async function probeRouter(socketPath: string, timeoutMs = 1_000): Promise<RouterHealth | undefined> {
   try {
-    const health = await createRouterControl(socketPath, { timeoutMs }).health();
+    const health = await createRouterControl(socketPath, { timeoutMs, retryMs: 0 }).health();
     return health?.ok === true && typeof health.pid === "number" ? health : undefined;
   } catch {
     return undefined;

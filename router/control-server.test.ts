@@ -82,7 +82,7 @@ test("setRoute, removeRoute and replaceAll are live when they resolve and saved 
     file.routes.map((r) => r.app),
     ["wiki"],
   );
-  assert.deepEqual(await control.health(), { ok: true, pid: process.pid, routes: 1 });
+  assert.deepEqual(await control.health(), { ok: true, pid: process.pid, worker: process.pid, routes: 1 });
 });
 
 test("rejects malformed bodies with 400 and a one-line message, and conflicts with 409", async (t) => {
@@ -174,9 +174,29 @@ test("switching an app between two upstreams under load loses no request", async
 });
 
 test("the client reports router_unavailable when nothing answers on the socket", async () => {
-  const control = createRouterControl(join(tmpdir(), `deck-no-router-${process.pid}.sock`));
+  const socket = join(tmpdir(), `deck-no-router-${process.pid}.sock`);
+  const control = createRouterControl(socket, { retryMs: 300 });
   await assert.rejects(control.setRoute({ app: "shop", hosts: ["shop.localhost"], upstreams: [] }), (e: unknown) => {
-    return isDeckError(e) && e.code === "router_unavailable" && /not answering on .*deck-no-router/.test(e.message);
+    return isDeckError(e) && e.code === "router_unavailable" && /^the router is not answering on its control socket \(ENOENT\)$/.test(e.message) && e.data.socketPath === socket;
   });
   await assert.rejects(control.inflight("127.0.0.1:1"), (e: unknown) => isDeckError(e) && e.code === "router_unavailable");
+  assert.deepEqual(await control.view("shop"), { answering: false, reason: "ENOENT" });
+});
+
+test("a call made while no router listens goes through once one does (a worker being replaced)", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "deck-control-retry-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const socket = join(dir, "router.sock");
+  const table = new RouteTable();
+  const server = createControlServer({ table, inflight: () => 0, routesFile: join(dir, "routes.json") });
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const route = { app: "late", hosts: ["late.localhost"], upstreams: ["127.0.0.1:9"] };
+  const pending = createRouterControl(socket).setRoute(route);
+  await new Promise((r) => setTimeout(r, 300));
+  await new Promise<void>((r) => server.listen(socket, r));
+  await pending;
+  assert.deepEqual(table.routes().map((r) => r.app), ["late"]);
+  const control = createRouterControl(socket);
+  assert.deepEqual(await control.view("late"), { answering: true, route });
+  assert.deepEqual(await control.view("other"), { answering: true, route: null });
 });

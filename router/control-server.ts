@@ -1,7 +1,8 @@
 /**
  * The router's control API, served on a unix socket to the deck server (never on a TCP port).
  *
- *   GET    /health                          {"ok":true,"pid":N}
+ *   GET    /health                          {"ok":true,"pid":N,"worker":W,"routes":R}: N is the router's
+ *                                            pid to signal (its supervisor), W the process answering
  *   GET    /routes                          Route[]
  *   PUT    /routes          body Route[]    replace the whole table
  *   PUT    /routes/:app     body Route      set one app's route
@@ -42,6 +43,8 @@ export interface ControlServerOptions {
   /** ACME HTTP-01 answers the proxy serves (PUT/DELETE /acme-challenge/:token). */
   challenges?: AcmeChallenges;
   log?: (line: string) => void;
+  /** The pid /health names as the router's: its supervisor's when a worker serves (default: this process). */
+  routerPid?: number;
 }
 
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -114,7 +117,7 @@ export function createControlServer(options: ControlServerOptions): http.Server 
 
     if (path === "/health") {
       if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
-      return sendJson(res, 200, { ok: true, pid: process.pid, routes: table.snapshot.byApp.size });
+      return sendJson(res, 200, { ok: true, pid: options.routerPid ?? process.pid, worker: process.pid, routes: table.snapshot.byApp.size });
     }
     if (path === "/inflight") {
       if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);

@@ -210,16 +210,32 @@ export class Exchange implements ConnectionOwner {
 
   /** A chunked body grew past the limit: stop forwarding, answer 413 if nothing was sent yet. */
   private bodyTooLarge(): void {
+    this.refuseBody("body_too_large", 413, `request body is larger than the ${this.maxBody} bytes ${this.entry.app} accepts\n`);
+  }
+
+  /**
+   * The client did not send its whole body within the body timeout: the app's request is ended (its
+   * connection closed, so a trickling client cannot hold it), the client gets 408, or has its
+   * response cut if one was under way.
+   */
+  bodyTimedOut(seconds: number): void {
+    this.refuseBody("body_timeout", 408, `request body did not arrive within ${seconds}s\n`);
+  }
+
+  private refuseBody(reason: string, status: number, message: string): void {
     this.stopBody();
-    this.reason = "body_too_large";
-    this.host.metering.reject(this.entry.app, "body_too_large");
+    this.reason = reason;
+    this.host.metering.reject(this.entry.app, reason);
     this.dropConnection();
     this.settle();
     this.clientGone = true;
     const res = this.res;
-    if (res.headersSent) return void res.destroy();
+    if (res.headersSent || res.writableFinished) return void res.destroy();
     res.shouldKeepAlive = false;
-    plainText(res, 413, `request body is larger than the ${this.maxBody} bytes ${this.entry.app} accepts\n`, { "X-Request-Id": this.fwd.requestId });
+    plainText(res, status, message, { "X-Request-Id": this.fwd.requestId });
+    // An HTTP/2 client is asked to stop sending the rest (RFC 9113 §8.1: a complete response, then
+    // RST_STREAM with NO_ERROR); HTTP/1 connections close after this answer instead.
+    if (this.req.httpVersionMajor === 2) (res as unknown as { stream: { close(code: number): void } }).stream.close(0);
   }
 
   onHead(head: ResponseHead): void {

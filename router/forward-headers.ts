@@ -10,6 +10,29 @@ function sameName(name: string, lower: string): boolean {
   return name === lower || name.toLowerCase() === lower;
 }
 
+/**
+ * True for `name` spelled as `dashed` (lowercase, with dashes) with one or more underscores in place
+ * of its dashes, in any case: `X_Forwarded_For`, `x-forwarded_for`. Many frameworks (CGI, WSGI,
+ * Rack, PHP) map `-` and `_` alike to `HTTP_X_FORWARDED_FOR`, so such a field from a client would
+ * read as the forwarding field deck sets; nginx drops them for the same reason. Called only for
+ * names of `dashed`'s length.
+ */
+function isUnderscoreSpelling(name: string, dashed: string): boolean {
+  let underscore = false;
+  for (let i = 0; i < dashed.length; i++) {
+    const want = dashed.charCodeAt(i);
+    let c = name.charCodeAt(i);
+    if (want === 45 /* - */) {
+      if (c === 95 /* _ */) underscore = true;
+      else if (c !== 45) return false;
+      continue;
+    }
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== want) return false;
+  }
+  return underscore;
+}
+
 /** A client-supplied request id is kept only when it is short and printable without escaping. */
 function isSaneRequestId(id: string): boolean {
   const n = id.length;
@@ -39,6 +62,8 @@ export interface ForwardHeaders {
 /**
  * Copies the client's headers for the upstream: drops hop-by-hop headers (RFC 9110 §7.6.1), including
  * those named in Connection, keeps Host, and sets X-Forwarded-For/-Proto/-Host and X-Request-Id.
+ * Underscore spellings of the forwarding and request-id fields (`X_Forwarded_For`, `X_Real_IP` …)
+ * are dropped: see isUnderscoreSpelling.
  * For an upgrade request, Connection and Upgrade are forwarded since they carry the handshake.
  */
 export function buildForwardHeaders(raw: string[], remoteAddress: string | undefined, upgrade: boolean, secure = false): ForwardHeaders {
@@ -73,12 +98,16 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         if (sameName(name, "upgrade")) { upgradeValue = value; continue; }
         if (sameName(name, "trailer")) continue;
         break;
+      case 9:
+        if (isUnderscoreSpelling(name, "x-real-ip")) continue;
+        break;
       case 10:
         if (sameName(name, "connection")) { connection = connection === undefined ? value : `${connection}, ${value}`; continue; }
         if (sameName(name, "keep-alive")) continue;
         break;
       case 12:
         if (sameName(name, "x-request-id")) { requestId = value; continue; }
+        if (isUnderscoreSpelling(name, "x-request-id")) continue;
         break;
       case 14:
         if (sameName(name, "content-length")) {
@@ -89,12 +118,14 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         break;
       case 15:
         if (sameName(name, "x-forwarded-for")) { forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`; continue; }
+        if (isUnderscoreSpelling(name, "x-forwarded-for")) continue;
         break;
       case 16:
         if (sameName(name, "x-forwarded-host") || sameName(name, "proxy-connection")) continue;
+        if (isUnderscoreSpelling(name, "x-forwarded-host") || isUnderscoreSpelling(name, "x-forwarded-port")) continue;
         break;
       case 17:
-        if (sameName(name, "x-forwarded-proto")) continue;
+        if (sameName(name, "x-forwarded-proto") || isUnderscoreSpelling(name, "x-forwarded-proto")) continue;
         if (sameName(name, "transfer-encoding")) {
           chunked = true;
           hasBody = true;

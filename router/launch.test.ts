@@ -150,3 +150,33 @@ test("SIGHUP or SIGUSR1 after logrotate renamed the access log: the router keeps
   }
   assert.equal(isAlive(router.pid), true);
 });
+
+test("a killed worker is replaced by the standby: the port stays open and the saved routes are served", async (t) => {
+  const s = await setup(t);
+  const app = await startUpstream("back again");
+  t.after(() => app.close());
+  const router = await ensureRouter({ dataDir: s.dataDir, env: s.env, logFile: s.logFile });
+  s.pids.add(router.pid);
+  const control = createRouterControl(routerPaths(s.dataDir).socket);
+  await control.setRoute({ app: "back", hosts: ["back.localhost"], upstreams: [app.address] });
+  const first = await control.health();
+  assert.equal(first.pid, router.pid, "/health names the supervisor as the router");
+  assert.ok(first.worker !== undefined && first.worker !== router.pid, "a worker of its own serves");
+  s.pids.add(first.worker);
+  await waitFor(async () => /standby worker \d+ is ready/.test(await readFile(s.logFile, "utf8")), 30_000, "the standby worker to load");
+
+  process.kill(first.worker, "SIGKILL");
+  // Sent while no worker serves: the supervisor holds the connection for the next one.
+  const reply = await send({ port: s.port, host: "back.localhost" });
+  assert.equal(reply.status, 200);
+  assert.equal(reply.body, "back again");
+  const second = await control.health();
+  assert.equal(second.pid, router.pid, "the same supervisor");
+  assert.notEqual(second.worker, first.worker);
+  s.pids.add(second.worker!);
+  assert.match(await readFile(s.logFile, "utf8"), new RegExp(`serving worker ${first.worker} was killed by SIGKILL`));
+
+  assert.equal(await stopRouter(s.dataDir, 10_000), router.pid);
+  await waitFor(() => !isAlive(second.worker!), 5_000, "the worker to stop with its supervisor");
+  await assert.rejects(send({ port: s.port, host: "back.localhost" }));
+});

@@ -2,7 +2,9 @@
  * Starting and stopping the router process from the deck server.
  *
  * The router is spawned detached (its own session and process group) with its output going to a log
- * file, so neither a SIGKILL of the deck server nor a Ctrl-C in its terminal takes traffic down.
+ * file, so neither a SIGKILL of the deck server nor a Ctrl-C in its terminal takes traffic down. The
+ * process started is the router's supervisor (supervisor.ts): it restarts the worker that serves
+ * when that one dies, and the pid file names it.
  */
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
@@ -10,7 +12,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DeckError } from "../core/index.ts";
-import { probeRouter } from "./control-client.ts";
+import { probeRouter, type RouterHealth } from "./control-client.ts";
 import { routerPaths } from "./paths.ts";
 
 export interface EnsureRouterOptions {
@@ -44,11 +46,35 @@ function lastLines(file: string, count: number): string {
   }
 }
 
-/** Reuses the router answering on the data dir's socket, or starts one and waits until it answers. */
+/**
+ * The router's health when it answers; a worker still answering for a supervisor that was killed (it
+ * exits within moments) does not count.
+ */
+export async function answering(socket: string, timeoutMs?: number): Promise<RouterHealth | undefined> {
+  const health = await probeRouter(socket, timeoutMs);
+  return health !== undefined && isAlive(health.pid) ? health : undefined;
+}
+
+/**
+ * Reuses the router answering on the data dir's socket, or starts one and waits until it answers. A
+ * router whose supervisor runs but does not answer yet (it is replacing its worker) is waited for.
+ */
 export async function ensureRouter(options: EnsureRouterOptions): Promise<EnsureRouterResult> {
   const paths = routerPaths(options.dataDir);
-  const running = await probeRouter(paths.socket);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const running = await answering(paths.socket);
   if (running) return { pid: running.pid, started: false };
+  const supervisor = await runningRouterPid(options.dataDir);
+  if (supervisor !== undefined) {
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(100)) {
+      const health = await answering(paths.socket, 500);
+      if (health) return { pid: health.pid, started: false };
+      if (!isAlive(supervisor)) break;
+    }
+    if (isAlive(supervisor)) {
+      throw new DeckError("router_failed", `the router (pid ${supervisor}) runs but does not answer on ${paths.socket}; see ${options.logFile}, or stop it with \`deck down\``, { logFile: options.logFile });
+    }
+  }
 
   await mkdir(paths.runDir, { recursive: true });
   await mkdir(dirname(options.logFile), { recursive: true });
@@ -68,9 +94,9 @@ export async function ensureRouter(options: EnsureRouterOptions): Promise<Ensure
   child.once("error", (e) => (exit = `could not be started: ${e.message}`));
   child.unref();
 
-  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const health = await probeRouter(paths.socket, 500);
+    const health = await answering(paths.socket, 500);
     // Another router may have won a race to the socket; then that one is the router to use.
     if (health) return { pid: health.pid, started: health.pid === child.pid };
     if (exit !== undefined) {
@@ -79,7 +105,7 @@ export async function ensureRouter(options: EnsureRouterOptions): Promise<Ensure
     await sleep(100);
   }
   if (child.pid !== undefined && exit === undefined) child.kill("SIGKILL");
-  throw new DeckError("router_failed", `the router did not answer on ${paths.socket} within ${options.timeoutMs ?? 10_000} ms; see ${options.logFile}`, { logFile: options.logFile });
+  throw new DeckError("router_failed", `the router did not answer on ${paths.socket} within ${timeoutMs} ms; see ${options.logFile}`, { logFile: options.logFile });
 }
 
 function isAlive(pid: number): boolean {
@@ -115,26 +141,39 @@ async function waitForExit(pid: number, ms: number): Promise<boolean> {
   return !isAlive(pid);
 }
 
-/**
- * SIGTERMs the router named in the pid file and waits for it to exit; SIGKILL after graceMs.
- * Resolves with the pid that was stopped, or undefined when no router was running.
- */
-export async function stopRouter(dataDir: string, graceMs: number): Promise<number | undefined> {
-  const { pidFile } = routerPaths(dataDir);
-  const text = await readFile(pidFile, "utf8").catch(() => "");
+/** The pid of the router (its supervisor) named in the pid file, when that process runs; else undefined. */
+export async function runningRouterPid(dataDir: string): Promise<number | undefined> {
+  const text = await readFile(routerPaths(dataDir).pidFile, "utf8").catch(() => "");
   const pid = Number.parseInt(text.trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid) || !isRouterProcess(pid)) return undefined;
+  return pid;
+}
+
+async function kill(pid: number): Promise<void> {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  if (!(await waitForExit(pid, 5_000))) throw new Error(`router pid ${pid} survived SIGKILL`);
+}
+
+/**
+ * SIGTERMs the router named in the pid file and waits for it to exit; SIGKILL after graceMs. Its
+ * serving worker is killed too if it outlived its supervisor. Resolves with the pid that was stopped,
+ * or undefined when no router was running.
+ */
+export async function stopRouter(dataDir: string, graceMs: number): Promise<number | undefined> {
+  const pid = await runningRouterPid(dataDir);
+  if (pid === undefined) return undefined;
+  const worker = (await probeRouter(routerPaths(dataDir).socket, 500))?.worker;
   try {
     process.kill(pid, "SIGTERM");
   } catch {
     return undefined;
   }
-  if (await waitForExit(pid, graceMs)) return pid;
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    return pid;
-  }
-  if (!(await waitForExit(pid, 5_000))) throw new Error(`router pid ${pid} survived SIGKILL`);
+  if (!(await waitForExit(pid, graceMs))) await kill(pid);
+  // A worker leaves when its supervisor does; one that hangs is not left holding app connections.
+  if (worker !== undefined && worker !== pid && !(await waitForExit(worker, 1_000)) && isRouterProcess(worker)) await kill(worker);
   return pid;
 }

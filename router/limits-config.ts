@@ -10,6 +10,7 @@ export function limitsFromConfig(config: DeckConfig): RouterLimits {
     maxBodyBytes: config.maxBodyBytes,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     headerTimeoutMs: config.headerTimeout * 1000,
+    bodyTimeoutMs: config.bodyTimeout * 1000,
     idleTimeoutMs: config.idleTimeout * 1000,
     pauseTimeoutMs: config.pauseTimeout * 1000,
   };

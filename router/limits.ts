@@ -17,6 +17,8 @@ export interface RouterLimits {
   maxConnectionsPerIp: number;
   /** Time a client has to send its request headers. */
   headerTimeoutMs: number;
+  /** Time a client has to send a whole request body once its head is read; 0 = no limit. */
+  bodyTimeoutMs: number;
   /** A connection with no bytes either way for this long is closed. */
   idleTimeoutMs: number;
   /** How long a request waits for an app that is starting (route marked `paused`). */
@@ -29,6 +31,7 @@ export const DEFAULT_LIMITS: RouterLimits = {
   maxBodyBytes: 100 * 1024 * 1024,
   maxConnectionsPerIp: 512,
   headerTimeoutMs: 30_000,
+  bodyTimeoutMs: 60_000,
   idleTimeoutMs: 120_000,
   pauseTimeoutMs: 30_000,
 };

@@ -77,6 +77,14 @@ interface UpgradeOutcome {
   answeredAt?: number;
 }
 
+/** A request whose body is still arriving, since its head was read (Date.now()). */
+interface PendingBody {
+  since: number;
+  res: ProxyResponse;
+  /** Set once the request goes to the app. */
+  exchange: Exchange | undefined;
+}
+
 /** Bytes a client may send before the app accepts its upgrade; past them it is not read until then. */
 const EARLY_TUNNEL_BYTES = 64 * 1024;
 
@@ -141,6 +149,24 @@ function framePlainBody(req: Http2ServerRequest, fwd: ForwardHeaders): void {
   fwd.headers.push("Transfer-Encoding", "chunked");
 }
 
+/** How the log line of an exception caught while serving a request starts (the fuzzer looks for it). */
+export const INTERNAL_ERROR = "internal error";
+
+/** The answer to a request whose serving threw: a 500 if nothing was sent yet, else its connection (or stream) is cut. */
+function answerInternalError(req: ProxyRequest, res: ProxyResponse): void {
+  try {
+    if (res.headersSent || res.writableFinished) return void res.destroy();
+    if (req.httpVersionMajor !== 2) res.shouldKeepAlive = false;
+    plainText(res, 500, "the router failed to serve this request\n");
+  } catch {
+    try {
+      res.destroy();
+    } catch {
+      req.socket.destroy();
+    }
+  }
+}
+
 function notFoundBody(host: string | undefined): string {
   return host === undefined ? "no Host header in the request\n" : `no app is configured for host ${JSON.stringify(host)}\n`;
 }
@@ -175,6 +201,11 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
   private openConnections = 0;
   /** Requests waiting for a paused (starting) app, by app. */
   private readonly paused = new Map<string, Set<() => void>>();
+  /**
+   * Requests whose body is still arriving, for the body timeout: looked at by the once-a-second
+   * sweep (finished ones are dropped there), so a request pays one map entry, not a timer.
+   */
+  private readonly bodies = new Map<ProxyRequest, PendingBody>();
   /** ACME HTTP-01 answers, served for any Host before route lookup (set through the control API). */
   readonly challenges = new AcmeChallenges();
 
@@ -196,8 +227,9 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     // Slow clients: a request head must arrive within the header timeout, an idle keep-alive
     // connection is closed after CLIENT_KEEP_ALIVE_MS, and any connection silent in both directions
     // for the idle timeout is closed; all checked once a second by sweepIdle. Bodies may take as long
-    // as they keep moving (large uploads), so there is no whole-request deadline.
-    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.limits.idleTimeoutMs, this.limits.headerTimeoutMs));
+    // as they keep moving (large uploads) up to the body timeout, counted from the request's head.
+    const bodyTimeout = this.limits.bodyTimeoutMs > 0 ? this.limits.bodyTimeoutMs : Infinity;
+    this.idleTimer = setInterval(() => this.sweepIdle(), Math.min(1000, this.limits.idleTimeoutMs, this.limits.headerTimeoutMs, bodyTimeout));
     this.idleTimer.unref();
     this.table.onChange(() => {
       this.wakePaused();
@@ -264,6 +296,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
         conn.closeIfIdle();
       }
     }
+    if (this.bodies.size > 0) this.sweepBodies(now);
     const limit = this.limits.idleTimeoutMs;
     for (const [socket, seen] of this.activity) {
       const read = socket.bytesRead;
@@ -275,6 +308,30 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       } else if (now - seen.since >= limit) {
         socket.destroy();
       }
+    }
+  }
+
+  /** Ends requests whose body did not arrive within the body timeout; forgets those whose body did, or whose client left. */
+  private sweepBodies(now: number): void {
+    const limit = this.limits.bodyTimeoutMs;
+    for (const [req, pending] of this.bodies) {
+      const res = pending.res;
+      if (req.complete || clientGone(res) || req.socket?.destroyed !== false) {
+        this.bodies.delete(req);
+        continue;
+      }
+      if (now - pending.since < limit) continue;
+      const seconds = Math.round(limit / 1000);
+      if (pending.exchange !== undefined) {
+        this.bodies.delete(req);
+        this.guarded(req, res, () => pending.exchange!.bodyTimedOut(seconds));
+      } else if (res.headersSent) {
+        // The router answered without reading the body (404, 429 …), which still trickles in.
+        this.bodies.delete(req);
+        this.metering.reject("", "body_timeout");
+        res.destroy();
+      }
+      // Else it waits for a starting app or a rate-limit decision: it is ended once forwarded.
     }
   }
 
@@ -378,19 +435,43 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
    * this too, with HTTP/2 compatibility objects for h2 connections).
    */
   handleRequest(req: ProxyRequest, res: ProxyResponse, secure = false): void {
+    this.guarded(req, res, () => this.serveRequest(req, res, secure));
+  }
+
+  /**
+   * Runs one step of serving a request. The last line of defence: an exception (a bug, or an input
+   * no one thought of) costs the request it was serving a 500, or its connection, and a log line;
+   * never the router, which serves every app.
+   */
+  private guarded(req: ProxyRequest, res: ProxyResponse, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.internalError(`${req.method} ${req.url}`, err);
+      answerInternalError(req, res);
+    }
+  }
+
+  /** Logs an exception caught while serving `what` (stack included: it is a bug to fix). */
+  internalError(what: string, err: unknown): void {
+    this.log(`${INTERNAL_ERROR} while serving ${what.slice(0, 200)}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  }
+
+  private serveRequest(req: ProxyRequest, res: ProxyResponse, secure: boolean): void {
     if (req.url !== undefined && req.url.startsWith(ACME_CHALLENGE_PREFIX)) return this.challenges.answer(req, res);
     const start = performance.now();
     // HTTP/2 responses have no keep-alive flag; their connection closes with a GOAWAY instead.
     if (this.closing && req.httpVersionMajor === 1) res.shouldKeepAlive = false;
     const fwd = buildForwardHeaders(req.rawHeaders, req.socket.remoteAddress, false, secure);
     if (req.httpVersionMajor === 2) framePlainBody(req as unknown as Http2ServerRequest, fwd);
+    if (fwd.hasBody && this.limits.bodyTimeoutMs > 0 && !req.complete) this.bodies.set(req, { since: Date.now(), res, exchange: undefined });
     const entry = this.routeFor(req, res, fwd, start);
     if (entry === undefined) return;
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
     if (typeof decision !== "number") {
       decision.then(
-        (retryAfter) => this.afterRateLimit(req, res, fwd, entry, start, retryAfter),
-        () => this.afterRateLimit(req, res, fwd, entry, start, 0),
+        (retryAfter) => this.guarded(req, res, () => this.afterRateLimit(req, res, fwd, entry, start, retryAfter)),
+        () => this.guarded(req, res, () => this.afterRateLimit(req, res, fwd, entry, start, 0)),
       );
       return;
     }
@@ -468,6 +549,10 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       return plainText(res, 503, `app "${entry.app}" has no running release\n`);
     }
     const exchange = new Exchange(this, req, res, entry, fwd, maxBody);
+    if (fwd.hasBody) {
+      const pending = this.bodies.get(req);
+      if (pending !== undefined) pending.exchange = exchange;
+    }
     this.track(req, res, fwd, entry, start, undefined, exchange);
     exchange.send(upstream);
   }
@@ -485,7 +570,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       set.delete(wake);
       if (set.size === 0 && this.paused.get(entry.app) === set) this.paused.delete(entry.app);
     };
-    const wake = () => {
+    const wake = () => this.guarded(req, res, () => {
       done();
       if (clientGone(res)) return this.count(req, res, fwd, entry, start, "client_gone");
       if (this.closing) {
@@ -498,13 +583,13 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
       if (now === undefined) return;
       if (now.settings.paused === true && now.upstreams.length === 0) return this.waitForStart(req, res, fwd, now, start);
       this.forward(req, res, fwd, now, start);
-    };
-    const timer = setTimeout(() => {
+    });
+    const timer = setTimeout(() => this.guarded(req, res, () => {
       done();
       if (clientGone(res)) return this.count(req, res, fwd, entry, start, "client_gone");
       this.track(req, res, fwd, entry, start, "start_timeout");
       plainText(res, 503, `app "${entry.app}" is starting and did not become ready within ${Math.round(this.limits.pauseTimeoutMs / 1000)}s; try again shortly\n`, { "Retry-After": 5, "X-Request-Id": fwd.requestId });
-    }, this.limits.pauseTimeoutMs);
+    }), this.limits.pauseTimeoutMs);
     set.add(wake);
     res.once("close", () => {
       if (!set.has(wake)) return;
@@ -587,6 +672,26 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
 
   /** Serves a WebSocket (or other Upgrade) request; `secure` as for handleRequest. */
   handleUpgrade(req: ProxyRequest, socket: Duplex, head: Buffer, secure = false): void {
+    this.guardedUpgrade(req, socket, () => this.serveUpgrade(req, socket, head, secure));
+  }
+
+  /** As guarded(), for an upgrade request: its connection gets the 500, or is closed. */
+  private guardedUpgrade(req: ProxyRequest, socket: Duplex, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.internalError(`upgrade ${req.method} ${req.url}`, err);
+      if (socket.destroyed) return;
+      try {
+        socket.resume();
+        rawPlainText(socket, 500, "the router failed to serve this request\n");
+      } catch {
+        socket.destroy();
+      }
+    }
+  }
+
+  private serveUpgrade(req: ProxyRequest, socket: Duplex, head: Buffer, secure: boolean): void {
     const start = performance.now();
     socket.on("error", () => socket.destroy());
     // From here until the app answers, the client's connection is read: its close is noticed.
@@ -624,7 +729,7 @@ export class ProxyServer implements ExchangeHost, ConnectionHost {
     const decision = this.rateDecision(entry, req.socket.remoteAddress);
     if (typeof decision === "number") return go(decision, entry);
     // A deploy may switch while Redis decides: the tunnel goes to the route as it is then.
-    const after = (retryAfter: number) => go(retryAfter, this.table.lookup(fwd.host));
+    const after = (retryAfter: number) => this.guardedUpgrade(req, socket, () => go(retryAfter, this.table.lookup(fwd.host)));
     decision.then(after, () => after(0));
   }
 

@@ -261,6 +261,15 @@ export function createTlsFrontend(options: TlsFrontendOptions): TlsFrontend {
   server.on("request", (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     requests++;
     res.once("close", () => requests--);
+    // Node's HTTP/1 parser (allowHTTP1) accepts any `HTTP/d.d` request line, so a request claiming
+    // HTTP/2.0 arrives here as an HTTP/1 message with httpVersionMajor 2 and no HTTP/2 stream. The
+    // plain port answers such a request line 505 (RFC 9110 §15.6.6); so does this one.
+    const version = req.httpVersion;
+    if (!(req instanceof http2.Http2ServerRequest) && version !== "1.1" && version !== "1.0") {
+      proxy.refused((req as http.IncomingMessage).socket, 505, "http_version_not_supported", `HTTP/${version}`);
+      const body = "only HTTP/1.0 and HTTP/1.1 are served here\n";
+      return void res.writeHead(505, { "Content-Type": "text/plain; charset=utf-8", "Content-Length": body.length, Connection: "close" }).end(body);
+    }
     if (req.httpVersionMajor === 1) {
       const wait = waitingHead.get(req.socket as tls.TLSSocket);
       if (wait !== undefined) {

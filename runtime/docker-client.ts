@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import Docker from "dockerode";
+import type { NetworkCreateBody } from "./docker-network.ts";
 
 /**
  * The part of the Docker Engine API deck uses (https://docs.docker.com/engine/api/v1.41/), behind one
@@ -14,8 +15,16 @@ export interface ContainerCreateBody {
   Cmd?: string[];
   Env: string[];
   Labels: Record<string, string>;
+  /** `uid:gid` (or a user the image names) the container's processes run as. */
+  User?: string;
   ExposedPorts?: Record<string, Record<string, never>>;
   HostConfig: {
+    /** A user-defined network's name puts the container on it (and on no other). */
+    NetworkMode?: string;
+    SecurityOpt?: string[];
+    CapDrop?: string[];
+    CapAdd?: string[];
+    PidsLimit?: number;
     PortBindings?: Record<string, { HostIp: string; HostPort: string }[]>;
     Memory?: number;
     NanoCpus?: number;
@@ -46,6 +55,14 @@ export interface ImageInfo {
   id: string;
   size: number;
   labels: Record<string, string>;
+  /** The image's USER (`Config.User`); "" when it declares none (the engine then runs it as root). */
+  user: string;
+}
+
+export interface NetworkInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
 }
 
 /** Query options of POST /build that deck sets. */
@@ -56,6 +73,8 @@ export interface ImageBuildOptions {
   labels?: Record<string, string>;
   /** Remove intermediate containers even after a failed step. */
   forcerm?: boolean;
+  /** The network RUN steps are attached to (a user-defined network's name). */
+  networkmode?: string;
   /** Limits of each RUN step's container. */
   memory?: number;
   memswap?: number;
@@ -89,6 +108,13 @@ export interface DockerClient {
    * `since` (UNIX seconds with a fraction, as a string) or the beginning. It ends when the container stops.
    */
   followLogs(id: string, since?: string): Promise<Readable>;
+  /** Creates a network; one that already exists under that name is fine (a concurrent create). */
+  createNetwork(body: NetworkCreateBody): Promise<void>;
+  inspectNetwork(idOrName: string): Promise<NetworkInfo | undefined>;
+  /** Removes a network: "removed", "gone" (it did not exist) or "in-use" (containers still on it). */
+  removeNetwork(idOrName: string): Promise<"removed" | "gone" | "in-use">;
+  /** Networks carrying every one of `labels` (`key` or `key=value`). */
+  listNetworks(labels: string[]): Promise<NetworkInfo[]>;
 }
 
 export interface DockerClientOptions {
@@ -135,7 +161,7 @@ export function createDockerClient(options: DockerClientOptions = {}): DockerCli
     },
     async inspectImage(ref) {
       const info = await docker.getImage(ref).inspect().catch(ignoreStatus(404));
-      return info ? { id: info.Id, size: info.Size, labels: info.Config?.Labels ?? {} } : undefined;
+      return info ? { id: info.Id, size: info.Size, labels: info.Config?.Labels ?? {}, user: info.Config?.User ?? "" } : undefined;
     },
     async removeImage(ref) {
       await docker.getImage(ref).remove({ force: true }).catch(ignoreStatus(404));
@@ -170,6 +196,29 @@ export function createDockerClient(options: DockerClientOptions = {}): DockerCli
     async followLogs(id, since) {
       const opts = { follow: true as const, stdout: true, stderr: true, timestamps: true, ...(since ? { since } : {}) };
       return (await docker.getContainer(id).logs(opts as Docker.ContainerLogsOptions & { follow: true })) as unknown as Readable;
+    },
+    async createNetwork(body) {
+      // 409: CheckDuplicate found one of that name, created meanwhile by another start.
+      await docker.createNetwork(body).catch(ignoreStatus(409));
+    },
+    async inspectNetwork(idOrName) {
+      const info = (await docker.getNetwork(idOrName).inspect().catch(ignoreStatus(404))) as Docker.NetworkInspectInfo | undefined;
+      return info ? { id: info.Id, name: info.Name, labels: info.Labels ?? {} } : undefined;
+    },
+    async removeNetwork(idOrName) {
+      try {
+        await docker.getNetwork(idOrName).remove();
+        return "removed";
+      } catch (e) {
+        if (statusOf(e) === 404) return "gone";
+        // 403 "has active endpoints" (20.10); 409 on some engine versions.
+        if (statusOf(e) === 403 || statusOf(e) === 409) return "in-use";
+        throw e;
+      }
+    },
+    async listNetworks(labels) {
+      const networks = await docker.listNetworks({ filters: { label: labels } });
+      return networks.map((n) => ({ id: n.Id, name: n.Name, labels: n.Labels ?? {} }));
     },
   };
 }

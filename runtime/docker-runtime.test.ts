@@ -8,7 +8,10 @@ import { isDeckError } from "../core/errors.ts";
 import { IMAGE_REF_FILE, type ProcessSpec } from "../core/interfaces.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "../test/helpers/base-image.ts";
 import { createDockerClient, LogDemuxer, sinceParameter, timestampNanos } from "./docker-client.ts";
-import { containerCmd, containerEnv, CONTAINER_PORT, DockerRuntime, processContainerBody, resolveImage } from "./docker-runtime.ts";
+import {
+  containerCmd, containerEnv, CONTAINER_PORT, containerUser, DockerRuntime, processContainerBody, releaseContainerBody, resolveImage, type ContainerContext,
+} from "./docker-runtime.ts";
+import { appNetworkBody, appNetworkName, buildNetworkBody, firewallRuleset, firewallTableFor, removeDockerFirewall } from "./docker-network.ts";
 import { findFreePort } from "./free-port.ts";
 
 // The test app, passed in the environment and run with `node -e "$APP_JS"`, so that the base image alone runs it.
@@ -27,13 +30,19 @@ process.on("SIGTERM", () => { fs.writeSync(1, "stopping on SIGTERM\\n"); process
 `;
 const COMMAND = 'node -e "$APP_JS"';
 
+const HARDENED = { CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges"] };
+
 describe("docker runtime: pure parts", () => {
-  it("builds the container body: 127.0.0.1-only port, limits, init, restart policy, labels", () => {
+  const ctx = (extra: Partial<ContainerContext> = {}): ContainerContext => ({
+    image: { image: "sha256:abc" }, scope: "scope1", network: "deck-scope1-shop", user: "65534:65534", limits: {}, ...extra,
+  });
+
+  it("builds the container body: hardened, on the app's network, 127.0.0.1-only port, limits, init, restart policy, labels", () => {
     const spec: ProcessSpec = {
       app: "shop", release: 4, generation: 17, type: "web", index: 2, command: "node server.js", cwd: "/data/apps/shop/slugs/9",
       env: { PATH: "/usr/sbin:/usr/bin", HOME: "/data/apps/shop/slugs/9", GREETING: "hi", PORT: "1" }, port: 41000, logFile: "/data/logs/shop.log",
     };
-    assert.deepEqual(processContainerBody(spec, { image: "sha256:abc" }, "scope1", { memoryBytes: 512 * 1024 ** 2, cpus: 1.5 }), {
+    assert.deepEqual(processContainerBody(spec, ctx({ user: "2001:2001", limits: { memoryBytes: 512 * 1024 ** 2, cpus: 1.5, pidsLimit: 300 } })), {
       Image: "sha256:abc",
       Cmd: ["/bin/sh", "-c", "exec node server.js"],
       Env: ["GREETING=hi", `PORT=${CONTAINER_PORT}`, "TINI_KILL_PROCESS_GROUP=1"],
@@ -41,10 +50,14 @@ describe("docker runtime: pure parts", () => {
         "deck.scope": "scope1", "deck.id": "shop.g17.web.2", "deck.app": "shop", "deck.release": "4", "deck.generation": "17",
         "deck.type": "web", "deck.index": "2", "deck.log": "/data/logs/shop.log", "deck.port": "41000",
       },
+      User: "2001:2001",
       ExposedPorts: { [`${CONTAINER_PORT}/tcp`]: {} },
       HostConfig: {
         Init: true,
         LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
+        NetworkMode: "deck-scope1-shop",
+        ...HARDENED,
+        PidsLimit: 300,
         Memory: 512 * 1024 ** 2,
         NanoCpus: 1_500_000_000,
         RestartPolicy: { Name: "unless-stopped" },
@@ -52,9 +65,85 @@ describe("docker runtime: pure parts", () => {
       },
     });
     // Published on DECK_UPSTREAM_HOST when the deploy names one, and labelled with it for adoption.
-    const onPrivate = processContainerBody({ ...spec, host: "10.0.0.5" }, { image: "sha256:abc" }, "scope1", {});
+    const onPrivate = processContainerBody({ ...spec, host: "10.0.0.5" }, ctx());
     assert.deepEqual(onPrivate.HostConfig.PortBindings, { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: "10.0.0.5", HostPort: "41000" }] });
     assert.equal(onPrivate.Labels["deck.host"], "10.0.0.5");
+    assert.equal(onPrivate.HostConfig.PidsLimit, 512, "a pids limit even when none is configured");
+  });
+
+  it("gives a release command the same hardening, on the app's network, without a port or restarts", () => {
+    const body = releaseContainerBody(
+      { app: "shop", release: 4, command: "node migrate.js", cwd: "/data/apps/shop/slugs/9", env: { HOME: "/data/apps/shop/slugs/9", DB: "x" } },
+      ctx({ image: { image: "sha256:abc", appDir: "/app" }, limits: { memoryBytes: 1024 ** 3, pidsLimit: 64 } }),
+    );
+    assert.deepEqual(body, {
+      Image: "sha256:abc",
+      Cmd: ["/bin/sh", "-c", "exec node migrate.js"],
+      Env: ["HOME=/app", "DB=x", "TINI_KILL_PROCESS_GROUP=1"],
+      Labels: { "deck.scope": "scope1", "deck.app": "shop", "deck.release": "4", "deck.type": "release" },
+      User: "65534:65534",
+      HostConfig: {
+        Init: true,
+        LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
+        NetworkMode: "deck-scope1-shop",
+        ...HARDENED,
+        PidsLimit: 64,
+        Memory: 1024 ** 3,
+        RestartPolicy: { Name: "no" },
+      },
+    });
+  });
+
+  it("runs as the image's own non-root user, else as the app's uid, else as nobody: never root", () => {
+    assert.equal(containerUser("4321:4321"), "4321:4321");
+    assert.equal(containerUser("app", { uid: 20001, gid: 20001 }), "app", "a Dockerfile's USER is honoured");
+    for (const root of ["", " ", "root", "0", "0:0", "root:staff"]) {
+      assert.equal(containerUser(root, { uid: 20001, gid: 20002 }), "20001:20002", `image user ${JSON.stringify(root)}`);
+      assert.equal(containerUser(root), "65534:65534", `image user ${JSON.stringify(root)}`);
+    }
+  });
+
+  it("puts each app on a bridge network of its own and each build on one made for it, with deck's interface prefix", () => {
+    assert.deepEqual(appNetworkBody("scope1", "shop"), {
+      Name: "deck-scope1-shop",
+      Driver: "bridge",
+      CheckDuplicate: true,
+      Labels: { "deck.scope": "scope1", "deck.app": "shop", "deck.network": "app" },
+      Options: { "com.docker.network.bridge.name": appNetworkBody("scope1", "shop").Options["com.docker.network.bridge.name"], "com.docker.network.bridge.enable_icc": "true" },
+    });
+    const bridge = appNetworkBody("scope1", "shop").Options["com.docker.network.bridge.name"];
+    assert.match(bridge, /^deckd[0-9a-f]{10}$/, "15 characters at most, and the prefix the firewall matches");
+    assert.notEqual(appNetworkBody("scope1", "blog").Options["com.docker.network.bridge.name"], bridge);
+    assert.notEqual(appNetworkBody("scope2", "shop").Options["com.docker.network.bridge.name"], bridge);
+    assert.equal(appNetworkName("scope1", "shop"), "deck-scope1-shop");
+    const build = buildNetworkBody("shop", "0a1b2c3d4e");
+    assert.equal(build.Name, "deck-build-shop-0a1b2c3d4e");
+    assert.match(build.Options["com.docker.network.bridge.name"], /^deckd[0-9a-f]{10}$/);
+    assert.equal(build.Options["com.docker.network.bridge.enable_icc"], "false");
+    assert.notEqual(buildNetworkBody("shop").Name, buildNetworkBody("shop").Name, "one network per build");
+  });
+
+  it("writes one nftables table that refuses new connections from deck bridges to the host and to link-local addresses", () => {
+    assert.equal(firewallRuleset("deck_docker"), [
+      "table inet deck_docker",
+      "delete table inet deck_docker",
+      "table inet deck_docker {",
+      "  chain input {",
+      "    type filter hook input priority filter; policy accept;",
+      '    iifname "deckd*" ct state established,related accept',
+      '    iifname "deckd*" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept',
+      '    iifname "deckd*" reject with icmpx type admin-prohibited',
+      "  }",
+      "  chain forward {",
+      "    type filter hook forward priority filter; policy accept;",
+      '    iifname "deckd*" ip daddr 169.254.0.0/16 reject with icmpx type admin-prohibited',
+      '    iifname "deckd*" ip6 daddr fe80::/10 reject with icmpx type admin-prohibited',
+      "  }",
+      "}",
+      "",
+    ].join("\n"));
+    assert.equal(firewallTableFor("3f2a9c"), "deck_docker_3f2a9c", "one table per deck on the host");
+    assert.equal(firewallTableFor("test-1.x"), "deck_docker_test_1_x");
   });
 
   it("runs a simple command with exec (the app, not the shell, gets SIGTERM) and a compound one as written", () => {
@@ -69,7 +158,7 @@ describe("docker runtime: pure parts", () => {
   it("runs the image's own command when the Procfile command is empty, and keeps a HOME that is not the host path", () => {
     const body = processContainerBody(
       { app: "a", release: 1, generation: 1, type: "worker", index: 1, command: " ", cwd: "/x", env: { HOME: "/home/app" }, logFile: "/l" },
-      { image: "img" }, "s", {},
+      ctx({ image: { image: "img" } }),
     );
     assert.equal(body.Cmd, undefined);
     assert.equal(body.HostConfig.PortBindings, undefined);
@@ -133,6 +222,8 @@ const skip = dockerSkipReason();
 describe("DockerRuntime on a real engine", { skip }, () => {
   const client = createDockerClient();
   const scope = `test-${randomBytes(6).toString("hex")}`;
+  // A table of the test's own: removing it afterwards leaves a real deck's table on this host alone.
+  const firewallTable = `deck_test_${randomBytes(4).toString("hex")}`;
   let base: BaseImage;
   let root: string;
   let stateDir: string;
@@ -181,12 +272,14 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     logFile = join(root, "logs", "demo.log");
     mkdirSync(stateDir);
     base = await buildBaseImage();
-    runtime = new DockerRuntime({ client, stateDir, scope, memoryBytes: 256 * 1024 ** 2, cpus: 1 });
+    runtime = new DockerRuntime({ client, stateDir, scope, firewallTable, memoryBytes: 256 * 1024 ** 2, cpus: 1 });
   });
 
   after(async () => {
     await runtime?.close();
     for (const c of await client.listContainers([`deck.scope=${scope}`]).catch(() => [])) await client.removeContainer(c.id);
+    for (const n of await client.listNetworks([`deck.scope=${scope}`]).catch(() => [])) await client.removeNetwork(n.id);
+    await removeDockerFirewall(firewallTable);
     await base?.remove();
     rmSync(root, { recursive: true, force: true });
   });
@@ -212,6 +305,7 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     assert.match(log, /Z deck\[web\.1\]: Starting container deck-demo\.g\d+\.web\.1 /m);
     assert.deepEqual((await runtime.list("demo")).map((p) => p.id), [info.id]);
     assert.deepEqual(await runtime.list("other-app"), []);
+    assert.ok(await client.inspectNetwork(appNetworkName(scope, "demo")), "the app's network exists while it has a container");
     await assert.rejects(runtime.start(spec), (e) => isDeckError(e) && e.code === "process_exists");
 
     // The app runs under `sh -c`, yet it gets the SIGTERM itself (and at once), and its last words reach the log.
@@ -222,6 +316,7 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     assert.equal(await client.inspectContainer(`deck-${info.id}`), undefined, "the container is removed");
     assert.equal(await get(spec.port!), undefined);
     assert.deepEqual(await runtime.list("demo"), []);
+    assert.equal(await client.inspectNetwork(appNetworkName(scope, "demo")), undefined, "the network goes with the app's last container");
   });
 
   it("leaves containers running for a new runtime instance, which adopts them and resumes the log without repeating lines", async () => {
@@ -233,7 +328,7 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     await runtime.close(); // deck stops; the container keeps running
 
     await get(spec.port!, "/log/while-deck-was-down");
-    const second = new DockerRuntime({ client, stateDir, scope });
+    const second = new DockerRuntime({ client, stateDir, scope, firewallTable });
     runtime = second;
     const listed = await second.list("demo");
     assert.deepEqual(listed.map((p) => [p.id, p.port, p.state]), [[info.id, spec.port, "running"]]);
@@ -275,5 +370,6 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     assert.notEqual(slow.exitCode, 0);
     assert.ok(Date.now() - t0 < 10_000, `timeout took ${Date.now() - t0}ms`);
     assert.deepEqual(await client.listContainers([`deck.scope=${scope}`]), [], "one-off containers are removed");
+    assert.deepEqual(await client.listNetworks([`deck.scope=${scope}`]), [], "and with them the app's network");
   });
 });

@@ -1,27 +1,30 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { DeckError } from "../core/errors.ts";
-import { IMAGE_REF_FILE, type ProcessInfo, type ProcessSpec, type Runtime } from "../core/interfaces.ts";
+import type { ProcessInfo, ProcessSpec, Runtime, SandboxIdentity } from "../core/interfaces.ts";
 import { LogDemuxer, sinceParameter, timestampNanos, type ContainerCreateBody, type ContainerInfo, type DockerClient, type LogLine } from "./docker-client.ts";
+import {
+  containerName, containerUser, DEFAULT_PIDS_LIMIT, processContainerBody, releaseContainerBody, resolveImage,
+  type ContainerContext, type DockerLimits, type ImageRef,
+} from "./docker-container.ts";
+import { applyDockerFirewall, appNetworkBody, appNetworkName, firewallTableFor } from "./docker-network.ts";
 import { processId } from "./process-runtime.ts";
+import { formatProtection, type Protection } from "./protections.ts";
 import type { RunOnceResult, RunOnceSpec } from "./run-once.ts";
 import { formatLogLine, sleep } from "./shim-lib.mjs";
 
-/** The port every web container listens on; the host port the pipeline allocated is published onto it. */
-export const CONTAINER_PORT = 5000;
+export {
+  CONTAINER_PATH, CONTAINER_PORT, containerCmd, containerEnv, containerName, containerUser, DEFAULT_PIDS_LIMIT, FALLBACK_USER, isRootUser,
+  processContainerBody, processLabels, releaseContainerBody, resolveImage, scopeFor,
+  type ContainerContext, type DockerLimits, type ImageRef,
+} from "./docker-container.ts";
+
 /** How long stop() lets the log follower take in the last lines before the container is removed. */
 const LOG_DRAIN_MS = 2000;
 /** Between SIGTERM and SIGKILL when a one-off container runs past its timeout. */
 const ONE_OFF_STOP_SECONDS = 2;
-
-export interface DockerLimits {
-  /** Memory limit per container, bytes (HostConfig.Memory); unset = none. */
-  memoryBytes?: number;
-  /** CPUs per container (HostConfig.NanoCpus = cpus × 10^9); unset = none. */
-  cpus?: number;
-}
 
 export interface DockerRuntimeOptions extends DockerLimits {
   client: DockerClient;
@@ -32,130 +35,10 @@ export interface DockerRuntimeOptions extends DockerLimits {
    * engine never sees or stops them. `scopeFor(dataDir)` gives one per data dir.
    */
   scope: string;
-}
-
-/** A `deck.scope` label value for a data dir. */
-export function scopeFor(dataDir: string): string {
-  return createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16);
-}
-
-export function containerName(id: string): string {
-  return `deck-${id}`;
-}
-
-/** The labels that tie a container to its app, release and process; `list()` reads processes back from them. */
-export function processLabels(spec: ProcessSpec, scope: string): Record<string, string> {
-  const labels: Record<string, string> = {
-    "deck.scope": scope,
-    "deck.id": processId(spec),
-    "deck.app": spec.app,
-    "deck.release": String(spec.release),
-    "deck.generation": String(spec.generation),
-    "deck.type": spec.type,
-    "deck.index": String(spec.index),
-    "deck.log": spec.logFile,
-  };
-  if (spec.port !== undefined) labels["deck.port"] = String(spec.port);
-  if (spec.port !== undefined && spec.host !== undefined) labels["deck.host"] = spec.host;
-  return labels;
-}
-
-/** PATH behind the slug's own entries in a packaged slug's container. */
-export const CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/**
- * The process env inside a container. The pipeline's env names host paths: the artifact dir `cwd` (HOME,
- * a virtualenv's bin on PATH, …) and the host's PATH. Where the image holds the artifact dir's content
- * (`appDir`, a packaged slug) paths into it are mapped there and PATH keeps only those entries ahead of a
- * standard one; otherwise (a Dockerfile app) such values are dropped and the image's own apply.
- * PORT is the container port.
- */
-export function containerEnv(env: Record<string, string>, cwd: string, port: number | undefined, appDir?: string): string[] {
-  const inCwd = (p: string) => p === cwd || p.startsWith(`${cwd}/`);
-  const out: string[] = [];
-  for (const [key, value] of Object.entries(env)) {
-    if (key === "PORT") continue;
-    if (key === "PATH") {
-      const own = appDir ? value.split(":").filter(inCwd).map((p) => appDir + p.slice(cwd.length)) : [];
-      if (own.length > 0) out.push(`PATH=${[...own, CONTAINER_PATH].join(":")}`);
-      continue;
-    }
-    if (value.includes(cwd)) {
-      if (appDir) out.push(`${key}=${value.split(cwd).join(appDir)}`);
-      continue;
-    }
-    out.push(`${key}=${value}`);
-  }
-  if (port !== undefined) out.push(`PORT=${CONTAINER_PORT}`);
-  // docker-init (tini) then passes SIGTERM to the whole process group: the app under `sh -c` too.
-  out.push("TINI_KILL_PROCESS_GROUP=1");
-  return out;
-}
-
-/**
- * `sh -c COMMAND`; an empty command runs the image's own CMD (a Dockerfile app without a Procfile).
- * A simple command (no `;`, `&`, `|`, redirections, subshells or backquotes) is run with `exec`, so
- * the app replaces the shell: otherwise the shell, which dies of the group's SIGTERM at once, takes
- * the container down before the app has run its own SIGTERM handler.
- */
-export function containerCmd(command: string): string[] | undefined {
-  const trimmed = command.trim();
-  if (trimmed === "") return undefined;
-  return ["/bin/sh", "-c", /[;&|<>()`\n]/.test(trimmed) ? command : `exec ${trimmed}`];
-}
-
-function hostConfig(limits: DockerLimits): ContainerCreateBody["HostConfig"] {
-  const config: ContainerCreateBody["HostConfig"] = {
-    // Without an init, `sh -c` as pid 1 ignores SIGTERM and every stop waits for the timeout.
-    Init: true,
-    // The engine's log store is what `followLogs` reads, so it must be one the logs endpoint supports.
-    LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
-  };
-  if (limits.memoryBytes !== undefined) config.Memory = limits.memoryBytes;
-  if (limits.cpus !== undefined) config.NanoCpus = Math.round(limits.cpus * 1e9);
-  return config;
-}
-
-/**
- * POST /containers/create body of one app process: its port published on `spec.host` only
- * (DECK_UPSTREAM_HOST, 127.0.0.1 by default), restarted by the engine.
- */
-export function processContainerBody(spec: ProcessSpec, image: ImageRef, scope: string, limits: DockerLimits): ContainerCreateBody {
-  const body: ContainerCreateBody = {
-    Image: image.image,
-    Env: containerEnv(spec.env, spec.cwd, spec.port, image.appDir),
-    Labels: processLabels(spec, scope),
-    HostConfig: { ...hostConfig(limits), RestartPolicy: { Name: "unless-stopped" } },
-  };
-  const cmd = containerCmd(spec.command);
-  if (cmd) body.Cmd = cmd;
-  if (spec.port !== undefined) {
-    const port = `${CONTAINER_PORT}/tcp`;
-    body.ExposedPorts = { [port]: {} };
-    body.HostConfig.PortBindings = { [port]: [{ HostIp: spec.host ?? "127.0.0.1", HostPort: String(spec.port) }] };
-  }
-  return body;
-}
-
-export interface ImageRef {
-  image: string;
-  /** Where the artifact dir's content sits inside the image (a packaged slug). */
-  appDir?: string;
-}
-
-/** The image a process runs: the spec's, else the one the build recorded in the artifact dir. */
-export function resolveImage(spec: Pick<ProcessSpec, "image" | "cwd" | "app">): ImageRef {
-  if (spec.image) return { image: spec.image };
-  const file = join(spec.cwd, IMAGE_REF_FILE);
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    throw new DeckError("image_missing", `${spec.app}: this release has no image (no ${file}); push again to build one for the docker runtime`, { file });
-  }
-  const ref = JSON.parse(text) as { image?: unknown; appDir?: unknown };
-  if (typeof ref.image !== "string" || ref.image === "") throw new Error(`${file} names no image`);
-  return typeof ref.appDir === "string" && ref.appDir.startsWith("/") ? { image: ref.image, appDir: ref.appDir } : { image: ref.image };
+  /** deck's nftables table for container networks; default firewallTableFor(scope). */
+  firewallTable?: string;
+  /** Where a protection that is off is reported when prepare() was not called first. */
+  log?: (line: string) => void;
 }
 
 function toState(c: ContainerInfo): ProcessInfo["state"] {
@@ -230,22 +113,110 @@ interface Follower {
 /**
  * Runs each app process as a container on a Docker engine: one container per process, named
  * `deck-<process id>`, labelled with app/release/generation/type/index, its web port published on
- * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), memory/CPU limits, restarted
- * by the engine on failure. Containers outlive the deck server; a new DockerRuntime finds them by
- * label and resumes streaming their logs into the app log where the last one stopped.
+ * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), restarted by the engine on
+ * failure. Containers are hardened (docker-container.ts: non-root, no capabilities, no new
+ * privileges, pids/memory/CPU limits) and each app's sit on its own network, which exists while the
+ * app has a container (docker-network.ts). Containers outlive the deck server; a new DockerRuntime
+ * finds them by label and resumes streaming their logs into the app log where the last one stopped.
  */
 export class DockerRuntime implements Runtime {
   readonly #client: DockerClient;
   readonly #stateDir: string;
   readonly #scope: string;
   readonly #limits: DockerLimits;
+  readonly #firewallTable: string;
+  readonly #log: (line: string) => void;
   readonly #followers = new Map<string, Follower>();
+  /** Per app: the network work in flight, so that creating a container and removing the app's network never interleave. */
+  readonly #appLocks = new Map<string, Promise<unknown>>();
+  #prepared: Promise<Protection[]> | undefined;
 
   constructor(options: DockerRuntimeOptions) {
     this.#client = options.client;
     this.#stateDir = resolve(options.stateDir);
     this.#scope = options.scope;
-    this.#limits = { memoryBytes: options.memoryBytes, cpus: options.cpus };
+    this.#limits = { memoryBytes: options.memoryBytes, cpus: options.cpus, pidsLimit: options.pidsLimit ?? DEFAULT_PIDS_LIMIT };
+    this.#firewallTable = options.firewallTable ?? firewallTableFor(options.scope);
+    this.#log = options.log ?? (() => undefined);
+  }
+
+  /**
+   * Applies the host firewall for container networks (idempotent; once per runtime) and says which
+   * protections are in effect. deck calls it at start-up, before any build or container; start() and
+   * runOnce() make sure of it too, logging a protection that is off.
+   */
+  prepare(): Promise<Protection[]> {
+    this.#prepared ??= (async () => {
+      const containers: Protection = {
+        name: "docker-containers",
+        on: true,
+        detail: `app containers run as a non-root user with no capabilities, no-new-privileges, at most ${this.#limits.pidsLimit} processes`,
+      };
+      return [containers, await applyDockerFirewall(this.#firewallTable)];
+    })();
+    return this.#prepared;
+  }
+
+  async #ready(): Promise<void> {
+    const first = this.#prepared === undefined;
+    const protections = await this.prepare();
+    if (first) for (const p of protections) if (!p.on) this.#log(formatProtection(p));
+  }
+
+  /** Runs `fn` after the app's earlier network work, and before its later. */
+  #withAppLock<T>(app: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.#appLocks.get(app) ?? Promise.resolve();
+    const result = previous.then(fn, fn);
+    const settled = result.then(() => undefined, () => undefined);
+    this.#appLocks.set(app, settled);
+    void settled.then(() => {
+      if (this.#appLocks.get(app) === settled) this.#appLocks.delete(app);
+    });
+    return result;
+  }
+
+  /** The app's network, created if it does not exist yet; call under the app's lock. */
+  async #ensureNetwork(app: string): Promise<string> {
+    await this.#client.createNetwork(appNetworkBody(this.#scope, app));
+    return appNetworkName(this.#scope, app);
+  }
+
+  /** Removes the app's network once its last container is gone. */
+  #releaseNetwork(app: string): Promise<void> {
+    return this.#withAppLock(app, async () => {
+      const left = await this.#client.listContainers([`deck.scope=${this.#scope}`, `deck.app=${app}`]);
+      if (left.length > 0) return;
+      const outcome = await this.#client.removeNetwork(appNetworkName(this.#scope, app));
+      if (outcome === "in-use") this.#log(`docker: network ${appNetworkName(this.#scope, app)} still has endpoints; left in place`);
+    });
+  }
+
+  #releaseNetworkLogged(app: string): Promise<void> {
+    return this.#releaseNetwork(app).catch((e: unknown) => this.#log(`docker: removing ${app}'s network failed: ${engineMessage(e)}`));
+  }
+
+  /** Runs `fn`; when it fails, the network it may have created for an app with no container goes again. */
+  async #afterFailureReleasing<T>(app: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      await this.#releaseNetworkLogged(app);
+      throw e;
+    }
+  }
+
+  /** Image, user, network and limits of one of the app's containers. */
+  async #context(spec: { app: string; image?: string; cwd: string; sandbox?: SandboxIdentity; memoryBytes?: number; cpus?: number }, network: string): Promise<ContainerContext> {
+    const image: ImageRef = resolveImage(spec);
+    const info = await this.#client.inspectImage(image.image);
+    if (!info) throw new DeckError("image_missing", `${spec.app}: image ${shortImage(image.image)} is not on the Docker engine; push again to build it`, { image: image.image });
+    return {
+      image,
+      scope: this.#scope,
+      network,
+      user: containerUser(info.user, spec.sandbox),
+      limits: { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus, pidsLimit: this.#limits.pidsLimit },
+    };
   }
 
   #cursorFile(id: string): string {
@@ -255,36 +226,42 @@ export class DockerRuntime implements Runtime {
   async start(spec: ProcessSpec): Promise<ProcessInfo> {
     const id = processId(spec);
     const name = containerName(id);
-    const image = resolveImage(spec);
+    await this.#ready();
     const existing = await this.#client.inspectContainer(name);
     if (existing?.running) throw new DeckError("process_exists", `${id} is already running; stop it first`, { id });
     if (existing) await this.#client.removeContainer(name);
     mkdirSync(this.#stateDir, { recursive: true });
     rmSync(this.#cursorFile(id), { force: true });
 
-    let containerId: string;
-    try {
-      containerId = await this.#client.createContainer(name, processContainerBody(spec, image, this.#scope, { memoryBytes: spec.memoryBytes ?? this.#limits.memoryBytes, cpus: spec.cpus ?? this.#limits.cpus }));
-    } catch (e) {
-      throw new DeckError("process_start_failed", `${id}: the container could not be created: ${engineMessage(e)}`, { id }, { cause: e });
-    }
-    try {
-      await this.#client.startContainer(containerId);
-    } catch (e) {
-      await this.#client.removeContainer(containerId).catch(() => undefined);
-      throw new DeckError("process_start_failed", `${id}: the container did not start: ${engineMessage(e)}`, { id }, { cause: e });
-    }
+    const { containerId, ctx } = await this.#afterFailureReleasing(spec.app, () => this.#withAppLock(spec.app, async () => {
+      const ctx = await this.#context(spec, await this.#ensureNetwork(spec.app));
+      let containerId: string;
+      try {
+        containerId = await this.#client.createContainer(name, processContainerBody(spec, ctx));
+      } catch (e) {
+        throw new DeckError("process_start_failed", `${id}: the container could not be created: ${engineMessage(e)}`, { id }, { cause: e });
+      }
+      try {
+        await this.#client.startContainer(containerId);
+      } catch (e) {
+        await this.#client.removeContainer(containerId).catch(() => undefined);
+        throw new DeckError("process_start_failed", `${id}: the container did not start: ${engineMessage(e)}`, { id }, { cause: e });
+      }
+      return { containerId, ctx };
+    }));
+    const image = ctx.image;
     const info = await this.#client.inspectContainer(containerId);
     const started = info && toProcessInfo(info);
     if (!info || !started) throw new DeckError("process_start_failed", `${id}: the container disappeared right after it started`, { id });
     const what = spec.command.trim() === "" ? "its image's command" : `command \`${spec.command}\``;
-    appendLog(spec.logFile, formatLogLine("deck", `${spec.type}.${spec.index}`, `Starting container ${name} (image ${shortImage(image.image)}) with ${what}`));
+    appendLog(spec.logFile, formatLogLine("deck", `${spec.type}.${spec.index}`, `Starting container ${name} (image ${shortImage(image.image)}, user ${ctx.user}) with ${what}`));
     this.#follow(id, info);
     return started;
   }
 
   async stop(id: string, graceMs: number): Promise<void> {
     const name = containerName(id);
+    const app = (await this.#client.inspectContainer(name))?.labels["deck.app"];
     await this.#client.stopContainer(name, Math.max(0, Math.ceil(graceMs / 1000)));
     // The log stream ends with the container; let it write the last lines before they are deleted.
     const follower = this.#followers.get(id);
@@ -292,6 +269,7 @@ export class DockerRuntime implements Runtime {
     follower?.stop();
     await this.#client.removeContainer(name);
     rmSync(this.#cursorFile(id), { force: true });
+    if (app) await this.#releaseNetwork(app);
   }
 
   /**
@@ -388,20 +366,15 @@ export class DockerRuntime implements Runtime {
    * streaming its output to `onLine` and the app log; past the timeout it is stopped.
    */
   async runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
-    const image = resolveImage(spec);
+    await this.#ready();
     const name = `deck-${spec.app}.release.v${spec.release}-${randomBytes(3).toString("hex")}`;
-    const body: ContainerCreateBody = {
-      Image: image.image,
-      Env: containerEnv(spec.env, spec.cwd, undefined, image.appDir),
-      Labels: { "deck.scope": this.#scope, "deck.app": spec.app, "deck.release": String(spec.release), "deck.type": "release" },
-      HostConfig: { ...hostConfig(this.#limits), RestartPolicy: { Name: "no" } },
-    };
-    const cmd = containerCmd(spec.command);
-    if (cmd) body.Cmd = cmd;
     const writeLog = (text: string) => appendLog(spec.logFile, text);
 
     writeLog(formatLogLine("deck", "release", `Running release command \`${spec.command}\``));
-    const id = await this.#client.createContainer(name, body);
+    const id = await this.#afterFailureReleasing(spec.app, () => this.#withAppLock(spec.app, async () => {
+      const ctx = await this.#context(spec, await this.#ensureNetwork(spec.app));
+      return this.#client.createContainer(name, releaseContainerBody(spec, ctx));
+    }));
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -430,6 +403,7 @@ export class DockerRuntime implements Runtime {
     } finally {
       clearTimeout(timer);
       await this.#client.removeContainer(id).catch(() => undefined);
+      await this.#releaseNetworkLogged(spec.app);
     }
   }
 }

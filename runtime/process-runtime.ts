@@ -1,12 +1,14 @@
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DeckError } from "../core/errors.ts";
 import type { ProcessInfo, ProcessSpec, Runtime } from "../core/interfaces.ts";
+import { cgroupNameFor, prepareLaunch, type LaunchOptions } from "./launch.ts";
 import { runOnce, type RunOnceResult, type RunOnceSpec } from "./run-once.ts";
 import {
   isGroupAlive,
+  killAndRemoveCgroup,
   isSameProcess,
   readCmdline,
   signalGroup,
@@ -25,7 +27,7 @@ const TYPE_PATTERN = /^[A-Za-z0-9_-]+$/;
 const APP_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
 const STATE_FILE = /^(.+\.\d+)\.json$/;
 
-export interface ProcessRuntimeOptions {
+export interface ProcessRuntimeOptions extends LaunchOptions {
   /** Where spec and state files of the supervised processes live; shared by every deck run on the machine. */
   stateDir: string;
   /** Grace a shim uses when it is signalled by anything other than stop() (e.g. a machine shutdown). */
@@ -92,10 +94,16 @@ export class ProcessRuntime implements Runtime {
   readonly #defaultGraceMs: number;
   readonly #startTimeoutMs: number;
 
+  readonly #launchOptions: LaunchOptions;
+
   constructor(options: ProcessRuntimeOptions) {
     this.stateDir = resolve(options.stateDir);
     this.#defaultGraceMs = options.defaultGraceMs ?? 10_000;
     this.#startTimeoutMs = options.startTimeoutMs ?? 10_000;
+    this.#launchOptions = {
+      memoryBytes: options.memoryBytes, cpus: options.cpus, pidsMax: options.pidsMax, cgroupRoot: options.cgroupRoot, sandboxHost: options.sandboxHost,
+      hide: (options.hide ?? []).map((dir) => resolve(dir)),
+    };
   }
 
   #paths(id: string) {
@@ -125,11 +133,17 @@ export class ProcessRuntime implements Runtime {
   }
 
   /** A record whose shim is gone: its child (if it somehow survived) runs unsupervised, so it goes too. */
-  #reap(record: ProcessRecord): void {
+  async #reap(record: ProcessRecord): Promise<void> {
     if (record.pid !== undefined && record.pgid !== undefined && isSameProcess(record.pid, record.childStartTime)) {
       signalGroup(record.pgid, "SIGKILL");
     }
+    await this.#removeCgroup(record);
     this.#removeFiles(record.id);
+  }
+
+  /** Kills whatever is left in the process's cgroup and removes it. */
+  async #removeCgroup(record: ProcessRecord | undefined): Promise<void> {
+    for (const dir of record?.cgroupDirs ?? []) await killAndRemoveCgroup(dir);
   }
 
   /** The full state record of a live process (shim pid, process group, …), for diagnostics. */
@@ -143,27 +157,40 @@ export class ProcessRuntime implements Runtime {
     if (!isDirectory(spec.cwd)) {
       throw new DeckError("process_cwd_missing", `cannot start ${id}: directory ${spec.cwd} does not exist`, { id, cwd: spec.cwd });
     }
-    mkdirSync(this.stateDir, { recursive: true });
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    chmodSync(this.stateDir, 0o700);
     const existing = this.#readRecord(id);
     if (existing && this.#isShimAlive(existing)) {
       throw new DeckError("process_exists", `${id} is already running; stop it first`, { id });
     }
-    if (existing) this.#reap(existing);
+    if (existing) await this.#reap(existing);
     this.#removeFiles(id);
 
     const paths = this.#paths(id);
-    const shimSpec: ShimSpec = { version: 1, id, spec, stateFile: paths.stateFile, stopFile: paths.stopFile, graceMs: this.#defaultGraceMs };
+    const withPort = spec.port !== undefined ? { ...spec.env, PORT: String(spec.port) } : spec.env;
+    const launch = await prepareLaunch(cgroupNameFor(this.stateDir, id), { ...spec, env: withPort }, this.#launchOptions);
+    const { env: _values, ...withoutEnv } = spec;
+    const shimSpec: ShimSpec = {
+      version: 2, id, spec: { ...withoutEnv, envKeys: Object.keys(launch.env).sort() }, argv: launch.argv, sandboxed: launch.sandboxed,
+      ...(launch.cgroup ? { cgroup: { dirs: [...new Set(Object.values(launch.cgroup.dirs))], oomFile: launch.cgroup.oomFile, memoryBytes: launch.cgroup.limits.memoryBytes } } : {}),
+      ...(launch.notice ? { notice: launch.notice } : {}),
+      stateFile: paths.stateFile, stopFile: paths.stopFile, graceMs: this.#defaultGraceMs,
+    };
     writeJsonAtomic(paths.specFile, shimSpec);
 
-    // Own session, no pipes to this process and a minimal env: the shim must outlive deck and not see its secrets.
+    // Own session, no pipes to this process but the env's, and a minimal env of its own: the shim must
+    // outlive deck, and the app's secrets reach it only through the pipe (never a file).
     const shimLog = openSync(paths.shimLog, "w", 0o600);
     const shim = spawn(process.execPath, [SHIM_PATH, paths.specFile], {
       cwd: this.stateDir,
       detached: true,
-      stdio: ["ignore", shimLog, shimLog],
+      stdio: ["pipe", shimLog, shimLog],
       env: { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin" },
     });
     closeSync(shimLog);
+    // A shim that dies before reading is reported by its exit below, not by an EPIPE here.
+    shim.stdin!.on("error", () => undefined);
+    shim.stdin!.end(JSON.stringify({ env: launch.env }));
     let shimExit: string | undefined;
     shim.on("exit", (code, signal) => (shimExit = code !== null ? `status ${code}` : `signal ${signal}`));
     shim.on("error", (error) => (shimExit = error.message));
@@ -176,12 +203,14 @@ export class ProcessRuntime implements Runtime {
       if (shimExit !== undefined) {
         const detail = this.#shimLogTail(id);
         this.#removeFiles(id);
+        await launch.cgroup?.remove();
         throw new DeckError("process_start_failed", `${id}: its supervisor exited with ${shimExit}${detail ? `: ${detail}` : ""}`, { id });
       }
       if (Date.now() >= deadline) {
         if (shim.pid !== undefined) signalProcess(shim.pid, "SIGKILL");
         if (record?.pgid !== undefined) signalGroup(record.pgid, "SIGKILL");
         this.#removeFiles(id);
+        await launch.cgroup?.remove();
         throw new DeckError("process_start_timeout", `${id}: supervisor did not start the process within ${this.#startTimeoutMs / 1000}s`, { id });
       }
       await sleep(POLL_MS);
@@ -239,6 +268,7 @@ export class ProcessRuntime implements Runtime {
       }
       await sleep(POLL_MS);
     }
+    await this.#removeCgroup(first);
     this.#removeFiles(id);
   }
 
@@ -252,7 +282,7 @@ export class ProcessRuntime implements Runtime {
       const record = this.#readRecord(match[1]);
       if (!record || (app !== undefined && record.app !== app)) continue;
       if (this.#isShimAlive(record)) out.push(toInfo(record));
-      else this.#reap(record);
+      else await this.#reap(record);
     }
     return out.sort(byProcessOrder);
   }
@@ -272,6 +302,6 @@ export class ProcessRuntime implements Runtime {
   }
 
   runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
-    return runOnce(spec);
+    return runOnce(spec, this.#launchOptions);
   }
 }

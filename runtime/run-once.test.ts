@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isDeckError } from "../core/errors.ts";
 import { runOnce } from "./run-once.ts";
+import { freeTestIdentity, sandboxHostOrSkip } from "./sandbox-test-helpers.ts";
+import { SANDBOX_HOME } from "./sandbox.ts";
 import { isProcessAlive } from "./shim-lib.mjs";
 
 let root: string;
@@ -88,3 +90,44 @@ describe("runOnce", () => {
     await assert.rejects(runOnce({ ...s, cwd: join(root, "missing") }), (e) => isDeckError(e) && e.code === "process_cwd_missing");
   });
 });
+
+const { skip } = await sandboxHostOrSkip();
+
+describe("runOnce in the sandbox", { skip }, () => {
+  const identity = freeTestIdentity();
+  let slug: string;
+  before(() => {
+    // The app's own slug, beside deck's files (the log) as in deck's data dir.
+    slug = join(root, "slug");
+    mkdirSync(slug);
+    chownSync(slug, identity.uid, identity.gid);
+  });
+
+  it("runs the release command as the app's uid with a private home, and cannot see deck's files", async () => {
+    const { spec: s, lines } = spec(`id -u; echo "$HOME"; ls ${JSON.stringify(logFile)}; touch here`);
+    const result = await runOnce({ ...s, cwd: slug, sandbox: identity }, { hide: [root] });
+    assert.deepEqual(result, { exitCode: 1, timedOut: false });
+    const texts = lines.map((l) => l.text);
+    assert.equal(texts[0], String(identity.uid));
+    assert.equal(texts[1], SANDBOX_HOME);
+    assert.match(texts[2], /No such file or directory/, "the app's log file (deck's data dir) is invisible");
+    assert.match(texts[3], /Read-only file system/, "the slug is read-only");
+  });
+
+  it("stops everything the command started inside the sandbox on timeout", async () => {
+    const { spec: s, lines } = spec(`sleep 300 & echo started; wait`, 800);
+    const result = await runOnce({ ...s, cwd: slug, sandbox: identity }, { hide: [root] });
+    assert.equal(result.timedOut, true);
+    assert.deepEqual(lines.map((l) => l.text), ["started"]);
+    const leftovers = readdirSync("/proc").filter((e) => /^\d+$/.test(e) && ownerOf(e) === identity.uid);
+    assert.deepEqual(leftovers, [], "no process of the app's uid is left");
+  });
+});
+
+function ownerOf(pid: string): number | undefined {
+  try {
+    return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  } catch {
+    return undefined;
+  }
+}

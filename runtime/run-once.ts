@@ -1,9 +1,11 @@
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { appendFileSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { DeckError } from "../core/errors.ts";
 import type { Runtime } from "../core/interfaces.ts";
-import { formatLogLine, isGroupAlive, LineSplitter, shellArgv, signalGroup, sleep } from "./shim-lib.mjs";
+import { prepareLaunch, type Launch, type LaunchOptions } from "./launch.ts";
+import { descendants, formatLogLine, isGroupAlive, LineSplitter, signalGroup, signalProcess, sleep } from "./shim-lib.mjs";
 
 export type RunOnceSpec = Parameters<Runtime["runOnce"]>[0];
 export type RunOnceResult = Awaited<ReturnType<Runtime["runOnce"]>>;
@@ -23,9 +25,10 @@ function isDirectory(path: string): boolean {
 /**
  * Runs a one-shot command (the Procfile `release:` step) in its own process group so that a timeout,
  * and its end, take every process it started with it. Each output line goes to `onLine` as it arrives
- * and to the app's log file.
+ * and to the app's log file. With `spec.sandbox` it runs like the app's processes: as the app's uid,
+ * in the sandbox, in a cgroup of its own that is removed (with anything left in it) at the end.
  */
-export async function runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
+export async function runOnce(spec: RunOnceSpec, options: LaunchOptions = {}): Promise<RunOnceResult> {
   if (!isDirectory(spec.cwd)) {
     throw new DeckError("process_cwd_missing", `cannot run \`${spec.command}\`: directory ${spec.cwd} does not exist`, { cwd: spec.cwd });
   }
@@ -51,9 +54,30 @@ export async function runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
   };
 
   writeLog(formatLogLine("deck", LOG_NAME, `Running release command \`${spec.command}\``));
-  const [shell, ...args] = shellArgv(spec.command);
-  const child = spawn(shell, args, { cwd: spec.cwd, env: { ...spec.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const launch = await prepareLaunch(`${spec.app.slice(0, 60)}.release-${randomUUID().slice(0, 8)}`, spec, options);
+  if (launch.notice) writeLog(formatLogLine("deck", LOG_NAME, launch.notice));
+  try {
+    return await runLaunched(spec, launch, { writeLog, emit });
+  } finally {
+    await launch.cgroup?.remove();
+  }
+}
+
+interface Output {
+  writeLog(text: string): void;
+  emit(lines: string[]): void;
+}
+
+async function runLaunched(spec: RunOnceSpec, launch: Launch, { writeLog, emit }: Output): Promise<RunOnceResult> {
+  const [file, ...args] = launch.argv;
+  const child = spawn(file, args, { cwd: spec.cwd, env: launch.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const pgid = child.pid;
+  // Killing a sandbox kills what runs inside it at once: a graceful signal goes to the processes inside.
+  const terminate = () => {
+    if (pgid === undefined) return;
+    if (launch.sandboxed) for (const pid of descendants(pgid)) signalProcess(pid, "SIGTERM");
+    else signalGroup(pgid, "SIGTERM");
+  };
 
   const outputDone = Promise.all(
     [child.stdout, child.stderr].map(
@@ -75,7 +99,7 @@ export async function runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
   const timeoutTimer = setTimeout(() => {
     timedOut = true;
     writeLog(formatLogLine("deck", LOG_NAME, `Release command timed out after ${spec.timeoutMs / 1000}s; stopping (SIGTERM)`));
-    if (pgid !== undefined) signalGroup(pgid, "SIGTERM");
+    terminate();
     killTimer = setTimeout(() => {
       if (pgid !== undefined) signalGroup(pgid, "SIGKILL");
     }, TIMEOUT_GRACE_MS);
@@ -91,7 +115,8 @@ export async function runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
 
   // Whatever the command left running in the background ends with it.
   if (pgid !== undefined && isGroupAlive(pgid)) {
-    signalGroup(pgid, timedOut ? "SIGKILL" : "SIGTERM");
+    if (timedOut) signalGroup(pgid, "SIGKILL");
+    else terminate();
     const deadline = Date.now() + TIMEOUT_GRACE_MS;
     while (isGroupAlive(pgid) && Date.now() < deadline) await sleep(25);
     signalGroup(pgid, "SIGKILL");

@@ -2,9 +2,18 @@ import type { ProcessInfo, ProcessSpec } from "../core/interfaces.ts";
 
 /** What ProcessRuntime hands a shim: the file named on the shim's command line. */
 export interface ShimSpec {
-  version: 1;
+  version: 2;
   id: string;
-  spec: ProcessSpec;
+  /** The process as started, without its environment: values reach the shim on stdin only. */
+  spec: Omit<ProcessSpec, "env"> & { envKeys: string[] };
+  /** What the shim spawns (and respawns): the command with its sandbox and cgroup wrappers. */
+  argv: string[];
+  /** argv is a sandbox: graceful signals go to the processes inside it, not to the sandbox itself. */
+  sandboxed: boolean;
+  /** The process's own cgroup: the shim removes it (killing what is left in it) when it stops. */
+  cgroup?: { dirs: string[]; oomFile: string; memoryBytes: number };
+  /** A line for the app's log at start-up (e.g. limits that could not be set). */
+  notice?: string;
   /** Where the shim keeps its ProcessRecord. */
   stateFile: string;
   /** Written by `stop()` just before SIGTERM, to pass that stop's grace period. */
@@ -24,6 +33,8 @@ export interface ProcessRecord extends ProcessInfo {
   pgid?: number;
   /** /proc start time of `pid`, so a reused pid is never mistaken for the child. */
   childStartTime?: number;
+  /** The process's cgroup directories, removed with it (also when its shim died). */
+  cgroupDirs?: string[];
 }
 
 export interface ProcStat {
@@ -54,3 +65,6 @@ export declare function closeInheritedFds(): void;
 export declare function writeJsonAtomic(path: string, value: unknown): void;
 export declare function sleep(ms: number): Promise<void>;
 export declare function shellArgv(command: string): [string, string, string];
+export declare function descendants(pid: number): number[];
+export declare function readOomKills(file: string): number;
+export declare function killAndRemoveCgroup(dir: string): Promise<void>;

@@ -2,6 +2,7 @@
 // shim starts in ~0.1 s (a TypeScript loader would add ~0.3 s per process) and keeps running even if the
 // installed packages change under a long-lived shim. Types live in shim-lib.d.mts.
 import { accessSync, closeSync, constants, openSync, readdirSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { readFile, rmdir, writeFile } from "node:fs/promises";
 
 /** Backoff after the nth consecutive crash: 1 s, 2 s, 4 s … capped at 30 s. */
 export const MAX_RESTART_DELAY_MS = 30_000;
@@ -180,4 +181,64 @@ export function shellArgv(command) {
     // no bash on this machine
   }
   return [shell, "-c", command];
+}
+
+/** Live (non-zombie) processes descending from `pid`, found through /proc (children before grandchildren). */
+export function descendants(pid) {
+  const children = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = readProcStat(Number(entry));
+    if (!stat || !isLiveState(stat.state)) continue;
+    const list = children.get(stat.ppid) ?? [];
+    list.push(Number(entry));
+    children.set(stat.ppid, list);
+  }
+  const out = [];
+  const queue = [...(children.get(pid) ?? [])];
+  while (queue.length > 0) {
+    const next = queue.shift();
+    out.push(next);
+    queue.push(...(children.get(next) ?? []));
+  }
+  return out;
+}
+
+/** The `oom_kill N` count of a cgroup's memory.oom_control (v1) or memory.events (v2); 0 when unreadable. */
+export function readOomKills(file) {
+  try {
+    const match = /^oom_kill (\d+)$/m.exec(readFileSync(file, "utf8"));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * SIGKILLs every process in a cgroup directory (v1 or v2) until it is empty, then removes it. A
+ * directory that does not exist is fine; one that stays busy for 5 s is an error.
+ */
+export async function killAndRemoveCgroup(dir) {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    let pids;
+    try {
+      pids = (await readFile(`${dir}/cgroup.procs`, "utf8")).split("\n").filter(Boolean).map(Number);
+    } catch (e) {
+      if (e.code === "ENOENT") return; // no such cgroup
+      throw e;
+    }
+    // v2 (Linux 5.14+) kills the whole subtree in one write; elsewhere each pid is killed in turn.
+    await writeFile(`${dir}/cgroup.kill`, "1").catch(() => undefined);
+    for (const pid of pids) signalProcess(pid, "SIGKILL");
+    try {
+      await rmdir(dir);
+      return;
+    } catch (e) {
+      if (e.code === "ENOENT") return;
+      // EBUSY: killed processes are still exiting (or are zombies not yet reaped by their parent).
+      if (e.code !== "EBUSY" || Date.now() > deadline) throw e;
+    }
+    await sleep(50);
+  }
 }

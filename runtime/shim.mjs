@@ -1,23 +1,31 @@
-// Supervisor for one app process: `node runtime/shim.mjs <spec-file>`.
+// Supervisor for one app process: `node runtime/shim.mjs <spec-file>`, the process's environment as
+// JSON on stdin (`{"env": {...}}`).
 //
 // ProcessRuntime starts one shim per process, detached in its own session, so app processes keep
 // running (and keep being restarted) while the deck server is down or restarting. The shim runs the
-// command in its own process group, appends its output to the app's log file, restarts it with
-// backoff when it exits, keeps `<id>.json` in the state dir current, and on SIGTERM/SIGINT/SIGHUP
-// stops the whole group (SIGKILL after the grace period) and removes its files.
+// argv it is given (the sandbox and cgroup wrappers included) in its own process group, appends its
+// output to the app's log file, restarts it with backoff when it exits, keeps `<id>.json` in the
+// state dir current, and on SIGTERM/SIGINT/SIGHUP stops the whole group (SIGKILL after the grace
+// period), removes the process's cgroup and its files.
+//
+// The environment holds the app's secrets: it only ever lives in this process's memory (and the
+// child's), never in a file, so the shim reads it from a pipe and keeps it for every restart.
 import { spawn } from "node:child_process";
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   closeInheritedFds,
+  descendants,
   formatLogLine,
   HEALTHY_UPTIME_MS,
   isGroupAlive,
+  killAndRemoveCgroup,
   LineSplitter,
+  readOomKills,
   readProcStat,
   restartDelayMs,
-  shellArgv,
   signalGroup,
+  signalProcess,
   sleep,
   writeJsonAtomic,
 } from "./shim-lib.mjs";
@@ -83,6 +91,7 @@ if (!specFile) {
 }
 const shimSpec = JSON.parse(readFileSync(specFile, "utf8"));
 const { spec } = shimSpec;
+const childEnv = await readEnv();
 const name = `${spec.type}.${spec.index}`;
 const log = new LogFile(spec.logFile);
 
@@ -103,6 +112,7 @@ const record = {
   command: spec.command,
   cwd: spec.cwd,
   logFile: spec.logFile,
+  ...(shimSpec.cgroup ? { cgroupDirs: shimSpec.cgroup.dirs } : {}),
 };
 
 /** The current (or last) child: { proc, pgid, startedAt, exited: Promise, outputDone: Promise }. */
@@ -142,18 +152,45 @@ function describeExit(code, signal, error) {
   return `signal ${signal}`;
 }
 
+/** The environment, from stdin: read to the end before anything starts, then kept in memory only. */
+async function readEnv() {
+  const chunks = [];
+  for await (const chunk of process.stdin) chunks.push(chunk);
+  try {
+    const { env } = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (env && typeof env === "object") return env;
+  } catch {
+    // reported below
+  }
+  process.stderr.write("shim.mjs: expected {\"env\": {...}} on stdin\n");
+  process.exit(2);
+}
+
+/**
+ * A sandboxed child is the sandbox's outer process: killing it kills everything inside at once
+ * (SIGKILL), so a graceful signal goes to the processes inside it instead.
+ */
+function signalChild(child, signal) {
+  if (child.pgid === undefined) return;
+  if (shimSpec.sandboxed && signal !== "SIGKILL") {
+    for (const pid of descendants(child.pgid)) signalProcess(pid, signal);
+  } else {
+    signalGroup(child.pgid, signal);
+  }
+}
+
 function startChild() {
   if (stopping) return;
-  const [shell, ...args] = shellArgv(spec.command);
-  const env = { ...spec.env };
-  if (spec.port !== undefined) env.PORT = String(spec.port);
   deckLog(`Starting process with command \`${spec.command}\``);
 
-  const proc = spawn(shell, args, { cwd: spec.cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const [file, ...args] = shimSpec.argv;
+  const oomKillsBefore = shimSpec.cgroup ? readOomKills(shimSpec.cgroup.oomFile) : 0;
+  const proc = spawn(file, args, { cwd: spec.cwd, env: childEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   let resolveExited;
   const child = {
     proc,
     pgid: proc.pid,
+    oomKillsBefore,
     startedAt: Date.now(),
     exited: new Promise((resolve) => (resolveExited = resolve)),
     outputDone: Promise.all([pipeOutput(proc.stdout), pipeOutput(proc.stderr)]),
@@ -185,7 +222,10 @@ function startChild() {
 function onChildExit(child, code, signal, error) {
   delete record.pid;
   delete record.childStartTime;
-  const how = describeExit(code, signal, error);
+  let how = describeExit(code, signal, error);
+  if (shimSpec.cgroup && readOomKills(shimSpec.cgroup.oomFile) > child.oomKillsBefore) {
+    how += ` (out of memory: over its limit of ${Math.round(shimSpec.cgroup.memoryBytes / 1024 / 1024)} MB)`;
+  }
   if (stopping) {
     deckLog(`Process exited with ${how}`);
     return;
@@ -236,7 +276,7 @@ async function stop(signalName) {
   const pgid = child?.pgid;
   if (pgid !== undefined && isGroupAlive(pgid)) {
     deckLog(`Stopping (SIGTERM)${signalName === "SIGTERM" ? "" : ` on ${signalName}`}`);
-    signalGroup(pgid, "SIGTERM");
+    signalChild(child, "SIGTERM");
     const killTimer = setTimeout(() => {
       deckLog(`Process did not stop within ${graceMs / 1000}s of SIGTERM; sending SIGKILL`);
       signalGroup(pgid, "SIGKILL");
@@ -247,7 +287,7 @@ async function stop(signalName) {
     await Promise.race([child.exited, sleep(1000)]);
     await Promise.race([child.outputDone, sleep(500)]);
   }
-  finish(0);
+  await finish(0);
 }
 
 function removeFile(path) {
@@ -258,9 +298,13 @@ function removeFile(path) {
   }
 }
 
-function finish(status) {
+async function finish(status) {
   record.state = "stopped";
   delete record.pid;
+  // Whatever escaped the process group (a daemonised helper, a setsid child) goes with the cgroup.
+  for (const dir of shimSpec.cgroup?.dirs ?? []) {
+    await killAndRemoveCgroup(dir).catch((e) => deckLog(`Could not remove the cgroup ${dir}: ${e.message}`));
+  }
   removeFile(shimSpec.stateFile);
   removeFile(shimSpec.stopFile);
   removeFile(specFile);
@@ -273,8 +317,9 @@ for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(sig, () => void st
 process.on("uncaughtException", (err) => {
   deckLog(`Supervisor failed: ${err?.message ?? err}; stopping process`);
   if (current?.pgid !== undefined) signalGroup(current.pgid, "SIGKILL");
-  finish(1);
+  void finish(1);
 });
 
+if (shimSpec.notice) deckLog(shimSpec.notice);
 saveState();
 startChild();

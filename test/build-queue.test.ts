@@ -152,7 +152,7 @@ for (const backend of backends) {
       const calmBuilds = JSON.parse((await deck.ssh("builds:list calm --json")).stdout);
       assert.equal(calmBuilds[0].status, "succeeded");
       assert.ok(calmBuilds[0].sizeBytes > 0, "the artifact's size is recorded");
-      assert.match((await deck.ssh("builds:list calm")).stdout, /^ID +STATUS +COMMIT +BUILDPACK +DURATION +SIZE +STARTED\n\d+ +succeeded +[0-9a-f]{7} +node +\d+\.\ds +\d+\.\d MB +\d{4}-/);
+      assert.match((await deck.ssh("builds:list calm")).stdout, /^ID +STATUS +COMMIT +BUILDPACK +DURATION +SLUG +REPO +STARTED\n\d+ +succeeded +[0-9a-f]{7} +node +\d+\.\ds +\d+\.\d [KMG]B +\d+\.\d [KMG]B +\d{4}-/);
     });
 
     it("re-attaches to a running build, cancels it with nothing left running and no release, then prints it", async () => {

@@ -12,7 +12,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createDockerClient, scopeFor } from "../runtime/index.ts";
+import { appNetworkName, createDockerClient, firewallTableFor, removeDockerFirewall, scopeFor } from "../runtime/index.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "./helpers/base-image.ts";
 import { commitFiles, Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
 
@@ -50,6 +50,15 @@ function connectsTo(host: string, port: number): Promise<boolean> {
   });
 }
 
+function nftTableExists(table: string): boolean {
+  try {
+    execFileSync("nft", ["list", "table", "inet", table], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function docker(...args: string[]): string {
   return execFileSync("docker", args, { encoding: "utf8" }).trim();
 }
@@ -72,6 +81,9 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
   after(async () => {
     await deck?.stop();
     if (scope) for (const c of await client.listContainers([`deck.scope=${scope}`]).catch(() => [])) await client.removeContainer(c.id);
+    if (scope) for (const n of await client.listNetworks([`deck.scope=${scope}`]).catch(() => [])) await client.removeNetwork(n.id);
+    // The firewall table of this test's deck (one per data dir), which no other deck uses.
+    if (scope) await removeDockerFirewall(firewallTableFor(scope));
     for (const app of apps) {
       for (const id of new Set(docker("images", "--quiet", "--filter", `label=deck.app=${app}`).split("\n").filter(Boolean))) await client.removeImage(id);
     }
@@ -110,6 +122,11 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
     assert.equal((await connectsTo("127.0.0.2", Number(published[0].HostPort))), true);
     assert.equal((await connectsTo("127.0.0.1", Number(published[0].HostPort))), false, "not published on 127.0.0.1");
     assert.equal(docker("inspect", "--format", "{{.HostConfig.Memory}}", v1.id), String(256 * 1024 ** 2));
+    // Hardened, on the app's own network, not as root (the Dockerfile declares no USER).
+    const hardening = JSON.parse(docker("inspect", "--format", "{{json .HostConfig}}", v1.id)) as { CapDrop: string[]; SecurityOpt: string[]; PidsLimit: number; NetworkMode: string };
+    assert.deepEqual([hardening.CapDrop, hardening.SecurityOpt, hardening.PidsLimit, hardening.NetworkMode], [["ALL"], ["no-new-privileges"], 512, appNetworkName(scope, app)]);
+    assert.match(docker("inspect", "--format", "{{.Config.User}}", v1.id), /^[1-9]\d*:[1-9]\d*$/);
+    assert.equal(nftTableExists(firewallTableFor(scope)), true, "deck's firewall table is in place");
     const v1Image = docker("inspect", "--format", "{{.Image}}", v1.id);
 
     // v2 under continuous load: every request answered, by v1 or v2.
@@ -193,6 +210,7 @@ describe("DECK_RUNTIME=docker end to end", { skip }, () => {
     // Destroying the app removes its containers and its images.
     assert.equal((await deck.ssh(`apps:destroy ${app} --confirm ${app}`)).code, 0);
     assert.equal(docker("ps", "--all", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "");
+    assert.equal(docker("network", "ls", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "", "its network is gone too");
     assert.equal(docker("images", "--quiet", "--filter", `label=deck.app=${app}`).trim(), "");
   });
 });

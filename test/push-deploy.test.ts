@@ -136,7 +136,7 @@ for (const backend of backends) {
       const r = await deck.ssh("ps:scale web web=2");
       assert.equal(r.code, 0, r.stderr);
       const pids = new Set<string>();
-      for (let i = 0; i < 20; i++) pids.add(/pid=(\d+)/.exec((await deck.get("web")).body)?.[1] ?? "none");
+      for (let i = 0; i < 20; i++) pids.add(/instance=(\w+)/.exec((await deck.get("web")).body)?.[1] ?? "none");
       assert.equal(pids.size, 2, `answers came from ${[...pids].join(", ")}`);
       const report = JSON.parse((await deck.ssh("ps:report web --json")).stdout);
       assert.equal(report.processes.length, 2);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import { mkdtemp, rm, readFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +18,19 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The host pid of the process that has `word` as one of its arguments (0 when none has). */
+function pidWithArgument(word: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(word)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
 }
 
 for (const backend of backends) {
@@ -80,9 +93,10 @@ for (const backend of backends) {
     it("cancels the deploy when the pusher disconnects mid-build, keeps the old release and the build log", async () => {
       const repo = await makeRepo(join(work, "cut"), nodeApp("c1"));
       assert.equal((await deck.push(repo, "cut")).code, 0);
-      const pidFile = join(work, "build.pid");
+      // The build runs in its own pid namespace: the test finds it on the host by a word in its arguments.
+      const marker = `long-build-${process.pid}-${Date.now()}`;
       await commitFiles(repo, nodeApp("c2", {
-        buildScript: `node -e "require('fs').writeFileSync('${pidFile}', String(process.pid)); console.log('long build running'); setTimeout(() => {}, 60000)"`,
+        buildScript: `node -e "console.log('long build running'); setTimeout(() => {}, 60000)" ${marker}`,
       }), "slow build");
       const git = spawn("git", ["-C", repo, "push", deck.sshUrl("cut"), "HEAD:refs/heads/main"], { env: deck.gitEnv(), stdio: ["ignore", "ignore", "pipe"], detached: true });
       let seen = "";
@@ -97,7 +111,7 @@ for (const backend of backends) {
           }
         });
       });
-      const buildPid = Number(await readFile(pidFile, "utf8"));
+      const buildPid = pidWithArgument(marker);
       assert.ok(alive(buildPid));
       // The pusher vanishes: the whole git process group dies, taking the ssh connection with it.
       process.kill(-git.pid!, "SIGKILL");

@@ -43,6 +43,11 @@ export const SCOPE_ACTIONS: Readonly<Record<Scope, ReadonlySet<Action>>> = {
   admin: actionsUpTo("admin"),
 };
 
+/** Whether the granted scopes include `needed` (scopes nest: admin covers write, deploy and read). */
+export function scopeCovers(granted: readonly string[], needed: Scope): boolean {
+  return granted.some((g) => isScope(g) && RANK[g] >= RANK[needed]);
+}
+
 export function isScope(s: string): s is Scope {
   return (SCOPES as readonly string[]).includes(s);
 }

@@ -10,7 +10,7 @@ import { defineRoute } from "../registry.ts";
 import { email, offsetPage, orgParams, orgSlug, page, role } from "../schemas.ts";
 
 defineRoute({
-  method: "get", path: "/users/me", tag: "users", summary: "Who you are, your organisations and your token's scopes",
+  method: "get", path: "/users/me", scope: "read", tag: "users", summary: "Who you are, your organisations and your token's scopes",
   handler: async ({ deps, caller }) => ({
     id: caller.user.id, email: caller.user.email, name: caller.user.name, isAdmin: caller.user.isAdmin, scopes: caller.scopes,
     organizations: (await listOrganizations(deps, caller)).filter((o) => o.role).map((o) => ({ slug: o.slug, role: o.role })),
@@ -18,7 +18,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/users", tag: "users", summary: "All users (platform admins)", query: offsetPage, scope: "admin",
+  method: "get", path: "/users", scope: "admin", tag: "users", summary: "All users (platform admins)", query: offsetPage,
   handler: async ({ deps, caller, query }) => {
     if (!caller.user.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins list users");
     const items = await listUsers(deps.db, query.limit, query.offset);
@@ -27,7 +27,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/users", tag: "users", summary: "Create a user (platform admins)", status: 201, scope: "admin",
+  method: "post", path: "/users", scope: "admin", tag: "users", summary: "Create a user (platform admins)", status: 201,
   body: z.object({ email, name: z.string().max(200).optional(), isAdmin: z.boolean().optional(), org: orgSlug.optional(), role: role.optional(), password: z.string().min(1).max(200).optional() }).strict(),
   handler: async ({ deps, caller, body }) => {
     const u = await createUserAsAdmin(deps, caller, body);
@@ -41,34 +41,34 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/orgs", tag: "orgs", summary: "Your organisations",
+  method: "get", path: "/orgs", scope: "read", tag: "orgs", summary: "Your organisations",
   handler: async ({ deps, caller }) => ({ items: await listOrganizations(deps, caller) }),
 });
 
 defineRoute({
-  method: "post", path: "/orgs", tag: "orgs", summary: "Create an organisation (you become its owner)", status: 201,
+  method: "post", path: "/orgs", scope: "write", tag: "orgs", summary: "Create an organisation (you become its owner)", status: 201,
   body: z.object({ slug: orgSlug, name: z.string().min(1).max(200).optional() }).strict(),
   handler: async ({ deps, caller, body }) => createOrganization(deps, caller, body),
 });
 
 defineRoute({
-  method: "get", path: "/orgs/:org", tag: "orgs", summary: "One organisation", params: orgParams,
+  method: "get", path: "/orgs/:org", scope: "read", tag: "orgs", summary: "One organisation", params: orgParams,
   handler: async ({ deps, caller, params }) => visibleOrg(deps, caller, params.org),
 });
 
 defineRoute({
-  method: "get", path: "/orgs/:org/members", tag: "members", summary: "Members and their roles", params: orgParams,
+  method: "get", path: "/orgs/:org/members", scope: "read", tag: "members", summary: "Members and their roles", params: orgParams,
   handler: async ({ deps, caller, params }) => ({ items: await listOrgMembers(deps, caller, params.org) }),
 });
 
 defineRoute({
-  method: "put", path: "/orgs/:org/members", tag: "members", summary: "Add a member or change their role", params: orgParams,
+  method: "put", path: "/orgs/:org/members", scope: "admin", tag: "members", summary: "Add a member or change their role", params: orgParams,
   body: z.object({ email, role }).strict(),
   handler: async ({ deps, caller, params, body }) => ({ items: await setOrgMember(deps, caller, params.org, body.email, body.role) }),
 });
 
 defineRoute({
-  method: "delete", path: "/orgs/:org/members/:email", tag: "members", summary: "Remove a member",
+  method: "delete", path: "/orgs/:org/members/:email", scope: "admin", tag: "members", summary: "Remove a member",
   params: z.object({ org: orgSlug, email }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeOrgMember(deps, caller, params.org, params.email);
@@ -76,7 +76,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/orgs/:org/audit", tag: "audit", summary: "Audit trail of an organisation (admins and owners)", params: orgParams, query: page,
+  method: "get", path: "/orgs/:org/audit", scope: "read", tag: "audit", summary: "Audit trail of an organisation (admins and owners)", params: orgParams, query: page,
   handler: async ({ deps, caller, params, query }) => {
     const items = await orgAudit(deps, caller, params.org, query.limit, query.before);
     return { items, next: items.length === query.limit ? items[items.length - 1].id : null };
@@ -84,12 +84,12 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/keys", tag: "keys", summary: "Your SSH keys",
+  method: "get", path: "/keys", scope: "read", tag: "keys", summary: "Your SSH keys",
   handler: async ({ deps, caller }) => ({ items: await listKeys(deps, caller) }),
 });
 
 defineRoute({
-  method: "post", path: "/keys", tag: "keys", summary: "Add an SSH public key", status: 201,
+  method: "post", path: "/keys", scope: "admin", tag: "keys", summary: "Add an SSH public key", status: 201,
   body: z.object({ publicKey: z.string().min(1).max(16 * 1024), name: z.string().max(100).optional() }).strict(),
   handler: async ({ deps, caller, body }) => {
     const key = parsePublicKey(body.publicKey);
@@ -98,7 +98,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/keys/:key", tag: "keys", summary: "Remove one of your SSH keys (by id or fingerprint)",
+  method: "delete", path: "/keys/:key", scope: "write", tag: "keys", summary: "Remove one of your SSH keys (by id or fingerprint)",
   params: z.object({ key: z.string().min(1).max(200) }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeKey(deps, caller, params.key);

@@ -1,10 +1,11 @@
 import { z } from "zod/v4";
 import { DeckError, maskValue } from "../../core/index.ts";
 import {
-  addAppDomain, appAudit, authorizeApp, cancelBuilds, changeConfig, clearBuildCache, createApp, destroyApp, domainsOf, findBuildOutput, followLog, grantAppAccess, listBuilds,
+  addAppDomain, appAudit, authorizeApp, authorizeConfigReveal, cancelBuilds, changeConfig, clearBuildCache, createApp, destroyApp, domainsOf, findBuildOutput, followLog, grantAppAccess, listBuilds,
   listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
-  scale, setHealthCheck, showConfig,
+  scale, setHealthCheck, showConfig, REVEAL_CONFIG,
 } from "../../deploy/index.ts";
+import { MINIMUM_SCOPE } from "../auth/scopes.ts";
 import { addOwnCertificate, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../../deploy/index.ts";
 import { listDeployments, readBuildLogs, findDeployment } from "../../store/queries/index.ts";
 import { defineRoute } from "../registry.ts";
@@ -13,7 +14,7 @@ import { appName, appParams, configKey, email, offsetPage, outputLines, page, ro
 const appSummary = z.object({ name: z.string(), status: z.string(), framework: z.string().nullable(), createdAt: z.string() });
 
 defineRoute({
-  method: "get", path: "/apps", tag: "apps", summary: "List the apps you can see", query: offsetPage,
+  method: "get", path: "/apps", scope: "read", tag: "apps", summary: "List the apps you can see", query: offsetPage,
   response: z.object({ items: z.array(appSummary), next: z.number().nullable() }),
   handler: async ({ deps, caller, query }) => {
     const all = await listVisibleApps(deps, caller);
@@ -23,7 +24,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps", tag: "apps", summary: "Create an app", status: 201, scope: "deploy",
+  method: "post", path: "/apps", scope: "deploy", tag: "apps", summary: "Create an app", status: 201,
   body: z.object({ name: appName }).strict(), response: appSummary,
   handler: async ({ deps, caller, body }) => {
     const a = await createApp(deps, caller, body.name);
@@ -32,11 +33,11 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app", tag: "apps", summary: "An app's status, release, formation and processes", params: appParams,
+  method: "get", path: "/apps/:app", scope: "read", tag: "apps", summary: "An app's status, release, formation and processes", params: appParams,
   handler: async ({ deps, caller, params }) => {
     const r = await report(deps, caller, params.app);
     return {
-      name: r.app.name, status: r.app.stopped ? "stopped" : r.app.status, stopped: r.app.stopped, maintenance: r.app.router.maintenance,
+      name: r.app.name, status: r.app.stopped ? "stopped" : r.app.status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, router: r.router.state,
       url: r.url, framework: r.app.framework, healthCheckPath: r.app.healthCheckPath,
       release: r.release ? { version: r.release.version, description: r.release.description, commit: r.release.commitSha } : null,
       formation: Object.fromEntries(r.formation),
@@ -46,7 +47,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "patch", path: "/apps/:app", tag: "apps", summary: "Change app settings (health check path)", params: appParams,
+  method: "patch", path: "/apps/:app", scope: "write", tag: "apps", summary: "Change app settings (health check path)", params: appParams,
   body: z.object({ healthCheckPath: z.string().max(200) }).strict(),
   handler: async ({ deps, caller, params, body }) => {
     await setHealthCheck(deps, caller, params.app, body.healthCheckPath);
@@ -54,7 +55,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app", tag: "apps", summary: "Destroy an app (confirm with ?confirm=APP)", params: appParams, scope: "admin",
+  method: "delete", path: "/apps/:app", scope: "admin", tag: "apps", summary: "Destroy an app (confirm with ?confirm=APP)", params: appParams,
   query: z.object({ confirm: z.string().max(63) }).strict(),
   handler: async ({ deps, caller, params, query }) => {
     if (query.confirm !== params.app) throw new DeckError("validation_failed", `this permanently deletes ${params.app}; repeat with ?confirm=${params.app}`);
@@ -64,12 +65,13 @@ defineRoute({
 
 // ---------- config ----------
 defineRoute({
-  method: "get", path: "/apps/:app/config", tag: "config", summary: "Config vars (values masked unless reveal=true and you may change config)", params: appParams,
+  method: "get", path: "/apps/:app/config", scope: "read", tag: "config", summary: "Config vars (values masked unless reveal=true and you may change config)", params: appParams,
+  scopeWhen: { query: "reveal", equals: "true", scope: MINIMUM_SCOPE[REVEAL_CONFIG] },
   query: z.object({ reveal: z.enum(["true", "false"]).optional() }).strict(), response: z.record(z.string(), z.string()),
   handler: async ({ deps, caller, params, query }) => {
     const vars = await showConfig(deps, caller, params.app);
     if (query.reveal === "true") {
-      await authorizeApp(deps.db, caller, "config:set", params.app);
+      await authorizeConfigReveal(deps.db, caller, params.app);
       return vars;
     }
     return Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
@@ -77,7 +79,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "patch", path: "/apps/:app/config", tag: "config", summary: "Set and unset config vars; a live app is redeployed", params: appParams,
+  method: "patch", path: "/apps/:app/config", scope: "write", tag: "config", summary: "Set and unset config vars; a live app is redeployed", params: appParams,
   body: z.object({ set: z.record(configKey, z.string().max(32 * 1024)).optional(), unset: z.array(configKey).max(100).optional() }).strict(),
   response: outputLines.extend({ release: z.number().nullable() }),
   handler: async ({ deps, caller, params, body }) => {
@@ -95,7 +97,7 @@ defineRoute({
 
 // ---------- releases and deployments ----------
 defineRoute({
-  method: "get", path: "/apps/:app/releases", tag: "releases", summary: "Release history, newest first", params: appParams, query: page,
+  method: "get", path: "/apps/:app/releases", scope: "read", tag: "releases", summary: "Release history, newest first", params: appParams, query: page,
   handler: async ({ deps, caller, params, query }) => {
     const { releases } = await releasesOf(deps, caller, params.app);
     const items = releases.filter((r) => query.before === undefined || r.version < query.before).slice(0, query.limit)
@@ -105,7 +107,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/rollback", tag: "releases", summary: "Roll back to a release (default: the one before the live one)", params: appParams,
+  method: "post", path: "/apps/:app/rollback", scope: "write", tag: "releases", summary: "Roll back to a release (default: the one before the live one)", params: appParams,
   body: z.object({ version: z.number().int().positive().optional() }).strict(), response: outputLines.extend({ release: z.number(), target: z.number() }),
   handler: async ({ deps, caller, params, body }) => {
     const output: string[] = [];
@@ -115,7 +117,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/deployments", tag: "deployments", summary: "Deployments, newest first", params: appParams, query: page,
+  method: "get", path: "/apps/:app/deployments", scope: "read", tag: "deployments", summary: "Deployments, newest first", params: appParams, query: page,
   handler: async ({ deps, caller, params, query }) => {
     const app = await authorizeApp(deps.db, caller, "app:read", params.app);
     const items = await listDeployments(deps.db, app.id, query.limit, query.before);
@@ -124,7 +126,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/deployments/:id", tag: "deployments", summary: "One deployment with its build log",
+  method: "get", path: "/apps/:app/deployments/:id", scope: "deploy", tag: "deployments", summary: "One deployment with its build log",
   params: z.object({ app: appName, id: z.coerce.number().int().positive() }).strict(),
   handler: async ({ deps, caller, params }) => {
     const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
@@ -137,18 +139,18 @@ defineRoute({
 // ---------- builds ----------
 const buildSummary = z.object({
   id: z.number().nullable(), status: z.string(), commit: z.string(), buildpack: z.string().nullable(), durationMs: z.number().nullable(),
-  sizeBytes: z.number().nullable(), artifact: z.enum(["kept", "pruned"]).nullable(), startedAt: z.string(), pusher: z.string().nullable(), error: z.string().nullable(),
+  sizeBytes: z.number().nullable(), repoSizeBytes: z.number().nullable(), artifact: z.enum(["kept", "pruned"]).nullable(), startedAt: z.string(), pusher: z.string().nullable(), error: z.string().nullable(),
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/builds", tag: "builds", summary: "Recent builds, newest first (pushes waiting for their turn have no id yet)", params: appParams,
+  method: "get", path: "/apps/:app/builds", scope: "deploy", tag: "builds", summary: "Recent builds, newest first (pushes waiting for their turn have no id yet)", params: appParams,
   query: z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) }).strict(),
   response: z.object({ items: z.array(buildSummary) }),
   handler: async ({ deps, caller, params, query }) => ({ items: await listBuilds(deps, caller, params.app, query.limit) }),
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/builds/:id", tag: "builds",
+  method: "get", path: "/apps/:app/builds/:id", scope: "deploy", tag: "builds",
   summary: "A build's output (id or `latest`); follow=true streams a build in progress as server-sent events until it ends",
   params: z.object({ app: appName, id: z.union([z.literal("latest"), z.coerce.number().int().positive()]) }).strict(),
   query: z.object({ follow: z.enum(["true", "false"]).default("false") }).strict(),
@@ -180,21 +182,21 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/builds/cancel", tag: "builds", summary: "Cancel the app's running build and any push of it waiting (those pushes are rejected)",
-  params: appParams, scope: "deploy",
+  method: "post", path: "/apps/:app/builds/cancel", scope: "deploy", tag: "builds", summary: "Cancel the app's running build and any push of it waiting (those pushes are rejected)",
+  params: appParams,
   response: z.object({ cancelled: z.array(z.object({ id: z.number().nullable(), state: z.string() })) }),
   handler: async ({ deps, caller, params }) => ({ cancelled: await cancelBuilds(deps, caller, params.app) }),
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app/builds/cache", tag: "builds", summary: "Delete the app's build cache; the next build starts cold", params: appParams, scope: "deploy",
+  method: "delete", path: "/apps/:app/builds/cache", scope: "deploy", tag: "builds", summary: "Delete the app's build cache; the next build starts cold", params: appParams,
   response: z.object({ freedBytes: z.number() }),
   handler: async ({ deps, caller, params }) => clearBuildCache(deps, caller, params.app),
 });
 
 // ---------- processes ----------
 defineRoute({
-  method: "patch", path: "/apps/:app/formation", tag: "processes", summary: "Scale process types (blue-green)", params: appParams,
+  method: "patch", path: "/apps/:app/formation", scope: "write", tag: "processes", summary: "Scale process types (blue-green)", params: appParams,
   body: z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/), z.number().int().min(0).max(50)),
   response: outputLines.extend({ formation: z.record(z.string(), z.number()) }),
   handler: async ({ deps, caller, params, body }) => {
@@ -206,7 +208,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/restart", tag: "processes", summary: "Restart the app's processes (blue-green)", params: appParams, scope: "deploy",
+  method: "post", path: "/apps/:app/restart", scope: "deploy", tag: "processes", summary: "Restart the app's processes (blue-green)", params: appParams,
   response: outputLines,
   handler: async ({ deps, caller, params }) => {
     const output: string[] = [];
@@ -217,7 +219,7 @@ defineRoute({
 
 // ---------- logs ----------
 defineRoute({
-  method: "get", path: "/apps/:app/logs", tag: "logs", summary: "App and build output; follow=true streams new lines as server-sent events", params: appParams,
+  method: "get", path: "/apps/:app/logs", scope: "deploy", tag: "logs", summary: "App and build output; follow=true streams new lines as server-sent events", params: appParams,
   query: z.object({ lines: z.coerce.number().int().min(0).max(10_000).default(100), follow: z.enum(["true", "false"]).default("false") }).strict(),
   raw: true,
   handler: async ({ ctx, deps, caller, params, query }) => {
@@ -251,13 +253,13 @@ const tlsStatus = z.object({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/domains", tag: "domains", summary: "The app's domains (its default one first)", params: appParams,
+  method: "get", path: "/apps/:app/domains", scope: "read", tag: "domains", summary: "The app's domains (its default one first)", params: appParams,
   response: z.object({ items: z.array(tlsStatus) }),
   handler: async ({ deps, caller, params }) => ({ items: await domainsOf(deps, caller, params.app) }),
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/domains", tag: "domains", summary: "Add a custom domain", params: appParams, status: 201,
+  method: "post", path: "/apps/:app/domains", scope: "write", tag: "domains", summary: "Add a custom domain", params: appParams, status: 201,
   body: z.object({ domain: z.string().max(253) }).strict(),
   handler: async ({ deps, caller, params, body }) => {
     await addAppDomain(deps, caller, params.app, body.domain);
@@ -266,7 +268,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app/domains/:domain", tag: "domains", summary: "Remove a custom domain",
+  method: "delete", path: "/apps/:app/domains/:domain", scope: "write", tag: "domains", summary: "Remove a custom domain",
   params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeAppDomain(deps, caller, params.app, params.domain);
@@ -274,7 +276,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/certs", tag: "domains", summary: "Serve your own certificate for the app's domains it names", params: appParams, status: 201,
+  method: "post", path: "/apps/:app/certs", scope: "write", tag: "domains", summary: "Serve your own certificate for the app's domains it names", params: appParams, status: 201,
   body: z.object({
     cert: z.string().max(64 * 1024).describe("certificate chain, PEM, leaf first"),
     key: z.string().max(16 * 1024).describe("the certificate's private key, PEM, unencrypted"),
@@ -287,7 +289,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app/certs/:domain", tag: "domains", summary: "Stop serving a domain's certificate (a custom domain then gets an automatic one)",
+  method: "delete", path: "/apps/:app/certs/:domain", scope: "write", tag: "domains", summary: "Stop serving a domain's certificate (a custom domain then gets an automatic one)",
   params: z.object({ app: appName, domain: z.string().max(253) }).strict(),
   handler: async ({ deps, caller, params }) => {
     await removeCertificate(deps, caller, params.app, params.domain);
@@ -295,7 +297,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "put", path: "/certs/default", tag: "domains", scope: "admin", summary: "Platform admins: a wildcard certificate for *.DECK_DOMAIN, served for every app's default name",
+  method: "put", path: "/certs/default", scope: "admin", tag: "domains", summary: "Platform admins: a wildcard certificate for *.DECK_DOMAIN, served for every app's default name",
   body: z.object({
     cert: z.string().max(64 * 1024).describe("certificate chain for *.DECK_DOMAIN, PEM, leaf first"),
     key: z.string().max(16 * 1024).describe("the certificate's private key, PEM, unencrypted"),
@@ -305,7 +307,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/certs/default", tag: "domains", scope: "admin", summary: "Platform admins: default names go back to the self-signed fallback",
+  method: "delete", path: "/certs/default", scope: "admin", tag: "domains", summary: "Platform admins: default names go back to the self-signed fallback",
   handler: async ({ deps, caller }) => {
     await removeDefaultCertificate(deps, caller);
   },
@@ -313,18 +315,18 @@ defineRoute({
 
 // ---------- per-app access ----------
 defineRoute({
-  method: "get", path: "/apps/:app/access", tag: "access", summary: "Roles granted on this app alone", params: appParams,
+  method: "get", path: "/apps/:app/access", scope: "read", tag: "access", summary: "Roles granted on this app alone", params: appParams,
   handler: async ({ deps, caller, params }) => ({ items: await listAppAccess(deps, caller, params.app) }),
 });
 
 defineRoute({
-  method: "put", path: "/apps/:app/access", tag: "access", summary: "Grant a user a role on this app", params: appParams,
+  method: "put", path: "/apps/:app/access", scope: "admin", tag: "access", summary: "Grant a user a role on this app", params: appParams,
   body: z.object({ email, role }).strict(),
   handler: async ({ deps, caller, params, body }) => ({ items: await grantAppAccess(deps, caller, params.app, body.email, body.role) }),
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app/access/:email", tag: "access", summary: "Remove a user's role on this app",
+  method: "delete", path: "/apps/:app/access/:email", scope: "admin", tag: "access", summary: "Remove a user's role on this app",
   params: z.object({ app: appName, email }).strict(),
   handler: async ({ deps, caller, params }) => {
     await revokeAppAccess(deps, caller, params.app, params.email);
@@ -333,7 +335,7 @@ defineRoute({
 
 // ---------- audit ----------
 defineRoute({
-  method: "get", path: "/apps/:app/audit", tag: "audit", summary: "Audit trail of one app, newest first", params: appParams, query: page,
+  method: "get", path: "/apps/:app/audit", scope: "read", tag: "audit", summary: "Audit trail of one app, newest first", params: appParams, query: page,
   handler: async ({ deps, caller, params, query }) => {
     const items = await appAudit(deps, caller, params.app, query.limit, query.before);
     return { items, next: items.length === query.limit ? items[items.length - 1].id : null };

@@ -29,7 +29,7 @@ function limitTokens(key: string): void {
 const sessionAnswer = z.object({ accessToken: z.string(), expiresIn: z.number(), tokenType: z.literal("Bearer") });
 
 defineRoute({
-  method: "post", path: "/session", tag: "session", auth: "none", status: 201,
+  method: "post", path: "/session", scope: "public", tag: "session", status: 201,
   summary: "Sign in with email and password (plus an authenticator code or a recovery code once MFA is on); returns a short-lived access token",
   body: z.object({ email, password: z.string().min(1).max(1024), otp: z.string().regex(/^\d{6}$/).optional(), recoveryCode: z.string().max(64).optional() }).strict(),
   response: sessionAnswer,
@@ -40,18 +40,18 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/auth/jwks", tag: "session", auth: "none", summary: "Public keys that verify deck's access tokens",
+  method: "get", path: "/auth/jwks", scope: "public", tag: "session", summary: "Public keys that verify deck's access tokens",
   handler: async ({ deps }) => authDepsOf(deps).keys.jwks(),
 });
 
 // ---------- personal access tokens ----------
 defineRoute({
-  method: "get", path: "/tokens", tag: "tokens", summary: "Your personal access tokens (never the secrets)",
+  method: "get", path: "/tokens", scope: "read", tag: "tokens", summary: "Your personal access tokens (never the secrets)",
   handler: async ({ deps, caller }) => ({ items: await listPersonalTokens(deps.db, caller.user.id) }),
 });
 
 defineRoute({
-  method: "post", path: "/tokens", tag: "tokens", status: 201,
+  method: "post", path: "/tokens", scope: "write", tag: "tokens", status: 201,
   summary: "Create a personal access token with scopes (read, deploy, write, admin); the token is shown once",
   body: z.object({ name: z.string().min(1).max(100), scopes: z.array(z.enum(["read", "deploy", "write", "admin"])).min(1).max(4), expiresInDays: z.number().int().min(1).max(3650).nullable().optional() }).strict(),
   handler: async ({ ctx, deps, caller, body }) => {
@@ -69,7 +69,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/tokens/:id", tag: "tokens", summary: "Revoke one of your tokens",
+  method: "delete", path: "/tokens/:id", scope: "write", tag: "tokens", summary: "Revoke one of your tokens",
   params: z.object({ id: z.coerce.number().int().positive() }).strict(),
   handler: async ({ ctx, deps, caller, params }) => {
     await revokePersonalToken(deps.db, caller.user.id, params.id);
@@ -79,7 +79,7 @@ defineRoute({
 
 // ---------- password and MFA ----------
 defineRoute({
-  method: "put", path: "/users/me/password", tag: "users", summary: "Set your password (the current one is required once set)",
+  method: "put", path: "/users/me/password", scope: "admin", tag: "users", summary: "Set your password (the current one is required once set)",
   body: z.object({ password: z.string().min(1).max(1024), currentPassword: z.string().max(1024).optional() }).strict(),
   handler: async ({ ctx, deps, caller, body }) => {
     const row = await deps.db.maybeOneFirst(q`SELECT password_hash FROM users WHERE id = ${caller.user.id}`);
@@ -92,12 +92,12 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/users/me/mfa", tag: "users", summary: "Whether multi-factor sign-in is on",
+  method: "get", path: "/users/me/mfa", scope: "read", tag: "users", summary: "Whether multi-factor sign-in is on",
   handler: async ({ deps, caller }) => mfaStatus(deps.db, caller.user.id),
 });
 
 defineRoute({
-  method: "post", path: "/users/me/mfa", tag: "users", status: 201, summary: "Start MFA enrolment: returns an otpauth:// URI for an authenticator app",
+  method: "post", path: "/users/me/mfa", scope: "admin", tag: "users", status: 201, summary: "Start MFA enrolment: returns an otpauth:// URI for an authenticator app",
   handler: async ({ deps, caller }) => {
     const e = await beginMfaEnrolment(deps.db, caller.user.id);
     return { uri: e.uri, secret: e.secret };
@@ -105,7 +105,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/users/me/mfa/confirm", tag: "users", summary: "Confirm MFA with a current code; returns recovery codes, shown once",
+  method: "post", path: "/users/me/mfa/confirm", scope: "admin", tag: "users", summary: "Confirm MFA with a current code; returns recovery codes, shown once",
   body: z.object({ code: z.string().regex(/^\d{6}$/) }).strict(),
   handler: async ({ ctx, deps, caller, body }) => {
     const r = await confirmMfaEnrolment(deps.db, caller.user.id, body.code);
@@ -115,7 +115,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "delete", path: "/users/me/mfa", tag: "users", summary: "Turn MFA off (needs a current code or a recovery code)",
+  method: "delete", path: "/users/me/mfa", scope: "admin", tag: "users", summary: "Turn MFA off (needs a current code or a recovery code)",
   body: z.object({ code: z.string().min(6).max(64) }).strict(),
   handler: async ({ ctx, deps, caller, body }) => {
     await disableMfa(deps.db, caller.user.id, body.code);
@@ -139,7 +139,7 @@ function cookieSecret(dataDir: string): Buffer {
 const providerParams = z.object({ provider: z.enum(["github", "gitlab", "google"]) }).strict();
 
 defineRoute({
-  method: "get", path: "/auth/oidc/:provider/start", tag: "session", auth: "none", raw: true, params: providerParams,
+  method: "get", path: "/auth/oidc/:provider/start", scope: "public", tag: "session", raw: true, params: providerParams,
   summary: "Sign in with GitHub, GitLab or Google: redirects to the provider",
   handler: async ({ ctx, deps, params }) => {
     const providers = deps.extra.oauth as OAuthProviders;
@@ -151,7 +151,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/auth/oidc/:provider/callback", tag: "session", auth: "none", params: providerParams,
+  method: "get", path: "/auth/oidc/:provider/callback", scope: "public", tag: "session", params: providerParams,
   query: z.object({ code: z.string().max(4096).optional(), state: z.string().max(1024).optional(), error: z.string().max(200).optional(), error_description: z.string().max(1000).optional(), iss: z.string().max(2048).optional(), scope: z.string().max(2048).optional(), authuser: z.string().max(20).optional(), prompt: z.string().max(100).optional(), session_state: z.string().max(2048).optional(), hd: z.string().max(255).optional() }).strict(),
   summary: "Where the provider sends the browser back; answers with a deck access token",
   response: sessionAnswer,

@@ -28,13 +28,13 @@ const routerReportSchema = z.object({
 const maintenanceState = z.object({ app: z.string(), maintenance: z.boolean(), stopped: z.boolean() });
 
 defineRoute({
-  method: "get", path: "/apps/:app/router", tag: "router", summary: "The app's router settings in effect, and which are the server defaults", params: appParams,
+  method: "get", path: "/apps/:app/router", scope: "read", tag: "router", summary: "The app's router settings in effect, and which are the server defaults", params: appParams,
   response: routerReportSchema,
   handler: async ({ deps, caller, params }) => routerReport(deps, caller, params.app),
 });
 
 defineRoute({
-  method: "patch", path: "/apps/:app/router", tag: "router",
+  method: "patch", path: "/apps/:app/router", scope: "write", tag: "router",
   summary: "Change router settings; null returns a setting to the server default; applies at once", params: appParams,
   body: z.object({
     // The same bounds as router:set (isRateLimitRps), with one message whatever is wrong.
@@ -62,20 +62,20 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app/maintenance", tag: "router", summary: "Whether the app shows the maintenance page (maintenance mode or stopped)", params: appParams,
+  method: "get", path: "/apps/:app/maintenance", scope: "read", tag: "router", summary: "Whether the app shows the maintenance page (maintenance mode or stopped)", params: appParams,
   response: maintenanceState,
   handler: async ({ deps, caller, params }) => maintenanceReport(deps, caller, params.app),
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/maintenance", tag: "router", summary: "Turn maintenance mode on or off (every request gets a 503 maintenance page)", params: appParams,
+  method: "post", path: "/apps/:app/maintenance", scope: "write", tag: "router", summary: "Turn maintenance mode on or off (every request gets a 503 maintenance page)", params: appParams,
   body: z.object({ enabled: z.boolean() }).strict(),
   response: maintenanceState,
   handler: async ({ deps, caller, params, body }) => setMaintenance(deps, caller, params.app, body.enabled),
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/ps/stop", tag: "processes", summary: "Stop all of the app's processes until ps/start; the router shows the maintenance page", params: appParams,
+  method: "post", path: "/apps/:app/ps/stop", scope: "write", tag: "processes", summary: "Stop all of the app's processes until ps/start; the router shows the maintenance page", params: appParams,
   response: outputLines.extend({ stopped: z.number().describe("processes stopped") }),
   handler: async ({ deps, caller, params }) => {
     const output: string[] = [];
@@ -85,7 +85,7 @@ defineRoute({
 });
 
 defineRoute({
-  method: "post", path: "/apps/:app/ps/start", tag: "processes", summary: "Start a stopped app's live release again", params: appParams,
+  method: "post", path: "/apps/:app/ps/start", scope: "write", tag: "processes", summary: "Start a stopped app's live release again", params: appParams,
   response: outputLines.extend({
     outcome: z.enum(["started", "not_stopped", "no_release"]).describe("not_stopped: nothing to do; no_release: the first push starts it"),
     release: z.number().nullable(),

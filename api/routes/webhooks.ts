@@ -6,7 +6,7 @@ import { appName, appParams } from "../schemas.ts";
 
 for (const provider of ["github", "gitlab"] as const) {
   defineRoute({
-    method: "post", path: `/apps/:app/webhooks/${provider}`, tag: "webhooks", auth: "none", raw: true,
+    method: "post", path: `/apps/:app/webhooks/${provider}`, scope: "public", tag: "webhooks", raw: true,
     summary: `${provider === "github" ? "GitHub" : "GitLab"} push event: verified by its ${provider === "github" ? "HMAC signature" : "token"}, then the commit is fetched and deployed`,
     params: z.object({ app: appName }).strict(),
     handler: async ({ ctx, deps, params }) => {
@@ -26,17 +26,17 @@ const settings = z.object({
 }).strict();
 
 defineRoute({
-  method: "get", path: "/apps/:app/webhook", tag: "webhooks", summary: "The app's webhook settings (secrets are never shown)", params: appParams,
+  method: "get", path: "/apps/:app/webhook", scope: "read", tag: "webhooks", summary: "The app's webhook settings (secrets are never shown)", params: appParams,
   handler: async ({ deps, caller, params }) => getWebhook(deps, caller, params.app),
 });
 
 defineRoute({
-  method: "put", path: "/apps/:app/webhook", tag: "webhooks", summary: "Configure where webhooks fetch from and their secrets", params: appParams, body: settings,
+  method: "put", path: "/apps/:app/webhook", scope: "write", tag: "webhooks", summary: "Configure where webhooks fetch from and their secrets", params: appParams, body: settings,
   handler: async ({ deps, caller, params, body }) => configureWebhook(deps, caller, params.app, body),
 });
 
 defineRoute({
-  method: "delete", path: "/apps/:app/webhook", tag: "webhooks", summary: "Stop accepting webhooks for the app", params: appParams,
+  method: "delete", path: "/apps/:app/webhook", scope: "write", tag: "webhooks", summary: "Stop accepting webhooks for the app", params: appParams,
   handler: async ({ deps, caller, params }) => {
     await removeWebhook(deps, caller, params.app);
   },

@@ -1,3 +1,5 @@
+import { SANDBOX_UID_RANGE } from "../../config/index.ts";
+import { DeckError, type SandboxIdentity } from "../../core/index.ts";
 import { decryptSecrets, encryptSecrets } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
@@ -19,6 +21,8 @@ export interface AppRow {
   router: AppRouterSettings;
   /** Stopped with ps:stop: no processes run and the router shows the maintenance page. */
   stopped: boolean;
+  /** The app's own unprivileged uid and gid (equal): its builds, release commands and processes run under it. */
+  sandbox: SandboxIdentity;
   createdAt: string;
 }
 
@@ -53,6 +57,7 @@ function toApp(r: Record<string, unknown>): AppRow {
       hsts: r.hsts === true,
     },
     stopped: r.stopped === true,
+    sandbox: { uid: Number(r.sandbox_uid), gid: Number(r.sandbox_uid) },
     createdAt: toIso(r.created_at),
   };
 }
@@ -69,8 +74,25 @@ export async function listApps(db: Db, orgIds: number[] | "all"): Promise<AppRow
   return rows.map(toApp);
 }
 
-export async function insertApp(db: Db, a: { name: string; orgId: number; createdBy: number | null }): Promise<AppRow> {
-  const r = await db.one(q`INSERT INTO apps (name, org_id, created_by) VALUES (${a.name}, ${a.orgId}, ${a.createdBy}) RETURNING *`);
+/** DECK_SANDBOX_UID_BASE's default, for callers without a config (tests of the store alone). */
+export const DEFAULT_SANDBOX_UID_BASE = 200_000;
+
+export interface NewApp {
+  name: string;
+  orgId: number;
+  createdBy: number | null;
+  /** DECK_SANDBOX_UID_BASE: the app's uid is this + its id. */
+  sandboxUidBase?: number;
+}
+
+export async function insertApp(db: Db, a: NewApp): Promise<AppRow> {
+  const base = a.sandboxUidBase ?? DEFAULT_SANDBOX_UID_BASE;
+  // The id is drawn first so the uid can be derived from it in the same statement (the column is NOT NULL).
+  const id = Number(await db.oneFirst(q`SELECT nextval(pg_get_serial_sequence('apps', 'id'))`));
+  if (id >= SANDBOX_UID_RANGE) {
+    throw new DeckError("sandbox_uids_exhausted", `cannot create ${a.name}: deck has created ${SANDBOX_UID_RANGE} apps, as many as its sandbox uid range (DECK_SANDBOX_UID_BASE + app id) holds`);
+  }
+  const r = await db.one(q`INSERT INTO apps (id, name, org_id, created_by, sandbox_uid) VALUES (${id}, ${a.name}, ${a.orgId}, ${a.createdBy}, ${base + id}) RETURNING *`);
   await db.query(q`INSERT INTO environments (app_id, name) VALUES (${Number(r.id)}, 'production')`);
   return toApp(r);
 }
@@ -152,4 +174,13 @@ export async function setAppRouterSettings(db: Db, appId: number, s: Partial<App
 /** Marks an app stopped (ps:stop) or running again. */
 export async function setAppStopped(db: Db, appId: number, stopped: boolean): Promise<void> {
   await db.query(q`UPDATE apps SET stopped = ${stopped}, updated_at = now() WHERE id = ${appId}`);
+}
+
+/**
+ * Stored sandbox uids outside [base, base + range): apps created under an earlier DECK_SANDBOX_UID_BASE,
+ * which the network rules must cover as well.
+ */
+export async function listSandboxUidsOutside(db: Db, base: number, range: number): Promise<number[]> {
+  const rows = await db.anyFirst(q`SELECT sandbox_uid FROM apps WHERE sandbox_uid < ${base} OR sandbox_uid >= ${base + range} ORDER BY sandbox_uid`);
+  return rows.map(Number);
 }

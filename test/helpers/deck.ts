@@ -10,7 +10,9 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ProcessRuntime } from "../../runtime/index.ts";
+import { createDockerClient, ProcessRuntime, scopeFor } from "../../runtime/index.ts";
+import { firewallTableFor, removeDockerFirewall } from "../../runtime/docker-network.ts";
+import { networkTableFor, removeNetworkRules } from "../../runtime/network-rules.ts";
 import { stopRouter } from "../../router/index.ts";
 import { freePort } from "../../router/test-support.ts";
 
@@ -83,9 +85,11 @@ export function nodeApp(version: string, extra: { slowStartMs?: number; buildScr
     ? `console.error("boom: missing DATABASE"); process.exit(1);\n`
     : `const http = require("http");
 const delay = ${extra.slowStartMs ?? 0};
+// Names this process among the app's others (pids repeat: each process has its own pid namespace).
+const instance = require("crypto").randomBytes(6).toString("hex");
 const server = http.createServer((req, res) => {
   if (req.url.startsWith("/slow")) return setTimeout(() => res.end("${version} slow\\n"), 1500);
-  res.end("${version} " + (process.env.GREETING || "") + " pid=" + process.pid + "\\n");
+  res.end("${version} " + (process.env.GREETING || "") + " instance=" + instance + "\\n");
 });
 setTimeout(() => server.listen(process.env.PORT, () => console.log("${version} listening on " + process.env.PORT)), delay);
 process.on("SIGTERM", () => server.close(() => process.exit(0)));
@@ -237,10 +241,21 @@ export class Deck {
     }
     await new ProcessRuntime({ stateDir: join(this.dataDir, "run", "procs") }).stopAll(3000).catch(() => undefined);
     await stopRouter(this.dataDir, 3000).catch(() => undefined);
+    // The network rules stay when deck stops (its apps outlive it); a test's deck takes them with it.
+    await removeNetworkRules(networkTableFor(this.dataDir)).catch(() => undefined);
+    if (this.env().DECK_RUNTIME === "docker") await removeDockerLeftovers(scopeFor(this.dataDir));
     // Stops the embedded PostgreSQL if the server left it running, and deletes its cluster.
     if (this.options.backend.name === "embedded") await destroyEmbeddedServer(this.dataDir).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** The containers, networks and firewall table a docker-runtime deck of a test leaves behind (apps outlive deck). */
+async function removeDockerLeftovers(scope: string): Promise<void> {
+  const client = createDockerClient();
+  for (const c of await client.listContainers([`deck.scope=${scope}`]).catch(() => [])) await client.removeContainer(c.id).catch(() => undefined);
+  for (const n of await client.listNetworks([`deck.scope=${scope}`]).catch(() => [])) await client.removeNetwork(n.id).catch(() => undefined);
+  await removeDockerFirewall(firewallTableFor(scope)).catch(() => undefined);
 }
 
 export function httpGet(port: number, host: string, path = "/", opts: { agent?: http.Agent; timeoutMs?: number } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {

@@ -1,0 +1,351 @@
+/**
+ * Two organisations on one deck, and org B is hostile. Org B's build (its package.json build script) and
+ * org B's running app each try every way to reach org A or deck itself: deck's keys and database
+ * password by relative and absolute paths, org A's config through /proc and deck's files, deck's
+ * database, API and SSH ports, org A's app port (bypassing the router), a service on the host, a
+ * signal to the deck server, a write into the data dir. Every attempt must fail, on the process
+ * runtime and on the Docker runtime, and org A's app keeps serving. The attacks run for real: the
+ * build prints, and the app answers, what it reached; the test asserts the list is empty and that the
+ * attacks ran at all.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import { networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { addUser, apiClient, gitAs, type Api, type TestUser } from "./helpers/accounts.ts";
+import { buildBaseImage, dockerSkipReason, type BaseImage } from "./helpers/base-image.ts";
+import { Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
+
+/** What the attacker knows of the host: ports and addresses (a tenant can scan for them anyway). */
+interface Targets {
+  dataDir: string;
+  serverPid: number;
+  /** The name of org A's config var the attacker hunts for (its value would be found with it). */
+  secretKey: string;
+  ports: Record<string, number>;
+  hosts: string[];
+}
+
+/**
+ * The attack, as CommonJS that runs in the build (node attack.js) and in the app (GET /attack). Each
+ * attempt that succeeds adds a line to `found`; `tried` counts the attempts made.
+ */
+const ATTACK_JS = String.raw`
+const fs = require("fs");
+const net = require("net");
+const path = require("path");
+
+function connects(host, port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port, timeout: 1500 });
+    s.once("connect", () => { s.destroy(); resolve(true); });
+    s.once("timeout", () => { s.destroy(); resolve(false); });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** The default gateway from /proc/net/route: the host, seen from a container. */
+function gateway() {
+  try {
+    for (const line of fs.readFileSync("/proc/net/route", "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1] === "00000000" && f[2] && f[2] !== "00000000") {
+        const n = parseInt(f[2], 16);
+        return [n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >> 24) & 255].join(".");
+      }
+    }
+  } catch {}
+  return undefined;
+}
+
+async function attack(t) {
+  const found = [];
+  let tried = 0;
+  const read = (label, file) => {
+    tried++;
+    try {
+      const text = fs.readFileSync(file, "utf8");
+      found.push("read " + label + " (" + file + "): " + text.slice(0, 120).replace(/\s+/g, " "));
+    } catch {}
+  };
+  const list = (label, dir) => {
+    tried++;
+    try {
+      const names = fs.readdirSync(dir);
+      for (const n of names) read(label + "/" + n, path.join(dir, n));
+    } catch {}
+  };
+  // deck's keys and database password, relative to where the code runs and by absolute path.
+  const bases = [];
+  for (let up = 1; up <= 8; up++) bases.push(path.resolve("../".repeat(up)));
+  bases.push(t.dataDir);
+  for (const base of bases) {
+    read("master key", path.join(base, "keys/master.key"));
+    list("jwt keys", path.join(base, "keys/jwt"));
+    read("database password", path.join(base, "postgres/state.json"));
+    list("process specs", path.join(base, "run/procs"));
+  }
+  // Org A's config through any process's environment.
+  for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    tried++;
+    try {
+      const env = fs.readFileSync("/proc/" + pid + "/environ", "utf8");
+      if (env.includes(t.secretKey + "=")) found.push("org A's secret in /proc/" + pid + "/environ");
+    } catch {}
+    tried++;
+    try {
+      const cmd = fs.readFileSync("/proc/" + pid + "/cmdline", "utf8");
+      if (/deck server|router\/main|shim\.mjs|postgres|dockerd/.test(cmd.replace(/\0/g, " "))) found.push("sees deck's process " + pid + ": " + cmd.replace(/\0/g, " ").slice(0, 80));
+    } catch {}
+  }
+  // A write into deck's data dir.
+  tried++;
+  try { fs.writeFileSync(path.join(t.dataDir, "tenant-was-here"), "x"); found.push("wrote into the data dir"); } catch {}
+  // A signal to the deck server (signal 0 only asks whether it could be sent).
+  tried++;
+  try { process.kill(t.serverPid, 0); found.push("may signal the deck server (pid " + t.serverPid + ")"); } catch {}
+  // Connections around the router: deck's ports, org A's app, a service on the host.
+  const hosts = [...t.hosts];
+  const gw = gateway();
+  if (gw && !hosts.includes(gw)) hosts.push(gw);
+  for (const [name, port] of Object.entries(t.ports)) {
+    for (const host of hosts) {
+      tried++;
+      if (await connects(host, port)) found.push("connected to " + name + " at " + host + ":" + port);
+    }
+  }
+  return { found, tried, uid: process.getuid ? process.getuid() : -1 };
+}
+module.exports = { attack };
+if (require.main === module) {
+  attack(JSON.parse(fs.readFileSync("targets.json", "utf8"))).then((r) => {
+    for (const f of r.found) console.log("ATTACK-FOUND " + f);
+    console.log("ATTACK-DONE tried=" + r.tried + " uid=" + r.uid);
+  });
+}
+`;
+
+const SERVER_JS = String.raw`
+const http = require("http");
+const fs = require("fs");
+const { attack } = require("./attack.js");
+const server = http.createServer((req, res) => {
+  if (req.url === "/attack") {
+    attack(JSON.parse(fs.readFileSync("targets.json", "utf8"))).then((r) => res.end(JSON.stringify(r)));
+    return;
+  }
+  res.end("tenant b\n");
+});
+server.listen(process.env.PORT);
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+`;
+
+function hostileApp(targets: Targets): Record<string, string> {
+  const pkg = { name: "hostile", version: "1.0.0", private: true, scripts: { build: "node attack.js", start: "node server.js" } };
+  return {
+    "package.json": JSON.stringify(pkg, null, 2),
+    "attack.js": ATTACK_JS,
+    "server.js": SERVER_JS,
+    "targets.json": JSON.stringify(targets),
+    Procfile: "web: node server.js\n",
+  };
+}
+
+/** A TCP listener on every address of the host: the "other service" a tenant must not reach. */
+async function startCanary(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+  let count = 0;
+  const server = net.createServer((s) => {
+    count++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, "0.0.0.0", () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  return { port, connections: () => count, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+function hostAddresses(): string[] {
+  const out = ["127.0.0.1"];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) out.push(a.address);
+  }
+  return out;
+}
+
+/** Every file under `dir` that holds `needle` in clear (big files and sockets are skipped). */
+function filesContaining(dir: string, needle: string): string[] {
+  const hits: string[] = [];
+  const walk = (d: string) => {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(d, n);
+      let st;
+      try {
+        st = statSync(p, { throwIfNoEntry: false });
+      } catch {
+        continue;
+      }
+      if (!st) continue;
+      if (st.isDirectory()) walk(p);
+      else if (st.isFile() && st.size < 64 * 1024 ** 2) {
+        try {
+          if (readFileSync(p).includes(needle)) hits.push(p);
+        } catch {
+          // unreadable while being written
+        }
+      }
+    }
+  };
+  walk(dir);
+  return hits;
+}
+
+const dockerSkip = dockerSkipReason();
+
+for (const runtime of ["process", "docker"] as const) {
+  describe(`a hostile tenant on the ${runtime} runtime`, { skip: runtime === "docker" ? dockerSkip : undefined }, () => {
+    let work: string;
+    let deck: Deck;
+    let api: Api;
+    let base: BaseImage | undefined;
+    let canary: Awaited<ReturnType<typeof startCanary>>;
+    let alice: TestUser;
+    let bob: TestUser;
+    const secret = `alpha-secret-${process.pid}-${Date.now()}`;
+    // App names unique to the run: Docker container names are shared by every deck on one engine.
+    const tag = randomBytes(3).toString("hex");
+    const appA = `alpha-${tag}`;
+    const appB = `bravo-${tag}`;
+    let pushB: Awaited<ReturnType<typeof gitAs>>;
+
+    before(async () => {
+      work = await mkdtemp(join(tmpdir(), "deck-hostile-"));
+      canary = await startCanary();
+      const env: Record<string, string> = {};
+      if (runtime === "docker") {
+        base = await buildBaseImage();
+        env.DECK_RUNTIME = "docker";
+        env.DECK_BASE_IMAGE = base.tag;
+      }
+      deck = await Deck.start({ backend: { name: "embedded" }, env });
+      api = apiClient(deck);
+      alice = await addUser(api, work, { email: "alice@alpha.example" });
+      bob = await addUser(api, work, { email: "bob@bravo.example" });
+      assert.equal((await api("POST", "/orgs", { slug: "alpha" }, { token: alice.accessToken })).status, 201);
+      assert.equal((await api("POST", "/orgs", { slug: "bravo" }, { token: bob.accessToken })).status, 201);
+
+      const repoA = await makeRepo(join(work, "alpha"), nodeApp("alpha-v1"));
+      const pushA = await gitAs(deck, alice, repoA, { op: "push", via: "ssh", app: appA });
+      assert.equal(pushA.code, 0, pushA.stderr);
+      const set = await deck.ssh(`config:set ${appA} SECRET_TOKEN=${secret}`);
+      assert.equal(set.code, 0, set.stderr);
+
+      const report = await api("GET", `/apps/${appA}`);
+      assert.equal(report.status, 200, report.text);
+      const ps = await deck.ssh(`ps:report ${appA} --json`);
+      const alphaPorts = [...ps.stdout.matchAll(/"port":\s*(\d+)/g)].map((m) => Number(m[1]));
+      assert.ok(alphaPorts.length > 0, `org A's app has a port: ${ps.stdout}`);
+      const pg = JSON.parse(readFileSync(join(deck.dataDir, "postgres", "state.json"), "utf8")) as { port: number };
+      const serverPid = Number(readFileSync(join(deck.dataDir, "run", "server.pid"), "utf8").trim());
+
+      const targets: Targets = {
+        dataDir: deck.dataDir,
+        serverPid,
+        secretKey: "SECRET_TOKEN",
+        ports: { "deck's database": pg.port, "deck's API": deck.ports.api, "deck's SSH": deck.ports.ssh, "org A's app": alphaPorts[0], "a host service": canary.port },
+        hosts: hostAddresses(),
+      };
+      const repoB = await makeRepo(join(work, "bravo"), hostileApp(targets));
+      pushB = await gitAs(deck, bob, repoB, { op: "push", via: "ssh", app: appB });
+    });
+
+    after(async () => {
+      await deck?.stop();
+      await canary?.close();
+      if (runtime === "docker") {
+        for (const app of [appA, appB]) {
+          const images = execFileSync("docker", ["images", "--quiet", "--filter", `label=deck.app=${app}`], { encoding: "utf8" }).split("\n").filter(Boolean);
+          if (images.length) execFileSync("docker", ["rmi", "--force", ...new Set(images)], { stdio: "ignore" });
+        }
+      }
+      await base?.remove();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    it("org B's build runs its attack and reaches nothing of org A or deck", () => {
+      const output = pushB.stderr;
+      assert.equal(pushB.code, 0, output);
+      const done = /ATTACK-DONE tried=(\d+) uid=(-?\d+)/.exec(output);
+      assert.ok(done, `the build's attack ran: ${output}`);
+      assert.ok(Number(done[1]) > 50, `attempts made: ${done[1]}`);
+      assert.deepEqual(output.split("\n").filter((l) => l.includes("ATTACK-FOUND")), []);
+      assert.notEqual(Number(done[2]), 0, "the build does not run as root");
+      // Nothing of deck's secrets in what the pusher saw.
+      for (const file of readdirSync(join(deck.dataDir, "keys", "jwt"))) {
+        const key = readFileSync(join(deck.dataDir, "keys", "jwt", file), "utf8").split("\n")[1] ?? "";
+        if (key) assert.ok(!output.includes(key), `the push output holds a line of ${file}`);
+      }
+    });
+
+    it("org B's running app reaches nothing of org A or deck", async () => {
+      const r = await deck.get(appB, "/attack", { timeoutMs: 60_000 });
+      assert.equal(r.status, 200, r.body);
+      const result = JSON.parse(r.body) as { found: string[]; tried: number; uid: number };
+      assert.ok(result.tried > 50, `attempts made: ${result.tried}`);
+      assert.deepEqual(result.found, []);
+      assert.notEqual(result.uid, 0, "the app does not run as root");
+      assert.equal(canary.connections(), 0, "the host service saw no connection from a tenant");
+    });
+
+    it("org A's app keeps serving, with its config, and deck keeps running", async () => {
+      const r = await deck.get(appA);
+      assert.equal(r.status, 200);
+      assert.match(r.body, /alpha-v1/);
+      const got = await deck.ssh(`config:get ${appA} SECRET_TOKEN`);
+      assert.equal(got.code, 0, got.stderr);
+      assert.equal(got.stdout.trim(), secret);
+      assert.ok(deck.server && deck.server.exitCode === null, "the deck server is still running");
+    });
+
+    it("org A's config is nowhere in deck's data dir in clear", () => {
+      assert.deepEqual(filesContaining(deck.dataDir, secret), []);
+    });
+
+    it("the two apps run under different unprivileged users", async () => {
+      const uidOf = async (name: string) => {
+        const ps = await deck.ssh(`ps:report ${name} --json`);
+        const pid = Number(/"pid":\s*(\d+)/.exec(ps.stdout)?.[1]);
+        if (runtime === "docker") {
+          const id = execFileSync("docker", ["ps", "-q", "--filter", `label=deck.app=${name}`], { encoding: "utf8" }).trim().split("\n")[0];
+          return execFileSync("docker", ["exec", id, "/usr/bin/node", "-e", "console.log(process.getuid())"], { encoding: "utf8" }).trim();
+        }
+        // The recorded pid may be the sandbox's launcher: the app is the `node server.js` below it.
+        const rows = execFileSync("ps", ["-e", "-o", "pid=,ppid=,uid=,args="], { encoding: "utf8" }).trim().split("\n").map((l) => {
+          const [p, pp, u, ...args] = l.trim().split(/\s+/);
+          return { pid: Number(p), ppid: Number(pp), uid: u, args: args.join(" ") };
+        });
+        const family = new Set([pid]);
+        for (let grew = true; grew; ) {
+          grew = false;
+          for (const row of rows) if (family.has(row.ppid) && !family.has(row.pid)) (family.add(row.pid), (grew = true));
+        }
+        const app = rows.find((row) => family.has(row.pid) && /^(\S*\/)?node server\.js$/.test(row.args));
+        assert.ok(app, `the app process of ${name} below pid ${pid}`);
+        return app.uid;
+      };
+      const [a, b] = [await uidOf(appA), await uidOf(appB)];
+      assert.notEqual(a, "0");
+      assert.notEqual(b, "0");
+      assert.notEqual(a, b);
+    });
+  });
+}
