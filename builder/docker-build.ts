@@ -305,6 +305,8 @@ export async function buildDockerfileApp(req: DockerfileBuildRequest): Promise<{
   // deck reads it (for its ARG lines) as root: a Dockerfile committed as a link is refused, never followed.
   const dockerfile = await readRepoFile(req.dir, "Dockerfile");
   if (dockerfile === undefined) throw new BuildStepError("the repository has no Dockerfile in its root");
+  // The engine's client reads .dockerignore by path (following a link) to choose what it sends: refuse a link first.
+  await readRepoFile(req.dir, ".dockerignore");
   const procfile = dockerfileProcfile(await readProcfile(req.dir));
   await checkEngine(req.engine);
   const network = buildNetworkBody(req.app);

@@ -1,8 +1,9 @@
 import { join } from "node:path";
 import { BuildStepError, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
-import { ensureRepoDir, readRepoFile, repoEntryExists } from "./repo-file.ts";
+import { readRepoFile, repoEntryExists } from "./repo-file.ts";
 import { BIN_DIR, resolveCompiledProcesses } from "./compiled.ts";
-import { requireToolchain, syncTree, type Toolchain } from "./toolchain.ts";
+import { syncTree } from "./sync-tree.ts";
+import { requireToolchain, type Toolchain } from "./toolchain.ts";
 
 const GO: Toolchain = {
   app: "Go app",
@@ -66,9 +67,7 @@ export const goBuildpack: Buildpack = {
     await readModule(ctx.dir);
     await requireToolchain(ctx, GO);
     const src = goSourceDir(ctx.cacheDir);
-    // Earlier builds wrote the cache: a link planted there must not turn the sync's deletes outward.
-    await ensureRepoDir(ctx.cacheDir, "go/src");
-    await syncTree(ctx.dir, src, new Set([".git"]));
+    await syncTree(ctx, ctx.dir, src, [".git"]);
     ctx.onLine(formatHeader("Building (go build)"));
     await ctx.run(goBuildArgv(ctx.dir), { cwd: src, env: goBuildEnv(ctx.cacheDir) });
   },

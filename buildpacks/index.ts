@@ -25,7 +25,8 @@ export {
   rustBuildpack, cargoBuildArgv, cargoBuildEnv, parseCargoDefaultBinary, parseCargoMetadata, planCargoBuild, rustSourceDir, rustTargetDir, type CargoPlan,
 } from "./rust.ts";
 export { BIN_DIR } from "./compiled.ts";
-export { findExecutable, syncTree, writeSlugEnv, type Toolchain } from "./toolchain.ts";
+export { findExecutable, writeSlugEnv, type Toolchain } from "./toolchain.ts";
+export { syncTree, syncTreeArgv } from "./sync-tree.ts";
 export {
   copyRepoFile, ensureRepoDir, listRepoDir, readProcfile, readRepoBytes, readRepoFile, repoEntryExists, writeRepoFile, MANIFEST_MAX_BYTES,
   type ReadRepoFileOptions, type WriteRepoFileOptions,

@@ -1,8 +1,9 @@
 import { join, relative } from "node:path";
 import { BuildStepError, formatDetail, formatHeader, type Buildpack, type BuildContext } from "./buildpack.ts";
-import { copyRepoFile, ensureRepoDir, readRepoFile, repoEntryExists } from "./repo-file.ts";
+import { copyRepoFile, readRepoFile, repoEntryExists } from "./repo-file.ts";
 import { BIN_DIR, resolveCompiledProcesses } from "./compiled.ts";
-import { captureOutput, requireToolchain, syncTree, type Toolchain } from "./toolchain.ts";
+import { syncTree } from "./sync-tree.ts";
+import { captureOutput, requireToolchain, type Toolchain } from "./toolchain.ts";
 
 const CARGO: Toolchain = {
   app: "Rust app",
@@ -92,9 +93,7 @@ export const rustBuildpack: Buildpack = {
   async build(ctx: BuildContext) {
     await requireToolchain(ctx, CARGO);
     const src = rustSourceDir(ctx.cacheDir);
-    // build.rs runs tenant code with the cache writable: a link planted there must not turn the sync's deletes outward.
-    await ensureRepoDir(ctx.cacheDir, "rust/src");
-    await syncTree(ctx.dir, src, new Set([".git", "target"]));
+    await syncTree(ctx, ctx.dir, src, [".git", "target"]);
     const env = cargoBuildEnv(ctx.cacheDir);
     const metaText = await captureOutput(ctx, ["cargo", "metadata", "--no-deps", "--format-version", "1", "--offline"], { cwd: src, env });
     const plan = planCargoBuild(parseCargoMetadata(metaText));

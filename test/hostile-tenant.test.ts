@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
+import tls from "node:tls";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -168,6 +169,19 @@ async function startCanary(): Promise<{ port: number; connections: () => number;
   return { port, connections: () => count, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
+/** Sends `request` as raw bytes (over TLS when asked, trusting any certificate) and returns what comes back. */
+function rawExchange(port: number, overTls: boolean, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket: net.Socket = overTls ? tls.connect({ host: "127.0.0.1", port, rejectUnauthorized: false }) : net.connect({ host: "127.0.0.1", port });
+    let answer = "";
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer on port ${port}`)));
+    socket.once(overTls ? "secureConnect" : "connect", () => socket.write(request));
+    socket.on("data", (c: Buffer) => (answer += c.toString("latin1")));
+    socket.once("close", () => resolve(answer));
+    socket.once("error", (e) => (answer ? resolve(answer) : reject(e)));
+  });
+}
+
 function hostAddresses(): string[] {
   const out = ["127.0.0.1"];
   for (const list of Object.values(networkInterfaces())) {
@@ -226,6 +240,7 @@ for (const runtime of ["process", "docker"] as const) {
     const appA = `alpha-${tag}`;
     const appB = `bravo-${tag}`;
     let pushB: Awaited<ReturnType<typeof gitAs>>;
+    let repoB: string;
 
     before(async () => {
       work = await mkdtemp(join(tmpdir(), "deck-hostile-"));
@@ -264,7 +279,7 @@ for (const runtime of ["process", "docker"] as const) {
         ports: { "deck's database": pg.port, "deck's API": deck.ports.api, "deck's SSH": deck.ports.ssh, "org A's app": alphaPorts[0], "a host service": canary.port },
         hosts: hostAddresses(),
       };
-      const repoB = await makeRepo(join(work, "bravo"), hostileApp(targets));
+      repoB = await makeRepo(join(work, "bravo"), hostileApp(targets));
       pushB = await gitAs(deck, bob, repoB, { op: "push", via: "ssh", app: appB });
     });
 
@@ -314,6 +329,28 @@ for (const runtime of ["process", "docker"] as const) {
       assert.equal(got.code, 0, got.stderr);
       assert.equal(got.stdout.trim(), secret);
       assert.ok(deck.server && deck.server.exitCode === null, "the deck server is still running");
+    });
+
+    it("org B's requests and repositories cannot knock deck over or make it read host files", async () => {
+      // The request line that once stopped the router for every app, over TLS and in plain text.
+      for (const port of [deck.ports.https, deck.ports.http]) {
+        const answer = await rawExchange(port, port === deck.ports.https, `GET / HTTP/2.0\r\nHost: ${appA}.localhost\r\n\r\n`);
+        assert.match(answer, /^HTTP\/1\.1 505 /, `answer on port ${port}: ${answer}`);
+      }
+      // A malformed git URL before authentication.
+      const git = await fetch(`http://127.0.0.1:${deck.ports.api}/git/%25/info/refs?service=git-upload-pack`.replace("%25", "%"));
+      assert.equal(git.status, 400);
+      // A Procfile committed as a link to deck's master key.
+      execFileSync("ln", ["-sf", join(deck.dataDir, "keys", "master.key"), join(repoB, "Procfile")]);
+      execFileSync("git", ["-C", repoB, "-c", "user.name=B", "-c", "user.email=b@bravo.example", "commit", "-qam", "link"]);
+      const push = await gitAs(deck, bob, repoB, { op: "push", via: "ssh", app: appB });
+      assert.notEqual(push.code, 0);
+      assert.match(push.stderr, /Procfile is a symbolic link/);
+      const key = readFileSync(join(deck.dataDir, "keys", "master.key"), "utf8").trim();
+      assert.ok(!push.stderr.includes(key.slice(0, 16)), "the key's content is not in the push output");
+      // Org A's app still serves, and so does org B's last good release.
+      assert.equal((await deck.get(appA)).status, 200);
+      assert.equal((await deck.get(appB)).body, "tenant b\n");
     });
 
     it("org A's config is nowhere in deck's data dir in clear", () => {
