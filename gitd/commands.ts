@@ -262,7 +262,8 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
       io.out(`=== ${s.app} maintenance`);
       io.out(`Maintenance:  ${s.maintenance ? "on" : "off"}`);
       io.out(`Stopped:      ${s.stopped ? "yes (ps:stop)" : "no"}`);
-      io.out(`Router:       ${s.maintenance || s.stopped ? "maintenance page (503)" : "serving the app"}`);
+      // What the router itself answers, not what it was asked to do.
+      io.out(`Router:       ${describeRouterStatus((await report(deps, caller, s.app)).router)}`);
     },
   },
   "ps:stop": {

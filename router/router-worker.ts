@@ -153,7 +153,6 @@ export function runRouterWorker(): void {
     if (socket === undefined) return;
     if (state.name !== "serving") return void socket.destroy();
     // The supervisor accepted it: from here it is like a connection this worker accepted itself.
-    log(`DEBUG ${message.kind} readableLength=${socket.readableLength} flowing=${socket.readableFlowing} reading=${(socket as any)._handle?.reading}`);
     const server = message.kind === "http" ? state.serving.proxy.server : state.serving.https.server;
     server.emit("connection", socket);
   });

@@ -47,11 +47,10 @@ interface WorkerState {
   worker: Worker;
   /** Connections sent to it that it has not said it took: the next worker gets them if it dies. */
   handed: Map<number, Handed>;
-  /** standby: loading or loaded, waiting to be told to serve; serving: told to serve. */
+  /** standby: waits to be told to serve; serving: told to serve. */
   role: Role;
-  loaded: boolean;
-  /** Answers requests (its control socket listens): connections go to it. */
-  ready: boolean;
+  /** loading its code; loaded (a standby can take over); answering (connections go to it). */
+  phase: "loading" | "loaded" | "answering";
   startedAt: number;
 }
 
@@ -100,8 +99,9 @@ export async function runSupervisor(): Promise<number> {
 
   let nextId = 0;
 
+  // A worker gone meanwhile is noticed by its exit event.
   const send = (state: WorkerState, message: SupervisorMessage) => {
-    state.worker.send(message);
+    state.worker.send(message, undefined, {}, () => {});
   };
 
   /**
@@ -110,7 +110,7 @@ export async function runSupervisor(): Promise<number> {
    */
   const handOff = (kind: ConnectionKind, socket: net.Socket) => {
     const target = serving();
-    if (target === undefined || !target.ready || !target.worker.isConnected()) {
+    if (target === undefined || target.phase !== "answering" || !target.worker.isConnected()) {
       if (waiting.length >= MAX_WAITING_CONNECTIONS) return void socket.destroy();
       socket.on("error", () => {});
       return void waiting.push({ kind, socket });
@@ -122,7 +122,7 @@ export async function runSupervisor(): Promise<number> {
 
   const promote = (state: WorkerState) => {
     state.role = "serving";
-    if (state.loaded) send(state, { type: "serve" });
+    if (state.phase === "loaded") send(state, { type: "serve" });
   };
 
   /** Keeps one serving worker and one standby, starting what is missing. */
@@ -139,21 +139,22 @@ export async function runSupervisor(): Promise<number> {
       }
     }
     // The standby loads once the serving worker is up, not competing with it for the CPU.
-    if (standby() === undefined && serving()?.ready) fork("standby");
+    if (standby() === undefined && serving()?.phase === "answering") fork("standby");
   };
 
   const fork = (role: Role) => {
     const worker = cluster.fork();
-    const state: WorkerState = { worker, handed: new Map(), role, loaded: false, ready: false, startedAt: Date.now() };
+    const state: WorkerState = { worker, handed: new Map(), role, phase: "loading", startedAt: Date.now() };
     workers.add(state);
+    worker.on("error", (e) => log(`worker ${worker.process.pid}: ${e.message}`));
     worker.on("message", (message: unknown) => {
       if (!isWorkerMessage(message)) return;
       if (message.type === "loaded") {
-        state.loaded = true;
+        state.phase = "loaded";
         if (state.role === "serving") send(state, { type: "serve" });
         else log(`standby worker ${worker.process.pid} is ready to take over`);
       } else if (message.type === "serving") {
-        state.ready = true;
+        state.phase = "answering";
         log(`worker ${worker.process.pid} serves`);
         for (const { kind, socket } of waiting.splice(0)) handOff(kind, socket);
         fill();

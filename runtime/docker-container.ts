@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DeckError } from "../core/errors.ts";
 import { IMAGE_REF_FILE, type ProcessSpec, type SandboxIdentity } from "../core/interfaces.ts";
@@ -195,7 +195,13 @@ export function resolveImage(spec: Pick<ProcessSpec, "image" | "cwd" | "app">): 
   const file = join(spec.cwd, IMAGE_REF_FILE);
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    // The artifact dir was written by the app's own build: a link planted there is never followed.
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      text = readFileSync(fd, "utf8");
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     throw new DeckError("image_missing", `${spec.app}: this release has no image (no ${file}); push again to build one for the docker runtime`, { file });
   }

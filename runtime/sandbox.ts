@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants, lstatSync, readlinkSync, realpathSync, statSync } from "node:fs";
-import { homedir } from "node:os";
+import { homedir, tmpdir } from "node:os";
+import { fileURLToPath } from "node:url";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import type { SandboxIdentity } from "../core/interfaces.ts";
 import { probeCgroupControllers, type CgroupOptions } from "./cgroups.ts";
@@ -53,6 +54,9 @@ export interface SandboxSpec {
   /** Directories that must stay invisible even where they lie under a bound directory (deck's data dir). */
   hide?: readonly string[];
 }
+
+/** Where deck itself is installed. */
+const DECK_ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
 
 const ROOT_ENTRIES = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
@@ -246,6 +250,8 @@ export function findToolchains(path: string, home: string): string[] {
   const out: string[] = [];
   for (const dir of candidates) {
     if (!isAbsolute(dir) || dir === home || (dirname(dir) === "/" && dir !== "/opt")) continue;
+    // deck's own install (npm puts its node_modules/.bin on PATH) and temp dirs are no toolchain of the app's.
+    if (isUnder(dir, DECK_ROOT) || isUnder(dir, tmpdir())) continue;
     const covered = ["/usr", "/etc", ...ROOT_ENTRIES, ...out].some((b) => isUnder(dir, b));
     if (!covered && isDirectory(dir)) out.push(dir);
   }

@@ -31,7 +31,7 @@ for (const backend of backends) {
     test("rows round-trip with bigint as number, timestamptz as ISO string, jsonb and arrays as values", async () => {
       const org = await db.pool.one(sql.typeAlias("id")`INSERT INTO organizations (name, slug) VALUES ('Acme', 'acme') RETURNING id`);
       const app = await db.pool.one(sql.type(z.object({ id: z.number(), org_id: z.number(), formation: z.record(z.number()), created_at: z.string() }))`
-        INSERT INTO apps (name, org_id, formation) VALUES ('myapp', ${org.id}, ${sql.jsonb({ web: 2, worker: 1 })})
+        INSERT INTO apps (name, org_id, sandbox_uid, formation) VALUES ('myapp', ${org.id}, 200001, ${sql.jsonb({ web: 2, worker: 1 })})
         RETURNING id, org_id, formation, created_at`);
       assert.equal(app.org_id, org.id);
       assert.deepEqual(app.formation, { web: 2, worker: 1 });

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,22 +15,64 @@ import { commitFiles, Deck, makeRepo, nodeApp, type PushResult, type TimedLine }
 
 const backends = await databaseBackends();
 
-/** A build script that logs when it starts and ends to `log`, taking `ms`. */
-function timedBuild(tag: string, log: string, ms: number): Record<string, string> {
+/**
+ * A build script that prints when it starts and ends (`start TAG <epoch ms>`, `end TAG <epoch ms>`),
+ * taking `ms`. The build runs in a sandbox with a /tmp of its own, so what it prints is all the test
+ * sees of it, as a pusher would.
+ */
+function timedBuild(tag: string, ms: number): Record<string, string> {
   return nodeApp(tag, {
-    buildScript: `node -e "const fs=require('fs');fs.appendFileSync('${log}','start ${tag} '+Date.now()+'\\n');setTimeout(()=>fs.appendFileSync('${log}','end ${tag} '+Date.now()+'\\n'),${ms})"`,
+    buildScript: `node -e "console.log('start ${tag} '+Date.now());setTimeout(()=>console.log('end ${tag} '+Date.now()),${ms})"`,
   });
+}
+
+/** The [start, end] epoch ms that `timedBuild` printed to the push's output. */
+function buildWindow(push: PushResult, tag: string): [number, number] | undefined {
+  const at = (kind: string) => {
+    const m = push.stderr.match(new RegExp(`^remote:\\s+${kind} ${tag} (\\d+)\\s*$`, "m"));
+    return m ? Number(m[1]) : undefined;
+  };
+  const start = at("start");
+  const end = at("end");
+  return start !== undefined && end !== undefined ? [start, end] : undefined;
 }
 
 /** Allocates and touches ~400 MB, far past a 128 MB limit. */
 const MEMORY_HOG = `node -e "const a=[];for(let i=0;i<50;i++){const b=Buffer.alloc(8<<20);b.fill(1);a.push(b)}console.log('allocated '+a.length*8+' MB')"`;
 
 /**
- * Never finishes by itself: writes its own pid and that of a sleeper it starts in a session of its own
- * (out of reach of a process-group kill) to `pidFile`, then prints a tick every 300 ms.
+ * Never finishes by itself: starts a sleeper in a session of its own (out of reach of a process-group
+ * kill), then prints a tick every 300 ms. The build carries `word` in its arguments and the sleeper
+ * `word-sleeper`, so the test can find both among the host's processes: pids seen inside the build's
+ * sandbox are not host pids.
  */
-function endlessBuild(pidFile: string): string {
-  return `node -e "const cp=require('child_process');const s=cp.spawn('sleep',['600'],{detached:true,stdio:'ignore'});s.unref();require('fs').writeFileSync('${pidFile}',process.pid+' '+s.pid);let i=0;setInterval(()=>console.log('tick '+(i++)),300)"`;
+function endlessBuild(word: string): string {
+  return `node -e "const cp=require('child_process');const s=cp.spawn(process.execPath,['-e','setInterval(()=>{},1e9)','${word}-sleeper'],{detached:true,stdio:'ignore'});s.unref();let i=0;setInterval(()=>console.log('tick '+(i++)),300)" ${word}`;
+}
+
+/** A word no other process on the host has among its arguments. */
+function uniqueWord(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString("hex")}`;
+}
+
+/** The host pid of the process with `word` as one of its arguments, or 0. */
+function pidWithArgument(word: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(word)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
+}
+
+/** Host pids of the endless build marked `word` and of its sleeper, once both run. */
+function endlessBuildPids(word: string): [number, number] | undefined {
+  const build = pidWithArgument(word);
+  const sleeper = pidWithArgument(`${word}-sleeper`);
+  return build && sleeper ? [build, sleeper] : undefined;
 }
 
 function isRunning(pid: number): boolean {
@@ -87,20 +130,17 @@ for (const backend of backends) {
     });
 
     it("builds at most 2 of 4 apps pushed at once, tells the others their place in line, and deploys all 4", async () => {
-      const log = join(work, "queue.log");
       const tags = ["qa", "qb", "qc", "qd"];
-      const repos = await Promise.all(tags.map((t) => makeRepo(join(work, t), timedBuild(t, log, 1500))));
+      const repos = await Promise.all(tags.map((t) => makeRepo(join(work, t), timedBuild(t, 1500))));
       const pushes = await Promise.all(tags.map((t, i) => deck.push(repos[i], t)));
       pushes.forEach((p, i) => assert.equal(p.code, 0, `${tags[i]}: ${p.stderr}`));
 
-      const events = readFileSync(log, "utf8").trim().split("\n").map((l) => l.split(" "));
       const window = new Map<string, [number, number]>();
-      for (const [kind, tag, at] of events) {
-        const w = window.get(tag) ?? [0, 0];
-        w[kind === "start" ? 0 : 1] = Number(at);
-        window.set(tag, w);
-      }
-      assert.equal(window.size, 4, readFileSync(log, "utf8"));
+      tags.forEach((t, i) => {
+        const w = buildWindow(pushes[i], t);
+        assert.ok(w, `${t}'s push shows when its build started and ended: ${pushes[i].stderr}`);
+        window.set(t, w);
+      });
       // Sweep: at any moment, how many builds were between their start and their end.
       let running = 0;
       let most = 0;
@@ -121,7 +161,7 @@ for (const backend of backends) {
       const steady = await makeRepo(join(work, "steady"), nodeApp("steady"));
       assert.equal((await deck.push(steady, "steady")).code, 0);
       const hog = await makeRepo(join(work, "hog"), nodeApp("hog", { buildScript: MEMORY_HOG }));
-      const calm = await makeRepo(join(work, "calm"), timedBuild("calm", join(work, "calm.log"), 500));
+      const calm = await makeRepo(join(work, "calm"), timedBuild("calm", 500));
 
       let polling = true;
       const answers: number[] = [];
@@ -158,11 +198,11 @@ for (const backend of backends) {
     it("re-attaches to a running build, cancels it with nothing left running and no release, then prints it", async () => {
       const repo = await makeRepo(join(work, "long"), nodeApp("v1"));
       assert.equal((await deck.push(repo, "long")).code, 0);
-      const pidFile = join(work, "long.pids");
-      await commitFiles(repo, nodeApp("v2", { buildScript: endlessBuild(pidFile) }), "endless build");
+      const word = uniqueWord("long");
+      await commitFiles(repo, nodeApp("v2", { buildScript: endlessBuild(word) }), "endless build");
       const pushing = deck.push(repo, "long");
 
-      const [buildPid, sleeperPid] = await waitFor("the build to start", () => existsSync(pidFile) && readFileSync(pidFile, "utf8").split(" ").map(Number));
+      const [buildPid, sleeperPid] = await waitFor("the build to start", () => endlessBuildPids(word));
       const follow = sshLive(deck, "builds:output long");
       try {
         await waitFor("two ticks through builds:output", () => follow.lines.filter((l) => /^\s*tick \d+$/.test(l.text)).length >= 3, 20_000);
@@ -210,10 +250,11 @@ for (const backend of backends) {
     it("stops a build at its timeout with nothing left running and no release", async () => {
       const repo = await makeRepo(join(work, "slow"), nodeApp("v1"));
       assert.equal((await deck.push(repo, "slow")).code, 0);
-      const pidFile = join(work, "slow.pids");
-      await commitFiles(repo, nodeApp("v2", { buildScript: endlessBuild(pidFile) }), "endless build");
-      const push = await deck.push(repo, "slow");
-      const pids = readFileSync(pidFile, "utf8").split(" ").map(Number);
+      const word = uniqueWord("slow");
+      await commitFiles(repo, nodeApp("v2", { buildScript: endlessBuild(word) }), "endless build");
+      const pushing = deck.push(repo, "slow");
+      const pids = await waitFor("the build to start", () => endlessBuildPids(word));
+      const push = await pushing;
       try {
         assert.notEqual(push.code, 0);
         assert.match(push.stderr, /remote: deck: push rejected: build timed out after 15s/);

@@ -94,11 +94,13 @@ describe("deck doctor and the start-up report", { skip: skip ?? false }, () => {
       }
     });
 
-    it("DECK_RUNTIME=docker adds the engine's status: off, with the fix, when none answers", async () => {
+    it("DECK_RUNTIME=docker adds the engine's and the containers' firewall's status: off, with the fix, when not in place", async () => {
       const r = await doctor(deck.dataDir, { DECK_RUNTIME: "docker", DOCKER_HOST: `unix://${join(deck.dir, "no-docker.sock")}` });
       assert.equal(r.code, 1);
-      assert.deepEqual([...r.lines.keys()], [...NAMES, "docker"]);
+      assert.deepEqual([...r.lines.keys()], [...NAMES, "docker", "docker-network"]);
       assert.match(r.lines.get("docker")!, /^OFF  docker           DECK_RUNTIME=docker but no Docker engine answers \(.+\); start dockerd or set DOCKER_HOST$/);
+      // This deck never ran the Docker runtime, so its containers' firewall is not in place.
+      assert.match(r.lines.get("docker-network")!, /^OFF  docker-network   nftables table inet deck_docker_\w+ is not in place \(.+\): containers can connect to services on the host; restart deck/);
     });
   });
 

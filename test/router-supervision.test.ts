@@ -86,7 +86,7 @@ describe("a router that dies", () => {
     assert.ok(third.worker !== undefined);
   });
 
-  it("says it is not answering, and refuses config changes, scaling and pushes with nothing changed", async () => {
+  it("says it is not answering, and refuses config changes, scaling, maintenance and pushes with nothing changed", async () => {
     const repo = await makeRepo(join(work, "held"), nodeApp("h1"));
     assert.equal((await deck.push(repo, "held")).code, 0);
     assert.equal((await deck.ssh("config:set held GREETING=before")).code, 0);
@@ -106,6 +106,7 @@ describe("a router that dies", () => {
       assert.equal(report.code, 0, report.stderr);
       assert.match(report.stdout, /^Router: +not answering \(restarting\)$/m);
       assert.equal(JSON.parse((await deck.ssh("ps:report held --json")).stdout).router, "not_answering");
+      assert.match((await deck.ssh("maintenance:report held")).stdout, /^Router: +not answering \(restarting\)$/m);
 
       const set = await deck.ssh("config:set held GREETING=after");
       assert.notEqual(set.code, 0);
@@ -116,6 +117,11 @@ describe("a router that dies", () => {
       const scale = await deck.ssh("ps:scale held web=2");
       assert.notEqual(scale.code, 0);
       assert.match(scale.stderr, /the router is not answering .*formation unchanged/);
+
+      const maintenance = await deck.ssh("maintenance:on held");
+      assert.notEqual(maintenance.code, 0);
+      assert.match(maintenance.stderr, /the router is not answering .*maintenance mode unchanged/);
+      assert.equal(JSON.parse((await deck.ssh("maintenance:report held --json")).stdout).maintenance, false);
 
       await commitFiles(repo, nodeApp("h2"), "while the router is down");
       const push = await deck.push(repo, "held");
