@@ -5,13 +5,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { databaseBackends } from "./helpers/database.ts";
 import { commitFiles, Deck, makeRepo, nodeApp, type PushResult, type TimedLine } from "./helpers/deck.ts";
+import { pidWithArgument } from "./helpers/processes.ts";
 
 const backends = await databaseBackends();
 
@@ -55,18 +56,6 @@ function uniqueWord(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString("hex")}`;
 }
 
-/** The host pid of the process with `word` as one of its arguments, or 0. */
-function pidWithArgument(word: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(word)) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return 0;
-}
 
 /** Host pids of the endless build marked `word` and of its sleeper, once both run. */
 function endlessBuildPids(word: string): [number, number] | undefined {

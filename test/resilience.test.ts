@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import http from "node:http";
 import { mkdtemp, rm } from "node:fs/promises";
 import { spawn } from "node:child_process";
@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { databaseBackends } from "./helpers/database.ts";
 import { commitFiles, Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
+import { pidWithArgument } from "./helpers/processes.ts";
 
 const backends = await databaseBackends();
 
@@ -20,18 +21,6 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The host pid of the process that has `word` as one of its arguments (0 when none has). */
-function pidWithArgument(word: string): number {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(word)) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return 0;
-}
 
 for (const backend of backends) {
   describe(`crashes and disconnects (${backend.name} PostgreSQL)`, () => {

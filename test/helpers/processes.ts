@@ -1,0 +1,18 @@
+/**
+ * Finding a test's processes on the host. Builds and app processes run in their own pid namespace, so
+ * a pid they print means nothing outside: tests find them by a word in their arguments instead.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+/** The host pid of the process that has `word` as one of its arguments, or 0 when none has. */
+export function pidWithArgument(word: string): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").includes(word)) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return 0;
+}
