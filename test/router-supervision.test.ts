@@ -44,6 +44,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
 describe("a router that dies", () => {
   let deck: Deck;
   let work: string;
+  const apiHealth = async () => (await fetch(`http://127.0.0.1:${deck.ports.api}/api/v1/health`)).json();
   const health = () => createRouterControl(routerPaths(deck.dataDir).socket, { retryMs: 0, timeoutMs: 2_000 }).health();
   const routerLog = () => readFileSync(join(deck.dataDir, "logs", "router.log"), "utf8");
   const serves = (app: string, body: RegExp) => until(`${app} to answer ${body}`, async () => {
@@ -91,6 +92,7 @@ describe("a router that dies", () => {
     assert.equal((await deck.push(repo, "held")).code, 0);
     assert.equal((await deck.ssh("config:set held GREETING=before")).code, 0);
     await serves("held", /^h1 before/);
+    assert.deepEqual(await apiHealth(), { ok: true, router: "answering" });
     const runtime = new ProcessRuntime({ stateDir: join(deck.dataDir, "run", "procs") });
     const processesBefore = (await runtime.list("held")).map((p) => p.id).sort();
     const releasesBefore = (await deck.ssh("releases held --json")).stdout;
@@ -107,6 +109,7 @@ describe("a router that dies", () => {
       assert.match(report.stdout, /^Router: +not answering \(restarting\)$/m);
       assert.equal(JSON.parse((await deck.ssh("ps:report held --json")).stdout).router, "not_answering");
       assert.match((await deck.ssh("maintenance:report held")).stdout, /^Router: +not answering \(restarting\)$/m);
+      assert.deepEqual(await apiHealth(), { ok: true, router: "not answering" });
 
       const set = await deck.ssh("config:set held GREETING=after");
       assert.notEqual(set.code, 0);
