@@ -23,7 +23,8 @@ import { listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
 import { networkRulesSpecFor, probeMasterKey } from "./doctor.ts";
 import { networkInterfaces } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type ssh2 from "ssh2";
 
 /**
@@ -35,6 +36,21 @@ async function reportProtections(config: DeckConfig, db: Database, log: (line: s
   const network = await applyNetworkRules(await networkRulesSpecFor(config, outside));
   const checks = [...(await probeSandbox()), network, await probeMasterKey(config)];
   for (const p of checks.filter((c) => !c.on)) log(`protection off: ${formatProtection(p)}`);
+}
+
+/** Where deck itself is installed (its deck.yaml may sit beside it). */
+const DECK_ROOT = fileURLToPath(new URL("..", import.meta.url)).replace(/\/$/, "");
+
+/**
+ * What no build or app process may see even where it lies under a directory the sandbox binds (deck
+ * installed under /opt, say): the data dir, deck's own install, and the directory of its deck.yaml
+ * (master key, database URL, OIDC secrets) unless that is a system directory the sandbox needs.
+ */
+export function hiddenFromApps(config: DeckConfig): string[] {
+  const out = [config.dataDir, DECK_ROOT];
+  const configDir = config.configFile ? dirname(config.configFile) : undefined;
+  if (configDir && !["/", "/etc", "/opt", "/usr", "/usr/local"].includes(configDir)) out.push(configDir);
+  return out;
 }
 
 export interface RunningServer {
@@ -114,7 +130,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
 
     const runtime = docker
       ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus, log })
-      : new ProcessRuntime({ stateDir: paths.procStateDir, memoryBytes: config.appMemory, cpus: config.appCpus, hide: [config.dataDir] });
+      : new ProcessRuntime({ stateDir: paths.procStateDir, memoryBytes: config.appMemory, cpus: config.appCpus, hide: hiddenFromApps(config) });
     if (runtime instanceof DockerRuntime) {
       started.push(() => runtime.close());
       // The containers' firewall is in place before the first build or container of this run.
@@ -132,7 +148,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
         runtime: config.runtime, engine: docker, baseImage: config.baseImage,
         imageBuildLimits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
         // The data dir is never visible to a build, even where it lies under a directory the sandbox binds.
-        hide: [config.dataDir],
+        hide: hiddenFromApps(config),
       }),
       allocatePort: () => findFreePort(config.upstreamHost),
       queue: new AppQueue(config.deployQueue),

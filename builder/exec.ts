@@ -4,6 +4,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { Readable } from "node:stream";
 import type { LineSink } from "../core/index.ts";
 import { sandboxArgv, type SandboxHost, type SandboxSpec } from "../runtime/sandbox.ts";
+import { LAUNCHER_ENV, launchStdio, writeEnvPayload } from "../runtime/shim-lib.mjs";
 import { cgroupEnterArgv, currentBuildCgroup, resolveExecutable } from "./limits.ts";
 
 /**
@@ -139,7 +140,11 @@ function startInGroup(argv: readonly string[], opts: ExecOptions, stdin: "ignore
     if (opts.sandbox) command = sandboxArgv(opts.sandbox.host, { ...opts.sandbox.spec, cwd: opts.cwd }, command);
     if (cgroup) command = cgroupEnterArgv(cgroup.procsFiles, command);
   }
-  const child = spawn(command[0], command.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: [stdin, "pipe", "pipe"] });
+  // In the sandbox the build's env (the app's config vars among it) reaches the command only after the
+  // uid drop, through a pipe: the root part of the chain (cgroup wrapper, bwrap, setpriv) runs without it.
+  const envOnFd = opts.sandbox !== undefined;
+  const child = spawn(command[0], command.slice(1), { cwd: opts.cwd, env: envOnFd ? { ...LAUNCHER_ENV } : opts.env, detached: true, stdio: launchStdio(envOnFd, stdin) });
+  if (envOnFd) writeEnvPayload(child, opts.env);
   const done = new Promise<ExecResult>((resolve) => {
     let stopping: Promise<void> | undefined;
     const onAbort = () => {

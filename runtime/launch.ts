@@ -40,6 +40,11 @@ export interface Launch {
   env: Record<string, string>;
   /** argv is a bubblewrap sandbox: graceful signals go to the processes inside it, not to bwrap. */
   sandboxed: boolean;
+  /**
+   * argv runs under the app's uid: spawn it with LAUNCHER_ENV and `env` on SANDBOX_ENV_FD
+   * (shim-lib.mjs `launchStdio`, `writeEnvPayload`), never as the spawn's own environment.
+   */
+  envOnFd: boolean;
   cgroup?: Cgroup;
   /** A line for the app's log, e.g. limits that could not be set. */
   notice?: string;
@@ -52,7 +57,7 @@ export interface Launch {
  */
 export async function prepareLaunch(name: string, spec: LaunchSpec, opts: LaunchOptions): Promise<Launch> {
   const command = shellArgv(spec.command);
-  if (!spec.sandbox) return { argv: command, env: { ...spec.env }, sandboxed: false };
+  if (!spec.sandbox) return { argv: command, env: { ...spec.env }, sandboxed: false, envOnFd: false };
 
   const host = opts.sandboxHost ?? (await loadSandboxHost());
   if (!host.setpriv) {
@@ -65,7 +70,7 @@ export async function prepareLaunch(name: string, spec: LaunchSpec, opts: Launch
     pidsMax: opts.pidsMax ?? DEFAULT_APP_PIDS,
   };
   const r = await createCgroup(name, limits, { parent: "deck/apps", root: opts.cgroupRoot });
-  const launch = { env: sandboxEnv(host, spec.env), sandboxed: host.bwrap !== undefined };
+  const launch = { env: sandboxEnv(host, spec.env), sandboxed: host.bwrap !== undefined, envOnFd: true };
   if (!r.ok) return { ...launch, argv, notice: `Running without memory/CPU/process limits: ${r.reason}` };
   return { ...launch, argv: cgroupEnterArgv(r.cgroup.procsFiles, argv), cgroup: r.cgroup };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { lookup } from "node:dns/promises";
+import dgram from "node:dgram";
 import net from "node:net";
 import { networkInterfaces } from "node:os";
 import { after, before, describe, it } from "node:test";
@@ -27,9 +28,14 @@ describe("network rules (pure)", () => {
       "\t\tip daddr 127.0.0.53 tcp dport 53 accept",
       "\t\tip6 daddr fd00::53 udp dport 53 accept",
       "\t\tip6 daddr fd00::53 tcp dport 53 accept",
-      "\t\tfib daddr type local jump refuse",
+      "\t\tfib daddr type { local, broadcast, multicast, anycast } jump refuse",
+      "\t\tip daddr { 224.0.0.0/4, 255.255.255.255 } jump refuse",
+      "\t\tip6 daddr ff00::/8 jump refuse",
       "\t\tip daddr 169.254.0.0/16 jump refuse",
       "\t\tip6 daddr fe80::/10 jump refuse",
+      "\t\toifname \"docker0\" jump refuse",
+      "\t\toifname \"br-*\" jump refuse",
+      "\t\toifname \"deckd*\" jump refuse",
       "\t}",
       "\tchain refuse {",
       "\t\tmeta l4proto tcp reject with tcp reset",
@@ -111,6 +117,14 @@ s.once("data", (d) => { console.log("connected: " + d.toString().trim()); s.dest
 s.once("error", (e) => console.log(e.code));
 `;
 
+const SEND_UDP_JS = `
+const s = require("dgram").createSocket("udp4");
+s.bind(() => {
+  s.setBroadcast(true);
+  s.send("hello", Number(process.argv[2]), process.argv[1], (e) => { console.log(e ? e.code : "sent"); s.close(); });
+});
+`;
+
 function connectAsRoot(host: string, port: number): Promise<string> {
   return new Promise((resolve) => {
     const s = net.connect(port, host);
@@ -162,6 +176,24 @@ describe("network rules (kernel)", { skip: skip ?? false }, () => {
     assert.equal(await connectAsRoot(hostAddress!, port), "connected: hello");
     assert.equal(await runAsSandboxUid(CONNECT_JS, hostAddress!, String(port)), "ECONNREFUSED");
     assert.equal(await runAsSandboxUid(CONNECT_JS, "0.0.0.0", String(port)), "ECONNREFUSED");
+  });
+
+  it("refuses UDP broadcast and multicast, which would reach every socket bound to 0.0.0.0 on the host", async () => {
+    const received: string[] = [];
+    const socket = dgram.createSocket("udp4");
+    socket.on("message", (m) => received.push(m.toString()));
+    await new Promise<void>((r) => socket.bind(0, "0.0.0.0", () => r()));
+    const port = socket.address().port;
+    try {
+      for (const address of ["255.255.255.255", "224.0.0.1"]) {
+        const result = await runAsSandboxUid(SEND_UDP_JS, address, String(port));
+        assert.match(result, /^(EPERM|EACCES|ENETUNREACH)$/, `a datagram to ${address}: ${result}`);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(received, []);
+    } finally {
+      socket.close();
+    }
   });
 
   it("refuses link-local addresses (cloud metadata)", async () => {

@@ -88,9 +88,16 @@ export function buildNetworkRuleset(spec: NetworkRulesSpec): string {
     `\tchain sandboxed {`,
     `\t\tct state established,related accept`,
     ...dns,
-    `\t\tfib daddr type local jump refuse`,
+    `\t\tfib daddr type { local, broadcast, multicast, anycast } jump refuse`,
+    // Broadcast and multicast reach every socket bound to 0.0.0.0 on the host, other apps' included.
+    `\t\tip daddr { 224.0.0.0/4, 255.255.255.255 } jump refuse`,
+    `\t\tip6 daddr ff00::/8 jump refuse`,
     `\t\tip daddr 169.254.0.0/16 jump refuse`,
     `\t\tip6 daddr fe80::/10 jump refuse`,
+    // Containers on this host's bridges (Docker's, deck's own) are reached only through the router.
+    `\t\toifname "docker0" jump refuse`,
+    `\t\toifname "br-*" jump refuse`,
+    `\t\toifname "deckd*" jump refuse`,
     `\t}`,
     // A TCP reset makes connect() fail at once with ECONNREFUSED instead of hanging until a timeout.
     `\tchain refuse {`,

@@ -100,6 +100,24 @@ describe("ProcessRuntime with a sandbox", { skip }, () => {
     assert.match(readFileSync(logFile, "utf8"), /app\[web\.1\]: got SIGTERM$/m, "a stop reaches the app as SIGTERM, not as the sandbox's SIGKILL");
   });
 
+  it("hands the config to no root process: LD_PRELOAD and the rest reach the app's uid only", async () => {
+    // A loader variable in the config must not run tenant code in the launcher's root processes
+    // (cgroup wrapper, bwrap, setpriv): only processes under the app's uid may carry the app's env.
+    const s = await spec({ env: { ...(await spec()).env, LD_PRELOAD: "/nonexistent/deck-test.so" } });
+    const info = await runtime.start(s);
+    const seen = await waitFor("the app to answer", () => get(s.port!));
+    assert.equal(seen.secret, SECRET, "the config reaches the process");
+    const chain = [info.pid!, ...descendants(info.pid!)];
+    const withEnv = chain.map((pid) => {
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+      const environ = readFileSync(`/proc/${pid}/environ`, "utf8");
+      return { pid, uid, secret: environ.includes(SECRET), preload: environ.includes("LD_PRELOAD=") };
+    });
+    assert.ok(withEnv.some((p) => p.uid === identity.uid && p.secret && p.preload), JSON.stringify(withEnv));
+    assert.deepEqual(withEnv.filter((p) => p.uid !== identity.uid && (p.secret || p.preload)), [], "a root process of the launch holds the app's env");
+    await runtime.stop(info.id, 5000);
+  });
+
   it("never writes the config to disk: spec and state files hold key names at most, readable by root only", async () => {
     const s = await spec();
     const info = await runtime.start(s);

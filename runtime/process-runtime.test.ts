@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -299,6 +299,26 @@ setInterval(() => {}, 1000);
     await runtime.stop(id, 100);
     assert.equal(isProcessAlive(unrelated.pid!), true);
     unrelated.kill("SIGKILL");
+  });
+
+  it("keeps an app that prints without pause from filling the disk: its log moves aside past the limit", async () => {
+    const capped = new ProcessRuntime({ stateDir: join(root, "state-capped"), maxLogBytes: 256 * 1024 });
+    const noisyLog = join(root, "logs", "noisy.log");
+    writeFileSync(join(appDir, "noisy.js"), 'const line = "x".repeat(1000) + "\\n"; setInterval(() => { for (let i = 0; i < 100; i++) process.stdout.write(line); }, 5);');
+    const spec = { ...(await webSpec()), app: "noisy", command: `"${process.execPath}" noisy.js`, port: undefined, logFile: noisyLog };
+    const info = await capped.start(spec);
+    track(info.pid);
+    try {
+      // Well past the limit several times over: the older file appears, and neither grows past the limit by much.
+      await waitFor("the log to move aside", () => existsSync(`${noisyLog}.1`), 20_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      for (const file of [noisyLog, `${noisyLog}.1`]) {
+        const size = statSync(file).size;
+        assert.ok(size < 256 * 1024 + 512 * 1024, `${file} is ${size} bytes`);
+      }
+    } finally {
+      await capped.stop(info.id, 1000);
+    }
   });
 
   it("refuses to start in a directory that does not exist", async () => {

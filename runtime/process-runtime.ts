@@ -32,6 +32,8 @@ export interface ProcessRuntimeOptions extends LaunchOptions {
   stateDir: string;
   /** Grace a shim uses when it is signalled by anything other than stop() (e.g. a machine shutdown). */
   defaultGraceMs?: number;
+  /** An app's log file moves aside to LOG.1 past this size (default 64 MiB), so output cannot fill the disk. */
+  maxLogBytes?: number;
   /** How long start() waits for the shim to report its child. */
   startTimeoutMs?: number;
 }
@@ -92,6 +94,7 @@ function byProcessOrder(a: ProcessInfo, b: ProcessInfo): number {
 export class ProcessRuntime implements Runtime {
   readonly stateDir: string;
   readonly #defaultGraceMs: number;
+  readonly #maxLogBytes: number | undefined;
   readonly #startTimeoutMs: number;
 
   readonly #launchOptions: LaunchOptions;
@@ -99,6 +102,7 @@ export class ProcessRuntime implements Runtime {
   constructor(options: ProcessRuntimeOptions) {
     this.stateDir = resolve(options.stateDir);
     this.#defaultGraceMs = options.defaultGraceMs ?? 10_000;
+    this.#maxLogBytes = options.maxLogBytes;
     this.#startTimeoutMs = options.startTimeoutMs ?? 10_000;
     this.#launchOptions = {
       memoryBytes: options.memoryBytes, cpus: options.cpus, pidsMax: options.pidsMax, cgroupRoot: options.cgroupRoot, sandboxHost: options.sandboxHost,
@@ -171,10 +175,11 @@ export class ProcessRuntime implements Runtime {
     const launch = await prepareLaunch(cgroupNameFor(this.stateDir, id), { ...spec, env: withPort }, this.#launchOptions);
     const { env: _values, ...withoutEnv } = spec;
     const shimSpec: ShimSpec = {
-      version: 2, id, spec: { ...withoutEnv, envKeys: Object.keys(launch.env).sort() }, argv: launch.argv, sandboxed: launch.sandboxed,
+      version: 2, id, spec: { ...withoutEnv, envKeys: Object.keys(launch.env).sort() }, argv: launch.argv, sandboxed: launch.sandboxed, envOnFd: launch.envOnFd,
       ...(launch.cgroup ? { cgroup: { dirs: [...new Set(Object.values(launch.cgroup.dirs))], oomFile: launch.cgroup.oomFile, memoryBytes: launch.cgroup.limits.memoryBytes } } : {}),
       ...(launch.notice ? { notice: launch.notice } : {}),
       stateFile: paths.stateFile, stopFile: paths.stopFile, graceMs: this.#defaultGraceMs,
+      ...(this.#maxLogBytes !== undefined ? { maxLogBytes: this.#maxLogBytes } : {}),
     };
     writeJsonAtomic(paths.specFile, shimSpec);
 

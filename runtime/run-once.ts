@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import { DeckError } from "../core/errors.ts";
 import type { Runtime } from "../core/interfaces.ts";
 import { prepareLaunch, type Launch, type LaunchOptions } from "./launch.ts";
-import { descendants, formatLogLine, isGroupAlive, LineSplitter, signalGroup, signalProcess, sleep } from "./shim-lib.mjs";
+import { descendants, formatLogLine, isGroupAlive, LAUNCHER_ENV, launchStdio, LineSplitter, signalGroup, signalProcess, sleep, writeEnvPayload } from "./shim-lib.mjs";
 
 export type RunOnceSpec = Parameters<Runtime["runOnce"]>[0];
 export type RunOnceResult = Awaited<ReturnType<Runtime["runOnce"]>>;
@@ -70,7 +70,8 @@ interface Output {
 
 async function runLaunched(spec: RunOnceSpec, launch: Launch, { writeLog, emit }: Output): Promise<RunOnceResult> {
   const [file, ...args] = launch.argv;
-  const child = spawn(file, args, { cwd: spec.cwd, env: launch.env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(file, args, { cwd: spec.cwd, env: launch.envOnFd ? { ...LAUNCHER_ENV } : launch.env, detached: true, stdio: launchStdio(launch.envOnFd) });
+  if (launch.envOnFd) writeEnvPayload(child, launch.env);
   const pgid = child.pid;
   // Killing a sandbox kills what runs inside it at once: a graceful signal goes to the processes inside.
   const terminate = () => {
@@ -80,7 +81,7 @@ async function runLaunched(spec: RunOnceSpec, launch: Launch, { writeLog, emit }
   };
 
   const outputDone = Promise.all(
-    [child.stdout, child.stderr].map(
+    [child.stdout!, child.stderr!].map(
       (stream) =>
         new Promise<void>((resolve) => {
           const splitter = new LineSplitter();

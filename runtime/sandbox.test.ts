@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { createCgroup } from "./cgroups.ts";
 import { sandboxArgv, sandboxEnv, setprivArgv, probeSandbox, SANDBOX_HOME, type SandboxHost } from "./sandbox.ts";
 import { freeTestIdentity, sandboxHostOrSkip } from "./sandbox-test-helpers.ts";
-import { descendants, isProcessAlive } from "./shim-lib.mjs";
+import { descendants, isProcessAlive, LAUNCHER_ENV, launchStdio, writeEnvPayload } from "./shim-lib.mjs";
 
 const HOST: SandboxHost = {
   bwrap: "/usr/bin/bwrap",
@@ -17,7 +17,11 @@ const HOST: SandboxHost = {
   toolchainEnv: { RUSTUP_HOME: "/root/.rustup" },
 };
 const ID = { uid: 70001, gid: 70002 };
-const DROP = ["/usr/bin/setpriv", "--reuid=70001", "--regid=70002", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"];
+// The uid drop, then the loader that takes the env from its pipe (as the app) and execs the command.
+const DROP = [
+  "/usr/bin/setpriv", "--reuid=70001", "--regid=70002", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+  "/bin/bash", "-c", `while IFS= read -r -d '' kv; do export "$kv"; done <&3; exec 3<&-; exec "$@"`, "deck-env",
+];
 
 describe("sandboxArgv", () => {
   it("runs an app process in its own namespaces with its slug read-only and deck's data dir hidden", () => {
@@ -63,9 +67,19 @@ describe("sandboxArgv", () => {
 
 const { host, skip } = await sandboxHostOrSkip();
 
+/** Runs a sandbox argv as deck does: the launcher with LAUNCHER_ENV, the command's env on its pipe. */
 function runArgv(argv: string[], env: Record<string, string> = { PATH: "/usr/bin:/bin" }): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    execFile(argv[0], argv.slice(1), { env, timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, out: stdout + stderr }));
+    const child = spawn(argv[0], argv.slice(1), { env: { ...LAUNCHER_ENV }, stdio: launchStdio(true) });
+    writeEnvPayload(child, env);
+    let out = "";
+    child.stdout!.on("data", (c) => (out += c));
+    child.stderr!.on("data", (c) => (out += c));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
   });
 }
 

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { delimiter, dirname, isAbsolute, join } from "node:path";
 import type { SandboxIdentity } from "../core/interfaces.ts";
 import { probeCgroupControllers, type CgroupOptions } from "./cgroups.ts";
+import { SANDBOX_ENV_FD } from "./shim-lib.mjs";
 import type { Protection } from "./protections.ts";
 
 /**
@@ -90,7 +91,7 @@ function ancestors(path: string): string[] {
 export function sandboxArgv(host: SandboxHost, spec: SandboxSpec, command: readonly string[]): string[] {
   if (command.length === 0) throw new Error("sandboxArgv: empty command");
   if (!host.setpriv) throw new Error("sandboxArgv: setpriv is not available on this host");
-  const drop = setprivArgv(host.setpriv, spec.identity);
+  const drop = [...setprivArgv(host.setpriv, spec.identity), ...envLoaderArgv()];
   if (!host.bwrap) return [...drop, ...command];
 
   const argv = [host.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"];
@@ -131,6 +132,17 @@ export function sandboxArgv(host: SandboxHost, spec: SandboxSpec, command: reado
   for (const dir of spec.writable ?? []) mount(dir, true, "--bind", dir, dir);
   argv.push("--chdir", spec.cwd, "--", ...drop, ...command);
   return argv;
+}
+
+/**
+ * Runs after the uid drop, as the app: exports the NUL-separated `KEY=value` entries arriving on
+ * SANDBOX_ENV_FD, closes it and execs the command. Everything before it in the chain runs as root with
+ * LAUNCHER_ENV only, so the app's env (LD_PRELOAD …) never reaches a root process, and its values
+ * appear in no argv.
+ */
+export function envLoaderArgv(): string[] {
+  const fd = SANDBOX_ENV_FD;
+  return ["/bin/bash", "-c", `while IFS= read -r -d '' kv; do export "$kv"; done <&${fd}; exec ${fd}<&-; exec "$@"`, "deck-env"];
 }
 
 /** `env` as a sandboxed process sees it: its own home and /tmp, and what toolchains under deck's home need. */

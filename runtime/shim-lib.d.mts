@@ -10,6 +10,10 @@ export interface ShimSpec {
   argv: string[];
   /** argv is a sandbox: graceful signals go to the processes inside it, not to the sandbox itself. */
   sandboxed: boolean;
+  /** argv runs under the app's uid: spawned with LAUNCHER_ENV, the env written to SANDBOX_ENV_FD. */
+  envOnFd?: boolean;
+  /** The app's log moves aside past this size (default 64 MiB). */
+  maxLogBytes?: number;
   /** The process's own cgroup: the shim removes it (killing what is left in it) when it stops. */
   cgroup?: { dirs: string[]; oomFile: string; memoryBytes: number };
   /** A line for the app's log at start-up (e.g. limits that could not be set). */
@@ -68,3 +72,8 @@ export declare function shellArgv(command: string): [string, string, string];
 export declare function descendants(pid: number): number[];
 export declare function readOomKills(file: string): number;
 export declare function killAndRemoveCgroup(dir: string): Promise<void>;
+export declare const LAUNCHER_ENV: Readonly<Record<string, string>>;
+export declare const SANDBOX_ENV_FD: number;
+export declare function envPayload(env: Record<string, string | undefined>): Buffer;
+export declare function launchStdio(envOnFd: boolean, stdin?: "ignore" | "pipe"): Array<"ignore" | "pipe">;
+export declare function writeEnvPayload(child: import("node:child_process").ChildProcess, env: Record<string, string | undefined>): void;

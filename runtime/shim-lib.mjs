@@ -242,3 +242,38 @@ export async function killAndRemoveCgroup(dir) {
     await sleep(50);
   }
 }
+
+/**
+ * The environment of deck's own part of a sandboxed launch (the cgroup wrapper, bwrap, setpriv): they
+ * run as root, so nothing of the app's (LD_PRELOAD, LD_LIBRARY_PATH, GCONV_PATH …) may reach them.
+ */
+export const LAUNCHER_ENV = Object.freeze({ PATH: "/usr/sbin:/usr/bin:/sbin:/bin" });
+
+/** The fd a sandboxed command's environment arrives on, read once the uid is dropped (see sandbox.ts). */
+export const SANDBOX_ENV_FD = 3;
+
+/** `env` as NUL-separated `KEY=value` entries for SANDBOX_ENV_FD; a name that cannot be one is left out. */
+export function envPayload(env) {
+  const entries = [];
+  for (const [key, value] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || value === undefined || String(value).includes("\0")) continue;
+    entries.push(`${key}=${value}\0`);
+  }
+  return Buffer.from(entries.join(""), "utf8");
+}
+
+/**
+ * Spawn options for a launch: with `envOnFd` the child gets LAUNCHER_ENV and an extra pipe at
+ * SANDBOX_ENV_FD, which `writeEnvPayload` fills and closes.
+ */
+export function launchStdio(envOnFd, stdin = "ignore") {
+  return envOnFd ? [stdin, "pipe", "pipe", "pipe"] : [stdin, "pipe", "pipe"];
+}
+
+/** Writes `env` to the child's SANDBOX_ENV_FD pipe and closes it (a child gone already is not an error). */
+export function writeEnvPayload(child, env) {
+  const pipe = child.stdio[SANDBOX_ENV_FD];
+  if (!pipe) return;
+  pipe.on("error", () => {});
+  pipe.end(envPayload(env));
+}

@@ -11,10 +11,13 @@
 // The environment holds the app's secrets: it only ever lives in this process's memory (and the
 // child's), never in a file, so the shim reads it from a pipe and keeps it for every restart.
 import { spawn } from "node:child_process";
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   closeInheritedFds,
+  LAUNCHER_ENV,
+  launchStdio,
+  writeEnvPayload,
   descendants,
   formatLogLine,
   HEALTHY_UPTIME_MS,
@@ -31,9 +34,14 @@ import {
 } from "./shim-lib.mjs";
 
 /** Appends to the log file, reopening it when it was rotated or deleted under us. */
+/** An app's log moves aside past its size limit (one older file is kept); checked every LOG_SIZE_CHECK_BYTES. */
+const DEFAULT_MAX_LOG_BYTES = 64 * 1024 * 1024;
+const LOG_SIZE_CHECK_BYTES = 64 * 1024;
+
 class LogFile {
-  constructor(path) {
+  constructor(path, maxBytes) {
     this.path = path;
+    this.maxBytes = maxBytes;
     this.checkedAt = Date.now();
     this.open();
   }
@@ -42,6 +50,26 @@ class LogFile {
     mkdirSync(dirname(this.path), { recursive: true });
     this.fd = openSync(this.path, "a", 0o640);
     this.ino = fstatSync(this.fd).ino;
+    this.sinceSizeCheck = 0;
+  }
+
+  /**
+   * An app that prints without pause must not fill the disk: past `maxBytes` the log moves to
+   * `LOG.1` (replacing the one before) and a new one starts. The app's other supervisors notice the
+   * move and follow within a second.
+   */
+  rotateIfFull(bytes) {
+    this.sinceSizeCheck += bytes;
+    if (this.sinceSizeCheck < LOG_SIZE_CHECK_BYTES) return;
+    this.sinceSizeCheck = 0;
+    if (fstatSync(this.fd).size < this.maxBytes) return;
+    try {
+      renameSync(this.path, `${this.path}.1`);
+    } catch {
+      // another supervisor of the app moved it first
+    }
+    closeSync(this.fd);
+    this.open();
   }
 
   reopenIfMoved() {
@@ -67,7 +95,7 @@ class LogFile {
   write(text) {
     try {
       this.reopenIfMoved();
-      writeSync(this.fd, text);
+      this.rotateIfFull(writeSync(this.fd, text));
     } catch {
       // A full disk or a removed log directory must not take the app down with the supervisor.
     }
@@ -93,7 +121,7 @@ const shimSpec = JSON.parse(readFileSync(specFile, "utf8"));
 const { spec } = shimSpec;
 const childEnv = await readEnv();
 const name = `${spec.type}.${spec.index}`;
-const log = new LogFile(spec.logFile);
+const log = new LogFile(spec.logFile, shimSpec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES);
 
 const record = {
   id: shimSpec.id,
@@ -185,7 +213,10 @@ function startChild() {
 
   const [file, ...args] = shimSpec.argv;
   const oomKillsBefore = shimSpec.cgroup ? readOomKills(shimSpec.cgroup.oomFile) : 0;
-  const proc = spawn(file, args, { cwd: spec.cwd, env: childEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  // Under the app's uid the env goes through a pipe the sandbox reads after the uid drop (shim-lib.mjs).
+  const envOnFd = shimSpec.envOnFd === true;
+  const proc = spawn(file, args, { cwd: spec.cwd, env: envOnFd ? { ...LAUNCHER_ENV } : childEnv, detached: true, stdio: launchStdio(envOnFd) });
+  if (envOnFd) writeEnvPayload(proc, childEnv);
   let resolveExited;
   const child = {
     proc,

@@ -11,9 +11,9 @@ import { openSigningKeys, type SigningKeys } from "./signing-keys.ts";
 const deckError = (code: string) => (e: unknown) => isDeckError(e) && e.code === code;
 
 describe("token scopes", () => {
-  test("read only reads; deploy adds deploys and logs; write all but admin actions; admin everything", () => {
+  test("read only reads; deploy adds deploys (creating the app on a first push), restarts and logs; write all but admin actions; admin everything", () => {
     assert.deepEqual([...SCOPE_ACTIONS.read].sort(), ["app:read", "audit:read", "config:get"]);
-    assert.deepEqual([...SCOPE_ACTIONS.deploy].sort(), ["app:deploy", "app:logs", "app:read", "audit:read", "config:get"]);
+    assert.deepEqual([...SCOPE_ACTIONS.deploy].sort(), ["app:create", "app:deploy", "app:logs", "app:read", "audit:read", "config:get", "ps:restart"]);
     for (const action of ["app:destroy", "billing:manage", "members:manage"] as const) {
       assert.equal(scopesAllow(["write"], action), false, action);
       assert.equal(scopesAllow(["admin"], action), true, action);

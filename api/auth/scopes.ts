@@ -4,7 +4,7 @@ import type { Action } from "../../core/policy.ts";
  * What a token may do, on top of what its user's role allows (both must agree). Scopes nest:
  * read ⊂ deploy ⊂ write ⊂ admin.
  * - read: look, change nothing
- * - deploy: read, plus deploy and logs (for CI)
+ * - deploy: read, plus deploy (a first push creates the app), restarts and logs (for CI)
  * - write: everything but the admin actions (destroy, billing, members)
  * - admin: everything
  */
@@ -18,10 +18,10 @@ export const MINIMUM_SCOPE: Readonly<Record<Action, Scope>> = {
   "audit:read": "read",
   "app:deploy": "deploy",
   "app:logs": "deploy",
-  "app:create": "write",
+  "ps:restart": "deploy",
+  "app:create": "deploy",
   "config:set": "write",
   "ps:scale": "write",
-  "ps:restart": "write",
   "release:rollback": "write",
   "domains:set": "write",
   "router:set": "write",
