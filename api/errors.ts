@@ -24,6 +24,12 @@ const STATUS: Record<string, number> = {
   no_release: 422,
   artifact_pruned: 422,
   router_unavailable: 503,
+  // The sandbox deck runs every app in: a host without setpriv, or a uid range used up, is deck's to fix.
+  sandbox_unavailable: 503,
+  sandbox_uids_exhausted: 503,
+  network_rules_failed: 500,
+  bad_slug: 422,
+  image_missing: 422,
   // The router's certificate list is over what it takes at once: the platform's limit, not the request's.
   body_too_large: 507,
   fetch_failed: 502,
