@@ -48,19 +48,26 @@ async function refusal(root: string, parts: string[], upTo: number, code: string
 }
 
 /**
- * Opens the directory `parts[0..count)` below `root` without following any link. Undefined when a
- * component does not exist; throws BuildStepError naming the component that is a link or not a dir.
+ * Opens the directory `parts[0..count)` below `root` without following any link, one component at a
+ * time; with `create`, missing components are made on the way. Undefined when a component does not
+ * exist (and is not made); throws BuildStepError naming the component that is a link or not a dir.
  */
-async function openDirChain(root: string, parts: string[], count: number): Promise<FileHandle | undefined> {
+async function openDirChain(root: string, parts: string[], count: number, create = false): Promise<FileHandle | undefined> {
   let dir = await open(root, O_RDONLY | O_DIRECTORY);
   for (let i = 0; i < count; i++) {
+    // mkdir never follows a link in its last component: an existing link gives EEXIST, refused below.
+    if (create) {
+      await mkdir(fdPath(dir, parts[i])).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EEXIST") throw e;
+      });
+    }
     let next: FileHandle;
     try {
       next = await open(fdPath(dir, parts[i]), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     } catch (e) {
       await dir.close();
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return undefined;
+      if (code === "ENOENT" && !create) return undefined;
       if (code === "ENOTDIR" || code === "ELOOP") throw await refusal(root, parts, i, code, "directory");
       throw e;
     }
@@ -178,25 +185,7 @@ export async function ensureRepoDir(root: string, rel: string): Promise<void> {
 }
 
 async function ensureDirChain(root: string, parts: string[]): Promise<FileHandle> {
-  let dir = await open(root, O_RDONLY | O_DIRECTORY);
-  for (let i = 0; i < parts.length; i++) {
-    // mkdir never follows a link in its last component: an existing link gives EEXIST, refused below.
-    await mkdir(fdPath(dir, parts[i])).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== "EEXIST") throw e;
-    });
-    let next: FileHandle;
-    try {
-      next = await open(fdPath(dir, parts[i]), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-    } catch (e) {
-      await dir.close();
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOTDIR" || code === "ELOOP") throw await refusal(root, parts, i, code, "directory");
-      throw e;
-    }
-    await dir.close();
-    dir = next;
-  }
-  return dir;
+  return (await openDirChain(root, parts, parts.length, true))!;
 }
 
 export interface WriteRepoFileOptions {
