@@ -2,7 +2,7 @@ import Router from "@koa/router";
 import Koa from "koa";
 import { callerFor } from "../deploy/index.ts";
 import { authenticateBearer, type AuthDeps } from "./auth/index.ts";
-import { errorMiddleware } from "./errors.ts";
+import { errorMiddleware } from "./error-middleware.ts";
 import { metricsHandler } from "./metrics.ts";
 import { ROUTES, runRoute, type ApiDeps } from "./registry.ts";
 import "./routes/apps.ts";

@@ -1,79 +1,30 @@
-import type { Context, Next } from "koa";
-import { isDeckError } from "../core/index.ts";
+import { defineErrors } from "../core/index.ts";
 
-/** HTTP status for each DeckError code the API can raise; anything else unknown is a 400. */
-const STATUS: Record<string, number> = {
-  unauthenticated: 401,
-  invalid_token: 401,
-  invalid_credentials: 401,
-  mfa_required: 401,
-  invalid_mfa_code: 401,
-  bad_signature: 401,
-  forbidden: 403,
-  insufficient_scope: 403,
-  app_not_found: 404,
-  not_found: 404,
-  webhook_not_configured: 404,
-  app_exists: 409,
-  conflict: 409,
-  deploy_in_progress: 409,
-  payload_too_large: 413,
-  unsupported_media_type: 415,
-  rate_limited: 429,
-  deploy_failed: 422,
-  no_release: 422,
-  artifact_pruned: 422,
-  router_unavailable: 503,
-  // The sandbox deck runs every app in: a host without setpriv, or a uid range used up, is deck's to fix.
-  sandbox_unavailable: 503,
-  sandbox_uids_exhausted: 503,
-  network_rules_failed: 500,
-  bad_slug: 422,
-  image_missing: 422,
-  // The router's certificate list is over what it takes at once: the platform's limit, not the request's.
-  body_too_large: 507,
-  fetch_failed: 502,
-  oidc_not_configured: 404,
-  oidc_state_mismatch: 400,
-  oidc_email_unverified: 403,
-  oidc_failed: 401,
-  weak_password: 400,
-};
+/** Codes raised by the REST API itself: requests, authentication, MFA, sign-in with an identity provider. */
+export const API_ERRORS = defineErrors({
+  bad_request: { status: 400, expose: true, hint: "the message names what is wrong with the request; the OpenAPI document is at /api/v1/openapi.json" },
+  insufficient_scope: { status: 403, expose: true, hint: "use a token with the scope the message names (POST /api/v1/tokens), or sign in" },
+  invalid_credentials: { status: 401, expose: true, hint: "check the email and password" },
+  invalid_expiry: { status: 400, expose: true, hint: "give a token expiry between 1 day and 10 years, or none" },
+  invalid_mfa_code: { status: 401, expose: true, hint: "send the current code from your authenticator app (check the device's clock), or an unused recovery code" },
+  invalid_scope: { status: 400, expose: true, hint: "give at least one of the scopes the message lists" },
+  invalid_token: { status: 401, expose: true, hint: "the token is unknown, expired or revoked: sign in again (POST /api/v1/session) or create a new token" },
+  invalid_token_name: { status: 400, expose: true, hint: "give the token a name of the length the message names" },
+  mfa_already_enabled: { status: 409, expose: true, hint: "two-factor authentication is already on: turn it off first to enrol a new device" },
+  mfa_not_enabled: { status: 409, expose: true, hint: "two-factor authentication is off for this account: turn it on first" },
+  mfa_not_pending: { status: 409, expose: true, hint: "start a two-factor enrolment first, then confirm it with the newest code" },
+  mfa_required: { status: 401, expose: true, hint: "send the code from your authenticator app (or a recovery code) with the email and password" },
+  oidc_email_unverified: { status: 403, expose: true, hint: "verify an email address at the identity provider, then sign in again" },
+  oidc_failed: { status: 401, expose: true, hint: "signing in with the identity provider failed: try again; if it keeps failing, a platform admin checks the provider's settings" },
+  oidc_not_configured: { status: 404, expose: true, hint: "that sign-in provider is not set up on this deck: sign in with another one, or ask a platform admin" },
+  oidc_state_mismatch: { status: 400, expose: true, hint: "the sign-in session expired or was used already: start signing in again" },
+  payload_too_large: { status: 413, expose: true, hint: "send a smaller request body" },
+  rate_limited: { status: 429, expose: true, hint: "wait as long as the Retry-After header says, then try again" },
+  unauthenticated: { status: 401, expose: true, hint: "send `Authorization: Bearer TOKEN`: an API token, or an access token from POST /api/v1/session" },
+  unsupported_media_type: { status: 415, expose: true, hint: "send the body as application/json" },
+  weak_password: { status: 400, expose: true, hint: "pick a password the message allows: long enough, with several different characters, not your email address" },
+});
 
-export function statusForCode(code: string): number {
-  return STATUS[code] ?? 400;
-}
-
-/**
- * One place maps errors to answers: `{ "error": { "code", "message" } }`. Messages of expected
- * (4xx) errors are shown; a 5xx never exposes internals — its details go to the server log.
- */
-export function errorMiddleware(log: (line: string) => void) {
-  return async (ctx: Context, next: Next): Promise<void> => {
-    try {
-      await next();
-      if (ctx.status === 404 && ctx.body === undefined) {
-        ctx.status = 404;
-        ctx.body = { error: { code: "not_found", message: `no route for ${ctx.method} ${ctx.path.slice(0, 200)}` } };
-      }
-    } catch (e) {
-      if (isDeckError(e)) {
-        ctx.status = statusForCode(e.code);
-        ctx.body = { error: { code: e.code, message: e.message } };
-        const retry = (e.data as { retryAfterSeconds?: number }).retryAfterSeconds;
-        if (ctx.status === 429 && retry) ctx.set("Retry-After", String(Math.ceil(retry)));
-        if (ctx.status === 401) ctx.set("WWW-Authenticate", 'Bearer realm="deck"');
-        return;
-      }
-      const status = (e as { status?: number; expose?: boolean }).status;
-      if (status && status >= 400 && status < 500) {
-        ctx.status = status;
-        ctx.body = { error: { code: "bad_request", message: (e as Error).message.split("\n")[0].slice(0, 200) } };
-        return;
-      }
-      log(`api ${ctx.method} ${ctx.path}: ${(e as Error).stack ?? e}`);
-      ctx.status = 500;
-      ctx.body = { error: { code: "internal", message: "internal error; the details are in the deck server log" } };
-    }
-  };
+declare module "../core/errors.ts" {
+  interface ErrorCodes extends Record<keyof typeof API_ERRORS, true> {}
 }

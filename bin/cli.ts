@@ -83,6 +83,8 @@ async function bootstrap(args: string[]): Promise<void> {
 
 /** The running deck server of this data dir, from its pid file: a live process running bin/cli.ts. */
 async function runningServerPid(runDir: string): Promise<number | undefined> {
+  // No pid file (no server ever ran here, or it stopped cleanly) and no /proc entry (that process is
+  // gone) both mean: no running server.
   const pid = Number.parseInt((await readFile(join(runDir, "server.pid"), "utf8").catch(() => "")).trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
@@ -100,6 +102,29 @@ async function waitGone(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
+/**
+ * Stops this deck's containers whatever DECK_RUNTIME says now: they may have been started under an
+ * earlier setting. They are found by this data dir's scope label, so another deck's containers on the
+ * same engine stay. Says why they could not be stopped when this deck runs on Docker and no engine
+ * answers; without Docker configured, an engine that does not answer holds none of them.
+ */
+async function stopContainers(cfg: DeckConfig): Promise<string | undefined> {
+  const client = createDockerClient();
+  try {
+    await client.ping();
+  } catch (e) {
+    if (cfg.runtime !== "docker") return undefined;
+    return `DECK_RUNTIME=docker but no Docker engine answers (${(e as Error).message.split("\n")[0]}); its app containers were not stopped`;
+  }
+  const docker = new DockerRuntime({ client, stateDir: join(cfg.dataDir, "run", "docker"), scope: scopeFor(cfg.dataDir) });
+  try {
+    await docker.stopEverything(cfg.stopGrace * 1000);
+  } finally {
+    await docker.close();
+  }
+  return undefined;
+}
+
 async function down(): Promise<void> {
   const cfg = config();
   const paths = pathsFor(cfg.dataDir);
@@ -109,16 +134,15 @@ async function down(): Promise<void> {
     process.kill(server, "SIGTERM");
     if (!(await waitGone(server, 40_000))) process.kill(server, "SIGKILL");
   }
+  // Both runtimes, whichever DECK_RUNTIME names now: supervised processes have state files under the
+  // data dir, containers carry its scope label.
   await new ProcessRuntime({ stateDir: paths.procStateDir }).stopAll(cfg.stopGrace * 1000);
-  if (cfg.runtime === "docker") {
-    const docker = new DockerRuntime({ client: createDockerClient(), stateDir: join(cfg.dataDir, "run", "docker"), scope: scopeFor(cfg.dataDir) });
-    await docker.stopAll(cfg.stopGrace * 1000);
-    docker.close();
-  }
+  const containersLeft = await stopContainers(cfg);
   // Long enough for the router's requests in flight (5 s) and its counts to be saved.
   await stopRouter(cfg.dataDir, 10_000);
   // With no app left running, its network rules go too; the next `deck server` loads them again.
   await removeNetworkRules(networkTableFor(cfg.dataDir));
+  if (containersLeft !== undefined) fail(containersLeft);
   process.stdout.write(`stopped ${server === undefined ? "" : "the deck server, "}the router and all app processes\n`);
 }
 

@@ -34,6 +34,7 @@ export async function probeMasterKey(config: DeckConfig): Promise<Protection> {
     }
   }
   const file = masterKeyFile(config.dataDir);
+  // A file that cannot be read is reported like a missing one: off, with how to make one.
   const st = await stat(file).catch(() => undefined);
   if (!st) return { name, on: false, detail: `no master key yet (${file})`, fix: "start deck server once (it creates the key) or set DECK_MASTER_KEY" };
   if (st.mode & 0o077) {
@@ -74,6 +75,7 @@ async function countPlainConfig(config: DeckConfig): Promise<PlainConfigCount> {
   const url = config.databaseUrl ?? (await embeddedDatabaseUrl(config.dataDir));
   if (!url) throw new Error(`no database under ${config.dataDir} yet`);
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  // A dropped connection must not crash the doctor; the failing connect or query reports it.
   client.on("error", () => {});
   try {
     await client.connect();
@@ -84,6 +86,7 @@ async function countPlainConfig(config: DeckConfig): Promise<PlainConfigCount> {
     const { rows } = await client.query(COUNT_PLAIN_SQL);
     return { environments: Number(rows[0].environments), releases: Number(rows[0].releases) };
   } finally {
+    // The answer (or the failure) is already in hand; a connection that fails to end is not a finding.
     await client.end().catch(() => {});
   }
 }
@@ -92,6 +95,7 @@ async function storedUidsOutside(config: DeckConfig): Promise<number[]> {
   const url = config.databaseUrl ?? (await embeddedDatabaseUrl(config.dataDir));
   if (!url) return [];
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  // A dropped connection must not crash the doctor; the failing connect or query reports it.
   client.on("error", () => {});
   try {
     await client.connect();
@@ -102,6 +106,7 @@ async function storedUidsOutside(config: DeckConfig): Promise<number[]> {
     // Not reachable (or not migrated yet): the configured range is what the rules are checked for.
     return [];
   } finally {
+    // The answer (or the failure) is already in hand; a connection that fails to end is not a finding.
     await client.end().catch(() => {});
   }
 }

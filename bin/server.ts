@@ -7,7 +7,7 @@ import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, runBuild } from "../builder/index.ts";
 import { ConfigError, SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, pathsFor, reconcile, resendRoutes, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, BuildRuns, DeployEvents, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, Semaphore, type DeployDeps } from "../deploy/index.ts";
 import { CertManager, pushCertificates } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
@@ -19,6 +19,7 @@ import { createDockerClient, DockerRuntime, findFreePort, formatProtection, Proc
 import { applyNetworkRules } from "../runtime/network-rules.ts";
 import { probeSandbox } from "../runtime/sandbox.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { listenForNotifications } from "../store/notification-listener.ts";
 import { listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
 import { networkRulesSpecFor, probeMasterKey } from "./doctor.ts";
@@ -137,7 +138,19 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       for (const p of await runtime.prepare()) if (!p.on) log(`protection off: ${formatProtection(p)}`);
     }
 
-    const deps: DeployDeps = {
+    // Saves the bandwidth the router has counted (before an app's rows go, and on a timer).
+    const routerMetering = createRouterMetering(paths.routerSocket);
+    const metering = new UsageSaver(() => db.pool, routerMetering, log);
+    // The apps' lines of work live in PostgreSQL; a notification wakes entries waiting here when
+    // another server finishes work, and each entry also looks again on its own every half second.
+    const queue = new AppQueue({ db: db.pool, holder: holderName(config.dataDir), mode: config.deployQueue, log });
+    queue.start();
+    const queueWakeups = listenForNotifications({ url: db.url, channels: ["deck_app_queue"], onNotification: () => queue.wake(), onConnected: () => queue.wake(), log });
+    started.push(async () => {
+      queue.stop();
+      await queueWakeups.close();
+    });
+    const base: DeployDeps = {
       db: db.pool,
       config,
       paths,
@@ -151,8 +164,11 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
         hide: hiddenFromApps(config),
       }),
       allocatePort: () => findFreePort(config.upstreamHost),
-      queue: new AppQueue(config.deployQueue),
+      queue,
       builds: new Semaphore(config.buildConcurrency),
+      runs: new BuildRuns(),
+      routes: new RouteLocks(),
+      events: new DeployEvents(),
       repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
       removeArtifactImage: docker
         ? async (slugPath) => {
@@ -161,21 +177,25 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
           }
         : undefined,
       log,
+      saveUsage: () => metering.saveAll(),
     };
+    // Background ACME orders and renewals; the deploy dependencies are complete from here on.
+    const certs = new CertManager(base);
+    const deps: DeployDeps = { ...base, certs };
+    deps.events.subscribe((e) => {
+      if (e.to === "failed" || e.to === "interrupted") log(`deploy ${e.deploymentId} of ${e.app} (${e.kind}) ${e.to} while ${e.from}: ${e.code ?? ""} ${e.message ?? ""}`.trimEnd());
+    });
 
     // Hooks carry absolute paths (node, socket); rewrite them in case either moved.
     for (const entry of await readdir(join(config.dataDir, "repos")).catch(() => [] as string[])) {
       if (entry.endsWith(".git")) await installHook(join(config.dataDir, "repos", entry), paths);
     }
-    const routerMetering = createRouterMetering(paths.routerSocket);
-    const metering = new UsageSaver(() => db.pool, routerMetering, log);
     metering.start(config.meteringInterval * 1000);
-    deps.saveUsage = () => metering.saveAll();
     started.push(async () => {
       // Deploys already under way (a webhook's, a config change's) finish before the database closes;
       // one still running after the deadline is marked failed at the next start.
       if (!(await deps.queue.idle(30_000))) log("stopping with a deploy still running; the next start marks it failed");
-      await deps.certs?.stop();
+      await certs.stop();
       await metering.stop();
     });
     const pushes = new PushRegistry();
@@ -183,8 +203,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     started.push(() => new Promise<void>((res) => hookServer.close(() => res())));
     const r = await reconcile(deps);
     // Certificates from the database reach the router, then due orders and renewals start in the background.
-    deps.certs = new CertManager(deps);
-    await deps.certs.start();
+    await certs.start();
     if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
     // The router's supervisor restarts its worker; this brings back a router whose supervisor died.
     const watch = new RouterWatch({

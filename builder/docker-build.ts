@@ -343,6 +343,7 @@ export async function buildDockerfileApp(req: DockerfileBuildRequest): Promise<{
  */
 async function removeBuildNetwork(engine: ImageEngine, name: string): Promise<void> {
   for (let attempt = 0; attempt < 20; attempt++) {
+    // An engine error is tried again like a network in use; still failing, the error below says what to do.
     const outcome = await engine.removeNetwork(name).catch(() => "in-use" as const);
     if (outcome !== "in-use") return;
     await new Promise((r) => setTimeout(r, 250));

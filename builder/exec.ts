@@ -85,6 +85,7 @@ export async function captureCommand(argv: readonly string[], opts: ExecOptions 
       chunks.push(chunk);
       size += chunk.length;
     });
+    // A read error ends the output early; the command's exit status reports the failure.
     child.stdout?.on("error", () => {});
     pipeLines(child.stderr, opts.onLine, started.stderrTail);
   }
@@ -205,6 +206,7 @@ function pipeLines(stream: Readable | null, onLine: LineSink | undefined, tail?:
     pending = "";
     if (rest) emit(rest);
   });
+  // A read error ends the lines early; the command's exit status reports the failure.
   stream.on("error", () => {});
 }
 

@@ -4,6 +4,7 @@ export { gitArchiveArgv, tarExtractArgv, isCommitSha, shortSha } from "./command
 export { createBuildEnv, type BuildEnvOptions } from "./build-env.ts";
 export { execCommand, execPipeline, stopGroup, isGroupAlive, type ExecOptions, type ExecResult } from "./exec.ts";
 export { measureDir } from "./slug.ts";
+export { removeBuildLeftovers, type BuildLeftoverOptions } from "./leftovers.ts";
 export {
   createBuildCgroup, runInCgroup, currentBuildCgroup, cgroupEnterArgv, cpuQuotaUs, describeOutOfMemory, formatBytes, resolveExecutable,
   DEFAULT_PIDS_MAX, type BuildCgroup, type BuildLimits, type CgroupResult, type CgroupOptions,

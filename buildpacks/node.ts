@@ -97,7 +97,8 @@ export const nodeBuildpack: Buildpack = {
     const reusable = mode === "ci" && !INSTALL_SCRIPTS.some((s) => pkg.scripts?.[s]);
     const key = reusable ? await modulesKey(ctx.dir) : null;
     const cached = join(ctx.cacheDir, MODULES_CACHE);
-    // The cache is written by the app's own builds: read it as carefully as the repository.
+    // The cache is written by the app's own builds: read it as carefully as the repository. No
+    // readable key (a first build, or a cache the build left unusable) is a cache miss.
     const cachedKey = key ? ((await readRepoFile(ctx.cacheDir, `${MODULES_CACHE}/key`).catch(() => undefined)) ?? "") : "";
     if (key && cachedKey === key && (await repoEntryExists(ctx.cacheDir, `${MODULES_CACHE}/node_modules`))) {
       // Same lockfile as the last install: hard-link the installed tree instead of reinstalling it.

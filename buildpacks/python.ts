@@ -86,6 +86,7 @@ export const pythonBuildpack: Buildpack = {
     // previous build's virtualenv is reused. (pip install . installs the app itself: never reused.)
     const key = source === "requirements.txt" ? await venvKey(ctx) : null;
     const cached = join(ctx.cacheDir, "venv-cache");
+    // No readable key (a first build, or a cache the app's build left unusable) is a cache miss.
     if (key && (await readRepoFile(ctx.cacheDir, "venv-cache/key").catch(() => undefined)) === key) {
       ctx.onLine(formatHeader("Restoring the virtualenv from the cache (requirements.txt unchanged)"));
       await ctx.run(["cp", "-a", join(cached, VENV_DIR), venv]);

@@ -6,6 +6,7 @@ import { findApp, insertApp, insertOrganization, insertUser, listDomains, q, typ
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { callerFor, type Caller } from "./access.ts";
 import { addAppDomain } from "./accounts.ts";
+import { RouteLocks } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 // The database is real; the router records the routes it is sent, and refuses a host another app holds,
@@ -36,6 +37,7 @@ for (const backend of await databaseBackends()) {
             routes.set(route.app, route);
           },
         },
+        routes: new RouteLocks(),
         log: () => undefined,
       } as unknown as DeployDeps;
     });
@@ -72,8 +74,8 @@ for (const backend of await databaseBackends()) {
     it("keeps no domain whose route update the router refused", async () => {
       reserved.set("taken.example.com", "victim");
       const e = await refusal(addAppDomain(deps, caller, "shop", "taken.example.com"));
-      assert.equal(e.code, "route_conflict");
-      assert.equal(e.message, 'host "taken.example.com" is already routed to app "victim"');
+      assert.equal(e.code, "conflict");
+      assert.equal(e.message, "taken.example.com is already served by another app; remove it there first", "the other app is not named");
       assert.ok(!(await domainsOf("shop")).includes("taken.example.com"));
       assert.ok(!routes.get("shop")!.hosts.includes("taken.example.com"));
       // Once the router takes it, the domain can be added.

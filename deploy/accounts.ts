@@ -1,4 +1,4 @@
-import { DeckError, decide, isHostName, isRole, normalizeHostName, type Role } from "../core/index.ts";
+import { DeckError, decide, isDeckError, isHostName, isRole, normalizeHostName, type Role } from "../core/index.ts";
 import { UniqueIntegrityConstraintViolationError } from "../store/index.ts";
 import {
   addDomain, addMember, appIdsGrantedTo, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, domainOwner,
@@ -214,7 +214,9 @@ export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: st
     // kept that the router does not serve.
     await removeDomain(deps.db, app.id, domain).catch((removeError: Error) => deps.log(`${app.name}: could not remove ${domain} again: ${removeError.message}`));
     // In case the router took the route after all (its answer lost on the way).
-    await refreshRoute(deps, app).catch(() => undefined);
+    await refreshRoute(deps, app).catch((r: Error) => deps.log(`${app.name}: could not send the route again after the router refused it: ${r.message}`));
+    // The router's refusal names the app that holds the host: another tenant's, not for this caller.
+    if (isDeckError(e) && e.code === "route_conflict") throw new DeckError("conflict", `${domain} is already served by another app; remove it there first`, {}, { cause: e });
     throw e;
   }
   await record(deps, caller, "domains:add", app.name, { domain });

@@ -10,7 +10,7 @@ import {
 } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { parseUpstream } from "../router/route-table.ts";
-import { activateRelease, pauseRoute, refreshRoute, upstreamAddress, withRouteLock } from "./activate.ts";
+import { activateRelease, pauseRoute, refreshRoute, RouteLocks, upstreamAddress, withRouteLock } from "./activate.ts";
 import type { DeployDeps } from "./deps.ts";
 
 // The database is real. The app's processes and the router are recorded here instead: what is tested
@@ -18,6 +18,20 @@ import type { DeployDeps } from "./deps.ts";
 const web = (app: string, generation: number, port: number): ProcessInfo => ({
   id: `${app}.g${generation}.web.1`, app, release: generation, generation, type: "web", index: 1, port, state: "running", restarts: 0, startedAt: new Date().toISOString(),
 });
+
+/** `target` with every method call recorded in `calls` (as `name.method`) before it runs. */
+function recordCalls<T extends object>(target: T, name: string, calls: string[]): T {
+  return new Proxy(target, {
+    get(object, property) {
+      const value: unknown = Reflect.get(object, property, object);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => {
+        calls.push(`${name}.${String(property)}`);
+        return (value as (...a: unknown[]) => unknown).apply(object, args);
+      };
+    },
+  });
+}
 
 for (const backend of await databaseBackends()) {
   describe(`route refreshes and deploy switches (${backend.name} PostgreSQL)`, () => {
@@ -44,6 +58,7 @@ for (const backend of await databaseBackends()) {
         config: { domain: "deck.localhost", upstreamHost: "127.0.0.1" },
         runtime: { list: async () => processes },
         router: { setRoute: async (route: Route) => void sent.push(route) },
+        routes: new RouteLocks(),
         log: () => undefined,
       } as unknown as DeployDeps;
       return { deps, sent, app: (await findApp(t.db.pool, name))!, second: second.id };
@@ -60,14 +75,21 @@ for (const backend of await databaseBackends()) {
     it("a refresh that starts during a switch waits for it, then sends the new release", async () => {
       const { deps, sent, app, second } = await setup("racing");
       let refreshing: Promise<void> | undefined;
+      // What the refresh reads (the app's row, its processes), recorded as each read is asked for.
+      const reads: string[] = [];
+      const watched = { ...deps, db: recordCalls(deps.db, "db", reads), runtime: recordCalls(deps.runtime, "runtime", reads) };
       await withRouteLock(deps, app.name, async () => {
+        refreshing = refreshRoute(watched, app);
+        // Whatever the refresh does before it waits for the lock has run once the event loop turns: a
+        // refresh that did not wait would have asked for the live release by now.
+        await new Promise((r) => setImmediate(r));
+        assert.deepEqual(reads, [], "the refresh reads nothing while a switch holds the route lock");
         // What a deploy's switch does under the lock: the new upstreams, then the new live generation.
-        refreshing = refreshRoute(deps, app);
-        await new Promise((r) => setTimeout(r, 50));
         sent.push({ app: app.name, hosts: [], upstreams: ["127.0.0.1:1002"] });
         await setLiveDeployment(t.db.pool, app.id, second);
       });
       await refreshing;
+      assert.ok(reads.length > 0, "the refresh read the app once the switch was done");
       assert.deepEqual(sent.map((r) => r.upstreams), [["127.0.0.1:1002"], ["127.0.0.1:1002"]], "the refresh came after the switch and kept its upstreams");
     });
 

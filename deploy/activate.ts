@@ -1,8 +1,8 @@
 import {
-  applySlugEnv, DeckError, EMPTY_SLUG_ENV, isDeckError, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type Route, type RouteSettings, type SlugEnv,
+  applySlugEnv, DeckError, EMPTY_SLUG_ENV, type ErrorCode, isDeckError, parseSlugEnv, runnableTypes, SLUG_ENV_FILE, type Procfile, type ProcessInfo, type Route, type RouteSettings, type SlugEnv,
 } from "../core/index.ts";
 import {
-  listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, updateDeployment, setAppStatus, setAppStopped, findApp,
+  listDomains, setLiveDeployment, setReleaseStatus, supersedeOtherReleases, setAppStatus, setAppStopped, findApp,
   type AppRow, type BuildRow, type Db, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { isBuildStepError, readRepoFile } from "../buildpacks/index.ts";
@@ -23,9 +23,16 @@ export interface ActivateRequest {
    * transaction that makes it live: a release that does not go live leaves them unchanged.
    */
   commit?: (tx: Db) => Promise<void>;
+  /**
+   * Told as each step begins, so the deployment's state follows (deploy/pipeline.ts). Absent where
+   * processes of a release already live are started again (deck restarting after a reboot).
+   */
+  phase?: (state: ActivatePhase) => Promise<void>;
 }
 
-export type ActivateResult = { ok: true } | { ok: false; message: string };
+export type ActivatePhase = "releasing" | "starting" | "checking" | "switching" | "draining";
+
+export type ActivateResult = { ok: true } | { ok: false; code: ErrorCode; message: string };
 
 /** Every host an app answers on: its default `APP.DOMAIN` and its custom domains. */
 export async function appHosts(deps: DeployDeps, app: AppRow | { id: number; name: string }): Promise<string[]> {
@@ -52,22 +59,15 @@ export async function routeFor(deps: DeployDeps, app: AppRow, upstreams: string[
   return { app: app.name, hosts: await appHosts(deps, app), upstreams, settings: routeSettings(app) };
 }
 
-/** What the deck server tracks about each router's routes: changes waiting per app, and paused apps. */
-interface RouteState {
-  locks: Map<string, Promise<void>>;
+/** What the deck server tracks about the router's routes: changes waiting per app, and paused apps. */
+export class RouteLocks {
+  readonly locks = new Map<string, Promise<void>>();
   /** Apps whose route holds requests for a starting release (see pauseRoute). */
-  paused: Set<string>;
+  readonly paused = new Set<string>();
 }
 
-const routeStates = new WeakMap<object, RouteState>();
-
-function routeState(deps: DeployDeps): RouteState {
-  let state = routeStates.get(deps.router);
-  if (state === undefined) {
-    state = { locks: new Map(), paused: new Set() };
-    routeStates.set(deps.router, state);
-  }
-  return state;
+function routeState(deps: DeployDeps): RouteLocks {
+  return deps.routes;
 }
 
 /**
@@ -194,36 +194,43 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
   const logFile = deps.paths.appLog(app.name);
   const started: ProcessInfo[] = [];
   let paused = false;
-  const fail = async (message: string): Promise<ActivateResult> => {
-    for (const p of started) await deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch(() => undefined);
+  const fail = async (message: string, code: ErrorCode = "deploy_failed"): Promise<ActivateResult> => {
+    // Best effort: the failure is what the user hears; a step of the clean-up that fails is logged.
+    const note = (what: string) => (e: unknown) => deps.log(`${app.name}: after a failed deploy, ${what} failed: ${(e as Error).message}`);
+    for (const p of started) await deps.runtime.stop(p.id, deps.config.stopGrace * 1000).catch(note(`stopping ${p.type}.${p.index}`));
     // Requests held for the start now get their 503 at once.
-    if (paused) await pauseRoute(deps, app, false).catch(() => undefined);
-    await setReleaseStatus(deps.db, release.id, release.status === "live" ? "live" : "failed").catch(() => undefined);
-    return { ok: false, message };
+    if (paused) await pauseRoute(deps, app, false).catch(note("releasing held requests"));
+    await setReleaseStatus(deps.db, release.id, release.status === "live" ? "live" : "failed").catch(note(`marking v${release.version} failed`));
+    return { ok: false, code, message };
   };
 
   // 1. Release phase (migrations and the like) runs once, before any new process starts.
   if (req.runReleasePhase && procfile.release) {
+    await req.phase?.("releasing");
     out(`-----> Running release command: ${procfile.release}`);
     const r = await deps.runtime.runOnce({
       app: app.name, release: release.version, command: procfile.release, cwd: slugPath, env, logFile, sandbox: app.sandbox,
       timeoutMs: deps.config.releaseTimeout * 1000, onLine: (l) => out(`       ${l}`),
     });
-    if (r.timedOut) return fail(`release command timed out after ${deps.config.releaseTimeout}s; v${release.version} was not deployed`);
-    if (r.exitCode !== 0) return fail(`release command failed (exit code ${r.exitCode}); v${release.version} was not deployed`);
+    if (r.timedOut) return fail(`release command timed out after ${deps.config.releaseTimeout}s; v${release.version} was not deployed`, "release_command_failed");
+    if (r.exitCode !== 0) return fail(`release command failed (exit code ${r.exitCode}); v${release.version} was not deployed`, "release_command_failed");
   }
-  if (req.signal?.aborted) return fail("cancelled before the new release started");
+  if (req.signal?.aborted) return fail("cancelled before the new release started", "cancelled");
 
   // Steps 2 and 3 can also end in an exception (a port taken, the engine gone): then too the new
   // processes stop and held requests are let go, so the route is not left paused.
   const plan = formationFor(procfile, app.formation);
   const summary = plan.map(([t, n]) => `${t}=${n}`).join(", ") || "none";
   let webs: ProcessInfo[] = [];
+  // What runs before this release starts: once here, then the switch needs no second look.
+  let before: ProcessInfo[] = [];
   try {
+    await req.phase?.("starting");
+    before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     // 2. Start the new generation on fresh ports. When nothing serves the app yet (a first deploy, a
     // restart after every process died), the router holds its requests until the switch instead of
     // answering 503 (up to DECK_PAUSE_TIMEOUT).
-    const serving = (await deps.runtime.list(app.name)).some((p) => p.type === "web" && p.port && p.generation !== deploymentId && p.state === "running");
+    const serving = before.some((p) => p.type === "web" && p.port && p.state === "running");
     if (!serving) {
       await pauseRoute(deps, app, true);
       paused = true;
@@ -243,6 +250,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
 
     // 3. Health check every web process.
     webs = started.filter((p) => p.type === "web" && p.port);
+    if (webs.length > 0) await req.phase?.("checking");
     const deadlineMs = deps.config.healthTimeout * 1000;
     const pathToCheck = app.healthCheckPath || "/";
     for (const p of webs) {
@@ -259,7 +267,7 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
       if (!h.ok) {
         const tail = await lastLogLines(deps, app.name, `web.${p.index}`, 5);
         for (const l of tail) out(`       | ${l}`);
-        return fail(`health check failed: ${h.reason}; v${release.version} was not deployed and the previous release keeps serving`);
+        return fail(`health check failed: ${h.reason}; v${release.version} was not deployed and the previous release keeps serving`, "health_check_failed");
       }
       out(`       web.${p.index} healthy (HTTP ${h.status}) after ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     }
@@ -267,20 +275,20 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
     await fail((e as Error).message);
     throw e;
   }
-  if (req.signal?.aborted) return fail("cancelled before the switch");
+  if (req.signal?.aborted) return fail("cancelled before the switch", "cancelled");
+  await req.phase?.("switching");
 
   // 4. Switch: from here on the new release serves every new request. The app's row is read again for
   // router settings changed during the build; a release going live brings a stopped app (ps:stop) back.
   // The new route and the new live generation are one step for anyone refreshing the route.
   const switched = await withRouteLock(deps, app.name, async () => {
-    const before = (await deps.runtime.list(app.name)).filter((p) => p.generation !== deploymentId);
     const current = (await findApp(deps.db, app.name)) ?? app;
     try {
       await deps.router.setRoute(await routeFor(deps, { ...current, stopped: false }, webs.map(upstreamAddress)));
     } catch (e) {
       deps.log(`${app.name}: the router did not take v${release.version}'s route: ${(e as Error).message}`);
       await restoreRoute(deps, current, before).catch((r) => deps.log(`${app.name}: could not send the previous route again: ${(r as Error).message}`));
-      return { ok: false as const, message: switchRefusal(e, release.version) };
+      return { ok: false as const, message: switchRefusal(e, release.version), code: isDeckError(e) ? e.code : ("router_unavailable" as const) };
     }
     routeState(deps).paused.delete(app.name);
     await deps.db.transaction(async (tx) => {
@@ -288,17 +296,17 @@ export async function activateRelease(deps: DeployDeps, req: ActivateRequest): P
       await setReleaseStatus(tx, release.id, "live");
       await supersedeOtherReleases(tx, app.id, release.id);
       await setLiveDeployment(tx, app.id, deploymentId);
-      await updateDeployment(tx, deploymentId, { status: "succeeded", releaseId: release.id, finished: true });
       await req.commit?.(tx);
     });
     return { ok: true as const, previous: before };
   });
-  if (!switched.ok) return fail(switched.message);
+  if (!switched.ok) return fail(switched.message, switched.code);
   const previous = switched.previous;
   appendAppLog(logFile, "deck[deploy]", `v${release.version} is live (${summary})`);
   out(`-----> Switched traffic to v${release.version}`);
 
   // 5. Drain the previous generation, then stop it.
+  await req.phase?.("draining");
   await drainAndStop(deps, previous);
   return { ok: true };
 }

@@ -1,50 +1,144 @@
+import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
+import type { DatabasePool } from "slonik";
 import { DeckError } from "../core/index.ts";
+import { claimWork, countWork, dropStaleWork, dropWorkOf, enqueueWork, finishWork, refreshWork, type QueueEntry } from "../store/queries/index.ts";
+
+/** What kind of work holds an app's slot; a deploy's kind is also its deployment's. */
+export type WorkKind = "push" | "config" | "scale" | "restart" | "rollback" | "stop" | "start" | "maintenance" | "cache-clear" | "reconcile" | "destroy";
+
+export interface AppQueueOptions {
+  db: DatabasePool;
+  /** This server's name in the queue (its entries, refreshed while it lives) and the prefix earlier runs of it on this host share. See `holderName`. */
+  holder: { prefix: string; holder: string };
+  mode?: "wait" | "refuse";
+  log?: (line: string) => void;
+  /** How often a waiting entry looks again when no wake-up came (a notification from another server can be missed). */
+  pollMs?: number;
+}
+
+/** A holder name unique to this process, starting with a prefix the same installation on this host shares. */
+export function holderName(dataDir: string): { prefix: string; holder: string } {
+  const prefix = `${hostname()}:${dataDir}:`;
+  return { prefix, holder: `${prefix}${process.pid}:${Date.now().toString(36)}` };
+}
 
 /**
- * One deploy per app at a time. Work for the same app runs in arrival order; different apps run in
- * parallel. A caller that has to wait learns its position in line.
+ * One piece of work per app at a time, in arrival order, across every deck server on the database:
+ * the line is kept in PostgreSQL (`app_queue`), so a restart forgets nothing about it and two servers
+ * share it. Different apps run in parallel. A caller that has to wait learns its position in line.
  */
 export class AppQueue {
-  /** Per app: the promise the next arrival waits for, and how many deploys hold or await the slot. */
-  private readonly lines = new Map<string, { tail: Promise<void>; count: number }>();
+  private readonly wakeups = new EventEmitter();
+  private readonly mine = new Set<number>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly mode: "wait" | "refuse";
+  private readonly pollMs: number;
+  private readonly log: (line: string) => void;
 
-  constructor(private readonly mode: "wait" | "refuse" = "wait") {}
-
-  busy(app: string): boolean {
-    return this.lines.has(app);
+  constructor(private readonly options: AppQueueOptions) {
+    this.mode = options.mode ?? "wait";
+    this.pollMs = options.pollMs ?? 500;
+    this.log = options.log ?? (() => {});
+    this.wakeups.setMaxListeners(0);
   }
 
-  /** Resolves once no deploy is running or waiting (for a clean shutdown), or after `deadlineMs`. */
+  get holder(): string {
+    return this.options.holder.holder;
+  }
+
+  /** Keeps this server's entries fresh so that no other server takes them for abandoned. */
+  start(): void {
+    if (this.heartbeat) return;
+    this.heartbeat = setInterval(() => {
+      if (this.mine.size === 0) return;
+      refreshWork(this.options.db, this.holder).catch((e) => this.log(`app queue: refreshing this server's entries failed: ${(e as Error).message}`));
+    }, 5_000);
+    this.heartbeat.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /** Another server finished work (a notification): waiting entries look again at once. */
+  wake(): void {
+    this.wakeups.emit("wake");
+  }
+
+  /**
+   * Removes what an earlier run of this server on this host left in the line (it cannot be waiting
+   * any more) and entries whose holder stopped refreshing them; returns them for reconciling.
+   */
+  async dropAbandoned(): Promise<QueueEntry[]> {
+    const dropped = [...(await dropWorkOf(this.options.db, { prefix: this.options.holder.prefix, except: this.holder })), ...(await dropStaleWork(this.options.db))];
+    if (dropped.length) this.wake();
+    return dropped;
+  }
+
+  async busy(appId: number): Promise<boolean> {
+    return (await countWork(this.options.db, { appId })) > 0;
+  }
+
+  /** Resolves once none of this server's work is running or waiting (for a clean shutdown), or after `deadlineMs`. */
   async idle(deadlineMs: number): Promise<boolean> {
     const end = Date.now() + deadlineMs;
-    while (this.lines.size > 0) {
+    while (this.mine.size > 0) {
       if (Date.now() >= end) return false;
       await new Promise((r) => setTimeout(r, 50));
     }
     return true;
   }
 
-  async run<T>(app: string, onWait: (position: number) => void, work: () => Promise<T>): Promise<T> {
-    const existing = this.lines.get(app);
-    if (existing && this.mode === "refuse") {
-      throw new DeckError("deploy_in_progress", `another deploy of ${app} is in progress; push again when it has finished`);
+  /**
+   * Runs `work` once it is the app's turn. `onWait` hears the position in line whenever it changes
+   * (1 = next). Aborting `signal` while waiting leaves the line and rejects with its reason.
+   */
+  async run<T>(app: { id: number; name: string }, kind: WorkKind, onWait: (position: number) => void, work: (entry: QueueEntry) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const db = this.options.db;
+    if (this.mode === "refuse" && (await this.busy(app.id))) {
+      throw new DeckError("deploy_in_progress", `another deploy of ${app.name} is in progress; push again when it has finished`);
     }
-    const line = existing ?? { tail: Promise.resolve(), count: 0 };
-    this.lines.set(app, line);
-    // Position 1 = next in line behind the deploy that is running now.
-    if (line.count > 0) onWait(line.count);
-    line.count += 1;
-    const previous = line.tail;
-    let done!: () => void;
-    line.tail = new Promise<void>((r) => (done = r));
-    await previous;
+    const entry = await enqueueWork(db, { appId: app.id, kind, holder: this.holder });
+    this.mine.add(entry.id);
     try {
-      return await work();
+      await this.waitTurn(entry, onWait, signal);
+      return await work(entry);
     } finally {
-      line.count -= 1;
-      if (line.count === 0) this.lines.delete(app);
-      done();
+      this.mine.delete(entry.id);
+      await finishWork(db, entry.id).catch((e) => this.log(`app queue: removing entry ${entry.id} of ${app.name} failed (it is dropped once stale): ${(e as Error).message}`));
+      this.wake();
     }
+  }
+
+  private async waitTurn(entry: QueueEntry, onWait: (position: number) => void, signal?: AbortSignal): Promise<void> {
+    let told = 0;
+    for (;;) {
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new DeckError("cancelled", "cancelled while waiting in line");
+      const claim = await claimWork(this.options.db, entry);
+      if (claim === null) throw new DeckError("interrupted", "this work was removed from the app's line (the server holding it was taken for stopped); try again");
+      if (claim.claimed) return;
+      if (claim.position !== told) {
+        told = claim.position;
+        onWait(claim.position);
+      }
+      await this.nextWake(signal);
+    }
+  }
+
+  private nextWake(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeups.off("wake", done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.pollMs);
+      this.wakeups.once("wake", done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
   }
 }
 

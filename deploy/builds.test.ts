@@ -6,14 +6,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
   finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setReleaseStatus,
-  updateDeployment, type AppRow, type UserRow,
+  sql, updateDeployment, type AppRow, type UserRow,
 } from "../store/queries/index.ts";
+import type { ErrorCode } from "../core/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { callerFor } from "./access.ts";
-import { AppQueue } from "./app-queue.ts";
-import { BuildRuns, buildRunsOf, classifyFailure, listBuilds, protectedBuildIds } from "./builds.ts";
+import { BuildRuns, classifyFailure, listBuilds, protectedBuildIds } from "./builds.ts";
 import type { DeployDeps } from "./deps.ts";
-import { pruneSlugs } from "./push.ts";
+import { pruneSlugs } from "./pipeline.ts";
 
 const SHA = (n: number) => String(n).repeat(40).slice(0, 40);
 
@@ -72,13 +72,14 @@ describe("BuildRun", () => {
     assert.equal(deploying.signal.aborted, false);
   });
 
-  it("keeps one registry per server, shared by every copy of its dependencies", () => {
-    const queue = new AppQueue();
-    assert.equal(buildRunsOf({ queue }), buildRunsOf({ queue }));
-    assert.notEqual(buildRunsOf({ queue }), buildRunsOf({ queue: new AppQueue() }));
+  it("tells cancelled, timed-out and out-of-memory builds apart by their failure code", () => {
+    assert.equal(classifyFailure("anything at all", "cancelled"), "cancelled");
+    assert.equal(classifyFailure("anything at all", "timeout"), "timed-out");
+    assert.equal(classifyFailure("anything at all", "out_of_memory"), "out-of-memory");
+    assert.equal(classifyFailure("build cancelled by someone (a message alone no longer decides)", "build_failed"), "failed");
   });
 
-  it("tells cancelled, timed-out and out-of-memory builds apart", () => {
+  it("reads the message of failures recorded before they had a code", () => {
     assert.equal(classifyFailure("build cancelled by ops@example.com"), "cancelled");
     assert.equal(classifyFailure("build timed out after 900s"), "timed-out");
     assert.equal(classifyFailure("build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use"), "out-of-memory");
@@ -102,12 +103,12 @@ for (const backend of await databaseBackends()) {
       await rm(dir, { recursive: true, force: true });
     });
 
-    const deps = (): DeployDeps => ({ db: t.db.pool, config: { keepReleases: 2 }, queue: new AppQueue(), log: () => undefined } as unknown as DeployDeps);
+    const deps = (): DeployDeps => ({ db: t.db.pool, config: { keepReleases: 2 }, runs: new BuildRuns(), log: () => undefined } as unknown as DeployDeps);
 
     /** A push: its deployment, then its build (with a slug on disk when it succeeded), then maybe a release. */
-    async function push(app: AppRow, n: number, outcome: { build: "ok" | "failed"; error?: string; release?: "live" | "superseded" | "failed" }): Promise<{ buildId: number; slug: string }> {
+    async function push(app: AppRow, n: number, outcome: { build: "ok" | "failed"; error?: string; code?: ErrorCode; release?: "live" | "superseded" | "failed" }): Promise<{ buildId: number; slug: string }> {
       const d = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", commitSha: SHA(n), createdBy: user.id });
-      const b = await insertBuild(t.db.pool, app.id, SHA(n));
+      const b = await insertBuild(t.db.pool, app.id, SHA(n), outcome.code ? d.id : null);
       const slug = join(dir, app.name, String(b.id));
       if (outcome.build === "ok") {
         await mkdir(slug, { recursive: true });
@@ -116,7 +117,9 @@ for (const backend of await databaseBackends()) {
       } else {
         await finishBuild(t.db.pool, b.id, { ok: false });
       }
-      if (outcome.error) await updateDeployment(t.db.pool, d.id, { status: "failed", error: outcome.error, finished: true });
+      if (outcome.code) await t.db.pool.query(sql.unsafe`UPDATE deployments SET status = 'failed', error = ${outcome.error ?? "failed"}, error_code = ${outcome.code}, finished_at = now() WHERE id = ${d.id}`);
+      else if (outcome.error) await updateDeployment(t.db.pool, d.id, { status: "failed", error: outcome.error, finished: true });
+      else await updateDeployment(t.db.pool, d.id, { status: "succeeded", finished: true });
       if (outcome.release) {
         const r = await t.db.pool.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: b.id, config: {}, commitSha: SHA(n), description: `v${n}`, createdBy: user.id }));
         await setReleaseStatus(t.db.pool, r.id, outcome.release);
@@ -145,7 +148,7 @@ for (const backend of await databaseBackends()) {
       const app = await insertApp(t.db.pool, { name: "lister", orgId: org.id, createdBy: user.id });
       await push(app, 1, { build: "ok", release: "superseded" });
       await push(app, 2, { build: "failed", error: "build cancelled by ops@example.com" });
-      await push(app, 3, { build: "failed", error: "build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use" });
+      await push(app, 3, { build: "failed", code: "out_of_memory", error: "build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use" });
       await push(app, 4, { build: "ok", release: "superseded" });
       await push(app, 5, { build: "ok", release: "live" });
       const d = deps();
@@ -162,14 +165,11 @@ for (const backend of await databaseBackends()) {
       assert.ok(builds.every((b) => b.pusher === "admin@example.com" && b.durationMs !== null && b.durationMs >= 0));
       assert.equal(builds[2].error?.startsWith("build ran out of memory"), true);
 
-      // A push waiting for its turn is listed first, without an id yet.
-      const run = buildRunsOf(d).begin("lister", SHA(6), "dev@example.com");
-      try {
-        const [first] = await listBuilds(d, caller, "lister");
-        assert.deepEqual([first.id, first.status, first.commit, first.pusher], [null, "queued", SHA(6), "dev@example.com"]);
-      } finally {
-        buildRunsOf(d).end(run);
-      }
+      // A push waiting for its turn (on this server or another) is listed first, without an id yet.
+      const dev = await insertUser(t.db.pool, { email: "dev@example.com", isAdmin: false });
+      await insertDeployment(t.db.pool, { appId: app.id, kind: "push", commitSha: SHA(6), createdBy: dev.id });
+      const [first] = await listBuilds(d, caller, "lister");
+      assert.deepEqual([first.id, first.status, first.commit, first.pusher], [null, "queued", SHA(6), "dev@example.com"]);
     });
   });
 }

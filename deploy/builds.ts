@@ -130,18 +130,6 @@ export class BuildRuns {
   }
 }
 
-/*
- * One registry per server. It hangs off the app queue because that object is shared by every copy of
- * the deploy dependencies (the API extends them) and lives exactly as long as the server.
- */
-const registries = new WeakMap<object, BuildRuns>();
-
-export function buildRunsOf(deps: Pick<DeployDeps, "queue">): BuildRuns {
-  let runs = registries.get(deps.queue);
-  if (!runs) registries.set(deps.queue, (runs = new BuildRuns()));
-  return runs;
-}
-
 // ---------- limits ----------
 
 let warnedNoCgroups = false;
@@ -212,6 +200,7 @@ interface BuildRecord {
   prunedAt: string | null;
   deploymentId: number | null;
   error: string | null;
+  errorCode: string | null;
   pusher: string | null;
 }
 
@@ -222,11 +211,12 @@ interface BuildRecord {
  */
 const BUILD_RECORD = sql.fragment`
   SELECT b.id, b.commit_sha, b.buildpack, b.status, b.size_bytes, b.repo_size_bytes, b.started_at, b.finished_at, b.pruned_at,
-         d.id AS deployment_id, d.error, u.email AS pusher
+         d.id AS deployment_id, d.error, d.error_code, u.email AS pusher
     FROM builds b
     LEFT JOIN LATERAL (
-      SELECT id, error, created_by FROM deployments
-       WHERE app_id = b.app_id AND kind = 'push' AND commit_sha = b.commit_sha AND created_at <= b.started_at
+      SELECT id, error, error_code, created_by FROM deployments
+       WHERE CASE WHEN b.deployment_id IS NOT NULL THEN id = b.deployment_id
+             ELSE app_id = b.app_id AND kind = 'push' AND commit_sha = b.commit_sha AND created_at <= b.started_at END
        ORDER BY id DESC LIMIT 1) d ON true
     LEFT JOIN users u ON u.id = d.created_by`;
 
@@ -235,7 +225,7 @@ function toRecord(r: Record<string, unknown>): BuildRecord {
     id: Number(r.id), commitSha: String(r.commit_sha), buildpack: (r.buildpack as string) ?? null, status: String(r.status),
     sizeBytes: r.size_bytes == null ? null : Number(r.size_bytes), repoSizeBytes: r.repo_size_bytes == null ? null : Number(r.repo_size_bytes), startedAt: toIso(r.started_at),
     finishedAt: r.finished_at == null ? null : toIso(r.finished_at), prunedAt: r.pruned_at == null ? null : toIso(r.pruned_at),
-    deploymentId: r.deployment_id == null ? null : Number(r.deployment_id), error: (r.error as string) ?? null, pusher: (r.pusher as string) ?? null,
+    deploymentId: r.deployment_id == null ? null : Number(r.deployment_id), error: (r.error as string) ?? null, errorCode: (r.error_code as string) ?? null, pusher: (r.pusher as string) ?? null,
   };
 }
 
@@ -248,8 +238,13 @@ async function findBuildRecord(db: Db, appId: number, id: number): Promise<Build
   return r ? toRecord(r) : null;
 }
 
-/** What a finished build's failure was, from the message its push was rejected with. */
-export function classifyFailure(error: string | null): BuildStatus {
+/** What a finished build's failure was, from its deployment's failure code. */
+export function classifyFailure(error: string | null, code: string | null = null): BuildStatus {
+  if (code === "cancelled") return "cancelled";
+  if (code === "timeout") return "timed-out";
+  if (code === "out_of_memory") return "out-of-memory";
+  if (code !== null) return "failed";
+  // Deployments recorded before failures had a code: their message is all there is.
   if (!error) return "failed";
   if (error.startsWith("build cancelled")) return "cancelled";
   if (error.startsWith("build timed out")) return "timed-out";
@@ -260,7 +255,7 @@ export function classifyFailure(error: string | null): BuildStatus {
 function summarise(rec: BuildRecord, live: BuildRun | undefined, now: number): BuildSummary {
   let status: BuildStatus;
   if (rec.status === "succeeded") status = "succeeded";
-  else if (rec.status === "failed") status = classifyFailure(rec.error);
+  else if (rec.status === "failed") status = classifyFailure(rec.error, rec.errorCode);
   else status = live ? "running" : "interrupted"; // a building row no server is running: deck stopped mid-build
   const end = rec.finishedAt ? Date.parse(rec.finishedAt) : status === "running" ? now : null;
   return {
@@ -273,10 +268,13 @@ function summarise(rec: BuildRecord, live: BuildRun | undefined, now: number): B
 /** The app's recent builds, newest first: pushes still waiting for their turn, then the build rows. */
 export async function listBuilds(deps: DeployDeps, caller: Caller, name: string, limit = 20): Promise<BuildSummary[]> {
   const app = await authorizeApp(deps.db, caller, "app:logs", name);
-  const runs = buildRunsOf(deps).forApp(app.name);
-  const waiting: BuildSummary[] = runs.filter((r) => r.buildId === null).reverse().map((r) => ({
-    id: null, status: "queued", commit: r.commitSha, buildpack: null, durationMs: null, sizeBytes: null, repoSizeBytes: null, artifact: null,
-    startedAt: r.queuedAt.toISOString(), pusher: r.pusher, error: null,
+  const runs = deps.runs.forApp(app.name);
+  // Pushes still in line, on this server or another one sharing the database.
+  const queued = await deps.db.any(q`SELECT d.commit_sha, d.created_at, u.email FROM deployments d LEFT JOIN users u ON u.id = d.created_by
+    WHERE d.app_id = ${app.id} AND d.kind = 'push' AND d.status = 'queued' ORDER BY d.id DESC LIMIT ${limit}`);
+  const waiting: BuildSummary[] = queued.map((r) => ({
+    id: null, status: "queued", commit: String(r.commit_sha), buildpack: null, durationMs: null, sizeBytes: null, repoSizeBytes: null, artifact: null,
+    startedAt: toIso(r.created_at), pusher: (r.email as string) ?? null, error: null,
   }));
   const now = Date.now();
   const rows = (await listBuildRecords(deps.db, app.id, limit)).map((rec) => summarise(rec, runs.find((r) => r.buildId === rec.id), now));
@@ -306,7 +304,7 @@ export type BuildOutputTarget =
  */
 export async function findBuildOutput(deps: DeployDeps, caller: Caller, name: string, id?: number): Promise<BuildOutputTarget> {
   const app = await authorizeApp(deps.db, caller, "app:logs", name);
-  const runs = buildRunsOf(deps).forApp(app.name);
+  const runs = deps.runs.forApp(app.name);
   if (id === undefined) {
     const active = runs.find((r) => r.buildId !== null) ?? runs[runs.length - 1];
     if (active) return { kind: "live", id: active.buildId, run: active };
@@ -332,7 +330,7 @@ export interface CancelledBuild { id: number | null; state: BuildRunState }
  */
 export async function cancelBuilds(deps: DeployDeps, caller: Caller, name: string): Promise<CancelledBuild[]> {
   const app = await authorizeApp(deps.db, caller, "app:deploy", name);
-  const runs = buildRunsOf(deps).forApp(app.name).filter((r) => r.cancellable);
+  const runs = deps.runs.forApp(app.name).filter((r) => r.cancellable);
   if (runs.length === 0) throw new DeckError("no_build", `${app.name} has no build running or waiting (see builds:list ${app.name})`);
   const cancelled: CancelledBuild[] = [];
   for (const r of runs) {
@@ -350,11 +348,11 @@ export async function cancelBuilds(deps: DeployDeps, caller: Caller, name: strin
 /** Deletes the app's build cache (every buildpack's part of it): its next build starts cold. */
 export async function clearBuildCache(deps: DeployDeps, caller: Caller, name: string): Promise<{ freedBytes: number }> {
   const app = await authorizeApp(deps.db, caller, "app:deploy", name);
-  if (deps.queue.busy(app.name)) {
+  if (await deps.queue.busy(app.id)) {
     throw new DeckError("deploy_in_progress", `a deploy of ${app.name} is in progress; clear the cache once it has finished (or run builds:cancel ${app.name})`);
   }
   // Holding the app's deploy slot keeps a push from starting a build on a half-deleted cache.
-  const freedBytes = await deps.queue.run(app.name, () => undefined, async () => {
+  const freedBytes = await deps.queue.run(app, "cache-clear", () => undefined, async () => {
     const dir = deps.paths.cache(app.name);
     const bytes = await measureDir(dir).catch((e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT") return 0;

@@ -81,6 +81,8 @@ async function withDeadline<T>(work: Promise<T>, ms: number, timedOut: () => Err
     return await Promise.race([work, deadline]);
   } finally {
     clearTimeout(timer);
+    // Work that lost the race to the deadline may still fail: the caller has its answer (the
+    // timeout), so that later failure is not a rejection anyone is left to handle.
     work.catch(() => undefined);
   }
 }

@@ -1,8 +1,11 @@
 import type { DatabasePool } from "slonik";
 import type { DeckConfig } from "../config/index.ts";
-import type { BuildRequest, BuildResult, RouterControl, Runtime } from "../core/index.ts";
+import type { BuildRequest, BuildResult, ErrorCode, RouterControl, Runtime } from "../core/index.ts";
+import type { RouteLocks } from "./activate.ts";
 import type { AppQueue, Semaphore } from "./app-queue.ts";
+import type { BuildRuns } from "./builds.ts";
 import type { CertManager } from "./certs.ts";
+import type { DeployEvents } from "./deploy-state.ts";
 import type { Paths } from "./paths.ts";
 
 /** Everything the deploy pipeline reaches outside itself, passed in so each part can be swapped. */
@@ -14,8 +17,15 @@ export interface DeployDeps {
   router: RouterControl;
   build(req: BuildRequest): Promise<BuildResult>;
   allocatePort(): Promise<number>;
+  /** The durable per-app line of work, shared with every deck server on the database. */
   queue: AppQueue;
   builds: Semaphore;
+  /** Pushes of this server that are queued, building or deploying: followed, listed and cancelled. */
+  runs: BuildRuns;
+  /** Route changes per app, one at a time, and the apps whose route holds requests for a start. */
+  routes: RouteLocks;
+  /** Every deployment's state changes. */
+  events: DeployEvents;
   /** Bare repositories: created on first push or apps:create, removed on apps:destroy. */
   repos: { ensure(app: string): Promise<string>; remove(app: string): Promise<void> };
   /** Removes the image an artifact points to (Docker runtime); absent for the process runtime. */
@@ -29,4 +39,4 @@ export interface DeployDeps {
 
 export type DeployOutcome =
   | { ok: true; version: number; url: string; deploymentId: number }
-  | { ok: false; message: string; deploymentId?: number };
+  | { ok: false; code: ErrorCode; message: string; deploymentId?: number };

@@ -1,7 +1,9 @@
-export { AppQueue, Semaphore } from "./app-queue.ts";
+export { AppQueue, holderName, Semaphore, type WorkKind } from "./app-queue.ts";
 export { pathsFor, type Paths } from "./paths.ts";
 export type { DeployDeps, DeployOutcome } from "./deps.ts";
-export { deployPush, pruneSlugs, type PushRequest } from "./push.ts";
+export { deployPush, Deployment, pruneSlugs, redeploy, type PushRequest, type RedeployOptions } from "./pipeline.ts";
+export { ACTIVE_STATES, canMove, DeployEvents, FINAL_STATES, isFinal, transition, type DeployEvent, type DeployKind, type DeployState } from "./deploy-state.ts";
+export { RouteLocks } from "./activate.ts";
 export { reconcile, resendRoutes } from "./reconcile.ts";
 export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
 export { callerFor, authorizeApp, authorizeConfigReveal, orgForNewApp, REVEAL_CONFIG, type Caller } from "./access.ts";
@@ -16,6 +18,6 @@ export {
 } from "./certs.ts";
 export { bandwidthReport } from "./metering.ts";
 export {
-  BuildRun, BuildRuns, buildRunsOf, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds, recordRepoSize,
+  BuildRun, BuildRuns, cancelBuilds, classifyFailure, clearBuildCache, findBuildOutput, listBuilds, openBuildCgroup, protectedBuildIds, recordRepoSize,
   type BuildOutputTarget, type BuildRunState, type BuildStatus, type BuildSummary, type CancelledBuild,
 } from "./builds.ts";

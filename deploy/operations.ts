@@ -1,17 +1,17 @@
 import { rm } from "node:fs/promises";
-import { checkAppName, DeckError, isDeckError, type ProcessInfo } from "../core/index.ts";
+import { checkAppName, DeckError, type ProcessInfo } from "../core/index.ts";
 import {
-  audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp, insertDeployment,
-  insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setAppLimits, setFormation, setHealthCheckPath, updateDeployment, q,
+  audit, deleteApp, findApp, findBuild, findRelease, findReleaseByVersion, getConfigVars, insertApp,
+  insertRelease, listApps, listReleases, listSlugBuilds, saveConfigVars, setAppBuilder, setAppLimits, setFormation, setHealthCheckPath, q,
   type AppRow, type ReleaseRow,
 } from "../store/queries/index.ts";
 import { BUILDER_CHOICES, isBuilderChoice } from "../buildpacks/index.ts";
 import { parseByteSize } from "../config/index.ts";
-import { activateRelease, appUrl, routeFor, drainAndStop, formationFor, upstreamAddress, withRouteLock, type ActivateRequest } from "./activate.ts";
+import { appUrl, routeFor, drainAndStop, formationFor, upstreamAddress, withRouteLock } from "./activate.ts";
+import { redeploy } from "./pipeline.ts";
 import { routerStatusOf, type RouterStatus } from "./router-status.ts";
 import { pushCertificates } from "./certs.ts";
 import { authorizeApp, orgForNewApp, type Caller } from "./access.ts";
-import { DeployOutput } from "./app-log.ts";
 import type { DeployDeps } from "./deps.ts";
 
 /**
@@ -46,12 +46,12 @@ export async function listVisibleApps(deps: DeployDeps, caller: Caller): Promise
 export async function destroyApp(deps: DeployDeps, caller: Caller, name: string): Promise<void> {
   const app = await authorizeApp(deps.db, caller, "app:destroy", name);
   // Under the route lock until the row is gone, so no refresh sends the route again meanwhile.
-  await deps.queue.run(app.name, () => undefined, () => withRouteLock(deps, app.name, async () => {
+  await deps.queue.run(app, "destroy", () => undefined, () => withRouteLock(deps, app.name, async () => {
     await deps.router.removeRoute(app.name);
     const procs = await deps.runtime.list(app.name);
     await Promise.all(procs.map((p) => deps.runtime.stop(p.id, deps.config.stopGrace * 1000)));
     if (deps.removeArtifactImage) {
-      for (const b of await listSlugBuilds(deps.db, app.id)) if (b.slugPath) await deps.removeArtifactImage(b.slugPath).catch(() => undefined);
+      for (const b of await listSlugBuilds(deps.db, app.id)) if (b.slugPath) await deps.removeArtifactImage(b.slugPath).catch((e) => deps.log(`${app.name}: removing the image of build ${b.id}: ${(e as Error).message}`));
     }
     // Its traffic so far is saved under this app, not under a later app of the same name; the rows stay
     // (app_id cleared) so the organization is still billed for it.
@@ -91,7 +91,7 @@ export function parseAssignments(args: string[]): Record<string, string> {
 export async function changeConfig(deps: DeployDeps, caller: Caller, name: string, change: { set?: Record<string, string>; unset?: string[] }, out: Out): Promise<{ version: number | null }> {
   const app = await authorizeApp(deps.db, caller, "config:set", name);
   for (const k of change.unset ?? []) if (!CONFIG_KEY.test(k)) throw new DeckError("bad_argument", `"${k.slice(0, 40)}" is not a valid config key`);
-  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  return deps.queue.run(app, "config", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const vars = { ...(await getConfigVars(deps.db, app.id)), ...(change.set ?? {}) };
     for (const k of change.unset ?? []) delete vars[k];
     const keys = [...Object.keys(change.set ?? {}), ...(change.unset ?? [])];
@@ -135,7 +135,7 @@ export async function rollback(deps: DeployDeps, caller: Caller, name: string, r
     if (!m) throw new DeckError("bad_argument", `"${rawVersion.slice(0, 20)}" is not a release version like v3`);
     wanted = Number(m[1]);
   }
-  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  return deps.queue.run(app, "rollback", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const current = await liveRelease(deps, app);
     if (!current) throw new DeckError("no_release", `${app.name} has no live release to roll back from`);
     let target: ReleaseRow | null;
@@ -173,7 +173,7 @@ export function parseFormation(args: string[]): Record<string, number> {
 
 export async function scale(deps: DeployDeps, caller: Caller, name: string, change: Record<string, number>, out: Out): Promise<Record<string, number>> {
   const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  return deps.queue.run(app, "scale", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const current = await liveRelease(deps, app);
     const build = current ? await findBuild(deps.db, current.buildId) : null;
     if (build?.procfile) {
@@ -192,7 +192,7 @@ export async function scale(deps: DeployDeps, caller: Caller, name: string, chan
 
 export async function restart(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<void> {
   const app = await authorizeApp(deps.db, caller, "ps:restart", name);
-  await deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  await deps.queue.run(app, "restart", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const current = await liveRelease(deps, app);
     if (!current) throw new DeckError("no_release", `${app.name} has no live release to restart`);
     await redeploy(deps, caller, app, "restart", current, false, out);
@@ -259,40 +259,6 @@ export async function report(deps: DeployDeps, caller: Caller, name: string): Pr
   const upstreams = maintenance ? [] : processes.filter((p) => p.type === "web" && p.port).map(upstreamAddress);
   const view = await deps.router.view?.(app.name);
   return { app, url: appUrl(deps, app.name), release, formation: formationFor(build?.procfile ?? {}, app.formation), processes, router: routerStatusOf(view, { upstreams, maintenance }) };
-}
-
-export interface RedeployOptions {
-  /** Saved in the transaction that makes the release live (see ActivateRequest.commit). */
-  commit?: ActivateRequest["commit"];
-  /** Appended to the error when the release does not go live, e.g. "config unchanged". */
-  unchanged?: string;
-}
-
-/** Starts a new generation of processes for `release` (blue-green) inside the app's queue slot. */
-export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: "config" | "rollback" | "scale" | "restart", release: ReleaseRow, runReleasePhase: boolean, out: Out, options: RedeployOptions = {}): Promise<void> {
-  const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
-  const deployment = await insertDeployment(deps.db, { appId: app.id, kind, commitSha: release.commitSha, releaseId: release.id, createdBy: caller.user.id });
-  output.attach(deployment.id);
-  let recorded = false;
-  try {
-    await updateDeployment(deps.db, deployment.id, { status: "deploying" });
-    const build = await findBuild(deps.db, release.buildId);
-    if (!build) throw new DeckError("no_build", `release v${release.version} has no build`);
-    const fresh = (await findApp(deps.db, app.name)) ?? app;
-    const r = await activateRelease(deps, { app: { ...fresh, formation: app.formation }, release, build, deploymentId: deployment.id, runReleasePhase, out: output.line, commit: options.commit });
-    if (!r.ok) {
-      await updateDeployment(deps.db, deployment.id, { status: "failed", error: r.message, finished: true });
-      recorded = true;
-      throw new DeckError("deploy_failed", options.unchanged ? `${r.message}; ${options.unchanged}` : r.message);
-    }
-    output.line(`-----> v${release.version} live: ${appUrl(deps, app.name)}`);
-  } catch (e) {
-    if (!recorded) await updateDeployment(deps.db, deployment.id, { status: "failed", error: (e as Error).message, finished: true }).catch(() => undefined);
-    if (!recorded && options.unchanged && isDeckError(e)) throw new DeckError(e.code, `${e.message}; ${options.unchanged}`, e.data, { cause: e });
-    throw e;
-  } finally {
-    await output.flush().catch(() => undefined);
-  }
 }
 
 export { drainAndStop, findRelease };

@@ -1,8 +1,10 @@
 import type { ProcessInfo, Route } from "../core/index.ts";
 import {
-  findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus, updateDeployment,
+  findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus,
 } from "../store/queries/index.ts";
 import { activateRelease, refreshRoute, routeFor, upstreamAddress } from "./activate.ts";
+import type { DeployKind, DeployState } from "./deploy-state.ts";
+import { Deployment } from "./pipeline.ts";
 import type { DeployDeps } from "./deps.ts";
 
 /**
@@ -12,8 +14,22 @@ import type { DeployDeps } from "./deps.ts";
  * gone (the machine rebooted) is started again, unless the app was stopped with ps:stop.
  */
 export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; stopped: number; restarted: string[] }> {
+  // What an earlier run of this server left in the apps' lines cannot be waiting any more; a deployment
+  // of an app with nothing left in its line was cut off (one another server runs keeps its entry).
+  await deps.queue.dropAbandoned();
+  const lined = new Set((await deps.db.anyFirst(q`SELECT DISTINCT app_id FROM app_queue`)).map(Number));
+  const apps0 = await listApps(deps.db, "all");
   for (const d of await listUnfinishedDeployments(deps.db)) {
-    await updateDeployment(deps.db, d.id, { status: "failed", error: "interrupted: the deck server stopped during this deploy", finished: true });
+    if (lined.has(d.appId)) continue;
+    const app = apps0.find((a) => a.id === d.appId);
+    const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), d.kind as DeployKind, d.status as DeployState);
+    // Put live before the server stopped: only the old processes' drain was left (they are strays now).
+    if (app?.liveDeploymentId === d.id) {
+      if (deployment.state === "switching") await deployment.move("draining");
+      if (deployment.state === "draining") await deployment.move("succeeded");
+      continue;
+    }
+    await deployment.end("interrupted", "interrupted", "interrupted: the deck server stopped during this deploy");
   }
   await deps.db.query(q`UPDATE releases SET status = 'failed' WHERE status = 'pending'`);
 
@@ -45,7 +61,7 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
     const release = (await listReleases(deps.db, app.id, 100)).find((r) => r.status === "live");
     const build = release ? await findBuild(deps.db, release.buildId) : null;
     if (!release || !build) continue;
-    await deps.queue.run(app.name, () => undefined, async () => {
+    await deps.queue.run(app, "reconcile", () => undefined, async () => {
       const r = await activateRelease(deps, { app, release, build, deploymentId: app.liveDeploymentId!, runReleasePhase: false, out: (l) => deps.log(`${app.name}: ${l.trim()}`) });
       if (!r.ok) {
         deps.log(`${app.name}: could not restart v${release.version}: ${r.message}`);

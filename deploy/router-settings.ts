@@ -4,7 +4,8 @@ import { audit, findApp, setAppRouterSettings, setAppStopped, type AppRouterSett
 import { drainAndStop, refreshRoute } from "./activate.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 import type { DeployDeps } from "./deps.ts";
-import { liveRelease, redeploy, type Out } from "./operations.ts";
+import { liveRelease, type Out } from "./operations.ts";
+import { redeploy } from "./pipeline.ts";
 
 /**
  * What the router does for one app: maintenance mode, ps:stop / ps:start, and the per-app limits and
@@ -26,7 +27,7 @@ async function applyOrUndo(deps: DeployDeps, app: AppRow, undo: () => Promise<vo
   } catch (e) {
     await undo().catch((u: Error) => deps.log(`${app.name}: could not undo a change the router did not take: ${u.message}`));
     // In case the router took the route after all (its answer lost on the way).
-    await refreshRoute(deps, await reload(deps, app)).catch(() => undefined);
+    await refreshRoute(deps, await reload(deps, app)).catch((r: Error) => deps.log(`${app.name}: could not send the route again after the router refused it: ${r.message}`));
     if (isDeckError(e) && e.code === "router_unavailable") throw new DeckError(e.code, `the router is not answering (it restarts within seconds; try again); ${unchanged}`, e.data, { cause: e });
     throw e;
   }
@@ -64,7 +65,7 @@ export async function maintenanceReport(deps: DeployDeps, caller: Caller, name: 
  */
 export async function stopApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ stopped: number }> {
   const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  return deps.queue.run(app, "stop", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     await setAppStopped(deps.db, app.id, true);
     const fresh = await reload(deps, app);
     await applyOrUndo(deps, fresh, () => setAppStopped(deps.db, app.id, false), "the app keeps running");
@@ -82,7 +83,7 @@ export type StartOutcome = "started" | "not_stopped" | "no_release";
 /** Starts a stopped app's live release again (a new generation of its processes, health-checked). */
 export async function startApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ outcome: StartOutcome; version: number | null }> {
   const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app.name, (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+  return deps.queue.run(app, "start", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const fresh = await reload(deps, app);
     if (!fresh.stopped) return { outcome: "not_stopped" as const, version: null };
     const release = await liveRelease(deps, fresh);

@@ -7,7 +7,7 @@ import {
 import { authorizeApp, callerFor, type Caller } from "./access.ts";
 import { appendAppLog } from "./app-log.ts";
 import type { DeployDeps, DeployOutcome } from "./deps.ts";
-import { deployPush } from "./push.ts";
+import { deployPush } from "./pipeline.ts";
 
 /**
  * Git webhooks: a push to GitHub or GitLab deploys the app through the same pipeline as a `git push`
@@ -454,7 +454,7 @@ function deployInBackground(deps: DeployDeps, d: BackgroundDeploy): Promise<Depl
     },
     (e: Error) => {
       deps.log(`webhook deploy of ${d.app.name} ${d.sha.slice(0, 7)}: ${e.stack ?? e.message}`);
-      return { ok: false as const, message: "internal error while deploying (details are in the deck server log)" };
+      return { ok: false as const, code: "internal" as const, message: "internal error while deploying (details are in the deck server log)" };
     },
   );
 }

@@ -1,4 +1,5 @@
-import { DeckError, maskValue, isDeckError } from "../core/index.ts";
+import { DeckError, maskValue } from "../core/index.ts";
+import { describeCommandError } from "./errors.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
 import {
   addAppDomain, addKey, appAudit, authorizeApp, authorizeConfigReveal, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
@@ -517,21 +518,15 @@ export function helpText(): string[] {
 export async function runCommand(deps: DeployDeps, caller: Caller, words: string[], io: CommandIO): Promise<number> {
   const name = ALIASES[words[0]] ?? words[0];
   const spec = COMMANDS[name];
-  if (!spec) {
-    io.err(`deck: unknown command "${(words[0] ?? "").slice(0, 40)}"; run \`help\` to list the commands`);
-    return 1;
-  }
   try {
+    if (!spec) throw new DeckError("unknown_command", `unknown command "${(words[0] ?? "").slice(0, 40)}"; run \`help\` to list the commands`);
     const args = new Args(words.slice(1), spec.flags ?? [], spec.bools ?? [], spec.usage);
     const code = await spec.run(deps, caller, args, io);
     return typeof code === "number" ? code : 0;
   } catch (e) {
-    if (isDeckError(e)) {
-      io.err(`deck: ${e.message}`);
-      return 1;
-    }
-    deps.log(`command ${name} failed: ${(e as Error).stack ?? e}`);
-    io.err(`deck: ${name} failed because of an internal error (details are in the deck server log)`);
+    const report = describeCommandError(e, name);
+    if (report.log) deps.log(report.log);
+    io.err(report.line);
     return 1;
   }
 }

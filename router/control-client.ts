@@ -1,6 +1,7 @@
 /** The deck server's side of the router control API (see control-server.ts), over the unix socket. */
 import http from "node:http";
 import { DeckError } from "../core/index.ts";
+import { toRouterErrorCode } from "./errors.ts";
 import type { Route, RouterControl, RouterView } from "../core/index.ts";
 
 export interface RouterHealth {
@@ -84,7 +85,7 @@ function call(socketPath: string, method: string, path: string, payload: unknown
 function expectOk(method: string, path: string, reply: Reply): unknown {
   if (reply.status >= 200 && reply.status < 300) return reply.body;
   const error = (reply.body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-  const code = typeof error?.code === "string" ? error.code : "router_error";
+  const code = typeof error?.code === "string" ? toRouterErrorCode(error.code) : "router_error";
   const message = typeof error?.message === "string" ? error.message : `router answered ${method} ${path} with status ${reply.status}`;
   throw new DeckError(code, message, { status: reply.status });
 }

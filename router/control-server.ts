@@ -146,7 +146,7 @@ export function createControlServer(options: ControlServerOptions): http.Server 
       const body = await readJson(req, options.certs.maxBodyBytes ?? MAX_CERTS_BODY_BYTES).catch((e: unknown) => {
         if (!isDeckError(e) || e.code !== "body_too_large") throw e;
         const { size, limit } = e.data as { size: number; limit: number };
-        throw new DeckError("body_too_large", `the router takes at most ${mib(limit)} of certificates and their keys at once, and deck holds ${mib(size)}; remove certificates no longer needed (certs:remove, domains:remove)`, { size, limit });
+        throw new DeckError("certificates_too_large", `the router takes at most ${mib(limit)} of certificates and their keys at once, and deck holds ${mib(size)}; remove certificates no longer needed (certs:remove, domains:remove)`, { size, limit });
       });
       const checked = validateCertificates(body);
       if (!checked.ok) throw new DeckError("invalid_certificate", checked.message);
@@ -222,7 +222,7 @@ export function createControlServer(options: ControlServerOptions): http.Server 
     handle(req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy();
       if (isDeckError(e)) {
-        const status = e.code === "route_conflict" ? 409 : e.code === "body_too_large" ? 413 : 400;
+        const status = e.code === "route_conflict" ? 409 : e.code === "body_too_large" || e.code === "certificates_too_large" ? 413 : 400;
         return sendError(res, status, e.code, e.message);
       }
       log(`control: ${req.method} ${req.url} failed: ${(e as Error).stack ?? String(e)}`);

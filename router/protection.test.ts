@@ -15,13 +15,42 @@ import type { Route } from "../core/index.ts";
 import { AccessLog } from "./access-log.ts";
 import { ConnectionCounter, LocalRateLimiter, type RouterLimits } from "./limits.ts";
 import { createProxyServer, type ProxyServer } from "./proxy-server.ts";
-import { RouteTable } from "./route-table.ts";
+import { RouteTable, type RouteEntry } from "./route-table.ts";
 import { send, sleep, startUpstream, takeUsage, waitFor, type TestUpstream } from "./test-support.ts";
 
-interface Started { proxy: ProxyServer; port: number; table: RouteTable }
+/**
+ * A route table that counts the router's lookups per Host header. Once a request to a paused app with
+ * no upstream has been looked up, the router holds it (nothing in between waits): tests wait for that
+ * instead of sleeping and hoping the request got there.
+ */
+class ObservedTable extends RouteTable {
+  readonly #lookups = new Map<string, number>();
+
+  override lookup(hostHeader: string | undefined): RouteEntry | undefined {
+    const key = hostHeader ?? "";
+    this.#lookups.set(key, (this.#lookups.get(key) ?? 0) + 1);
+    return super.lookup(hostHeader);
+  }
+
+  lookups(host: string): number {
+    return this.#lookups.get(host) ?? 0;
+  }
+}
+
+/** Waits until the router has looked up `count` requests to `host` (held ones, for a paused app). */
+function waitForLookups(table: ObservedTable, host: string, count = 1): Promise<void> {
+  return waitFor(() => table.lookups(host) >= count, 5_000, `${count} request(s) to ${host} to reach the router`);
+}
+
+/** The router's count of open client connections, from its metrics. */
+async function openConnections(proxy: ProxyServer): Promise<number> {
+  return Number(/^deck_router_open_connections (\d+)$/m.exec(await proxy.metering.metrics())?.[1]);
+}
+
+interface Started { proxy: ProxyServer; port: number; table: ObservedTable }
 
 async function startProxy(t: TestContext, routes: Route[], limits: Partial<RouterLimits> = {}, extra: { accessLog?: AccessLog; httpsPort?: number } = {}): Promise<Started> {
-  const table = new RouteTable(routes);
+  const table = new ObservedTable(routes);
   const proxy = createProxyServer({ table, limits: { rateLimitRps: 0, ...limits }, ...extra });
   await proxy.listen(0, "127.0.0.1");
   t.after(() => proxy.close(0));
@@ -158,7 +187,7 @@ test("idle connections are closed after the idle timeout", async (t) => {
 
 test("connections per client IP are capped: one over the cap gets 429 and is closed, others keep working", async (t) => {
   const u = await upstream(t, "ok");
-  const { port } = await startProxy(t, [{ app: "a", hosts: ["a.localhost"], upstreams: [u.address] }], { maxConnectionsPerIp: 3 });
+  const { port, proxy } = await startProxy(t, [{ app: "a", hosts: ["a.localhost"], upstreams: [u.address] }], { maxConnectionsPerIp: 3 });
   const held: net.Socket[] = [];
   t.after(() => { for (const s of held) s.destroy(); });
   for (let i = 0; i < 3; i++) {
@@ -166,12 +195,12 @@ test("connections per client IP are capped: one over the cap gets 429 and is clo
     await new Promise((r) => s.once("connect", r));
     held.push(s);
   }
-  await sleep(50);
+  await waitFor(async () => (await openConnections(proxy)) === 3, 5_000, "the router to count the three connections");
   const over = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a.localhost\r\n\r\n" }]);
   assert.match(over.text, /^HTTP\/1\.1 429 Too Many Requests/);
   assert.match(over.text, /too many open connections from 127\.0\.0\.1/);
   held.pop()!.destroy();
-  await sleep(50);
+  await waitFor(async () => (await openConnections(proxy)) === 2, 5_000, "the router to see a connection close");
   assert.equal((await send({ port, host: "a.localhost" })).status, 200);
 });
 
@@ -199,7 +228,7 @@ test("a paused (starting) app holds requests until it has upstreams, then serves
   const u = await upstream(t, "ready");
   const { port, table } = await startProxy(t, [{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }], { pauseTimeoutMs: 5000 });
   const pending = Promise.all([send({ port, host: "new.localhost" }), send({ port, host: "new.localhost", path: "/x" })]);
-  await sleep(300);
+  await waitForLookups(table, "new.localhost", 2);
   table.set({ app: "new", hosts: ["new.localhost"], upstreams: [u.address] });
   const replies = await pending;
   assert.deepEqual(replies.map((r) => [r.status, r.body]), [[200, "ready"], [200, "ready"]]);
@@ -211,7 +240,7 @@ test("a paused (starting) app holds requests until it has upstreams, then serves
   // A start that fails (route unpaused with no upstreams) releases waiters with a 503 at once.
   table.set({ app: "fails", hosts: ["fails.localhost"], upstreams: [], settings: { paused: true } });
   const held = send({ port, host: "fails.localhost" });
-  await sleep(200);
+  await waitForLookups(table, "fails.localhost");
   table.set({ app: "fails", hosts: ["fails.localhost"], upstreams: [] });
   const failed = await held;
   assert.equal(failed.status, 503);
@@ -223,7 +252,7 @@ test("a request that waited (held for a start, or for a shared rate-limit decisi
   const u = await upstream(t, "v1");
   const { port, table } = await startProxy(t, [{ app: "held", hosts: ["held.localhost"], upstreams: [], settings: { paused: true } }], { pauseTimeoutMs: 5000 });
   const held = send({ port, host: "held.localhost" });
-  await sleep(200);
+  await waitForLookups(table, "held.localhost");
   table.set({ app: "held", hosts: ["held.localhost"], upstreams: [], settings: { paused: true, maintenance: true } });
   table.set({ app: "held", hosts: ["held.localhost"], upstreams: [u.address], settings: { maintenance: true } });
   const released = await held;
@@ -282,9 +311,10 @@ test("the access log has one JSON line per request with its request id, app, sta
   await send({ port, host: "nobody.localhost" });
   await send({ port, host: 'odd"host\\', path: '/q?x="1"\\' });
   assert.equal(ok.headers["x-request-id"], "req-123");
-  await sleep(50);
-  log.flush();
-  await waitFor(async () => (await readFile(join(dir, "access.log"), "utf8")).split("\n").filter(Boolean).length === 3, 3000, "three log lines");
+  await waitFor(async () => {
+    log.flush();
+    return (await readFile(join(dir, "access.log"), "utf8").catch(() => "")).split("\n").filter(Boolean).length === 3;
+  }, 3000, "three log lines");
   const lines = (await readFile(join(dir, "access.log"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
   assert.equal(lines[0].request_id, "req-123");
   assert.equal(lines[0].app, "shop");
@@ -306,7 +336,7 @@ test("requests the router refused before reading them, and requests given up whi
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, "access.log");
   const log = new AccessLog(file);
-  const { proxy, port } = await startProxy(t, [{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }],
+  const { proxy, port, table } = await startProxy(t, [{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }],
     { pauseTimeoutMs: 10_000, headerTimeoutMs: 300, maxConnectionsPerIp: 3 }, { accessLog: log });
   const malformed = await rawExchange(port, [{ data: "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n" }]);
   assert.match(malformed.text, /^HTTP\/1\.1 400 /);
@@ -317,7 +347,7 @@ test("requests the router refused before reading them, and requests given up whi
   const held = net.connect(port, "127.0.0.1");
   held.on("error", () => {});
   held.write("GET /waiting HTTP/1.1\r\nHost: new.localhost\r\n\r\n");
-  await sleep(300);
+  await waitForLookups(table, "new.localhost");
   held.destroy();
   // One connection over the cap of 3.
   const open = await Promise.all([0, 1, 2].map(() => rawClient(t, port, "")));
@@ -463,11 +493,12 @@ test("WebSocket handshakes: redirected like any request, counted when the app de
 });
 
 test("a request held for a starting app gets 503 when the router shuts down, not a reset", async () => {
-  const proxy = createProxyServer({ table: new RouteTable([{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }]), limits: { pauseTimeoutMs: 30_000 } });
+  const table = new ObservedTable([{ app: "new", hosts: ["new.localhost"], upstreams: [], settings: { paused: true } }]);
+  const proxy = createProxyServer({ table, limits: { pauseTimeoutMs: 30_000 } });
   await proxy.listen(0, "127.0.0.1");
   const port = (proxy.server.address() as AddressInfo).port;
   const held = send({ port, host: "new.localhost" });
-  await sleep(200);
+  await waitForLookups(table, "new.localhost");
   await proxy.close(1000);
   const r = await held;
   assert.equal(r.status, 503);

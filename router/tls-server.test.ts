@@ -219,7 +219,7 @@ test("the router takes a certificate list far over 8 MiB; one over its limit is 
   const tooMany = [...many, ...many];
   const refused = await r.control.setCertificates(tooMany).catch((e: unknown) => e);
   assert.ok(isDeckError(refused));
-  assert.equal(refused.code, "body_too_large");
+  assert.equal(refused.code, "certificates_too_large");
   assert.match(refused.message, /^the router takes at most 16 MiB of certificates and their keys at once, and deck holds \d+ MiB; remove certificates no longer needed \(certs:remove, domains:remove\)$/);
   assert.equal(await presentedName(r.httpsPort, "customer-8998.example.com"), "customer-2.example.com");
 });

@@ -96,6 +96,8 @@ export async function createCgroup(name: string, limits: CgroupLimits, opts: Cgr
     await writeLimits(version, dirs, limits);
     return { ok: true, cgroup };
   } catch (e) {
+    // Best effort: the failure that matters is the one returned below, and a directory left behind
+    // is emptied and replaced by the next cgroup of this name.
     await cgroup.remove().catch(() => undefined);
     const err = e as NodeJS.ErrnoException;
     return { ok: false, reason: `cgroup ${version}: ${err.code ?? "error"} on ${err.path ?? root}: ${err.message.split("\n")[0]}` };
@@ -164,10 +166,11 @@ function makeCgroup({ name, version, limits, dirs, created }: CgroupParts): Cgro
     procsFiles: [...new Set(Object.values(dirs))].map((d) => join(d, "cgroup.procs")),
     oomFile,
     async outOfMemory() {
+      // No file (the cgroup is gone, or the kernel does not keep one): no kill is known of.
       const kills = /^oom_kill (\d+)$/m.exec(await readFile(oomFile, "utf8").catch(() => ""));
       if (kills) return Number(kills[1]) > 0;
       if (version === "v2") return false;
-      // v1 kernels before 4.13 do not count kills: hitting the limit is the closest sign.
+      // v1 kernels before 4.13 do not count kills: hitting the limit is the closest sign (no file: not hit).
       const failcnt = await readFile(join(dirs.memory, "memory.failcnt"), "utf8").catch(() => "0");
       return Number(failcnt.trim()) > 0;
     },
@@ -220,6 +223,7 @@ const PROBE_FILE: Record<CgroupVersion, Record<CgroupController, [string, string
 export async function probeCgroupControllers(opts: Pick<CgroupOptions, "root" | "version"> = {}): Promise<ControllerProbe[]> {
   const root = opts.root ?? DEFAULT_ROOT;
   const version = opts.version ?? (await detectCgroupVersion(root));
+  // Without the file no controller is offered, and each one is reported below as not offered.
   const offered = version === "v2" ? (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/) : [];
   const out: ControllerProbe[] = [];
   for (const controller of CGROUP_CONTROLLERS) {
@@ -240,6 +244,7 @@ export async function probeCgroupControllers(opts: Pick<CgroupOptions, "root" | 
       await killAndRemoveCgroup(dir);
       out.push({ controller, version, ok: true });
     } catch (e) {
+      // Best effort: the probe's own failure is what is reported; an empty probe directory may stay.
       await killAndRemoveCgroup(dir).catch(() => undefined);
       const err = e as NodeJS.ErrnoException;
       out.push({ controller, version, ok: false, reason: `${err.code ?? "error"} on ${err.path ?? dir}` });

@@ -52,8 +52,29 @@ export function scopeFor(dataDir: string): string {
   return createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 16);
 }
 
-export function containerName(id: string): string {
-  return `deck-${id}`;
+/** A scope as it may appear in a container name (Docker allows `[a-zA-Z0-9][a-zA-Z0-9_.-]*`). */
+function nameSafe(scope: string): string {
+  return scope.replace(/[^A-Za-z0-9_.-]/g, "_");
+}
+
+/**
+ * The container of process `id` of one deck: `deck-<scope>-<id>`. Container names are unique per
+ * engine, so two decks on one engine (each with its own scope) may run the same app, type and index.
+ * Containers started before names carried the scope are called `deck-<id>`; deck finds both by their
+ * labels (`deck.scope`, `deck.id`), never by name.
+ */
+export function containerName(scope: string, id: string): string {
+  return `deck-${nameSafe(scope)}-${id}`;
+}
+
+/** A one-off container of the app's release command; unique per run, scoped like containerName(). */
+export function releaseContainerName(scope: string, app: string, release: number, suffix: string): string {
+  return `deck-${nameSafe(scope)}-${app}.release.v${release}-${suffix}`;
+}
+
+/** Labels that find the containers of process `id` of one deck, whichever name they were started under. */
+export function processFilter(scope: string, id: string): string[] {
+  return [`deck.scope=${scope}`, `deck.id=${id}`];
 }
 
 /** Whether an image's USER means root: none declared, `root` or uid 0 (with or without a group). */

@@ -17,7 +17,7 @@ import type { ProcessSpec } from "../core/interfaces.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "../test/helpers/base-image.ts";
 import { createDockerClient } from "./docker-client.ts";
 import { appNetworkName, dockerFirewallStatus, removeDockerFirewall } from "./docker-network.ts";
-import { DockerRuntime } from "./docker-runtime.ts";
+import { containerName, DockerRuntime } from "./docker-runtime.ts";
 import { findFreePort } from "./free-port.ts";
 
 /** Serves its own /proc/self/status, so a test sees who the app runs as. */
@@ -82,7 +82,7 @@ describe("Docker app containers are isolated", { skip }, () => {
     };
     const info = await runtime.start(spec);
     const status = await waitFor(`${app} to answer`, () => get(spec.port!));
-    return { id: info.id, port: spec.port!, status, ip: docker("inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", `deck-${info.id}`) };
+    return { id: info.id, port: spec.port!, status, ip: docker("inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", containerName(scope, info.id)) };
   }
 
   /** Runs `js` with node in a one-off container of `app`; its output lines. */
@@ -198,7 +198,7 @@ describe("Docker app containers are isolated", { skip }, () => {
       .find((a) => a.family === "IPv4" && !a.internal)?.address;
     assert.ok(hostAddress, "a host address outside the container networks");
     assert.match(docker("network", "inspect", "--format", '{{index .Options "com.docker.network.bridge.name"}}', appNetworkName(scope, alphaApp)), /^deckd/);
-    assert.notEqual(docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", `deck-${alpha.id}`), "default");
+    assert.notEqual(docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", containerName(scope, alpha.id)), "default");
 
     // From the host, everything answers: what the container cannot reach is refused to it, not missing.
     for (const [host, port] of [["127.0.0.1", hostPort], [gateway, hostPort], [hostAddress, hostPort], [bravo.ip, 5000]] as const) {
@@ -231,7 +231,7 @@ describe("Docker app containers are isolated", { skip }, () => {
     assert.ok(Number(m[1]) < 64, `${m[1]} processes started under a limit of 64`);
     assert.ok(Number(m[2]) > 0, report);
     assert.equal(m[3], "EAGAIN");
-    assert.equal(docker("inspect", "--format", "{{.HostConfig.PidsLimit}}", `deck-${web.id}`), "512", "the default limit on app processes");
+    assert.equal(docker("inspect", "--format", "{{.HostConfig.PidsLimit}}", containerName(scope, web.id)), "512", "the default limit on app processes");
     assert.ok(await get(web.port), "the app still answers");
     await runtime.stop(web.id, 5000);
     await limited.close();

@@ -121,6 +121,7 @@ function run(argv: string[], input?: string): Promise<{ ok: true } | { ok: false
       const message = missing ? `${cmd} not found` : (String(stderr).trim().split("\n")[0] || error.message);
       resolve({ ok: false, message, missing });
     });
+    // EPIPE when the command exits before reading its input: its exit status and stderr report why.
     child.stdin?.on("error", () => {});
     child.stdin?.end(input ?? "");
   });

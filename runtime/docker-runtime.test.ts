@@ -9,10 +9,12 @@ import { IMAGE_REF_FILE, type ProcessSpec } from "../core/interfaces.ts";
 import { buildBaseImage, dockerSkipReason, type BaseImage } from "../test/helpers/base-image.ts";
 import { createDockerClient, LogDemuxer, sinceParameter, timestampNanos } from "./docker-client.ts";
 import {
-  containerCmd, containerEnv, CONTAINER_PORT, containerUser, DockerRuntime, processContainerBody, releaseContainerBody, resolveImage, type ContainerContext,
+  containerCmd, containerEnv, containerName, CONTAINER_PORT, containerUser, DockerRuntime, FALLBACK_USER, processContainerBody, processFilter, releaseContainerBody,
+  releaseContainerName, resolveImage, type ContainerContext,
 } from "./docker-runtime.ts";
 import { appNetworkBody, appNetworkName, buildNetworkBody, firewallRuleset, firewallTableFor, removeDockerFirewall } from "./docker-network.ts";
 import { findFreePort } from "./free-port.ts";
+import { processId } from "./process-runtime.ts";
 
 // The test app, passed in the environment and run with `node -e "$APP_JS"`, so that the base image alone runs it.
 const APP_JS = `
@@ -92,6 +94,15 @@ describe("docker runtime: pure parts", () => {
         RestartPolicy: { Name: "no" },
       },
     });
+  });
+
+  it("names each deck's containers after its scope, so two decks on one engine never ask for the same name", () => {
+    assert.equal(containerName("3f2a9c", "shop.g17.web.2"), "deck-3f2a9c-shop.g17.web.2");
+    assert.notEqual(containerName("3f2a9c", "shop.g17.web.2"), containerName("77b0e1", "shop.g17.web.2"));
+    assert.equal(containerName("test 1/x", "a.g1.web.1"), "deck-test_1_x-a.g1.web.1", "only characters Docker allows in a name");
+    assert.equal(releaseContainerName("3f2a9c", "shop", 4, "0a1b2c"), "deck-3f2a9c-shop.release.v4-0a1b2c");
+    // Found by label, not name: containers started under the older name `deck-<id>` carry the same labels.
+    assert.deepEqual(processFilter("3f2a9c", "shop.g17.web.2"), ["deck.scope=3f2a9c", "deck.id=shop.g17.web.2"]);
   });
 
   it("runs as the image's own non-root user, else as the app's uid, else as nobody: never root", () => {
@@ -302,7 +313,7 @@ describe("DockerRuntime on a real engine", { skip }, () => {
 
     const log = await waitFor("the app's output in the log", () => (logText().includes("listening on") ? logText() : undefined));
     assert.match(log, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z app\\[web\\.1\\]: listening on ${CONTAINER_PORT}$`, "m"));
-    assert.match(log, /Z deck\[web\.1\]: Starting container deck-demo\.g\d+\.web\.1 /m);
+    assert.match(log, new RegExp(`Z deck\\[web\\.1\\]: Starting container deck-${scope}-demo\\.g\\d+\\.web\\.1 `, "m"));
     assert.deepEqual((await runtime.list("demo")).map((p) => p.id), [info.id]);
     assert.deepEqual(await runtime.list("other-app"), []);
     assert.ok(await client.inspectNetwork(appNetworkName(scope, "demo")), "the app's network exists while it has a container");
@@ -313,7 +324,7 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     await runtime.stop(info.id, 10_000);
     assert.ok(Date.now() - t0 < 6000, `stop took ${Date.now() - t0}ms`);
     assert.match(logText(), /Z app\[web\.1\]: stopping on SIGTERM$/m);
-    assert.equal(await client.inspectContainer(`deck-${info.id}`), undefined, "the container is removed");
+    assert.equal(await client.inspectContainer(containerName(scope, info.id)), undefined, "the container is removed");
     assert.equal(await get(spec.port!), undefined);
     assert.deepEqual(await runtime.list("demo"), []);
     assert.equal(await client.inspectNetwork(appNetworkName(scope, "demo")), undefined, "the network goes with the app's last container");
@@ -339,6 +350,57 @@ describe("DockerRuntime on a real engine", { skip }, () => {
     assert.equal(count("line while-deck-was-down"), 1);
     assert.equal(count("line after-restart"), 1);
     await second.stop(info.id, 5000);
+  });
+
+  it("runs the same app, type and index for two decks on one engine, each listing and stopping only its own", async () => {
+    const otherScope = `test-${randomBytes(6).toString("hex")}`;
+    const other = new DockerRuntime({ client, stateDir: join(root, "state-other"), scope: otherScope, firewallTable });
+    try {
+      const spec = await webSpec();
+      const twin: ProcessSpec = { ...spec, port: await findFreePort(), logFile: join(root, "logs", "other.log") };
+      const mine = await runtime.start(spec);
+      const theirs = await other.start(twin);
+      assert.equal(theirs.id, mine.id, "one process id in both decks");
+      await waitFor("this deck's process to answer", () => get(spec.port!));
+      await waitFor("the other deck's process to answer", () => get(twin.port!));
+      assert.deepEqual((await runtime.list("demo")).map((p) => [p.id, p.port]), [[mine.id, spec.port]]);
+      assert.deepEqual((await other.list("demo")).map((p) => [p.id, p.port]), [[theirs.id, twin.port]]);
+
+      await runtime.stop(mine.id, 5000);
+      assert.equal(await get(spec.port!), undefined, "this deck's process is gone");
+      assert.ok(await get(twin.port!), "the other deck's process with the same id runs on");
+      assert.deepEqual((await other.list("demo")).map((p) => [p.id, p.state]), [[theirs.id, "running"]]);
+      await other.stop(theirs.id, 5000);
+      assert.deepEqual(await other.list(), []);
+    } finally {
+      await other.close();
+      for (const c of await client.listContainers([`deck.scope=${otherScope}`]).catch(() => [])) await client.removeContainer(c.id);
+      for (const n of await client.listNetworks([`deck.scope=${otherScope}`]).catch(() => [])) await client.removeNetwork(n.id);
+    }
+  });
+
+  it("adopts, refuses to duplicate and stops a container started under the older unscoped name", async () => {
+    // Container names are engine-wide and the old ones carry no scope: an app name of the test's own.
+    const app = `old-${randomBytes(3).toString("hex")}`;
+    const spec = await webSpec({ app });
+    const id = processId(spec);
+    // What a deck started before names carried the scope: `deck-<id>`, with the labels deck reads.
+    await client.createNetwork(appNetworkBody(scope, app));
+    const body = processContainerBody(spec, { image: { image: base.tag }, scope, network: appNetworkName(scope, app), user: FALLBACK_USER, limits: {} });
+    await client.startContainer(await client.createContainer(`deck-${id}`, body));
+
+    await runtime.close();
+    const restarted = new DockerRuntime({ client, stateDir, scope, firewallTable });
+    runtime = restarted;
+    assert.deepEqual((await restarted.adopt()).filter((p) => p.app === app).map((p) => [p.id, p.port]), [[id, spec.port]]);
+    await waitFor("the adopted process to answer", () => get(spec.port!));
+    await assert.rejects(restarted.start(spec), (e) => isDeckError(e) && e.code === "process_exists", "the same process is not started twice");
+
+    await restarted.stop(id, 5000);
+    assert.equal(await client.inspectContainer(`deck-${id}`), undefined, "the old container is removed");
+    assert.equal(await get(spec.port!), undefined);
+    assert.deepEqual(await restarted.list(app), []);
+    assert.equal(await client.inspectNetwork(appNetworkName(scope, app)), undefined, "and the app's network with it");
   });
 
   it("has the engine restart a crashed process and reports the restart", async () => {

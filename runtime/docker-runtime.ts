@@ -6,7 +6,7 @@ import { DeckError } from "../core/errors.ts";
 import type { ProcessInfo, ProcessSpec, Runtime, SandboxIdentity } from "../core/interfaces.ts";
 import { LogDemuxer, sinceParameter, timestampNanos, type ContainerCreateBody, type ContainerInfo, type DockerClient, type LogLine } from "./docker-client.ts";
 import {
-  containerName, containerUser, DEFAULT_PIDS_LIMIT, processContainerBody, releaseContainerBody, resolveImage,
+  containerName, containerUser, DEFAULT_PIDS_LIMIT, processContainerBody, processFilter, releaseContainerBody, releaseContainerName, resolveImage,
   type ContainerContext, type DockerLimits, type ImageRef,
 } from "./docker-container.ts";
 import { applyDockerFirewall, appNetworkBody, appNetworkName, firewallTableFor } from "./docker-network.ts";
@@ -17,7 +17,7 @@ import { formatLogLine, sleep } from "./shim-lib.mjs";
 
 export {
   CONTAINER_PATH, CONTAINER_PORT, containerCmd, containerEnv, containerName, containerUser, DEFAULT_PIDS_LIMIT, FALLBACK_USER, isRootUser,
-  processContainerBody, processLabels, releaseContainerBody, resolveImage, scopeFor,
+  processContainerBody, processFilter, processLabels, releaseContainerBody, releaseContainerName, resolveImage, scopeFor,
   type ContainerContext, type DockerLimits, type ImageRef,
 } from "./docker-container.ts";
 
@@ -112,9 +112,9 @@ interface Follower {
 
 /**
  * Runs each app process as a container on a Docker engine: one container per process, named
- * `deck-<process id>`, labelled with app/release/generation/type/index, its web port published on
- * one address only (127.0.0.1 unless DECK_UPSTREAM_HOST says otherwise), restarted by the engine on
- * failure. Containers are hardened (docker-container.ts: non-root, no capabilities, no new
+ * `deck-<scope>-<process id>` (containerName, so decks sharing an engine never collide), labelled with
+ * scope/app/release/generation/type/index, its web port published on one address only (127.0.0.1
+ * unless DECK_UPSTREAM_HOST says otherwise), restarted by the engine on failure. Containers are hardened (docker-container.ts: non-root, no capabilities, no new
  * privileges, pids/memory/CPU limits) and each app's sit on its own network, which exists while the
  * app has a container (docker-network.ts). Containers outlive the deck server; a new DockerRuntime
  * finds them by label and resumes streaming their logs into the app log where the last one stopped.
@@ -225,11 +225,12 @@ export class DockerRuntime implements Runtime {
 
   async start(spec: ProcessSpec): Promise<ProcessInfo> {
     const id = processId(spec);
-    const name = containerName(id);
+    const name = containerName(this.#scope, id);
     await this.#ready();
-    const existing = await this.#client.inspectContainer(name);
-    if (existing?.running) throw new DeckError("process_exists", `${id} is already running; stop it first`, { id });
-    if (existing) await this.#client.removeContainer(name);
+    // By label, not name: a container of this process started under the older unscoped name counts too.
+    const existing = await this.#client.listContainers(processFilter(this.#scope, id));
+    if (existing.some((c) => c.running || c.restarting)) throw new DeckError("process_exists", `${id} is already running; stop it first`, { id });
+    for (const c of existing) await this.#client.removeContainer(c.id);
     mkdirSync(this.#stateDir, { recursive: true });
     rmSync(this.#cursorFile(id), { force: true });
 
@@ -244,7 +245,7 @@ export class DockerRuntime implements Runtime {
       try {
         await this.#client.startContainer(containerId);
       } catch (e) {
-        await this.#client.removeContainer(containerId).catch(() => undefined);
+        await this.#client.removeContainer(containerId).catch((removeError: unknown) => this.#log(`docker: removing ${id}, which did not start, failed (the next start of it replaces it): ${engineMessage(removeError)}`));
         throw new DeckError("process_start_failed", `${id}: the container did not start: ${engineMessage(e)}`, { id }, { cause: e });
       }
       return { containerId, ctx };
@@ -259,17 +260,19 @@ export class DockerRuntime implements Runtime {
     return started;
   }
 
+  /** Stops this deck's container of process `id` (found by label, so under its current or older name); an unknown id is a no-op. */
   async stop(id: string, graceMs: number): Promise<void> {
-    const name = containerName(id);
-    const app = (await this.#client.inspectContainer(name))?.labels["deck.app"];
-    await this.#client.stopContainer(name, Math.max(0, Math.ceil(graceMs / 1000)));
+    const containers = await this.#client.listContainers(processFilter(this.#scope, id));
+    const seconds = Math.max(0, Math.ceil(graceMs / 1000));
+    await Promise.all(containers.map((c) => this.#client.stopContainer(c.id, seconds)));
     // The log stream ends with the container; let it write the last lines before they are deleted.
     const follower = this.#followers.get(id);
     if (follower) await Promise.race([follower.done, sleep(LOG_DRAIN_MS)]);
     follower?.stop();
-    await this.#client.removeContainer(name);
+    for (const c of containers) await this.#client.removeContainer(c.id);
     rmSync(this.#cursorFile(id), { force: true });
-    if (app) await this.#releaseNetwork(app);
+    const apps = new Set(containers.map((c) => c.labels["deck.app"]).filter((app): app is string => app !== undefined));
+    for (const app of apps) await this.#releaseNetwork(app);
   }
 
   /**
@@ -297,6 +300,20 @@ export class DockerRuntime implements Runtime {
   async stopAll(graceMs: number, app?: string): Promise<void> {
     const processes = await this.list(app);
     await Promise.all(processes.map((p) => this.stop(p.id, graceMs)));
+  }
+
+  /**
+   * Stops and removes every container of this deck: its processes (as stopAll) and any release command
+   * a deck server stopped mid-deploy left behind. For `deck down`.
+   */
+  async stopEverything(graceMs: number): Promise<void> {
+    await this.stopAll(graceMs);
+    const oneOffs = await this.#client.listContainers([`deck.scope=${this.#scope}`, "deck.type=release"]);
+    const seconds = Math.max(0, Math.ceil(graceMs / 1000));
+    await Promise.all(oneOffs.map((c) => this.#client.stopContainer(c.id, seconds)));
+    for (const c of oneOffs) await this.#client.removeContainer(c.id);
+    const apps = new Set(oneOffs.map((c) => c.labels["deck.app"]).filter((app): app is string => app !== undefined));
+    for (const app of apps) await this.#releaseNetwork(app);
   }
 
   /** Stops following logs (the containers keep running); for a deck server that is shutting down. */
@@ -328,7 +345,11 @@ export class DockerRuntime implements Runtime {
         } catch {
           return; // the container is gone
         }
-        if (stopped) break;
+        // Stopped while the stream was being opened: nothing else would close it.
+        if (stopped) {
+          current.destroy();
+          break;
+        }
         await pumpLogs(current, (lines) => {
           const fresh = lines.filter((l) => {
             const t = timestampNanos(l.time);
@@ -344,6 +365,8 @@ export class DockerRuntime implements Runtime {
         });
         if (stopped) break;
         // The stream ends when the container stops; the engine may be about to restart it.
+        // An engine that does not answer ends the follower as a gone container does; the cursor file
+        // lets the next follower (after reconcile adopts the container) resume where this one stopped.
         const state = await client.inspectContainer(container.id).catch(() => undefined);
         if (!state || (!state.running && !state.restarting)) return;
         await sleep(state.restarting ? 250 : 50);
@@ -367,7 +390,7 @@ export class DockerRuntime implements Runtime {
    */
   async runOnce(spec: RunOnceSpec): Promise<RunOnceResult> {
     await this.#ready();
-    const name = `deck-${spec.app}.release.v${spec.release}-${randomBytes(3).toString("hex")}`;
+    const name = releaseContainerName(this.#scope, spec.app, spec.release, randomBytes(3).toString("hex"));
     const writeLog = (text: string) => appendLog(spec.logFile, text);
 
     writeLog(formatLogLine("deck", "release", `Running release command \`${spec.command}\``));
@@ -393,7 +416,7 @@ export class DockerRuntime implements Runtime {
       timer = setTimeout(() => {
         timedOut = true;
         writeLog(formatLogLine("deck", "release", `Release command timed out after ${spec.timeoutMs / 1000}s; stopping`));
-        void this.#client.stopContainer(id, ONE_OFF_STOP_SECONDS).catch(() => undefined);
+        void this.#client.stopContainer(id, ONE_OFF_STOP_SECONDS).catch((e: unknown) => this.#log(`docker: stopping ${name} after its timeout failed: ${engineMessage(e)}`));
       }, spec.timeoutMs);
       const exitCode = await this.#client.waitContainer(id);
       await Promise.race([output, sleep(1000)]);
@@ -402,7 +425,7 @@ export class DockerRuntime implements Runtime {
       return { exitCode, timedOut };
     } finally {
       clearTimeout(timer);
-      await this.#client.removeContainer(id).catch(() => undefined);
+      await this.#client.removeContainer(id).catch((e: unknown) => this.#log(`docker: removing the finished ${name} failed: ${engineMessage(e)}`));
       await this.#releaseNetworkLogged(spec.app);
     }
   }

@@ -187,6 +187,7 @@ export async function removeNetworkRules(table: string): Promise<void> {
 
 /** Nameservers from /etc/resolv.conf (none when it cannot be read: then DNS to a local resolver is refused). */
 export async function readResolvers(file = "/etc/resolv.conf"): Promise<string[]> {
+  // The doc comment above is the contract: an unreadable file means no resolvers, not an error.
   return parseResolvers(await readFile(file, "utf8").catch(() => ""));
 }
 

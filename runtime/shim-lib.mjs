@@ -228,7 +228,8 @@ export async function killAndRemoveCgroup(dir) {
       if (e.code === "ENOENT") return; // no such cgroup
       throw e;
     }
-    // v2 (Linux 5.14+) kills the whole subtree in one write; elsewhere each pid is killed in turn.
+    // v2 (Linux 5.14+) kills the whole subtree in one write; elsewhere the file does not exist (the
+    // write fails, which is expected) and each pid is killed in turn below.
     await writeFile(`${dir}/cgroup.kill`, "1").catch(() => undefined);
     for (const pid of pids) signalProcess(pid, "SIGKILL");
     try {

@@ -106,6 +106,7 @@ async function startDeckRouter(s: Pick<Setup, "dir" | "procs">, name: string, ac
   const until = Date.now() + 30_000;
   while (!(await probeRouter(socket, 500))) {
     if (child.exitCode !== null || Date.now() > until) {
+      // A router that died before writing its log leaves none: the error then says so with no lines.
       const log = await readFile(logFile, "utf8").catch(() => "");
       throw new Error(`deck's router (${name}) did not start:\n${log.split("\n").slice(-15).join("\n")}`);
     }
@@ -587,6 +588,7 @@ function report(r: Results): string[] {
 }
 
 async function accessLogBytes(s: Setup): Promise<number> {
+  // No access log (it is off, or nothing was logged yet): zero bytes.
   const st = await stat(join(s.deck.dataDir, "logs", "access.log")).catch(() => undefined);
   return st?.size ?? 0;
 }
@@ -622,7 +624,7 @@ export async function routerBench(): Promise<string[]> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await procs.stopAll();
-    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    if (dir) await rm(dir, { recursive: true, force: true }).catch((e: Error) => console.error(`could not remove ${dir}: ${e.message}`));
     execFileSync("taskset", ["-a", "-c", "-p", cores, String(process.pid)], { stdio: "ignore" });
   }
 }

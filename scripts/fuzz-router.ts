@@ -41,7 +41,8 @@ for (const [i, path] of FUZZ_PATHS.entries()) {
       const file = await saveToCorpus(corpusDir, item, finding);
       console.log(`${path}: ${finding.kind}: ${finding.detail.split("\n")[0]} → ${relative(root, file)}`);
       if (finding.kind !== "malformed_answer") {
-        // The router may be left in a bad state: the next inputs get a fresh one.
+        // The router may be left in a bad state: the next inputs get a fresh one. Closing a broken
+        // router may fail too; the finding above is what counts.
         await router.close().catch(() => undefined);
         router = await startFuzzRouter();
       }

@@ -48,7 +48,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       })());
     return { pool, url, embedded: true, close };
   } catch (e) {
-    await server.stop().catch(() => {});
+    await server.stop().catch((stopError: Error) => log(`database: stopping the embedded server after a failed start failed too: ${stopError.message.split("\n")[0]}`));
     throw e;
   }
 }
@@ -74,6 +74,7 @@ async function connect(url: string, log: (line: string) => void): Promise<Databa
 
 async function ensureDatabase(server: EmbeddedServer, name: string): Promise<void> {
   const client = new pg.Client({ connectionString: server.urlFor("postgres") });
+  // A dropped connection must not crash the process; the failing connect or query reports it.
   client.on("error", () => {});
   await client.connect();
   try {

@@ -77,6 +77,7 @@ async function acquireStartLock(stateDir: string): Promise<() => Promise<void>> 
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     }
+    // A lock file removed since the write above reads as empty, and is then found abandoned below.
     const holder = Number.parseInt(await readFile(lockFile, "utf8").catch(() => ""), 10);
     // An empty file is a lock being written right now, unless it has been empty for a while.
     const abandoned = Number.isNaN(holder) ? Date.now() - (await stat(lockFile).then((st) => st.mtimeMs, () => 0)) > 5_000 : holder !== process.pid && !isProcessAlive(holder);

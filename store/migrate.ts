@@ -92,6 +92,8 @@ async function applyPending(client: pg.Client, migrations: Migration[], log: (li
       await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
       await client.query("COMMIT");
     } catch (e) {
+      // The migration's own error is the one to report; a connection too broken to roll back ends
+      // the transaction anyway when it closes.
       await client.query("ROLLBACK").catch(() => {});
       throw new DeckError("migration_failed", `migration ${label} failed: ${(e as Error).message}`, { version: migration.version }, { cause: e });
     }

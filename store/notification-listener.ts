@@ -56,6 +56,7 @@ export function listenForNotifications(options: NotificationListenerOptions): No
       for (const channel of options.channels) await c.query(`LISTEN ${c.escapeIdentifier(channel)}`);
     } catch (e) {
       connecting = false;
+      // The connect or LISTEN failure is logged below; ending the broken client can only fail the same way.
       void c.end().catch(() => {});
       const message = (e as Error).message.split("\n")[0] ?? String(e);
       if (message !== lastError) log(`database: cannot listen on ${redactUrl(options.url)} (${message}); retrying`);
@@ -65,6 +66,7 @@ export function listenForNotifications(options: NotificationListenerOptions): No
       return;
     }
     connecting = false;
+    // Closed while connecting: this client was never used, so a failure to end it changes nothing.
     if (closed) return void c.end().catch(() => {});
     client = c;
     backoff = MIN_BACKOFF_MS;
@@ -99,6 +101,7 @@ export function listenForNotifications(options: NotificationListenerOptions): No
       const c = client;
       client = null;
       // Not awaited: ending a connection whose peer is gone can take as long as TCP does to notice.
+      // It is being dropped for a new one, so its failing to end cleanly is expected.
       if (c) void c.end().catch(() => {});
       schedule(0);
     },
@@ -107,6 +110,7 @@ export function listenForNotifications(options: NotificationListenerOptions): No
       clearTimeout(timer);
       const c = client;
       client = null;
+      // Closing: a connection that fails to end cleanly is gone all the same.
       if (c) await c.end().catch(() => {});
     },
   };

@@ -178,6 +178,11 @@ for (const backend of backends) {
       assert.equal(listed.status, 200);
       assert.equal(listed.body.items[0].status, "out-of-memory");
       assert.equal(listed.body.items[0].sizeBytes, null);
+      // The deployment records the typed failure; the one that went live is succeeded.
+      const [hogDeploy] = (await api(deck, "GET", "/apps/hog/deployments")).body.items;
+      assert.deepEqual([hogDeploy.kind, hogDeploy.status, hogDeploy.errorCode], ["push", "failed", "out_of_memory"]);
+      const [calmDeploy] = (await api(deck, "GET", "/apps/calm/deployments")).body.items;
+      assert.deepEqual([calmDeploy.status, calmDeploy.errorCode, calmDeploy.release], ["succeeded", null, "v1"]);
       const calmBuilds = JSON.parse((await deck.ssh("builds:list calm --json")).stdout);
       assert.equal(calmBuilds[0].status, "succeeded");
       assert.ok(calmBuilds[0].sizeBytes > 0, "the artifact's size is recorded");
@@ -222,6 +227,8 @@ for (const backend of backends) {
 
       const builds = JSON.parse((await deck.ssh("builds:list long --json")).stdout) as { id: number; status: string }[];
       assert.equal(builds[0].status, "cancelled");
+      const [cancelledDeploy] = (await api(deck, "GET", "/apps/long/deployments")).body.items;
+      assert.deepEqual([cancelledDeploy.status, cancelledDeploy.errorCode], ["cancelled", "cancelled"]);
       const printed = await deck.ssh(`builds:output long ${builds[0].id}`);
       assert.equal(printed.code, 0, printed.stderr);
       assert.match(printed.stdout, /tick 0\n/);
@@ -233,7 +240,7 @@ for (const backend of backends) {
 
       const nothing = await deck.ssh("builds:cancel long");
       assert.notEqual(nothing.code, 0);
-      assert.match(nothing.stderr, /^deck: long has no build running or waiting/);
+      assert.match(nothing.stderr, /^deck: error \(no_build\): long has no build running or waiting/);
     });
 
     it("stops a build at its timeout with nothing left running and no release", async () => {
@@ -254,6 +261,8 @@ for (const backend of backends) {
       assert.deepEqual(JSON.parse((await deck.ssh("releases slow --json")).stdout).map((r: { version: number }) => r.version), [1]);
       assert.match((await deck.get("slow")).body, /^v1 /);
       assert.equal(JSON.parse((await deck.ssh("builds:list slow --json")).stdout)[0].status, "timed-out");
+      const [slowDeploy] = (await api(deck, "GET", "/apps/slow/deployments")).body.items;
+      assert.deepEqual([slowDeploy.status, slowDeploy.errorCode], ["failed", "timeout"]);
     });
 
     it("builds:cache:clear makes the next build install its dependencies again", async () => {

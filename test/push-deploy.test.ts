@@ -45,6 +45,16 @@ for (const backend of backends) {
       if (backend.name === "external") await backend.drop();
     });
 
+    // Every case works on apps of its own, so that each one passes or fails alone, in any order.
+    /** A new app deployed over SSH from a new repository holding `files`; returns the repository. */
+    const deployed = async (app: string, files: Record<string, string> = nodeApp("v1")): Promise<string> => {
+      const repo = await makeRepo(join(work, app), files);
+      const push = await deck.push(repo, app);
+      assert.equal(push.code, 0, push.stderr);
+      return repo;
+    };
+    const appNames = async (): Promise<string[]> => (JSON.parse((await deck.ssh("apps:list --json")).stdout) as { name: string }[]).map((a) => a.name).sort();
+
     it("deploys a Node.js app pushed over SSH and streams the build as it happens", async () => {
       const repo = await makeRepo(join(work, "web"), nodeApp("v1", {
         buildScript: "node -e \"console.log('compiling step one'); setTimeout(() => console.log('compiling step two'), 2500)\"",
@@ -74,32 +84,34 @@ for (const backend of backends) {
     });
 
     it("refuses HTTP git without a valid token", async () => {
-      const repo = join(work, "site");
-      const push = await deck.push(repo, "site", { url: deck.httpUrl("site", "deck_wrong") });
+      const repo = await makeRepo(join(work, "denied"), { "index.html": "<h1>not deployed</h1>\n" });
+      const push = await deck.push(repo, "denied", { url: deck.httpUrl("denied", "deck_wrong") });
       assert.notEqual(push.code, 0);
       assert.match(push.stderr, /Authentication failed|401|could not read Username/);
+      assert.ok(!(await appNames()).includes("denied"), "a refused push creates no app");
+      assert.equal((await deck.get("denied")).status, 404);
     });
 
     it("rejects a push whose build fails and keeps the previous release serving", async () => {
-      const repo = join(work, "web");
-      const before = remoteRef(join(deck.dataDir, "repos", "web.git"));
+      const repo = await deployed("broken");
+      const before = remoteRef(join(deck.dataDir, "repos", "broken.git"));
       await commitFiles(repo, nodeApp("v2-broken", { buildScript: "node -e \"console.error('syntax error in app.ts'); process.exit(3)\"" }), "broken build");
-      const push = await deck.push(repo, "web");
+      const push = await deck.push(repo, "broken");
       assert.notEqual(push.code, 0);
       assert.match(push.stderr, /remote: .*syntax error in app\.ts/);
       assert.match(push.stderr, /remote: deck: push rejected: .*build/i);
-      assert.match((await deck.get("web")).body, /^v1 /);
-      assert.equal(remoteRef(join(deck.dataDir, "repos", "web.git")), before, "a rejected push does not move the branch");
+      assert.match((await deck.get("broken")).body, /^v1 /);
+      assert.equal(remoteRef(join(deck.dataDir, "repos", "broken.git")), before, "a rejected push does not move the branch");
     });
 
     it("rejects a push whose new release fails its health check and keeps the previous release serving", async () => {
-      const repo = join(work, "web");
-      await commitFiles(repo, nodeApp("v3-crash", { crash: true }), "crashing release");
-      const push = await deck.push(repo, "web");
+      const repo = await deployed("crashy");
+      await commitFiles(repo, nodeApp("v2-crash", { crash: true }), "crashing release");
+      const push = await deck.push(repo, "crashy");
       assert.notEqual(push.code, 0);
       assert.match(push.stderr, /remote: deck: push rejected: health check failed: web\.1 exited during start-up/);
       assert.match(push.stderr, /boom: missing DATABASE/, "the crashing process's last lines are shown");
-      assert.match((await deck.get("web")).body, /^v1 /);
+      assert.match((await deck.get("crashy")).body, /^v1 /);
     });
 
     it("rejects a repository no buildpack recognises and names the files it looked for", async () => {
@@ -110,93 +122,103 @@ for (const backend of backends) {
     });
 
     it("stores other branches without deploying them", async () => {
-      const repo = join(work, "web");
-      const push = await deck.push(repo, "web", { ref: "refs/heads/feature" });
+      const repo = await deployed("branches");
+      await commitFiles(repo, nodeApp("v2-feature"), "feature work");
+      const push = await deck.push(repo, "branches", { ref: "refs/heads/feature" });
       assert.equal(push.code, 0, push.stderr);
       assert.match(push.stderr, /remote: -----> Branch feature stored, not deployed/);
-      assert.match((await deck.get("web")).body, /^v1 /);
+      assert.match((await deck.get("branches")).body, /^v1 /);
+      assert.equal(remoteRef(join(deck.dataDir, "repos", "branches.git"), "refs/heads/feature"), remoteRef(join(repo, ".git"), "HEAD"), "the branch is stored");
     });
 
     it("sets config vars with a new release and reads them back", async () => {
-      await commitFiles(join(work, "web"), nodeApp("v4"), "healthy again");
-      assert.equal((await deck.push(join(work, "web"), "web", { force: true })).code, 0);
-      const set = await deck.ssh("config:set web GREETING=hello-there");
+      await deployed("configured");
+      const set = await deck.ssh("config:set configured GREETING=hello-there");
       assert.equal(set.code, 0, set.stderr);
       assert.match(set.stdout, /deployed v\d+/);
-      assert.match((await deck.get("web")).body, /^v4 hello-there /);
-      assert.equal((await deck.ssh("config:get web GREETING")).stdout, "hello-there\n");
-      assert.match((await deck.ssh("config:show web --reveal")).stdout, /GREETING:\s+hello-there/);
-      assert.match((await deck.ssh("config:show web")).stdout, /GREETING:\s+he\*+\n/, "values are masked unless revealed");
-      const bad = await deck.ssh("config:set web not-a-pair");
+      assert.match((await deck.get("configured")).body, /^v1 hello-there /);
+      assert.equal((await deck.ssh("config:get configured GREETING")).stdout, "hello-there\n");
+      assert.match((await deck.ssh("config:show configured --reveal")).stdout, /GREETING:\s+hello-there/);
+      assert.match((await deck.ssh("config:show configured")).stdout, /GREETING:\s+he\*+\n/, "values are masked unless revealed");
+      const bad = await deck.ssh("config:set configured not-a-pair");
       assert.equal(bad.code, 1);
       assert.equal(bad.stderr.trim().split("\n").length, 1);
     });
 
     it("scales web to 2 processes and both receive traffic", async () => {
-      const r = await deck.ssh("ps:scale web web=2");
+      await deployed("scaled");
+      const r = await deck.ssh("ps:scale scaled web=2");
       assert.equal(r.code, 0, r.stderr);
       const pids = new Set<string>();
-      for (let i = 0; i < 20; i++) pids.add(/instance=(\w+)/.exec((await deck.get("web")).body)?.[1] ?? "none");
+      for (let i = 0; i < 20; i++) pids.add(/instance=(\w+)/.exec((await deck.get("scaled")).body)?.[1] ?? "none");
       assert.equal(pids.size, 2, `answers came from ${[...pids].join(", ")}`);
-      const report = JSON.parse((await deck.ssh("ps:report web --json")).stdout);
+      const report = JSON.parse((await deck.ssh("ps:report scaled --json")).stdout);
       assert.equal(report.processes.length, 2);
       assert.deepEqual(report.formation, { web: 2 });
     });
 
     it("lists releases and rolls back without rebuilding", async () => {
-      const list = JSON.parse((await deck.ssh("releases web --json")).stdout) as { version: number; status: string; description: string }[];
+      const repo = await deployed("rolled");
+      await commitFiles(repo, nodeApp("v2"), "second");
+      assert.equal((await deck.push(repo, "rolled")).code, 0);
+      assert.equal((await deck.ssh("config:set rolled GREETING=hello-there")).code, 0);
+      const list = JSON.parse((await deck.ssh("releases rolled --json")).stdout) as { version: number; status: string; description: string }[];
       const live = list.find((r) => r.status === "live")!;
       const v1 = list.find((r) => r.version === 1)!;
       assert.match(v1.description, /Deploy/);
-      const rb = await deck.ssh("rollback web v1");
+      const rb = await deck.ssh("rollback rolled v1");
       assert.equal(rb.code, 0, rb.stderr);
       assert.doesNotMatch(rb.stdout + rb.stderr, /Installing dependencies/, "rollback does not rebuild");
-      assert.match((await deck.get("web")).body, /^v1 /);
-      const back = await deck.ssh(`rollback web v${live.version}`);
+      assert.match((await deck.get("rolled")).body, /^v1 /);
+      const back = await deck.ssh(`rollback rolled v${live.version}`);
       assert.equal(back.code, 0, back.stderr);
-      assert.match((await deck.get("web")).body, /^v4 hello-there /);
+      assert.match((await deck.get("rolled")).body, /^v2 hello-there /);
     });
 
     it("shows the last N log lines with app and build output", async () => {
-      const r = await deck.ssh("logs web -n 5");
+      await deployed("logged");
+      const r = await deck.ssh("logs logged -n 5");
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.trim().split("\n").length, 5);
-      const all = (await deck.ssh("logs web -n 2000")).stdout;
-      assert.match(all, /app\[web\.1\]: v4 listening on/);
+      const all = (await deck.ssh("logs logged -n 2000")).stdout;
+      assert.match(all, /app\[web\.1\]: v1 listening on/);
       assert.match(all, /deck\[build\]: -----> Node\.js app detected/);
     });
 
     it("follows the log live with logs -t", async () => {
-      const tail = spawn("ssh", [...deck.sshArgs(), "deck@127.0.0.1", "logs web -t -n 1"], { stdio: ["ignore", "pipe", "pipe"] });
+      await deployed("tailed");
+      const tail = spawn("ssh", [...deck.sshArgs(), "deck@127.0.0.1", "logs tailed -t -n 1"], { stdio: ["ignore", "pipe", "pipe"] });
       let seen = "";
       tail.stdout.on("data", (c) => (seen += c));
       try {
         while (!seen) await new Promise((r) => setTimeout(r, 50));
         const mark = seen.length;
-        assert.equal((await deck.ssh("ps:restart web")).code, 0);
+        assert.equal((await deck.ssh("ps:restart tailed")).code, 0);
         const deadline = Date.now() + 10_000;
-        while (!/app\[web\.\d\]: v4 listening on/.test(seen.slice(mark)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        assert.match(seen.slice(mark), /app\[web\.\d\]: v4 listening on/, "lines written after logs -t started reach it");
+        while (!/app\[web\.\d\]: v1 listening on/.test(seen.slice(mark)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.match(seen.slice(mark), /app\[web\.\d\]: v1 listening on/, "lines written after logs -t started reach it");
       } finally {
         tail.kill("SIGKILL");
       }
     });
 
     it("keeps the last DECK_KEEP_RELEASES artifacts and says when a rollback target is gone", async () => {
-      const repo = join(work, "site");
+      const repo = await deployed("kept", { "index.html": "<h1>site 1</h1>\n" });
       for (const n of [2, 3, 4]) {
         await commitFiles(repo, { "index.html": `<h1>site ${n}</h1>\n` }, `site ${n}`);
-        assert.equal((await deck.push(repo, "site", { via: "http" })).code, 0);
+        assert.equal((await deck.push(repo, "kept", { via: "http" })).code, 0);
       }
-      assert.equal(readdirSync(join(deck.dataDir, "apps", "site", "slugs")).length, 3);
-      const gone = await deck.ssh("rollback site v1");
+      assert.equal(readdirSync(join(deck.dataDir, "apps", "kept", "slugs")).length, 3);
+      const gone = await deck.ssh("rollback kept v1");
       assert.equal(gone.code, 1);
       assert.match(gone.stderr, /the build of v1 is no longer kept \(deck keeps the last 3\)/);
-      assert.equal((await deck.ssh("rollback site")).code, 0);
-      assert.equal((await deck.get("site")).body, "<h1>site 3</h1>\n");
+      assert.equal((await deck.ssh("rollback kept")).code, 0);
+      assert.equal((await deck.get("kept")).body, "<h1>site 3</h1>\n");
     });
 
     it("refuses hostile app names over SSH and HTTP and touches no file", async () => {
+      const repo = await makeRepo(join(work, "hostile"), { "index.html": "<h1>hostile</h1>\n" });
+      const appsBefore = await appNames();
       const reposBefore = readdirSync(join(deck.dataDir, "repos")).sort();
       const passwd = readFileSync("/etc/passwd", "utf8");
       const hostile = ["../x", "/etc/passwd", "a/b", "x'y", 'q"uote', "a".repeat(200), "UPPER", "-dash", ""];
@@ -209,19 +231,18 @@ for (const backend of backends) {
         const h = await rawHttp(deck.ports.api, `/git/${encodeURIComponent(name)}.git/info/refs?service=git-receive-pack`, deck.token);
         assert.ok(h.status >= 400 && h.status < 500, `http ${name}: ${h.status}`);
       }
-      const viaGit = await deck.push(join(work, "web"), "x", { url: `ssh://deck@127.0.0.1:${deck.ports.ssh}/../../etc` });
+      const viaGit = await deck.push(repo, "x", { url: `ssh://deck@127.0.0.1:${deck.ports.ssh}/../../etc` });
       assert.notEqual(viaGit.code, 0);
       assert.match(viaGit.stderr, /invalid app name/);
       assert.deepEqual(readdirSync(join(deck.dataDir, "repos")).sort(), reposBefore);
       assert.equal(readFileSync("/etc/passwd", "utf8"), passwd);
-      const apps = JSON.parse((await deck.ssh("apps:list --json")).stdout) as { name: string }[];
-      assert.deepEqual(apps.map((a) => a.name).sort(), ["docs", "site", "web"]);
+      assert.deepEqual(await appNames(), appsBefore, "no app was created");
     });
 
     it("answers unknown commands, unknown hosts and apps without a release clearly", async () => {
-      const r = await deck.ssh("frobnicate web");
+      const r = await deck.ssh("frobnicate empty");
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /^deck: unknown command "frobnicate"; run `help`/);
+      assert.match(r.stderr, /^deck: error \(unknown_command\): unknown command "frobnicate"; run `help`/);
       const missing = await deck.ssh("config:show nosuchapp");
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /app "nosuchapp" does not exist/);
@@ -236,12 +257,16 @@ for (const backend of backends) {
     });
 
     it("destroys an app with confirmation", async () => {
-      const refused = await deck.ssh("apps:destroy empty");
+      await deployed("doomed", { "index.html": "<h1>doomed</h1>\n" });
+      assert.equal((await deck.get("doomed")).status, 200);
+      const refused = await deck.ssh("apps:destroy doomed");
       assert.equal(refused.code, 1);
-      assert.match(refused.stderr, /--confirm empty/);
-      assert.equal((await deck.ssh("apps:destroy empty --confirm empty")).code, 0);
-      assert.equal((await deck.get("empty")).status, 404);
-      assert.ok(!readdirSync(join(deck.dataDir, "repos")).includes("empty.git"));
+      assert.match(refused.stderr, /--confirm doomed/);
+      assert.equal((await deck.get("doomed")).status, 200, "a refused destroy leaves the app serving");
+      assert.equal((await deck.ssh("apps:destroy doomed --confirm doomed")).code, 0);
+      assert.equal((await deck.get("doomed")).status, 404);
+      assert.ok(!readdirSync(join(deck.dataDir, "repos")).includes("doomed.git"));
+      assert.ok(!(await appNames()).includes("doomed"));
     });
   });
 }

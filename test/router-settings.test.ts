@@ -240,18 +240,18 @@ for (const backend of backends) {
 
     it("refuses bad keys and values with one line and changes nothing", async () => {
       const before = await routerReport();
-      assertOneLineError(await ssh(`router:set ${APP} speed 3`), /^deck: "speed" is not a router setting; use one of rate-limit, rate-burst, max-body-size, redirect-https, hsts$/, "unknown key");
-      assertOneLineError(await ssh(`router:set ${APP} rate-limit fast`), /^deck: "fast" is not a valid rate-limit: give a number of requests per second/, "rate-limit fast");
+      assertOneLineError(await ssh(`router:set ${APP} speed 3`), /^deck: error \(bad_argument\): "speed" is not a router setting; use one of rate-limit, rate-burst, max-body-size, redirect-https, hsts$/, "unknown key");
+      assertOneLineError(await ssh(`router:set ${APP} rate-limit fast`), /^deck: error \(bad_argument\): "fast" is not a valid rate-limit: give a number of requests per second/, "rate-limit fast");
       assertOneLineError(await ssh(`router:set ${APP} rate-limit -1`), /not a valid rate-limit/, "rate-limit -1");
-      assertOneLineError(await ssh(`router:set ${APP} rate-limit 0.0000001`), /^deck: "0.0000001" is not a valid rate-limit: give a number of requests per second per client IP from 0\.000001 to 1000000/, "rate-limit below the slowest");
-      assertOneLineError(await ssh(`router:set ${APP} rate-burst 0`), /^deck: "0" is not a valid rate-burst: give a whole number/, "rate-burst 0");
+      assertOneLineError(await ssh(`router:set ${APP} rate-limit 0.0000001`), /^deck: error \(bad_argument\): "0.0000001" is not a valid rate-limit: give a number of requests per second per client IP from 0\.000001 to 1000000/, "rate-limit below the slowest");
+      assertOneLineError(await ssh(`router:set ${APP} rate-burst 0`), /^deck: error \(bad_argument\): "0" is not a valid rate-burst: give a whole number/, "rate-burst 0");
       assertOneLineError(await ssh(`router:set ${APP} rate-burst 1.5`), /not a valid rate-burst/, "rate-burst 1.5");
-      assertOneLineError(await ssh(`router:set ${APP} max-body-size 10q`), /^deck: "10q" is not a valid max-body-size: give a size like 10m, 512k or 1g \(0 = no limit\)$/, "max-body-size 10q");
-      assertOneLineError(await ssh(`router:set ${APP} hsts yes`), /^deck: "yes" is not a valid hsts: give true or false$/, "hsts yes");
-      assertOneLineError(await ssh(`router:set ${APP}`), /^deck: missing KEY; usage: router:set APP KEY \[VALUE\]/, "no key");
-      assertOneLineError(await ssh(`router:set ${APP} hsts true extra`), /^deck: too many arguments/, "extra argument");
-      assertOneLineError(await ssh(`maintenance:on`), /^deck: missing app name; usage: maintenance:on APP$/, "maintenance:on without app");
-      assertOneLineError(await ssh(`ps:stop nosuchapp`), /^deck: app "nosuchapp" does not exist/, "ps:stop of a missing app");
+      assertOneLineError(await ssh(`router:set ${APP} max-body-size 10q`), /^deck: error \(bad_argument\): "10q" is not a valid max-body-size: give a size like 10m, 512k or 1g \(0 = no limit\)$/, "max-body-size 10q");
+      assertOneLineError(await ssh(`router:set ${APP} hsts yes`), /^deck: error \(bad_argument\): "yes" is not a valid hsts: give true or false$/, "hsts yes");
+      assertOneLineError(await ssh(`router:set ${APP}`), /^deck: error \(bad_argument\): missing KEY; usage: router:set APP KEY \[VALUE\]/, "no key");
+      assertOneLineError(await ssh(`router:set ${APP} hsts true extra`), /^deck: error \(bad_argument\): too many arguments/, "extra argument");
+      assertOneLineError(await ssh(`maintenance:on`), /^deck: error \(bad_argument\): missing app name; usage: maintenance:on APP$/, "maintenance:on without app");
+      assertOneLineError(await ssh(`ps:stop nosuchapp`), /^deck: error \(app_not_found\): app "nosuchapp" does not exist/, "ps:stop of a missing app");
 
       for (const [body, pattern] of [
         [{ rateLimitRps: -1 }, /body\.rateLimitRps/],
@@ -284,7 +284,7 @@ for (const backend of backends) {
           [`ps:start ${APP}`, "ps:scale"],
         ] as const) {
           const r = await ssh(command, { keyFile: user.keyFile });
-          assertOneLineError(r, new RegExp(`^deck: permission denied: ${action} on ${APP} `), `${user.email}: ${command}`);
+          assertOneLineError(r, new RegExp(`^deck: error \\(forbidden\\): permission denied: ${action} on ${APP} `), `${user.email}: ${command}`);
           assert.equal(r.stdout, "");
         }
         for (const [method, path, body, action] of [

@@ -125,6 +125,8 @@ export function createOAuthProvider(settings: OAuthProviderSettings): OAuthProvi
 const fetchGitHubToken: oidc.CustomFetch = async (url, options) => {
   const res = await fetch(url, options as RequestInit);
   if (res.status !== 200 || !new URL(url).pathname.endsWith("/login/oauth/access_token")) return res;
+  // A body that is not JSON is not GitHub's refusal: the original answer goes on to openid-client,
+  // which reports it.
   const body: unknown = await res.clone().json().catch(() => null);
   if (body && typeof body === "object" && typeof (body as { error?: unknown }).error === "string") {
     return new Response(JSON.stringify(body), { status: 400, headers: { "content-type": "application/json" } });

@@ -132,7 +132,7 @@ defineRoute({
     const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
     const d = await findDeployment(deps.db, params.id);
     if (!d || d.appId !== app.id) throw new DeckError("not_found", `${app.name} has no deployment ${params.id}`);
-    return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, createdAt: d.createdAt, log: await readBuildLogs(deps.db, d.id) };
+    return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, errorCode: d.errorCode, createdAt: d.createdAt, log: await readBuildLogs(deps.db, d.id) };
   },
 });
 

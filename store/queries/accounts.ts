@@ -124,10 +124,10 @@ export async function removeDomain(db: Db, appId: number, domain: string): Promi
 }
 
 export async function listDeployments(db: Db, appId: number, limit: number, before?: number): Promise<Record<string, unknown>[]> {
-  return [...(await db.any(q`SELECT d.id, d.kind, d.status, d.commit_sha, d.build_time, d.error, d.created_at, d.finished_at, r.version
+  return [...(await db.any(q`SELECT d.id, d.kind, d.status, d.commit_sha, d.build_time, d.error, d.error_code, d.created_at, d.finished_at, r.version
     FROM deployments d LEFT JOIN releases r ON r.id = d.release_id
     WHERE d.app_id = ${appId} AND (${before ?? null}::bigint IS NULL OR d.id < ${before ?? null}::bigint) ORDER BY d.id DESC LIMIT ${limit}`))].map((r) => ({
-    id: Number(r.id), kind: r.kind, status: r.status, commit: r.commit_sha, buildTimeMs: r.build_time == null ? null : Number(r.build_time), error: r.error ?? null,
+    id: Number(r.id), kind: r.kind, status: r.status, commit: r.commit_sha, buildTimeMs: r.build_time == null ? null : Number(r.build_time), error: r.error ?? null, errorCode: r.error_code ?? null,
     release: r.version == null ? null : `v${r.version}`, createdAt: toIso(r.created_at), finishedAt: r.finished_at ? toIso(r.finished_at) : null,
   }));
 }

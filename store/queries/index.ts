@@ -10,3 +10,4 @@ export * from "./certificates.ts";
 export * from "./routes.ts";
 export * from "./metering.ts";
 export * from "./challenges.ts";
+export * from "./app-queue.ts";

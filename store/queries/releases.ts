@@ -3,7 +3,7 @@ import { q, sql, toIso, type Db } from "./db.ts";
 
 export interface BuildRow { id: number; appId: number; commitSha: string; buildpack: string | null; status: string; slugPath: string | null; sizeBytes: number | null; procfile: Record<string, string> | null }
 export interface ReleaseRow { id: number; appId: number; version: number; buildId: number; config: Record<string, string>; commitSha: string; description: string; status: string; createdAt: string; createdBy: number | null }
-export interface DeploymentRow { id: number; appId: number; releaseId: number | null; commitSha: string | null; kind: string; status: string; buildTime: number | null; error: string | null; createdAt: string }
+export interface DeploymentRow { id: number; appId: number; releaseId: number | null; commitSha: string | null; kind: string; status: string; buildTime: number | null; error: string | null; errorCode: string | null; createdAt: string }
 
 const json = <T>(v: unknown): T => (typeof v === "string" ? JSON.parse(v) : v) as T;
 
@@ -14,12 +14,12 @@ function toRelease(r: Record<string, unknown>): ReleaseRow {
   return { id: Number(r.id), appId: Number(r.app_id), version: Number(r.version), buildId: Number(r.build_id), config: r.config_format === "plain" ? json(r.config) : decryptSecrets(json(r.config)), commitSha: String(r.commit_sha), description: String(r.description), status: String(r.status), createdAt: toIso(r.created_at), createdBy: r.created_by == null ? null : Number(r.created_by) };
 }
 function toDeployment(r: Record<string, unknown>): DeploymentRow {
-  return { id: Number(r.id), appId: Number(r.app_id), releaseId: r.release_id == null ? null : Number(r.release_id), commitSha: (r.commit_sha as string) ?? null, kind: String(r.kind), status: String(r.status), buildTime: r.build_time == null ? null : Number(r.build_time), error: (r.error as string) ?? null, createdAt: toIso(r.created_at) };
+  return { id: Number(r.id), appId: Number(r.app_id), releaseId: r.release_id == null ? null : Number(r.release_id), commitSha: (r.commit_sha as string) ?? null, kind: String(r.kind), status: String(r.status), buildTime: r.build_time == null ? null : Number(r.build_time), error: (r.error as string) ?? null, errorCode: (r.error_code as string) ?? null, createdAt: toIso(r.created_at) };
 }
 
 // ---- builds ----
-export async function insertBuild(db: Db, appId: number, commitSha: string): Promise<BuildRow> {
-  return toBuild(await db.one(q`INSERT INTO builds (app_id, commit_sha, status) VALUES (${appId}, ${commitSha}, 'building') RETURNING *`));
+export async function insertBuild(db: Db, appId: number, commitSha: string, deploymentId: number | null = null): Promise<BuildRow> {
+  return toBuild(await db.one(q`INSERT INTO builds (app_id, commit_sha, status, deployment_id) VALUES (${appId}, ${commitSha}, 'building', ${deploymentId}) RETURNING *`));
 }
 export async function finishBuild(db: Db, id: number, b: { ok: boolean; buildpack?: string; slugPath?: string; sizeBytes?: number; procfile?: Record<string, string> }): Promise<void> {
   await db.query(q`UPDATE builds SET status = ${b.ok ? "succeeded" : "failed"}, buildpack = ${b.buildpack ?? null}, slug_path = ${b.slugPath ?? null},
@@ -78,7 +78,8 @@ export async function findDeployment(db: Db, id: number): Promise<DeploymentRow 
   return r ? toDeployment(r) : null;
 }
 export async function listUnfinishedDeployments(db: Db): Promise<DeploymentRow[]> {
-  return (await db.any(q`SELECT * FROM deployments WHERE status IN ('queued', 'building', 'deploying') ORDER BY id`)).map(toDeployment);
+  return (await db.any(q`SELECT * FROM deployments
+    WHERE status IN ('queued', 'building', 'releasing', 'starting', 'checking', 'switching', 'draining') ORDER BY id`)).map(toDeployment);
 }
 export async function insertBuildLogs(db: Db, deploymentId: number, lines: { level: string; message: string; at: Date }[]): Promise<void> {
   if (lines.length === 0) return;

@@ -1,0 +1,93 @@
+/**
+ * Every error code deck can report, gathered from the `errors.ts` each part declares its codes in.
+ * The API answers with the status and hint found here; docs/errors.md is rendered from it.
+ */
+import { CORE_ERRORS, type ErrorCode, type ErrorSpec } from "../core/index.ts";
+// Only the tables, not each part's public surface: they are data that imports nothing but core.
+import { STORE_ERRORS } from "../store/errors.ts";
+import { RUNTIME_ERRORS } from "../runtime/errors.ts";
+import { BUILDER_ERRORS } from "../builder/errors.ts";
+import { ROUTER_ERRORS } from "../router/errors.ts";
+import { DEPLOY_ERRORS } from "../deploy/errors.ts";
+import { GITD_ERRORS } from "../gitd/errors.ts";
+import { API_ERRORS } from "./errors.ts";
+
+/** Each part's table, by the folder that declares it. */
+export const ERROR_TABLES: Readonly<Record<string, Readonly<Record<string, ErrorSpec>>>> = {
+  core: CORE_ERRORS,
+  store: STORE_ERRORS,
+  runtime: RUNTIME_ERRORS,
+  builder: BUILDER_ERRORS,
+  router: ROUTER_ERRORS,
+  deploy: DEPLOY_ERRORS,
+  gitd: GITD_ERRORS,
+  api: API_ERRORS,
+};
+
+/** Throws when two parts declare one code: each code has one owner, the lowest part that raises it. */
+export function assertDistinctCodes(tables: Readonly<Record<string, Readonly<Record<string, ErrorSpec>>>>): void {
+  const owner = new Map<string, string>();
+  for (const [part, table] of Object.entries(tables)) {
+    for (const code of Object.keys(table)) {
+      const first = owner.get(code);
+      if (first !== undefined) throw new Error(`error code ${code} is declared by both ${first} and ${part}; declare it once, in the lower of the two`);
+      owner.set(code, part);
+    }
+  }
+}
+
+assertDistinctCodes(ERROR_TABLES);
+
+/**
+ * The whole catalogue. Its type lists every declared code, so a part whose table is missing here
+ * does not type-check.
+ */
+export const ERROR_CATALOGUE: { readonly [C in ErrorCode]: ErrorSpec } = {
+  ...CORE_ERRORS,
+  ...STORE_ERRORS,
+  ...RUNTIME_ERRORS,
+  ...BUILDER_ERRORS,
+  ...ROUTER_ERRORS,
+  ...DEPLOY_ERRORS,
+  ...GITD_ERRORS,
+  ...API_ERRORS,
+};
+
+/** The entry for a code, or undefined for a code deck does not declare (answered as internal). */
+export function lookupError(code: string): ErrorSpec | undefined {
+  return Object.hasOwn(ERROR_CATALOGUE, code) ? ERROR_CATALOGUE[code as ErrorCode] : undefined;
+}
+
+const cell = (text: string): string => text.replace(/\|/g, "\\|");
+
+/** docs/errors.md: every code with its status, whether its message is shown, and the hint. */
+export function renderErrorDocs(): string {
+  const codes = (Object.keys(ERROR_CATALOGUE) as ErrorCode[]).sort();
+  const rows = codes.map((code) => {
+    const spec = ERROR_CATALOGUE[code];
+    return `| \`${code}\` | ${spec.status} | ${spec.expose ? "yes" : "no"} | ${cell(spec.hint)} |`;
+  });
+  return [
+    "# Error codes",
+    "",
+    "<!-- Rendered from the errors.ts files beside the code that raises each error: edit those, then run `npm run docs:errors`. -->",
+    "",
+    "Every error deck reports carries a stable code.",
+    "",
+    "- The REST API answers with the status below and `{\"error\": {\"code\", \"message\", \"hint\", \"requestId\"}}`;",
+    "  every answer, error or not, has an `X-Request-Id` header.",
+    "- SSH commands print one line on standard error, `deck: error (CODE): MESSAGE`, and exit with status 1.",
+    "  A rejected push prints `deck: push rejected: REASON` instead.",
+    "",
+    "Where *message shown* is *no*, the message names deck's internals (hosts, paths, the engine's or",
+    "PostgreSQL's own words): the API answers a generic message with the request id, and the deck server",
+    "log has the details under that id (an SSH command still prints the message to the signed-in user who",
+    "ran it). A code that is not listed here, and any error deck did not expect, is answered as `internal`",
+    "(500) the same way; over SSH such an error prints `deck: error (internal): …` with an id to find it in the log.",
+    "",
+    "| code | status | message shown | what to do |",
+    "|---|---|---|---|",
+    ...rows,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,78 @@
+import type { DatabasePool } from "slonik";
+import { q, type Db } from "./db.ts";
+
+/** Arbitrary constant shared by every deck process: with the app's id, the key of its queue lock. */
+const QUEUE_LOCK_CLASS = 4711;
+
+/** An entry in an app's line of work; see migration 021. */
+export interface QueueEntry { id: number; appId: number; kind: string; holder: string; deploymentId: number | null; running: boolean }
+
+function toEntry(r: Record<string, unknown>): QueueEntry {
+  return {
+    id: Number(r.id), appId: Number(r.app_id), kind: String(r.kind), holder: String(r.holder),
+    deploymentId: r.deployment_id == null ? null : Number(r.deployment_id), running: Boolean(r.running),
+  };
+}
+
+/** Entries whose holder has not refreshed them within this many seconds are treated as gone. */
+export const QUEUE_STALE_SECONDS = 30;
+
+export async function enqueueWork(db: Db, e: { appId: number; kind: string; holder: string; deploymentId?: number | null }): Promise<QueueEntry> {
+  return toEntry(await db.one(q`INSERT INTO app_queue (app_id, kind, holder, deployment_id)
+    VALUES (${e.appId}, ${e.kind}, ${e.holder}, ${e.deploymentId ?? null}) RETURNING *`));
+}
+
+/**
+ * Marks the entry running when it is the oldest live entry of its app and nothing else of the app
+ * runs; returns its position otherwise (1 = next in line). The app's lock makes two servers claiming
+ * at the same moment take turns. Null: the entry is gone (cancelled, or dropped as stale).
+ */
+export async function claimWork(db: DatabasePool, entry: { id: number; appId: number }): Promise<{ claimed: true } | { claimed: false; position: number } | null> {
+  return db.transaction(async (tx) => {
+    await tx.query(q`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_CLASS}, ${entry.appId}::int)`);
+    await dropStaleWork(tx, entry.appId);
+    const ahead = await tx.maybeOne(q`
+      SELECT (SELECT count(*) FROM app_queue WHERE app_id = ${entry.appId} AND id < ${entry.id}) AS ahead,
+             (SELECT count(*) FROM app_queue WHERE app_id = ${entry.appId} AND running AND id <> ${entry.id}) AS running,
+             EXISTS (SELECT 1 FROM app_queue WHERE id = ${entry.id}) AS present`);
+    if (!ahead?.present) return null;
+    const aheadCount = Number(ahead.ahead);
+    if (aheadCount > 0 || Number(ahead.running) > 0) return { claimed: false as const, position: Math.max(aheadCount, 1) };
+    await tx.query(q`UPDATE app_queue SET running = true, heartbeat_at = now() WHERE id = ${entry.id}`);
+    return { claimed: true as const };
+  });
+}
+
+/** Removes entries of the app whose holder stopped refreshing them; returns their deployments. */
+export async function dropStaleWork(db: Db, appId?: number): Promise<QueueEntry[]> {
+  const rows = appId === undefined
+    ? await db.any(q`DELETE FROM app_queue WHERE heartbeat_at < now() - make_interval(secs => ${QUEUE_STALE_SECONDS}) RETURNING *`)
+    : await db.any(q`DELETE FROM app_queue WHERE app_id = ${appId} AND heartbeat_at < now() - make_interval(secs => ${QUEUE_STALE_SECONDS}) RETURNING *`);
+  return rows.map(toEntry);
+}
+
+/** Removes every entry a holder left (a server that restarted under another holder name). */
+export async function dropWorkOf(db: Db, holders: { prefix: string; except: string }): Promise<QueueEntry[]> {
+  return (await db.any(q`DELETE FROM app_queue
+    WHERE left(holder, ${holders.prefix.length}) = ${holders.prefix} AND holder <> ${holders.except} RETURNING *`)).map(toEntry);
+}
+
+export async function finishWork(db: Db, id: number): Promise<void> {
+  await db.query(q`DELETE FROM app_queue WHERE id = ${id}`);
+  await db.query(q`SELECT pg_notify('deck_app_queue', ${String(id)})`);
+}
+
+export async function attachWorkDeployment(db: Db, id: number, deploymentId: number): Promise<void> {
+  await db.query(q`UPDATE app_queue SET deployment_id = ${deploymentId} WHERE id = ${id}`);
+}
+
+/** Keeps a holder's entries fresh; returns how many it still has. */
+export async function refreshWork(db: Db, holder: string): Promise<number> {
+  const r = await db.query(q`UPDATE app_queue SET heartbeat_at = now() WHERE holder = ${holder}`);
+  return r.rowCount;
+}
+
+export async function countWork(db: Db, filter: { appId?: number; holder?: string }): Promise<number> {
+  if (filter.appId !== undefined) return Number(await db.oneFirst(q`SELECT count(*) FROM app_queue WHERE app_id = ${filter.appId}`));
+  return Number(await db.oneFirst(q`SELECT count(*) FROM app_queue WHERE holder = ${filter.holder ?? ""}`));
+}
