@@ -1,6 +1,6 @@
 import Router from "@koa/router";
 import Koa from "koa";
-import { callerFor } from "../deploy/index.ts";
+import { callerFor } from "../ops/index.ts";
 import { authenticateBearer, type AuthDeps } from "./auth/index.ts";
 import { errorMiddleware } from "./error-middleware.ts";
 import { metricsHandler } from "./metrics.ts";
@@ -12,7 +12,7 @@ import "./routes/webhooks.ts";
 import "./routes/usage.ts";
 import "./routes/auth.ts";
 import "./routes/meta.ts";
-import type { DeployDeps } from "../deploy/index.ts";
+import type { DeployDeps } from "../ops/index.ts";
 
 export { API_VERSION } from "./openapi.ts";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Context, Next } from "koa";
 import { isDeckError, type ErrorCode } from "../core/index.ts";
-import { lookupError } from "./error-catalogue.ts";
+import { describeError, hiddenErrorMessage, lookupError } from "../ops/index.ts";
 
 /** The body of every error answer. `hint` and `requestId` were added after `code` and `message`. */
 export interface ErrorBody {
@@ -15,46 +15,22 @@ export interface ErrorAnswer {
   log?: string;
 }
 
-const describeUnexpected = (e: unknown): string => {
-  if (!(e instanceof Error)) return String(e);
-  const cause = e.cause instanceof Error ? `\ncaused by: ${e.cause.stack ?? e.cause.message}` : "";
-  return `${e.stack ?? e.message}${cause}`;
-};
-
-function hidden(status: number, code: string, requestId: string, detail: string): ErrorAnswer {
-  return {
-    status,
-    body: {
-      error: {
-        code,
-        message: `deck could not complete this request because of an error on its side; a platform admin finds the details in the deck server log under request id ${requestId}`,
-        hint: lookupError(code)?.hint,
-        requestId,
-      },
-    },
-    log: detail,
-  };
-}
-
 /**
  * What the API answers for an error: a declared code with its status and, if its message may be
  * shown, its message; a code that is not shown, an undeclared code and any other error as a generic
- * 5xx that carries the request id, the details going to the log under that id.
+ * 5xx that carries the request id, the details going to the log under that id (the catalogue decides,
+ * for SSH commands too).
  */
 export function describeApiError(e: unknown, requestId: string): ErrorAnswer {
-  if (isDeckError(e)) {
-    const spec = lookupError(e.code);
-    if (!spec) return hidden(500, "internal", requestId, `undeclared error code ${e.code}: ${describeUnexpected(e)}`);
-    if (!spec.expose) return hidden(spec.status >= 500 ? spec.status : 500, e.code, requestId, `${e.code}: ${describeUnexpected(e)}`);
-    return { status: spec.status, body: { error: { code: e.code, message: e.message, hint: spec.hint, requestId } } };
-  }
   // Koa's own errors (a malformed request it refused): 4xx, their message written for the client.
-  const status = (e as { status?: unknown } | null)?.status;
+  const status = isDeckError(e) ? undefined : (e as { status?: unknown } | null)?.status;
   if (typeof status === "number" && status >= 400 && status < 500) {
     const message = ((e as Error).message ?? "").split("\n")[0].slice(0, 200);
     return { status, body: { error: { code: "bad_request", message, hint: lookupError("bad_request")?.hint, requestId } } };
   }
-  return hidden(500, "internal", requestId, describeUnexpected(e));
+  const d = describeError(e);
+  if (d.shown) return { status: d.status, body: { error: { code: d.code, message: d.message, hint: d.hint, requestId } } };
+  return { status: d.status, body: { error: { code: d.code, message: hiddenErrorMessage("this request", requestId), hint: d.hint, requestId } }, log: d.detail };
 }
 
 /** The answer for a path no route serves. */

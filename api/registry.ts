@@ -1,7 +1,7 @@
 import type Koa from "koa";
 import { z } from "zod/v4";
 import { DeckError } from "../core/index.ts";
-import type { Caller, DeployDeps } from "../deploy/index.ts";
+import type { Caller, DeployDeps } from "../ops/index.ts";
 import { scopeCovers, type Scope } from "./auth/scopes.ts";
 import { readJsonBody } from "./body.ts";
 

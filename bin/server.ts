@@ -4,12 +4,12 @@ import type http from "node:http";
 import { createApiServer } from "../api/index.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
-import { readImageRef, runBuild } from "../builder/index.ts";
+import { readImageRef, removeBuildLeftovers, runBuild } from "../builder/index.ts";
 import { ConfigError, SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, BuildRuns, DeployEvents, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, Semaphore, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, BuildRuns, BuildSlots, DeployEvents, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, type DeployDeps } from "../deploy/index.ts";
 import { CertManager, pushCertificates } from "../deploy/index.ts";
-import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, startHookBridge } from "../gitd/index.ts";
+import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, resumeQueuedPushes, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
 import { RouterWatch } from "../router/router-watch.ts";
 import { createRouterMetering } from "../router/metering-client.ts";
@@ -100,6 +100,8 @@ async function checkUpstreamHost(host: string): Promise<void> {
 export async function startServer(config: DeckConfig, log: (line: string) => void = (l) => console.log(l)): Promise<RunningServer> {
   const paths = pathsFor(config.dataDir);
   for (const d of [paths.runDir, paths.procStateDir, join(config.dataDir, "logs"), join(config.dataDir, "repos")]) await mkdir(d, { recursive: true });
+  // What a build killed with an earlier run of the server left (half-written slugs, work dirs).
+  await removeBuildLeftovers({ appsDir: join(config.dataDir, "apps"), cacheDir: join(config.dataDir, "cache"), log });
   // Before the database starts: a bad DECK_MASTER_KEY then stops deck with nothing left running.
   configureSecrets({ dataDir: config.dataDir, masterKey: config.masterKey });
   // Likewise a docker runtime without an engine.
@@ -143,11 +145,20 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const metering = new UsageSaver(() => db.pool, routerMetering, log);
     // The apps' lines of work live in PostgreSQL; a notification wakes entries waiting here when
     // another server finishes work, and each entry also looks again on its own every half second.
-    const queue = new AppQueue({ db: db.pool, holder: holderName(config.dataDir), mode: config.deployQueue, log });
+    const holder = holderName(config.dataDir);
+    const queue = new AppQueue({ db: db.pool, holder, mode: config.deployQueue, log });
+    const builds = new BuildSlots({ db: db.pool, holder, limit: config.buildConcurrency, log });
     queue.start();
-    const queueWakeups = listenForNotifications({ url: db.url, channels: ["deck_app_queue"], onNotification: () => queue.wake(), onConnected: () => queue.wake(), log });
+    builds.start();
+    await builds.dropAbandoned();
+    const wakeBoth = () => {
+      queue.wake();
+      builds.wake();
+    };
+    const queueWakeups = listenForNotifications({ url: db.url, channels: ["deck_app_queue", "deck_build_queue"], onNotification: wakeBoth, onConnected: wakeBoth, log });
     started.push(async () => {
       queue.stop();
+      builds.stop();
       await queueWakeups.close();
     });
     const base: DeployDeps = {
@@ -165,7 +176,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       }),
       allocatePort: () => findFreePort(config.upstreamHost),
       queue,
-      builds: new Semaphore(config.buildConcurrency),
+      builds,
       runs: new BuildRuns(),
       routes: new RouteLocks(),
       events: new DeployEvents(),
@@ -229,6 +240,10 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     started.push(() => rm(join(paths.runDir, "server.pid"), { force: true }));
     log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort} and https://APP.${config.domain}:${config.httpsPort}`);
 
+    // Pushes that waited in line when deck last stopped are deployed now, in their order.
+    void resumeQueuedPushes(deps).catch((e: Error) => log(`resuming waiting pushes: ${e.stack ?? e.message}`));
+    // On stop, first of all: work still waiting in line leaves it (a waiting push keeps its place for the next start).
+    started.push(async () => queue.close());
     return { deps, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => {});

@@ -53,7 +53,8 @@ describe("docker builds: pure parts", () => {
   });
 
   it("names images after the app and build, and gives a Dockerfile app a web process running the image's command", () => {
-    assert.equal(imageTag("shop", "/data/apps/shop/slugs/42"), "deck/shop:build-42");
+    assert.match(imageTag("shop", "/data/apps/shop/slugs/42"), /^deck\/shop:build-42-[0-9a-f]{12}$/);
+    assert.notEqual(imageTag("shop", "/data/apps/shop/slugs/42"), imageTag("shop", "/other/apps/shop/slugs/42"), "another installation's build 42 of shop gets its own tag");
     assert.deepEqual(dockerfileProcfile(undefined), { web: "" });
     assert.deepEqual(dockerfileProcfile({ release: "node migrate.js" }), { release: "node migrate.js", web: "" });
     assert.deepEqual(dockerfileProcfile({ worker: "node w.js" }), { worker: "node w.js" });
@@ -160,7 +161,8 @@ describe("docker builds on a real engine", { skip }, () => {
     assert.match(text(run), /^ +Step 1\/\d+ : FROM /m);
 
     assert.deepEqual(readdirSync(run.req.slugDir), [IMAGE_REF_FILE]);
-    assert.deepEqual(await readImageRef(run.req.slugDir), { image: run.result.image, tag: `deck/${apps.dockerfile}:build-${count}` });
+    assert.deepEqual(await readImageRef(run.req.slugDir), { image: run.result.image, tag: imageTag(apps.dockerfile, run.req.slugDir) });
+    assert.match(imageTag(apps.dockerfile, run.req.slugDir), new RegExp(`^deck/${apps.dockerfile}:build-${count}-[0-9a-f]{12}$`));
     assert.equal((await client.inspectImage(run.result.image!))?.labels["deck.app"], apps.dockerfile);
     const out = execFileSync("docker", ["run", "--rm", run.result.image!], { encoding: "utf8" });
     assert.equal(out, "hi\n");

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -74,10 +75,16 @@ export interface BuiltImage {
 /** What a Dockerfile app under the process runtime is told. */
 export const DOCKERFILE_NEEDS_DOCKER = "this app has a Dockerfile; deck runs Dockerfile apps with DECK_RUNTIME=docker";
 
-/** `deck/APP:build-ID`, ID being the artifact dir's name (the build's id). */
+/**
+ * `deck/APP:build-ID-SCOPE`, ID being the artifact dir's name (the build's id) and SCOPE a hash of the
+ * directory it lies in: two deck installations on one engine build apps of the same name with the same
+ * build ids, and neither may overwrite (or remove) the other's image. The tag is read back from the
+ * artifact (IMAGE_REF_FILE), never recomputed, so images tagged before keep working.
+ */
 export function imageTag(app: string, slugDir: string): string {
   const build = basename(slugDir).replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 100);
-  return `deck/${app}:build-${build}`;
+  const scope = createHash("sha256").update(dirname(slugDir)).digest("hex").slice(0, 12);
+  return `deck/${app}:build-${build}-${scope}`;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { insertApp, insertOrganization, insertUser, q, type AppRow } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
-import { AppQueue, Semaphore } from "./app-queue.ts";
+import { AppQueue } from "./app-queue.ts";
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
@@ -126,22 +126,3 @@ for (const backend of await databaseBackends()) {
     });
   });
 }
-
-describe("Semaphore", () => {
-  it("never lets more than the limit run", async () => {
-    const s = new Semaphore(2);
-    let active = 0;
-    let peak = 0;
-    const positions: number[] = [];
-    await Promise.all(Array.from({ length: 6 }, async () => {
-      const release = await s.acquire((p) => positions.push(p));
-      active++;
-      peak = Math.max(peak, active);
-      await tick();
-      active--;
-      release();
-    }));
-    assert.equal(peak, 2);
-    assert.deepEqual(positions, [1, 2, 3, 4]);
-  });
-});

@@ -32,6 +32,7 @@ export class AppQueue {
   private readonly wakeups = new EventEmitter();
   private readonly mine = new Set<number>();
   private heartbeat: NodeJS.Timeout | undefined;
+  private closing = false;
   private readonly mode: "wait" | "refuse";
   private readonly pollMs: number;
   private readonly log: (line: string) => void;
@@ -60,6 +61,15 @@ export class AppQueue {
   stop(): void {
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
+  }
+
+  /**
+   * The server is stopping: work still waiting leaves the line at once with DeckError `interrupted`
+   * (a waiting push that kept its commit is deployed by the next start); running work goes on.
+   */
+  close(): void {
+    this.closing = true;
+    this.wake();
   }
 
   /** Another server finished work (a notification): waiting entries look again at once. */
@@ -116,6 +126,7 @@ export class AppQueue {
     let told = 0;
     for (;;) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new DeckError("cancelled", "cancelled while waiting in line");
+      if (this.closing) throw new DeckError("interrupted", "the deck server is restarting; run it again once it is back");
       const claim = await claimWork(this.options.db, entry);
       if (claim === null) throw new DeckError("interrupted", "this work was removed from the app's line (the server holding it was taken for stopped); try again");
       if (claim.claimed) return;
@@ -139,33 +150,5 @@ export class AppQueue {
       this.wakeups.once("wake", done);
       signal?.addEventListener("abort", done, { once: true });
     });
-  }
-}
-
-/** Caps how many builds run at once across all apps. */
-export class Semaphore {
-  private active = 0;
-  private readonly waiters: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-
-  get queued(): number {
-    return this.waiters.length;
-  }
-
-  async acquire(onWait?: (position: number) => void): Promise<() => void> {
-    if (this.active >= this.limit) {
-      onWait?.(this.waiters.length + 1);
-      await new Promise<void>((r) => this.waiters.push(r));
-    } else {
-      this.active += 1;
-    }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const next = this.waiters.shift();
-      if (next) next();
-      else this.active -= 1;
-    };
   }
 }

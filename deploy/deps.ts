@@ -2,9 +2,10 @@ import type { DatabasePool } from "slonik";
 import type { DeckConfig } from "../config/index.ts";
 import type { BuildRequest, BuildResult, ErrorCode, RouterControl, Runtime } from "../core/index.ts";
 import type { RouteLocks } from "./activate.ts";
-import type { AppQueue, Semaphore } from "./app-queue.ts";
-import type { BuildRuns } from "./builds.ts";
-import type { CertManager } from "./certs.ts";
+import type { AppQueue } from "./app-queue.ts";
+import type { BuildSlots } from "./build-slots.ts";
+import type { BuildRuns } from "./build-runs.ts";
+import type { CertManager } from "./cert-manager.ts";
 import type { DeployEvents } from "./deploy-state.ts";
 import type { Paths } from "./paths.ts";
 
@@ -19,7 +20,8 @@ export interface DeployDeps {
   allocatePort(): Promise<number>;
   /** The durable per-app line of work, shared with every deck server on the database. */
   queue: AppQueue;
-  builds: Semaphore;
+  /** The build slots (DECK_BUILD_CONCURRENCY), shared with every deck server on the database. */
+  builds: BuildSlots;
   /** Pushes of this server that are queued, building or deploying: followed, listed and cancelled. */
   runs: BuildRuns;
   /** Route changes per app, one at a time, and the apps whose route holds requests for a start. */

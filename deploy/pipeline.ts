@@ -1,15 +1,13 @@
 import { rm } from "node:fs/promises";
 import { DeckError, isDeckError, type BuildResult, type ErrorCode } from "../core/index.ts";
 import {
-  audit, finishBuild, findApp, findBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned, setAppStatus,
-  type AppRow, type ReleaseRow, type UserRow,
+  audit, finishBuild, findApp, findBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned, setAppStatus, setDeploymentRequest,
+  type AppRow, type QueuedPushRequest, type ReleaseRow, type UserRow,
 } from "../store/queries/index.ts";
 import { describeOutOfMemory, runInCgroup } from "../builder/index.ts";
-import type { Caller } from "./access.ts";
 import { activateRelease, appUrl, markAppFailedIfNew, type ActivateRequest } from "./activate.ts";
-import type { Semaphore } from "./app-queue.ts";
 import { DeployOutput } from "./app-log.ts";
-import { openBuildCgroup, protectedBuildIds, type BuildRun } from "./builds.ts";
+import { openBuildCgroup, protectedBuildIds, type BuildRun } from "./build-runs.ts";
 import { isFinal, transition, type DeployKind, type DeployState, type TransitionDetails } from "./deploy-state.ts";
 import type { DeployDeps, DeployOutcome } from "./deps.ts";
 
@@ -60,6 +58,14 @@ export interface PushRequest {
    */
   report?: (outcome: DeployOutcome) => void;
   holdSlotUntil?: Promise<unknown>;
+  /**
+   * Called once if the push has to wait in line: keeps its commit in the repository beyond the push
+   * (git discards a refused push's objects) and says how to finish it, so that a restart of the server
+   * deploys it rather than forgetting it. Absent: a restart interrupts the waiting push.
+   */
+  keep?: (deploymentId: number) => Promise<QueuedPushRequest>;
+  /** A queued push resumed after a restart: its deployment row already exists. */
+  resume?: Deployment;
 }
 
 const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
@@ -75,15 +81,28 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
   const t0 = Date.now();
   // The deployment exists from the moment the push arrives: it shows as queued while it waits, and a
   // restart marks it interrupted instead of forgetting it.
-  const deployment = await Deployment.create(deps, { app: req.app, kind: "push", commitSha: req.commitSha, createdBy: req.user.id });
+  const deployment = req.resume ?? (await Deployment.create(deps, { app: req.app, kind: "push", commitSha: req.commitSha, createdBy: req.user.id }));
   output.attach(deployment.id);
   run.deploymentId = deployment.id;
   // The pusher going away and builds:cancel both stop the push, in line or building.
   const signal = AbortSignal.any([req.signal, run.signal]);
+  let kept: Promise<boolean> | undefined;
+  const keep = () => {
+    kept ??= req.keep
+      ? req.keep(deployment.id).then((request) => setDeploymentRequest(deps.db, deployment.id, request)).then(() => true, (e: Error) => {
+          deps.log(`${req.app.name}: could not keep the commit of waiting push ${deployment.id} (a restart interrupts it): ${e.message}`);
+          return false;
+        })
+      : Promise.resolve(false);
+    return kept;
+  };
   try {
     return await deps.queue.run(
       req.app, "push",
-      (pos) => output.line(`-----> Another deploy of ${req.app.name} is running; waiting (position ${pos} in line)`),
+      (pos) => {
+        void keep();
+        output.line(`-----> Another deploy of ${req.app.name} is running; waiting (position ${pos} in line)`);
+      },
       async (): Promise<DeployOutcome> => {
         run.state = "waiting";
         const outcome = await runPush(deps, req, { deployment, output, t0, run, signal });
@@ -103,6 +122,13 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
       signal,
     );
   } catch (e) {
+    // The server is stopping while the push waits: one that kept its commit keeps its place and is
+    // deployed by the next start; its pusher hears so before the connection goes.
+    if (isDeckError(e) && e.code === "interrupted" && (await keep())) {
+      const message = `deck is restarting; this push keeps its place in line and deploys once deck is back (builds:list ${req.app.name} shows it)`;
+      output.line(`-----> ${message}`);
+      return { ok: false, code: "interrupted", message, deploymentId: deployment.id };
+    }
     // Refused at the door (DECK_DEPLOY_QUEUE=refuse), or cancelled while it waited in line.
     const cancelled = run.cancelMessage ?? (req.signal.aborted ? "the push was cancelled before its deploy started" : null);
     if (cancelled === null && !isDeckError(e)) {
@@ -149,7 +175,7 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
   if (moved) return fail("branch_moved", moved);
   await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying");
 
-  const release = await acquireBuildSlot(deps.builds, signal, (pos) => output.line(`-----> Waiting for a build slot (position ${pos} in line)`));
+  const release = await deps.builds.acquire(deployment.id, (pos) => output.line(`-----> Waiting for a build slot (position ${pos} in line)`), signal);
   if (!release) {
     run.finishBuild();
     return fail("cancelled", run.cancelMessage ?? "the push was cancelled while it waited for a build slot", "cancelled");
@@ -184,7 +210,7 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying", result.buildpack);
     build = { ...build, status: "succeeded", buildpack: result.buildpack, slugPath: deps.paths.slug(app.name, build.id), sizeBytes: result.sizeBytes, procfile: result.procfile };
   } finally {
-    release();
+    await release();
     run.finishBuild();
   }
 
@@ -226,23 +252,6 @@ async function deliverRelease(deps: DeployDeps, deployment: Deployment, req: Omi
     // Not the tenant's to read (paths, engine output): the server log has it.
     deps.log(`deploy of ${deployment.app} (deployment ${deployment.id}): ${(e as Error).stack ?? e}`);
     return { ok: false, code: "internal", message: `internal error while deploying (deployment ${deployment.id}; the details are in the deck server log)` };
-  }
-}
-
-/** Waits for a build slot unless `signal` aborts first; returns the slot's release, or null when aborted. */
-async function acquireBuildSlot(slots: Semaphore, signal: AbortSignal, onWait: (position: number) => void): Promise<(() => void) | null> {
-  if (signal.aborted) return null;
-  const pending = slots.acquire(onWait);
-  let onAbort!: () => void;
-  const aborted = new Promise<null>((r) => (onAbort = () => r(null)));
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    const release = await Promise.race([pending, aborted]);
-    // Cancelled in line: the slot, once granted, passes straight on to the next build.
-    if (!release) void pending.then((r) => r());
-    return release;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -291,11 +300,12 @@ export interface RedeployOptions {
 
 /**
  * A new generation of processes for `release` (blue-green), for a config change, scale, restart or
- * rollback; called inside the app's queue slot. Its failure is the SSH and API faces' error.
+ * rollback; called inside the app's queue slot, the deployment recorded as made by the user `createdBy`.
+ * Its failure is the SSH and API faces' error.
  */
-export async function redeploy(deps: DeployDeps, caller: Caller, app: AppRow, kind: Exclude<DeployKind, "push">, release: ReleaseRow, runReleasePhase: boolean, out: (line: string) => void, options: RedeployOptions = {}): Promise<void> {
+export async function redeploy(deps: DeployDeps, createdBy: number, app: AppRow, kind: Exclude<DeployKind, "push">, release: ReleaseRow, runReleasePhase: boolean, out: (line: string) => void, options: RedeployOptions = {}): Promise<void> {
   const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
-  const deployment = await Deployment.create(deps, { app, kind, commitSha: release.commitSha, releaseId: release.id, createdBy: caller.user.id });
+  const deployment = await Deployment.create(deps, { app, kind, commitSha: release.commitSha, releaseId: release.id, createdBy });
   output.attach(deployment.id);
   try {
     const build = await findBuild(deps.db, release.buildId);

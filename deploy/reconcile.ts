@@ -1,6 +1,6 @@
 import type { ProcessInfo, Route } from "../core/index.ts";
 import {
-  findBuild, listApps, listReleases, listUnfinishedDeployments, q, setReleaseStatus,
+  findBuild, listApps, listReleases, listResumablePushes, listUnfinishedDeployments, q, setReleaseStatus,
 } from "../store/queries/index.ts";
 import { activateRelease, refreshRoute, routeFor, upstreamAddress } from "./activate.ts";
 import type { DeployKind, DeployState } from "./deploy-state.ts";
@@ -18,9 +18,11 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   // of an app with nothing left in its line was cut off (one another server runs keeps its entry).
   await deps.queue.dropAbandoned();
   const lined = new Set((await deps.db.anyFirst(q`SELECT DISTINCT app_id FROM app_queue`)).map(Number));
+  // Pushes that waited in line with their commit kept are deployed once the server is up (gitd/queued-push.ts).
+  const resumable = new Set((await listResumablePushes(deps.db)).map((d) => d.id));
   const apps0 = await listApps(deps.db, "all");
   for (const d of await listUnfinishedDeployments(deps.db)) {
-    if (lined.has(d.appId)) continue;
+    if (lined.has(d.appId) || resumable.has(d.id)) continue;
     const app = apps0.find((a) => a.id === d.appId);
     const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), d.kind as DeployKind, d.status as DeployState);
     // Put live before the server stopped: only the old processes' drain was left (they are strays now).

@@ -1,16 +1,13 @@
-import { DeckError, maskValue } from "../core/index.ts";
-import { describeCommandError } from "./errors.ts";
+import { DeckError } from "../core/index.ts";
+import {
+  addAppDomain, addKey, addOwnCertificate, appAudit, bandwidthReport, cancelBuilds, changeConfig, clearBuildCache, configValue, createApp, describeRouterStatus,
+  describeSetting, destroyApp, domainsOf, findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listKeys, listVisibleApps, maintenanceReport,
+  parseAssignments, parseFormation, parseRouterSetting, readAppLog, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate, removeKey,
+  report, restart, revokeAppAccess, rollback, ROUTER_KEYS, routerReport, scale, setBuilder, setDefaultCertificate, setHealthCheck, setMaintenance, setResourceLimits,
+  setRouterSettings, showConfig, startApp, stopApp, type BuildSummary, type Caller, type DeployDeps,
+} from "../ops/index.ts";
+import { describeCommandError } from "./command-errors.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
-import {
-  addAppDomain, addKey, appAudit, authorizeApp, authorizeConfigReveal, changeConfig, createApp, destroyApp, domainsOf, followLog, grantAppAccess,
-  listAppAccess, listKeys, listVisibleApps, parseAssignments, parseFormation, removeAppDomain, removeKey, revokeAppAccess,
-  readLogTail, releasesOf, report, restart, rollback, scale, setBuilder, setResourceLimits, setHealthCheck, showConfig, type Caller, type DeployDeps,
-  cancelBuilds, clearBuildCache, findBuildOutput, listBuilds, type BuildSummary, bandwidthReport,
-} from "../deploy/index.ts";
-import { addOwnCertificate, describeRouterStatus, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../deploy/index.ts";
-import {
-  describeSetting, maintenanceReport, parseRouterSetting, routerReport, ROUTER_KEYS, setMaintenance, setRouterSettings, startApp, stopApp,
-} from "../deploy/index.ts";
 
 export interface CommandIO {
   out(line: string): void;
@@ -106,9 +103,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     usage: "config:show APP [--reveal] [--json]", help: "show an app's config vars (values masked unless --reveal)", bools: ["--json", "--reveal"],
     run: async (deps, caller, args, io) => {
       const name = args.app("config:show APP");
-      let vars = await showConfig(deps, caller, name);
-      if (args.flags.has("--reveal")) await authorizeConfigReveal(deps.db, caller, name);
-      else vars = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
+      const vars = await showConfig(deps, caller, name, { reveal: args.flags.has("--reveal") });
       if (args.json) return io.out(JSON.stringify(vars));
       const keys = Object.keys(vars).sort();
       if (keys.length === 0) return io.out(`no config vars set; set one with config:set ${args.positional[0]} KEY=VALUE`);
@@ -121,9 +116,7 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     run: async (deps, caller, args, io) => {
       const key = args.positional[1];
       if (!key) throw new DeckError("bad_argument", "missing KEY; usage: config:get APP KEY");
-      const vars = await showConfig(deps, caller, args.app("config:get APP KEY"));
-      if (!(key in vars)) throw new DeckError("not_found", `${key} is not set on ${args.positional[0]}`);
-      io.out(vars[key]);
+      io.out(await configValue(deps, caller, args.app("config:get APP KEY"), key));
     },
   },
   "config:set": {
@@ -148,11 +141,12 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
   logs: {
     usage: "logs APP [-n N] [-t]", help: "show app and build output; -t follows new lines", flags: ["-n", "--num"], bools: ["-t", "--tail"],
     run: async (deps, caller, args, io) => {
-      const app = await authorizeApp(deps.db, caller, "app:logs", args.app("logs APP [-n N] [-t]"));
+      const name = args.app("logs APP [-n N] [-t]");
       const rawN = (args.flags.get("-n") ?? args.flags.get("--num") ?? "100") as string;
       if (!/^\d{1,6}$/.test(rawN)) throw new DeckError("bad_argument", `-n needs a number of lines, got "${rawN.slice(0, 20)}"`);
-      for (const l of await readLogTail(deps.paths.appLog(app.name), Number(rawN))) io.out(l);
-      if (args.flags.has("-t") || args.flags.has("--tail")) await followLog(deps.paths.appLog(app.name), io.out, io.signal);
+      const log = await readAppLog(deps, caller, name, Number(rawN));
+      for (const l of log.lines) io.out(l);
+      if (args.flags.has("-t") || args.flags.has("--tail")) await log.follow(io.out, io.signal);
     },
   },
   releases: {

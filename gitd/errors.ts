@@ -1,5 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { defineErrors, isDeckError } from "../core/index.ts";
+import { defineErrors } from "../core/index.ts";
 
 /** Codes raised by the SSH server and its commands. */
 export const GITD_ERRORS = defineErrors({
@@ -12,24 +11,4 @@ export const GITD_ERRORS = defineErrors({
 
 declare module "../core/errors.ts" {
   interface ErrorCodes extends Record<keyof typeof GITD_ERRORS, true> {}
-}
-
-/** What an SSH command that failed prints (one line on stderr) and, for an unexpected error, logs. */
-export interface CommandErrorReport {
-  line: string;
-  /** For the deck server log; set only for errors deck did not expect. */
-  log?: string;
-}
-
-/**
- * `deck: error (CODE): MESSAGE` for a DeckError; anything else is an internal error whose details
- * go to the log under an id the line names, as the API does with its request id.
- */
-export function describeCommandError(e: unknown, command: string, newId: () => string = () => randomBytes(6).toString("hex")): CommandErrorReport {
-  if (isDeckError(e)) return { line: `deck: error (${e.code}): ${e.message.replace(/\s*\n\s*/g, " ").trim()}` };
-  const id = newId();
-  return {
-    line: `deck: error (internal): ${command} failed because of an internal error; the deck server log has the details (id ${id})`,
-    log: `command ${command} failed (id ${id}): ${(e as Error)?.stack ?? String(e)}`,
-  };
 }

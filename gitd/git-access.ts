@@ -1,5 +1,5 @@
 import { appNameFromRepoPath, DeckError, decide } from "../core/index.ts";
-import { authorizeApp, createApp, orgForNewApp, type Caller, type DeployDeps } from "../deploy/index.ts";
+import { authorizeApp, createApp, orgForNewApp, type Caller, type DeployDeps } from "../ops/index.ts";
 import { audit, findApp, type AppRow } from "../store/queries/index.ts";
 import type { GitService } from "./git-process.ts";
 

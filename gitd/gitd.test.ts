@@ -48,6 +48,11 @@ describe("which ref deploys", () => {
     assert.equal(planPush(parseRefUpdates([`${A} ${Z} refs/heads/main`])).kind, "reject");
     assert.deepEqual(parseRefUpdates(["garbage", `${A} nothex refs/heads/main`]), []);
   });
+
+  it("refuses a push to deck's own refs/deck/ (where waiting pushes keep their commits)", () => {
+    const plan = planPush(parseRefUpdates([`${A} ${B} refs/heads/main`, `${Z} ${B} refs/deck/queued/7`]));
+    assert.deepEqual(plan, { kind: "reject", message: "refs/deck/queued/7 is in refs/deck/, which deck keeps for itself; push branches or tags" });
+  });
 });
 
 describe("command line words", () => {

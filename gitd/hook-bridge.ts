@@ -4,6 +4,7 @@ import net from "node:net";
 import { dirname } from "node:path";
 import { listenOn } from "../core/index.ts";
 import { deployPush, type DeployDeps, type DeployOutcome } from "../deploy/index.ts";
+import { forgetKeptCommit, keepPushedCommit } from "./queued-push.ts";
 import { parseRefUpdates, planPush } from "./ref-updates.ts";
 import type { PushRegistry } from "./push-registry.ts";
 
@@ -109,7 +110,14 @@ async function runHook(deps: DeployDeps, pushes: PushRegistry, header: HookHeade
       finish(verdict(outcome, send));
     },
     holdSlotUntil: session.finished,
+    // A push that has to wait keeps its commit, so a restart of deck meanwhile does not lose it.
+    keep: (deploymentId) => keepPushedCommit(deps.paths.repo(session.app.name), gitEnv, plan.update, deploymentId),
   });
+  // Over, one way or the other: the commit it kept while it waited is not needed any more. A push
+  // interrupted by a restart keeps it: the next start deploys it.
+  if (outcome.deploymentId !== undefined && !(!outcome.ok && outcome.code === "interrupted")) {
+    forgetKeptCommit(deps.paths.repo(session.app.name), outcome.deploymentId).catch((e: Error) => deps.log(`${session.app.name}: ${e.message}`));
+  }
   if (isGone()) return 1;
   return reported ? verdict(outcome) : verdict(outcome, send);
 }

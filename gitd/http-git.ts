@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { isDeckError } from "../core/index.ts";
-import { callerFor, type Caller, type DeployDeps } from "../deploy/index.ts";
+import { callerFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { findUserById, hashToken, usePersonalToken, type AppRow } from "../store/queries/index.ts";
 import { resolveGitTarget } from "./git-access.ts";
 import { abandonGit, gitServiceArgv, spawnGit, type GitService } from "./git-process.ts";

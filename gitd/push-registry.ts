@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Caller } from "../deploy/index.ts";
+import type { Caller } from "../ops/index.ts";
 import type { AppRow } from "../store/queries/index.ts";
 
 /** A push in progress: who is pushing to which app, and how to cancel it if they go away. */

@@ -22,6 +22,9 @@ export const DEPLOY_BRANCHES = ["refs/heads/main", "refs/heads/master"];
 
 /** `main` deploys; `master` deploys when main is not part of the push. Anything else is stored only. */
 export function planPush(updates: RefUpdate[]): PushPlan {
+  // deck keeps the commits of pushes waiting in line there (gitd/queued-push.ts).
+  const own = updates.find((u) => u.ref.startsWith("refs/deck/"));
+  if (own) return { kind: "reject", message: `${own.ref.slice(0, 100)} is in refs/deck/, which deck keeps for itself; push branches or tags` };
   const deploy = DEPLOY_BRANCHES.map((b) => updates.find((u) => u.ref === b)).find(Boolean);
   const ignored = updates.filter((u) => u !== deploy);
   if (!deploy) return { kind: "store-only", ignored };

@@ -1,4 +1,4 @@
-import { recordRepoSize, type DeployDeps } from "../deploy/index.ts";
+import { recordRepoSize, type DeployDeps } from "../ops/index.ts";
 import type { PushRegistry, PushSession } from "./push-registry.ts";
 
 /**

@@ -3,7 +3,7 @@ import type { Connection, ServerChannel } from "ssh2";
 import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { isDeckError } from "../core/index.ts";
-import { callerFor, type Caller, type DeployDeps } from "../deploy/index.ts";
+import { callerFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
 import { collectInput } from "./command-input.ts";
 import { runCommand } from "./commands.ts";

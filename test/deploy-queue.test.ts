@@ -88,5 +88,47 @@ for (const backend of backends) {
       assert.ok(xs < ye && ys < xe, `the two builds overlapped in time: X ${xs}-${xe}, Y ${ys}-${ye}`);
       assert.doesNotMatch(px.stderr + py.stderr, /waiting/);
     });
+
+    it("keeps a push that waits in line across a restart of deck, and deploys it once deck is back", async () => {
+      const base = join(work, "resume");
+      await makeRepo(base, nodeApp("base"));
+      assert.equal((await deck.push(base, "resume")).code, 0);
+      const c1 = join(work, "resume1");
+      const c2 = join(work, "resume2");
+      execFileSync("git", ["clone", "-q", base, c1]);
+      execFileSync("git", ["clone", "-q", base, c2]);
+      await commitFiles(c1, slowBuild("first"), "first");
+      await commitFiles(c2, nodeApp("second"), "second");
+      const secondSha = execFileSync("git", ["-C", c2, "rev-parse", "HEAD"], { encoding: "utf8" }).trim();
+      // The second push (to master, so the first one's branch update does not refuse it) waits behind the
+      // first one's build; deck is stopped while it waits.
+      let firstBuilding: () => void = () => {};
+      const building = new Promise<void>((resolve) => (firstBuilding = resolve));
+      let secondWaiting: () => void = () => {};
+      const waiting = new Promise<void>((resolve) => (secondWaiting = resolve));
+      const first = deck.push(c1, "resume", { onLine: (l) => { if (/^remote:\s+build first start\s*$/.test(l.text)) firstBuilding(); } }).finally(() => firstBuilding());
+      await building;
+      const second = deck.push(c2, "resume", { ref: "refs/heads/master", onLine: (l) => { if (/waiting \(position 1 in line\)/.test(l.text)) secondWaiting(); } }).finally(() => secondWaiting());
+      await waiting;
+      await deck.terminate();
+      const [p1, p2] = await Promise.all([first, second]);
+      assert.equal(p1.code, 0, `the running deploy finishes before deck stops: ${p1.stderr}`);
+      assert.notEqual(p2.code, 0);
+      assert.match(p2.stderr, /remote: -----> deck is restarting; this push keeps its place in line and deploys once deck is back \(builds:list resume shows it\)/);
+
+      await deck.startServer();
+      const deadline = Date.now() + 120_000;
+      let body = "";
+      while (Date.now() < deadline && !/^second /.test(body)) {
+        body = (await deck.get("resume").catch(() => ({ body: "" }))).body;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.match(body, /^second /, "the waiting push was deployed after the restart");
+      const refs = execFileSync("git", ["ls-remote", deck.sshUrl("resume")], { env: deck.gitEnv(), encoding: "utf8" });
+      assert.match(refs, new RegExp(`^${secondSha}\trefs/heads/master$`, "m"), "deck moved the branch the push was for");
+      assert.doesNotMatch(refs, /refs\/deck\//, "the kept commit is let go once deployed");
+      const [latest] = JSON.parse((await deck.ssh("builds:list resume --json")).stdout) as { commit: string; status: string }[];
+      assert.deepEqual([latest.commit, latest.status], [secondSha, "succeeded"]);
+    });
   });
 }

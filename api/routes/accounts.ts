@@ -1,10 +1,9 @@
 import { z } from "zod/v4";
 import {
-  addKey, createOrganization, createUserAsAdmin, listKeys, listOrganizations, listOrgMembers, orgAudit, removeKey,
+  addKey, createOrganization, createUserAsAdmin, listAllUsers, listKeys, listOrganizations, listOrgMembers, orgAudit, removeKey,
   removeOrgMember, setOrgMember, visibleOrg,
-} from "../../deploy/index.ts";
+} from "../../ops/index.ts";
 import { parsePublicKey } from "../../gitd/index.ts";
-import { listUsers } from "../../store/queries/index.ts";
 import { DeckError } from "../../core/index.ts";
 import { defineRoute } from "../registry.ts";
 import { email, offsetPage, orgParams, orgSlug, page, role } from "../schemas.ts";
@@ -20,8 +19,7 @@ defineRoute({
 defineRoute({
   method: "get", path: "/users", scope: "admin", tag: "users", summary: "All users (platform admins)", query: offsetPage,
   handler: async ({ deps, caller, query }) => {
-    if (!caller.user.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins list users");
-    const items = await listUsers(deps.db, query.limit, query.offset);
+    const items = await listAllUsers(deps, caller, { limit: query.limit, offset: query.offset });
     return { items, next: items.length === query.limit ? query.offset + query.limit : null };
   },
 });

@@ -1,13 +1,11 @@
 import { z } from "zod/v4";
-import { DeckError, maskValue } from "../../core/index.ts";
+import { DeckError } from "../../core/index.ts";
 import {
-  addAppDomain, appAudit, authorizeApp, authorizeConfigReveal, cancelBuilds, changeConfig, clearBuildCache, createApp, destroyApp, domainsOf, findBuildOutput, followLog, grantAppAccess, listBuilds,
-  listAppAccess, listVisibleApps, readLogTail, releasesOf, removeAppDomain, report, restart, revokeAppAccess, rollback,
-  scale, setHealthCheck, showConfig, REVEAL_CONFIG,
-} from "../../deploy/index.ts";
+  addAppDomain, addOwnCertificate, appAudit, cancelBuilds, changeConfig, clearBuildCache, createApp, deploymentsOf, deploymentWithLog, destroyApp, domainsOf,
+  findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listVisibleApps, readAppLog, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate,
+  report, restart, revokeAppAccess, rollback, scale, setDefaultCertificate, setHealthCheck, showConfig, REVEAL_CONFIG,
+} from "../../ops/index.ts";
 import { MINIMUM_SCOPE } from "../auth/scopes.ts";
-import { addOwnCertificate, removeCertificate, removeDefaultCertificate, setDefaultCertificate } from "../../deploy/index.ts";
-import { listDeployments, readBuildLogs, findDeployment } from "../../store/queries/index.ts";
 import { defineRoute } from "../registry.ts";
 import { appName, appParams, configKey, email, offsetPage, outputLines, page, role } from "../schemas.ts";
 
@@ -69,12 +67,7 @@ defineRoute({
   scopeWhen: { query: "reveal", equals: "true", scope: MINIMUM_SCOPE[REVEAL_CONFIG] },
   query: z.object({ reveal: z.enum(["true", "false"]).optional() }).strict(), response: z.record(z.string(), z.string()),
   handler: async ({ deps, caller, params, query }) => {
-    const vars = await showConfig(deps, caller, params.app);
-    if (query.reveal === "true") {
-      await authorizeConfigReveal(deps.db, caller, params.app);
-      return vars;
-    }
-    return Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, maskValue(v)]));
+    return showConfig(deps, caller, params.app, { reveal: query.reveal === "true" });
   },
 });
 
@@ -119,8 +112,7 @@ defineRoute({
 defineRoute({
   method: "get", path: "/apps/:app/deployments", scope: "read", tag: "deployments", summary: "Deployments, newest first", params: appParams, query: page,
   handler: async ({ deps, caller, params, query }) => {
-    const app = await authorizeApp(deps.db, caller, "app:read", params.app);
-    const items = await listDeployments(deps.db, app.id, query.limit, query.before);
+    const items = await deploymentsOf(deps, caller, params.app, { limit: query.limit, before: query.before });
     return { items, next: items.length === query.limit ? (items[items.length - 1].id as number) : null };
   },
 });
@@ -129,10 +121,8 @@ defineRoute({
   method: "get", path: "/apps/:app/deployments/:id", scope: "deploy", tag: "deployments", summary: "One deployment with its build log",
   params: z.object({ app: appName, id: z.coerce.number().int().positive() }).strict(),
   handler: async ({ deps, caller, params }) => {
-    const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
-    const d = await findDeployment(deps.db, params.id);
-    if (!d || d.appId !== app.id) throw new DeckError("not_found", `${app.name} has no deployment ${params.id}`);
-    return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, errorCode: d.errorCode, createdAt: d.createdAt, log: await readBuildLogs(deps.db, d.id) };
+    const { deployment: d, log } = await deploymentWithLog(deps, caller, params.app, params.id);
+    return { id: d.id, kind: d.kind, status: d.status, commit: d.commitSha, buildTimeMs: d.buildTime, error: d.error, errorCode: d.errorCode, createdAt: d.createdAt, log };
   },
 });
 
@@ -223,22 +213,21 @@ defineRoute({
   query: z.object({ lines: z.coerce.number().int().min(0).max(10_000).default(100), follow: z.enum(["true", "false"]).default("false") }).strict(),
   raw: true,
   handler: async ({ ctx, deps, caller, params, query }) => {
-    const app = await authorizeApp(deps.db, caller, "app:logs", params.app);
-    const tail = await readLogTail(deps.paths.appLog(app.name), query.lines);
+    const log = await readAppLog(deps, caller, params.app, query.lines);
     if (query.follow !== "true") {
       ctx.status = 200;
-      ctx.body = { lines: tail };
+      ctx.body = { lines: log.lines };
       return;
     }
     ctx.respond = false;
     const res = ctx.res;
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
     const send = (l: string) => res.write(`data: ${l.replace(/\r?\n/g, " ")}\n\n`);
-    tail.forEach(send);
+    log.lines.forEach(send);
     const abort = new AbortController();
     ctx.req.on("close", () => abort.abort());
     const ping = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
-    await followLog(deps.paths.appLog(app.name), send, abort.signal);
+    await log.follow(send, abort.signal);
     clearInterval(ping);
     res.end();
   },

@@ -2,7 +2,7 @@ import { z } from "zod/v4";
 import { DeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MIN } from "../../core/index.ts";
 import {
   maintenanceReport, parseBodySize, routerReport, ROUTER_LIMITS, setMaintenance, setRouterSettings, startApp, stopApp, type RouterSettingsChange,
-} from "../../deploy/index.ts";
+} from "../../ops/index.ts";
 import { defineRoute } from "../registry.ts";
 import { appParams, outputLines } from "../schemas.ts";
 

@@ -1,5 +1,5 @@
 import { z } from "zod/v4";
-import { bandwidthReport } from "../../deploy/index.ts";
+import { bandwidthReport } from "../../ops/index.ts";
 import { defineRoute } from "../registry.ts";
 import { appParams } from "../schemas.ts";
 

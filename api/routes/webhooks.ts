@@ -1,5 +1,5 @@
 import { z } from "zod/v4";
-import { configureWebhook, getWebhook, handleWebhook, removeWebhook, WEBHOOK_MAX_BODY } from "../../deploy/index.ts";
+import { configureWebhook, getWebhook, handleWebhook, removeWebhook, WEBHOOK_MAX_BODY } from "../../ops/index.ts";
 import { readRawBody } from "../body.ts";
 import { defineRoute } from "../registry.ts";
 import { appName, appParams } from "../schemas.ts";

@@ -29,3 +29,18 @@ ALTER TABLE deployments ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()
 
 -- The push deployment that made a build (older builds are matched to theirs by app, commit and time).
 ALTER TABLE builds ADD COLUMN deployment_id bigint REFERENCES deployments(id) ON DELETE SET NULL;
+
+-- Builds waiting for and holding one of the DECK_BUILD_CONCURRENCY slots, across every deck server on
+-- the database; like app_queue, an entry whose holder stopped refreshing it is dropped.
+CREATE TABLE build_queue (
+  id            bigserial PRIMARY KEY,
+  deployment_id bigint REFERENCES deployments(id) ON DELETE CASCADE,
+  holder        text NOT NULL,
+  running       boolean NOT NULL DEFAULT false,
+  enqueued_at   timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- What a push that waits in line needs to be deployed after a restart: the branch it updates and the
+-- value it updates it from (its commit is kept under refs/deck/queued/ID in the app's repository).
+ALTER TABLE deployments ADD COLUMN request jsonb;

@@ -11,3 +11,4 @@ export * from "./routes.ts";
 export * from "./metering.ts";
 export * from "./challenges.ts";
 export * from "./app-queue.ts";
+export * from "./build-queue.ts";

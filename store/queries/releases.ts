@@ -90,3 +90,16 @@ export async function insertBuildLogs(db: Db, deploymentId: number, lines: { lev
 export async function readBuildLogs(db: Db, deploymentId: number): Promise<string[]> {
   return (await db.anyFirst(q`SELECT message FROM build_logs WHERE deployment_id = ${deploymentId} ORDER BY id`)).map(String);
 }
+
+/** A waiting push that can still be deployed after a restart (see migration 021). */
+export interface QueuedPushRequest { ref: string; oldSha: string; keepRef: string }
+
+export async function setDeploymentRequest(db: Db, id: number, request: QueuedPushRequest): Promise<void> {
+  await db.query(q`UPDATE deployments SET request = ${sql.jsonb(request as unknown as Record<string, string>)} WHERE id = ${id}`);
+}
+
+/** Pushes still queued that kept their commit, in arrival order: a restarted server deploys them. */
+export async function listResumablePushes(db: Db): Promise<(DeploymentRow & { request: QueuedPushRequest; createdBy: number | null })[]> {
+  const rows = await db.any(q`SELECT * FROM deployments WHERE kind = 'push' AND status = 'queued' AND request IS NOT NULL ORDER BY id`);
+  return rows.map((r) => ({ ...toDeployment(r), request: json<QueuedPushRequest>(r.request), createdBy: r.created_by == null ? null : Number(r.created_by) }));
+}

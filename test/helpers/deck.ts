@@ -183,6 +183,13 @@ export class Deck {
     return existsSync(this.logFile) ? readFileSync(this.logFile, "utf8") : "";
   }
 
+  /** Stops the control plane the way `deck server` is stopped on purpose (SIGTERM); apps and the router keep running. */
+  async terminate(): Promise<void> {
+    this.server?.kill("SIGTERM");
+    await this.exitPromise;
+    this.server = null;
+  }
+
   /** Kills the control plane like a crash would; the router and apps must keep running. */
   async kill9(): Promise<void> {
     this.server?.kill("SIGKILL");

@@ -5,8 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { X509Certificate } from "node:crypto";
-import { acmeEligible, parseCertificateBundle, tlsStatusOf } from "./certs.ts";
-import type { DeckConfig } from "../config/index.ts";
+import { parseCertificateBundle, tlsStatusOf } from "./certs.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "deck-certs-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -48,14 +47,6 @@ test("a bundle that cannot be served is refused with a line that says what to do
   }
   const expired = parseCertificateBundle(read("leaf.crt") + read("leaf.key"), new Date(Date.now() + 40 * 24 * 3600 * 1000));
   assert.ok(!expired.ok && /^the certificate expired on \d{4}-\d{2}-\d{2}$/.test(expired.message));
-});
-
-test("deck orders certificates only for public custom domains, and never with DECK_ACME=off", () => {
-  const config = { acme: "on", domain: "apps.example.com" } as DeckConfig;
-  assert.equal(acmeEligible(config, "www.shop.com"), true);
-  assert.equal(acmeEligible(config, "shop.apps.example.com"), false);
-  for (const d of ["shop.localhost", "shop.test", "x.local", "a.example", "localhost"]) assert.equal(acmeEligible(config, d), false, d);
-  assert.equal(acmeEligible({ ...config, acme: "off" }, "www.shop.com"), false);
 });
 
 test("the TLS status reads as users see it in domains:report", () => {

@@ -1,42 +1,17 @@
-import { burstForRate, DeckError, isDeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MAX } from "../core/index.ts";
+import { burstForRate, DeckError, isRateLimitRps, RATE_LIMIT_ALLOWED, RATE_LIMIT_RPS_MAX } from "../core/index.ts";
 import { parseByteSize } from "../config/index.ts";
-import { audit, findApp, setAppRouterSettings, setAppStopped, type AppRouterSettings, type AppRow } from "../store/queries/index.ts";
-import { drainAndStop, refreshRoute } from "./activate.ts";
+import type { DeployDeps } from "../deploy/index.ts";
+import { setAppRouterSettings, type AppRouterSettings, type AppRow } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
-import type { DeployDeps } from "./deps.ts";
-import { liveRelease, type Out } from "./operations.ts";
-import { redeploy } from "./pipeline.ts";
+import { recordAction } from "./audit.ts";
+import { applyOrUndo, reloadApp } from "./route-change.ts";
 
 /**
- * What the router does for one app: maintenance mode, ps:stop / ps:start, and the per-app limits and
- * HTTPS options (router:set). Settings resolve app → server default (DECK_RATE_LIMIT, DECK_RATE_BURST,
- * DECK_MAX_BODY_SIZE); every change is saved first, then sent to the router, then audited.
+ * What the router does for one app: maintenance mode and the per-app limits and HTTPS options
+ * (router:set); ps:stop / ps:start are in processes.ts. Settings resolve app → server default
+ * (DECK_RATE_LIMIT, DECK_RATE_BURST, DECK_MAX_BODY_SIZE); every change is saved first, then sent to the
+ * router, then audited.
  */
-
-function record(deps: DeployDeps, caller: Caller, action: string, target: string, data: Record<string, unknown> = {}): Promise<void> {
-  return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
-}
-
-/**
- * Sends the app's route after a change saved in the database. When the router does not take it, the
- * change is undone (`undo`) and refused, so what deck says and what the router does never disagree.
- */
-async function applyOrUndo(deps: DeployDeps, app: AppRow, undo: () => Promise<void>, unchanged: string): Promise<void> {
-  try {
-    await refreshRoute(deps, app);
-  } catch (e) {
-    await undo().catch((u: Error) => deps.log(`${app.name}: could not undo a change the router did not take: ${u.message}`));
-    // In case the router took the route after all (its answer lost on the way).
-    await refreshRoute(deps, await reload(deps, app)).catch((r: Error) => deps.log(`${app.name}: could not send the route again after the router refused it: ${r.message}`));
-    if (isDeckError(e) && e.code === "router_unavailable") throw new DeckError(e.code, `the router is not answering (it restarts within seconds; try again); ${unchanged}`, e.data, { cause: e });
-    throw e;
-  }
-}
-
-/** The app's row as it is now (after a change), so the route sent to the router carries it. */
-async function reload(deps: DeployDeps, app: AppRow): Promise<AppRow> {
-  return (await findApp(deps.db, app.name)) ?? app;
-}
 
 // ---------- maintenance mode ----------
 export interface MaintenanceState { app: string; maintenance: boolean; stopped: boolean }
@@ -47,58 +22,14 @@ const maintenanceState = (app: AppRow): MaintenanceState => ({ app: app.name, ma
 export async function setMaintenance(deps: DeployDeps, caller: Caller, name: string, enabled: boolean): Promise<MaintenanceState> {
   const app = await authorizeApp(deps.db, caller, "router:set", name);
   await setAppRouterSettings(deps.db, app.id, { maintenance: enabled });
-  const fresh = await reload(deps, app);
+  const fresh = await reloadApp(deps, app);
   await applyOrUndo(deps, fresh, () => setAppRouterSettings(deps.db, app.id, { maintenance: app.router.maintenance }), "maintenance mode unchanged");
-  await record(deps, caller, enabled ? "maintenance:on" : "maintenance:off", app.name);
+  await recordAction(deps, caller, enabled ? "maintenance:on" : "maintenance:off", app.name);
   return maintenanceState(fresh);
 }
 
 export async function maintenanceReport(deps: DeployDeps, caller: Caller, name: string): Promise<MaintenanceState> {
   return maintenanceState(await authorizeApp(deps.db, caller, "app:read", name));
-}
-
-// ---------- ps:stop / ps:start ----------
-/**
- * Stops every process of the app and keeps it stopped, across deck restarts, until ps:start (or a
- * release going live). The router shows the maintenance page from the moment the app is marked stopped;
- * requests already in flight finish (up to the drain deadline) before the processes are stopped.
- */
-export async function stopApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ stopped: number }> {
-  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app, "stop", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
-    await setAppStopped(deps.db, app.id, true);
-    const fresh = await reload(deps, app);
-    await applyOrUndo(deps, fresh, () => setAppStopped(deps.db, app.id, false), "the app keeps running");
-    const processes = await deps.runtime.list(app.name);
-    if (processes.length) out(`-----> Stopping ${processes.map((p) => `${p.type}.${p.index}`).join(", ")}`);
-    await drainAndStop(deps, processes);
-    await refreshRoute(deps, fresh);
-    await record(deps, caller, "ps:stop", app.name, { processes: processes.length });
-    return { stopped: processes.length };
-  });
-}
-
-export type StartOutcome = "started" | "not_stopped" | "no_release";
-
-/** Starts a stopped app's live release again (a new generation of its processes, health-checked). */
-export async function startApp(deps: DeployDeps, caller: Caller, name: string, out: Out): Promise<{ outcome: StartOutcome; version: number | null }> {
-  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app, "start", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
-    const fresh = await reload(deps, app);
-    if (!fresh.stopped) return { outcome: "not_stopped" as const, version: null };
-    const release = await liveRelease(deps, fresh);
-    if (!release) {
-      // Nothing to run yet: the app is simply no longer stopped, and its first push starts it.
-      await setAppStopped(deps.db, app.id, false);
-      await applyOrUndo(deps, await reload(deps, app), () => setAppStopped(deps.db, app.id, true), "the app stays stopped");
-      await record(deps, caller, "ps:start", app.name);
-      return { outcome: "no_release" as const, version: null };
-    }
-    // The release going live clears the stopped state; a failed health check leaves the app stopped.
-    await redeploy(deps, caller, fresh, "restart", release, false, out);
-    await record(deps, caller, "ps:start", app.name, { release: release.version });
-    return { outcome: "started" as const, version: release.version };
-  });
 }
 
 // ---------- router:set / router:report ----------
@@ -252,10 +183,10 @@ export async function setRouterSettings(deps: DeployDeps, caller: Caller, name: 
   const update = checkChange(change);
   if (Object.keys(update).length === 0) throw new DeckError("bad_argument", `no setting given; use one of ${KEY_NAMES.join(", ")}`);
   await setAppRouterSettings(deps.db, app.id, update);
-  const fresh = await reload(deps, app);
+  const fresh = await reloadApp(deps, app);
   const previous = Object.fromEntries(Object.keys(update).map((k) => [k, app.router[k as keyof AppRouterSettings]])) as Partial<AppRouterSettings>;
   await applyOrUndo(deps, fresh, () => setAppRouterSettings(deps.db, app.id, previous), "settings unchanged");
-  await record(deps, caller, "router:set", app.name, { settings: update });
+  await recordAction(deps, caller, "router:set", app.name, { settings: update });
   return reportOf(deps, fresh);
 }
 

@@ -32,14 +32,10 @@ export async function authorizeApp(db: Db, caller: Caller, action: Action, rawNa
 /**
  * Config values in clear are for those who may change them: revealing is the `config:set` action, for
  * SSH's `config:show --reveal` and the API's `?reveal=true` alike. (A token must also carry the scope
- * that action needs; the API's route table takes it from the same action.)
+ * that action needs; the API's route table takes it from the same action.) showConfig (ops/config.ts)
+ * checks it.
  */
 export const REVEAL_CONFIG: Action = "config:set";
-
-/** Loads the app when the caller may see its config values in clear; throws like authorizeApp otherwise. */
-export function authorizeConfigReveal(db: Db, caller: Caller, rawName: string): Promise<AppRow> {
-  return authorizeApp(db, caller, REVEAL_CONFIG, rawName);
-}
 
 /** The org new apps of this caller go into: the first org where they may create apps. */
 export function orgForNewApp(caller: Caller): number | null {

@@ -1,13 +1,11 @@
 import { spawn } from "node:child_process";
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { checkAppName, DeckError, isDeckError } from "../core/index.ts";
+import { appendAppLog, deployPush, type DeployDeps, type DeployOutcome } from "../deploy/index.ts";
 import {
   audit, deleteWebhook, findApp, findUserById, findWebhook, saveWebhook, type AppRow, type WebhookRow,
 } from "../store/queries/index.ts";
 import { authorizeApp, callerFor, type Caller } from "./access.ts";
-import { appendAppLog } from "./app-log.ts";
-import type { DeployDeps, DeployOutcome } from "./deps.ts";
-import { deployPush } from "./pipeline.ts";
 
 /**
  * Git webhooks: a push to GitHub or GitLab deploys the app through the same pipeline as a `git push`

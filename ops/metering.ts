@@ -1,7 +1,7 @@
 /** What deck reports of the bandwidth the router counted (saved by router/usage-saver.ts). */
+import type { DeployDeps } from "../deploy/index.ts";
 import { bandwidthOf, type BandwidthHour } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
-import type { DeployDeps } from "./deps.ts";
 
 /** An app's metered traffic per hour over the last `hours` hours (newest first). */
 export async function bandwidthReport(deps: DeployDeps, caller: Caller, appName: string, hours: number): Promise<BandwidthHour[]> {

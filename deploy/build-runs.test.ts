@@ -10,8 +10,7 @@ import {
 } from "../store/queries/index.ts";
 import type { ErrorCode } from "../core/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
-import { callerFor } from "./access.ts";
-import { BuildRuns, classifyFailure, listBuilds, protectedBuildIds } from "./builds.ts";
+import { BuildRuns, protectedBuildIds } from "./build-runs.ts";
 import type { DeployDeps } from "./deps.ts";
 import { pruneSlugs } from "./pipeline.ts";
 
@@ -71,21 +70,6 @@ describe("BuildRun", () => {
     assert.equal(deploying.cancel("ops@example.com"), false);
     assert.equal(deploying.signal.aborted, false);
   });
-
-  it("tells cancelled, timed-out and out-of-memory builds apart by their failure code", () => {
-    assert.equal(classifyFailure("anything at all", "cancelled"), "cancelled");
-    assert.equal(classifyFailure("anything at all", "timeout"), "timed-out");
-    assert.equal(classifyFailure("anything at all", "out_of_memory"), "out-of-memory");
-    assert.equal(classifyFailure("build cancelled by someone (a message alone no longer decides)", "build_failed"), "failed");
-  });
-
-  it("reads the message of failures recorded before they had a code", () => {
-    assert.equal(classifyFailure("build cancelled by ops@example.com"), "cancelled");
-    assert.equal(classifyFailure("build timed out after 900s"), "timed-out");
-    assert.equal(classifyFailure("build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use"), "out-of-memory");
-    assert.equal(classifyFailure("npm ci failed with exit code 1"), "failed");
-    assert.equal(classifyFailure(null), "failed");
-  });
 });
 
 for (const backend of await databaseBackends()) {
@@ -141,35 +125,6 @@ for (const backend of await databaseBackends()) {
       await pruneSlugs(deps(), app);
       for (const kept of [v1, v2, v4, v5]) assert.ok(existsSync(kept.slug), `build ${kept.buildId} kept`);
       assert.equal(existsSync(v3.slug), false, "an artifact no release needs is removed");
-    });
-
-    it("lists builds newest first with status, commit, size and whether the artifact is kept", async () => {
-      const org = await insertOrganization(t.db.pool, { name: "List", slug: "list" });
-      const app = await insertApp(t.db.pool, { name: "lister", orgId: org.id, createdBy: user.id });
-      await push(app, 1, { build: "ok", release: "superseded" });
-      await push(app, 2, { build: "failed", error: "build cancelled by ops@example.com" });
-      await push(app, 3, { build: "failed", code: "out_of_memory", error: "build ran out of memory (limit 128 MB); raise DECK_BUILD_MEMORY or reduce the build's memory use" });
-      await push(app, 4, { build: "ok", release: "superseded" });
-      await push(app, 5, { build: "ok", release: "live" });
-      const d = deps();
-      await pruneSlugs(d, app);
-      const caller = await callerFor(t.db.pool, user, "cli");
-      const builds = await listBuilds(d, caller, "lister");
-      assert.deepEqual(builds.map((b) => [b.commit, b.status, b.sizeBytes, b.artifact]), [
-        [SHA(5), "succeeded", 5000, "kept"],
-        [SHA(4), "succeeded", 4000, "kept"],
-        [SHA(3), "out-of-memory", null, null],
-        [SHA(2), "cancelled", null, null],
-        [SHA(1), "succeeded", 1000, "pruned"],
-      ]);
-      assert.ok(builds.every((b) => b.pusher === "admin@example.com" && b.durationMs !== null && b.durationMs >= 0));
-      assert.equal(builds[2].error?.startsWith("build ran out of memory"), true);
-
-      // A push waiting for its turn (on this server or another) is listed first, without an id yet.
-      const dev = await insertUser(t.db.pool, { email: "dev@example.com", isAdmin: false });
-      await insertDeployment(t.db.pool, { appId: app.id, kind: "push", commitSha: SHA(6), createdBy: dev.id });
-      const [first] = await listBuilds(d, caller, "lister");
-      assert.deepEqual([first.id, first.status, first.commit, first.pusher], [null, "queued", SHA(6), "dev@example.com"]);
     });
   });
 }

@@ -4,12 +4,20 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { after, before, describe, it } from "node:test";
+import { after, before, describe, it, test } from "node:test";
 import type { DeckConfig } from "../config/index.ts";
 import type { RouterControl, ServedCertificate } from "../core/index.ts";
 import { addDomain, deleteCertificate, findCertificate, insertApp, insertOrganization, removeDomain } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
-import { AcmeIssuer, CertManager, type CertificateIssuer, type ObtainedCertificate } from "./certs.ts";
+import { acmeEligible, AcmeIssuer, CertManager, type CertificateIssuer, type ObtainedCertificate } from "./cert-manager.ts";
+
+test("deck orders certificates only for public custom domains, and never with DECK_ACME=off", () => {
+  const config = { acme: "on", domain: "apps.example.com" } as DeckConfig;
+  assert.equal(acmeEligible(config, "www.shop.com"), true);
+  assert.equal(acmeEligible(config, "shop.apps.example.com"), false);
+  for (const d of ["shop.localhost", "shop.test", "x.local", "a.example", "localhost"]) assert.equal(acmeEligible(config, d), false, d);
+  assert.equal(acmeEligible({ ...config, acme: "off" }, "www.shop.com"), false);
+});
 
 interface Call {
   domain: string;

@@ -1,25 +1,18 @@
-import { DeckError, decide, isDeckError, isHostName, isRole, normalizeHostName, type Role } from "../core/index.ts";
-import { UniqueIntegrityConstraintViolationError } from "../store/index.ts";
+import { DeckError, decide, isRole, type Role } from "../core/index.ts";
+import type { DeployDeps } from "../deploy/index.ts";
 import {
-  addDomain, addMember, appIdsGrantedTo, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, domainOwner,
-  findOrgBySlug, findSshKeyByFingerprint, findUserByEmail, grantAppRole, insertOrganization, insertSshKey, insertUser,
-  listAppMembers, listDomains, listMembers, listOrgs, listSshKeys, removeDomain, removeMember, revokeAppRole,
-  type AppRow, type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
+  addMember, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, findOrgBySlug, findSshKeyByFingerprint, findUserByEmail,
+  grantAppRole, insertOrganization, insertSshKey, insertUser, listAppMembers, listMembers, listOrgs, listSshKeys, listUsers, removeMember, revokeAppRole,
+  type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
 } from "../store/queries/index.ts";
-import { refreshRoute } from "./activate.ts";
 import { authorizeApp, type Caller } from "./access.ts";
-import { forgetCertificate, requestCertificate, tlsStatusesOf, tlsStatusOf, type TlsState } from "./certs.ts";
-import type { DeployDeps } from "./deps.ts";
+import { recordAction } from "./audit.ts";
 
 /**
- * Organisations, members, per-app grants, SSH keys, domains and the audit trail: the account side of
+ * Organisations, members, per-app grants, SSH keys, users and the audit trail: the account side of
  * the operations SSH commands and the REST API share.
  */
 const SLUG = /^[a-z][a-z0-9-]{1,38}$/;
-
-function record(deps: DeployDeps, caller: Caller, action: string, target: string, data: Record<string, unknown> = {}): Promise<void> {
-  return audit(deps.db, { userId: caller.user.id, action, target, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, ...data } });
-}
 
 // ---------- organisations ----------
 export async function listOrganizations(deps: DeployDeps, caller: Caller): Promise<(OrgRow & { role: string | null })[]> {
@@ -36,7 +29,7 @@ export async function createOrganization(deps: DeployDeps, caller: Caller, input
     return o;
   });
   caller.actor.roles.set(org.id, "owner");
-  await record(deps, caller, "org:create", `org:${org.slug}`, { orgId: org.id });
+  await recordAction(deps, caller, "org:create", `org:${org.slug}`, { orgId: org.id });
   return (await findOrgBySlug(deps.db, org.slug))!;
 }
 
@@ -90,7 +83,7 @@ export async function setOrgMember(deps: DeployDeps, caller: Caller, slug: strin
   if (current?.role === "owner" && role !== "owner") await refuseUnlessOwner(deps, caller, org, "change an owner's role");
   if (current?.role === "owner" && role !== "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
   await addMember(deps.db, org.id, user.id, role);
-  await record(deps, caller, "members:set", `org:${org.slug}`, { orgId: org.id, member: email, role });
+  await recordAction(deps, caller, "members:set", `org:${org.slug}`, { orgId: org.id, member: email, role });
   return listMembers(deps.db, org.id);
 }
 
@@ -102,7 +95,7 @@ export async function removeOrgMember(deps: DeployDeps, caller: Caller, slug: st
   if (current.role === "owner") await refuseUnlessOwner(deps, caller, org, "remove an owner");
   if (current.role === "owner" && (await countOwners(deps.db, org.id)) <= 1) throw new DeckError("conflict", `${email} is the last owner of ${org.slug}; make someone else owner first`);
   await removeMember(deps.db, org.id, user.id);
-  await record(deps, caller, "members:remove", `org:${org.slug}`, { orgId: org.id, member: email });
+  await recordAction(deps, caller, "members:remove", `org:${org.slug}`, { orgId: org.id, member: email });
 }
 
 // ---------- per-app grants ----------
@@ -117,7 +110,7 @@ export async function grantAppAccess(deps: DeployDeps, caller: Caller, appName: 
   if (role === "owner" && !decide(caller.actor, "app:destroy", { orgId: app.orgId, appId: app.id }).allow) throw new DeckError("forbidden", "permission denied: only an owner can grant the owner role");
   const user = await userByEmail(deps, email);
   await grantAppRole(deps.db, app.id, user.id, role, caller.user.id);
-  await record(deps, caller, "access:grant", app.name, { member: email, role });
+  await recordAction(deps, caller, "access:grant", app.name, { member: email, role });
   return listAppMembers(deps.db, app.id);
 }
 
@@ -125,7 +118,7 @@ export async function revokeAppAccess(deps: DeployDeps, caller: Caller, appName:
   const app = await authorizeApp(deps.db, caller, "members:manage", appName);
   const user = await userByEmail(deps, email);
   if (!(await revokeAppRole(deps.db, app.id, user.id))) throw new DeckError("not_found", `${email} has no role granted on ${app.name}`);
-  await record(deps, caller, "access:revoke", app.name, { member: email });
+  await recordAction(deps, caller, "access:revoke", app.name, { member: email });
 }
 
 // ---------- SSH keys ----------
@@ -136,7 +129,7 @@ export async function listKeys(deps: DeployDeps, caller: Caller): Promise<SshKey
 export async function addKey(deps: DeployDeps, caller: Caller, key: { publicKey: string; fingerprint: string; name: string }): Promise<SshKeyRow> {
   if (await findSshKeyByFingerprint(deps.db, key.fingerprint)) throw new DeckError("conflict", `the key ${key.fingerprint} is already registered`);
   await insertSshKey(deps.db, { userId: caller.user.id, name: key.name.slice(0, 100) || "key", publicKey: key.publicKey, fingerprint: key.fingerprint });
-  await record(deps, caller, "keys:add", `user:${caller.user.email}`, { fingerprint: key.fingerprint });
+  await recordAction(deps, caller, "keys:add", `user:${caller.user.email}`, { fingerprint: key.fingerprint });
   return (await listSshKeys(deps.db, caller.user.id)).find((k) => k.fingerprint === key.fingerprint)!;
 }
 
@@ -146,10 +139,16 @@ export async function removeKey(deps: DeployDeps, caller: Caller, idOrFingerprin
   if (!target) throw new DeckError("not_found", `you have no SSH key ${idOrFingerprint.slice(0, 80)} (see keys:list)`);
   if (keys.length === 1) throw new DeckError("conflict", "that is your last SSH key; add another one first so you keep access");
   await deleteSshKey(deps.db, caller.user.id, String(target.id));
-  await record(deps, caller, "keys:remove", `user:${caller.user.email}`, { fingerprint: target.fingerprint });
+  await recordAction(deps, caller, "keys:remove", `user:${caller.user.email}`, { fingerprint: target.fingerprint });
 }
 
 // ---------- users ----------
+/** Every user, `limit` from `offset` on (platform admins). */
+export async function listAllUsers(deps: DeployDeps, caller: Caller, page: { limit: number; offset: number }): Promise<Awaited<ReturnType<typeof listUsers>>> {
+  if (!caller.user.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins list users");
+  return listUsers(deps.db, page.limit, page.offset);
+}
+
 export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input: { email: string; name?: string; isAdmin?: boolean; org?: string; role?: string }): Promise<{ id: number; email: string }> {
   if (!caller.actor.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins create users");
   if (await findUserByEmail(deps.db, input.email)) throw new DeckError("conflict", `a user with email ${input.email} already exists`);
@@ -159,77 +158,8 @@ export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input:
     if (!org) throw new DeckError("not_found", `organisation "${input.org}" does not exist`);
     await addMember(deps.db, org.id, user.id, parseRole(input.role ?? "member"));
   }
-  await record(deps, caller, "users:create", `user:${user.email}`, { isAdmin: Boolean(input.isAdmin) });
+  await recordAction(deps, caller, "users:create", `user:${user.email}`, { isAdmin: Boolean(input.isAdmin) });
   return { id: user.id, email: user.email };
-}
-
-// ---------- domains ----------
-
-export interface DomainInfo {
-  domain: string;
-  default?: boolean;
-  /** HTTPS state: self-signed, pending, issued, failed or manual. */
-  sslStatus: TlsState;
-  /** The same for people: `issued (expires 2026-05-01)`, `failed: REASON`, ... */
-  tls: string;
-  expiresAt: string | null;
-  error: string | null;
-}
-
-export async function domainsOf(deps: DeployDeps, caller: Caller, appName: string): Promise<DomainInfo[]> {
-  const app = await authorizeApp(deps.db, caller, "app:read", appName);
-  const tls = await tlsStatusesOf(deps, app);
-  const info = (domain: string, isDefault: boolean): DomainInfo => {
-    const s = tls.get(domain) ?? tlsStatusOf(undefined);
-    return { domain, ...(isDefault ? { default: true } : {}), sslStatus: s.state, tls: s.text, expiresAt: s.expiresAt, error: s.error };
-  };
-  return [info(`${app.name}.${deps.config.domain}`, true), ...(await listDomains(deps.db, app.id)).map((d) => info(d.domain, false))];
-}
-
-async function refuseTakenDomain(deps: DeployDeps, app: AppRow, domain: string): Promise<void> {
-  const owner = await domainOwner(deps.db, domain);
-  if (owner !== null) throw new DeckError("conflict", owner === app.id ? `${domain} is already a domain of ${app.name}` : `${domain} already belongs to another app`);
-}
-
-export async function addAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
-  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
-  const domain = normalizeHostName(rawDomain);
-  if (!isHostName(domain)) throw new DeckError("validation_failed", `"${rawDomain.slice(0, 60)}" is not a domain name like www.example.com`);
-  const own = deps.config.domain;
-  if (domain === own) throw new DeckError("conflict", `${domain} is deck's own domain; apps get APP.${own} automatically, and a custom domain is one of your own, like www.example.com`);
-  if (domain.endsWith(`.${own}`)) throw new DeckError("conflict", `${domain} is under deck's own domain ${own}; apps get APP.${own} automatically`);
-  await refuseTakenDomain(deps, app, domain);
-  try {
-    await addDomain(deps.db, app.id, domain);
-  } catch (e) {
-    // Another domains:add of the same name got in between the check and the insert.
-    if (!(e instanceof UniqueIntegrityConstraintViolationError)) throw e;
-    await refuseTakenDomain(deps, app, domain);
-    throw new DeckError("conflict", `${domain} was being added to an app at the same moment; run domains:add again`);
-  }
-  try {
-    await refreshRoute(deps, app);
-  } catch (e) {
-    // The router did not take it (a host another app's route holds, the router down): no domain is
-    // kept that the router does not serve.
-    await removeDomain(deps.db, app.id, domain).catch((removeError: Error) => deps.log(`${app.name}: could not remove ${domain} again: ${removeError.message}`));
-    // In case the router took the route after all (its answer lost on the way).
-    await refreshRoute(deps, app).catch((r: Error) => deps.log(`${app.name}: could not send the route again after the router refused it: ${r.message}`));
-    // The router's refusal names the app that holds the host: another tenant's, not for this caller.
-    if (isDeckError(e) && e.code === "route_conflict") throw new DeckError("conflict", `${domain} is already served by another app; remove it there first`, {}, { cause: e });
-    throw e;
-  }
-  await record(deps, caller, "domains:add", app.name, { domain });
-  requestCertificate(deps, app, domain);
-}
-
-export async function removeAppDomain(deps: DeployDeps, caller: Caller, appName: string, rawDomain: string): Promise<void> {
-  const app = await authorizeApp(deps.db, caller, "domains:set", appName);
-  const domain = normalizeHostName(rawDomain);
-  if (!(await removeDomain(deps.db, app.id, domain))) throw new DeckError("not_found", `${domain.slice(0, 80)} is not a domain of ${app.name} (see domains:list ${app.name})`);
-  await refreshRoute(deps, app);
-  await forgetCertificate(deps, domain);
-  await record(deps, caller, "domains:remove", app.name, { domain });
 }
 
 // ---------- audit ----------
@@ -242,5 +172,3 @@ export async function orgAudit(deps: DeployDeps, caller: Caller, slug: string, l
   const org = await orgForManaging(deps, caller, slug, "audit:read");
   return auditForOrg(deps.db, org.id, org.slug, limit, before);
 }
-
-export { appIdsGrantedTo };

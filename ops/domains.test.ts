@@ -4,10 +4,9 @@ import pg from "pg";
 import { DeckError, isDeckError, type Route } from "../core/index.ts";
 import { findApp, insertApp, insertOrganization, insertUser, listDomains, q, type AppRow } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
+import { RouteLocks, type DeployDeps } from "../deploy/index.ts";
 import { callerFor, type Caller } from "./access.ts";
-import { addAppDomain } from "./accounts.ts";
-import { RouteLocks } from "./activate.ts";
-import type { DeployDeps } from "./deps.ts";
+import { addAppDomain } from "./domains.ts";
 
 // The database is real; the router records the routes it is sent, and refuses a host another app holds,
 // as deck's router does (route_conflict).
