@@ -213,6 +213,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
     started.push(() => new Promise<void>((res) => hookServer.close(() => res())));
     const r = await reconcile(deps);
+    // Pushes that waited in line when deck last stopped take their places again before any new work.
+    await resumeQueuedPushes(deps, r.resumable);
     // Certificates from the database reach the router, then due orders and renewals start in the background.
     await certs.start();
     if (r.adopted || r.stopped || r.restarted.length) log(`reconciled: ${r.adopted} process(es) adopted, ${r.stopped} stray stopped, restarted ${r.restarted.join(", ") || "none"}`);
@@ -241,7 +243,6 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     log(`deck is running: git+ssh on ${config.host}:${config.sshPort}, API and git over HTTP on http://${config.host}:${config.apiPort}, apps at http://APP.${config.domain}:${config.httpPort} and https://APP.${config.domain}:${config.httpsPort}`);
 
     // Pushes that waited in line when deck last stopped are deployed now, in their order.
-    void resumeQueuedPushes(deps).catch((e: Error) => log(`resuming waiting pushes: ${e.stack ?? e.message}`));
     // On stop, first of all: work still waiting in line leaves it (a waiting push keeps its place for the next start).
     started.push(async () => queue.close());
     return { deps, stop: stopAll };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { insertApp, insertOrganization, insertUser, q, type AppRow } from "../store/queries/index.ts";
+import { insertApp, insertDeployment, insertOrganization, insertUser, q, type AppRow } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { AppQueue } from "./app-queue.ts";
 
@@ -90,10 +90,13 @@ for (const backend of await databaseBackends()) {
       // An earlier run on this host left a running entry (it was killed mid-deploy) …
       await t.db.pool.query(q`INSERT INTO app_queue (app_id, kind, holder, running) VALUES (${a.id}, 'push', 'host:/data:old-run', true)`);
       // … and a server elsewhere stopped long ago with an entry in b's line.
-      await t.db.pool.query(q`INSERT INTO app_queue (app_id, kind, holder, heartbeat_at) VALUES (${b.id}, 'scale', 'elsewhere:/x:1', now() - interval '5 minutes')`);
+      const cutOff = await insertDeployment(t.db.pool, { appId: b.id, kind: "scale", createdBy: null });
+      await t.db.pool.query(q`INSERT INTO app_queue (app_id, kind, holder, deployment_id, heartbeat_at) VALUES (${b.id}, 'scale', 'elsewhere:/x:1', ${cutOff.id}, now() - interval '5 minutes')`);
       const restarted = queue("new-run");
       const dropped = await restarted.dropAbandoned();
       assert.deepEqual(dropped.map((e) => e.holder).sort(), ["elsewhere:/x:1", "host:/data:old-run"]);
+      const ended = await t.db.pool.one(q`SELECT status, error_code FROM deployments WHERE id = ${cutOff.id}`);
+      assert.deepEqual([ended.status, ended.error_code], ["interrupted", "interrupted"], "the stopped server's deployment does not stay queued");
       let ran = false;
       await restarted.run(a, "push", () => assert.fail("nothing is ahead any more"), async () => void (ran = true));
       assert.equal(ran, true);

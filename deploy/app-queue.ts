@@ -2,7 +2,21 @@ import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import type { DatabasePool } from "slonik";
 import { DeckError } from "../core/index.ts";
-import { claimWork, countWork, dropStaleWork, dropWorkOf, enqueueWork, finishWork, refreshWork, type QueueEntry } from "../store/queries/index.ts";
+import { attachRunningWork, claimWork, countWork, dropStaleWork, dropWorkOf, enqueueWork, finishWork, refreshWork, type QueueEntry } from "../store/queries/index.ts";
+
+export interface RunOptions {
+  /** The deployment this work is, so that whoever drops the entry can end it. */
+  deploymentId?: number;
+  /** Called once the entry is in line (its place is taken). */
+  onEnqueued?: () => void;
+  /** Wait even in refuse mode (deck's own work, such as restarting an app after a reboot). */
+  wait?: boolean;
+  /**
+   * Asked when the server stops while the entry still waits: true keeps the entry in line for the next
+   * start of this server (which finds it as its earlier run's), false takes it out.
+   */
+  keepPlace?: () => Promise<boolean>;
+}
 
 /** What kind of work holds an app's slot; a deploy's kind is also its deployment's. */
 export type WorkKind = "push" | "config" | "scale" | "restart" | "rollback" | "stop" | "start" | "maintenance" | "cache-clear" | "reconcile" | "destroy";
@@ -48,12 +62,22 @@ export class AppQueue {
     return this.options.holder.holder;
   }
 
+  /** True once the server has begun to stop (see close). */
+  get stopping(): boolean {
+    return this.closing;
+  }
+
+  /** Names the deployment the app's running entry of this server does (a redeploy makes its row inside the slot). */
+  async attach(appId: number, deploymentId: number): Promise<void> {
+    await attachRunningWork(this.options.db, { appId, holder: this.holder, deploymentId });
+  }
+
   /** Keeps this server's entries fresh so that no other server takes them for abandoned. */
   start(): void {
     if (this.heartbeat) return;
     this.heartbeat = setInterval(() => {
       if (this.mine.size === 0) return;
-      refreshWork(this.options.db, this.holder).catch((e) => this.log(`app queue: refreshing this server's entries failed: ${(e as Error).message}`));
+      refreshWork(this.options.db, [...this.mine]).catch((e) => this.log(`app queue: refreshing this server's entries failed: ${(e as Error).message}`));
     }, 5_000);
     this.heartbeat.unref();
   }
@@ -105,20 +129,29 @@ export class AppQueue {
    * Runs `work` once it is the app's turn. `onWait` hears the position in line whenever it changes
    * (1 = next). Aborting `signal` while waiting leaves the line and rejects with its reason.
    */
-  async run<T>(app: { id: number; name: string }, kind: WorkKind, onWait: (position: number) => void, work: (entry: QueueEntry) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  async run<T>(app: { id: number; name: string }, kind: WorkKind, onWait: (position: number) => void, work: (entry: QueueEntry) => Promise<T>, signal?: AbortSignal, options: RunOptions = {}): Promise<T> {
     const db = this.options.db;
-    if (this.mode === "refuse" && (await this.busy(app.id))) {
+    if (this.mode === "refuse" && !options.wait && (await this.busy(app.id))) {
       throw new DeckError("deploy_in_progress", `another deploy of ${app.name} is in progress; push again when it has finished`);
     }
-    const entry = await enqueueWork(db, { appId: app.id, kind, holder: this.holder });
+    const entry = await enqueueWork(db, { appId: app.id, kind, holder: this.holder, deploymentId: options.deploymentId });
     this.mine.add(entry.id);
+    options.onEnqueued?.();
+    let keepInLine = false;
     try {
-      await this.waitTurn(entry, onWait, signal);
+      try {
+        await this.waitTurn(entry, onWait, signal);
+      } catch (e) {
+        if (this.closing && options.keepPlace) keepInLine = await options.keepPlace();
+        throw e;
+      }
       return await work(entry);
     } finally {
       this.mine.delete(entry.id);
-      await finishWork(db, entry.id).catch((e) => this.log(`app queue: removing entry ${entry.id} of ${app.name} failed (it is dropped once stale): ${(e as Error).message}`));
-      this.wake();
+      if (!keepInLine) {
+        await finishWork(db, entry.id).catch((e) => this.log(`app queue: removing entry ${entry.id} of ${app.name} failed (it is dropped once stale): ${(e as Error).message}`));
+        this.wake();
+      }
     }
   }
 

@@ -19,7 +19,7 @@ export interface BuildSlotsOptions {
 export class BuildSlots {
   private readonly wakeups = new EventEmitter();
   private heartbeat: NodeJS.Timeout | undefined;
-  private held = 0;
+  private readonly held = new Set<number>();
   private readonly log: (line: string) => void;
 
   constructor(private readonly options: BuildSlotsOptions) {
@@ -30,8 +30,8 @@ export class BuildSlots {
   start(): void {
     if (this.heartbeat) return;
     this.heartbeat = setInterval(() => {
-      if (this.held === 0) return;
-      refreshBuildSlots(this.options.db, this.options.holder.holder).catch((e) => this.log(`build slots: refreshing this server's entries failed: ${(e as Error).message}`));
+      if (this.held.size === 0) return;
+      refreshBuildSlots(this.options.db, [...this.held]).catch((e) => this.log(`build slots: refreshing this server's entries failed: ${(e as Error).message}`));
     }, 5_000);
     this.heartbeat.unref();
   }
@@ -58,12 +58,12 @@ export class BuildSlots {
     if (signal.aborted) return null;
     const db = this.options.db;
     const entry = await enqueueBuild(db, { deploymentId, holder: this.options.holder.holder });
-    this.held += 1;
+    this.held.add(entry.id);
     let released = false;
     const release = async () => {
       if (released) return;
       released = true;
-      this.held -= 1;
+      this.held.delete(entry.id);
       await finishBuildSlot(db, entry.id).catch((e) => this.log(`build slots: freeing slot ${entry.id} failed (it is dropped once stale): ${(e as Error).message}`));
       this.wake();
     };

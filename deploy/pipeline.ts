@@ -66,6 +66,8 @@ export interface PushRequest {
   keep?: (deploymentId: number) => Promise<QueuedPushRequest>;
   /** A queued push resumed after a restart: its deployment row already exists. */
   resume?: Deployment;
+  /** Called once the push has its place in the app's line. */
+  onEnqueued?: () => void;
 }
 
 const elapsed = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
@@ -120,11 +122,12 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
         return outcome;
       },
       signal,
+      { deploymentId: deployment.id, onEnqueued: req.onEnqueued, keepPlace: keep },
     );
   } catch (e) {
     // The server is stopping while the push waits: one that kept its commit keeps its place and is
     // deployed by the next start; its pusher hears so before the connection goes.
-    if (isDeckError(e) && e.code === "interrupted" && (await keep())) {
+    if (isDeckError(e) && e.code === "interrupted" && deps.queue.stopping && (await keep())) {
       const message = `deck is restarting; this push keeps its place in line and deploys once deck is back (builds:list ${req.app.name} shows it)`;
       output.line(`-----> ${message}`);
       return { ok: false, code: "interrupted", message, deploymentId: deployment.id };
@@ -142,6 +145,8 @@ export async function deployPush(deps: DeployDeps, req: PushRequest): Promise<De
     return { ok: false, code, message, deploymentId: deployment.id };
   } finally {
     deps.runs.end(run);
+    // A keep still under way finishes first, so that dropping the kept commit afterwards is final.
+    await kept;
     await output.flush().catch((e) => deps.log(`build log: ${(e as Error).message}`));
   }
 }
@@ -180,11 +185,11 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     run.finishBuild();
     return fail("cancelled", run.cancelMessage ?? "the push was cancelled while it waited for a build slot", "cancelled");
   }
-  await deployment.move("building");
   let build;
   let buildTimeMs: number;
   const buildStart = Date.now();
   try {
+    await deployment.move("building");
     build = await insertBuild(deps.db, app.id, req.commitSha, deployment.id);
     run.startBuild(build.id);
     const { result, outOfMemory } = await runLimitedBuild(deps, build.id, run, {
@@ -307,6 +312,7 @@ export async function redeploy(deps: DeployDeps, createdBy: number, app: AppRow,
   const output = new DeployOutput(deps.db, deps.paths.appLog(app.name), out);
   const deployment = await Deployment.create(deps, { app, kind, commitSha: release.commitSha, releaseId: release.id, createdBy });
   output.attach(deployment.id);
+  await deps.queue.attach(app.id, deployment.id);
   try {
     const build = await findBuild(deps.db, release.buildId);
     let r: Delivery;

@@ -13,16 +13,20 @@ import type { DeployDeps } from "./deps.ts";
  * running are adopted; the router gets the full route table. A live release whose processes are all
  * gone (the machine rebooted) is started again, unless the app was stopped with ps:stop.
  */
-export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; stopped: number; restarted: string[] }> {
-  // What an earlier run of this server left in the apps' lines cannot be waiting any more; a deployment
-  // of an app with nothing left in its line was cut off (one another server runs keeps its entry).
-  await deps.queue.dropAbandoned();
-  const lined = new Set((await deps.db.anyFirst(q`SELECT DISTINCT app_id FROM app_queue`)).map(Number));
-  // Pushes that waited in line with their commit kept are deployed once the server is up (gitd/queued-push.ts).
-  const resumable = new Set((await listResumablePushes(deps.db)).map((d) => d.id));
+export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; stopped: number; restarted: string[]; resumable: number[] }> {
+  // What an earlier run of this server left in the apps' lines cannot be waiting any more (entries of
+  // servers that stopped answering end their deployments as they are dropped).
+  const dropped = await deps.queue.dropAbandoned();
+  const ours = new Set(dropped.flatMap((e) => (e.deploymentId === null ? [] : [e.deploymentId])));
+  // Pushes of that run that waited in line with their commit kept are deployed once the server is up
+  // (gitd/queued-push.ts); every other unfinished deployment was cut off, unless a live server works on it.
+  const resumable = (await listResumablePushes(deps.db)).filter((d) => ours.has(d.id)).map((d) => d.id);
+  const elsewhere = new Set((await deps.db.anyFirst(q`SELECT deployment_id FROM app_queue WHERE deployment_id IS NOT NULL`)).map(Number));
+  // A redeploy names its deployment in its entry just after making the row.
+  const redeploying = new Set((await deps.db.anyFirst(q`SELECT app_id FROM app_queue WHERE running AND deployment_id IS NULL`)).map(Number));
   const apps0 = await listApps(deps.db, "all");
   for (const d of await listUnfinishedDeployments(deps.db)) {
-    if (lined.has(d.appId) || resumable.has(d.id)) continue;
+    if (elsewhere.has(d.id) || resumable.includes(d.id) || (d.kind !== "push" && redeploying.has(d.appId))) continue;
     const app = apps0.find((a) => a.id === d.appId);
     const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), d.kind as DeployKind, d.status as DeployState);
     // Put live before the server stopped: only the old processes' drain was left (they are strays now).
@@ -63,15 +67,16 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
     const release = (await listReleases(deps.db, app.id, 100)).find((r) => r.status === "live");
     const build = release ? await findBuild(deps.db, release.buildId) : null;
     if (!release || !build) continue;
+    // One app that cannot start again must not keep deck (and every other app) from starting.
     await deps.queue.run(app, "reconcile", () => undefined, async () => {
       const r = await activateRelease(deps, { app, release, build, deploymentId: app.liveDeploymentId!, runReleasePhase: false, out: (l) => deps.log(`${app.name}: ${l.trim()}`) });
       if (!r.ok) {
         deps.log(`${app.name}: could not restart v${release.version}: ${r.message}`);
         await setReleaseStatus(deps.db, release.id, "live");
       }
-    });
+    }, undefined, { wait: true }).catch((e: Error) => deps.log(`${app.name}: could not restart v${release.version}: ${e.stack ?? e.message}`));
   }
-  return { adopted: all.length - stopped, stopped, restarted };
+  return { adopted: all.length - stopped, stopped, restarted, resumable };
 }
 
 /**

@@ -69,56 +69,75 @@ async function currentRef(repoDir: string, ref: string): Promise<string> {
   return r.code === 0 ? r.stdout.toString("utf8").trim() : "";
 }
 
-/**
- * Deploys the pushes a stopped server left waiting, each app's in their order (apps in parallel), in
- * the background; resolves once all are done. Each ends like a push: live and the branch moved, or
- * refused with the reason in `builds:list` / the deployment's log.
- */
-export async function resumeQueuedPushes(deps: DeployDeps): Promise<number> {
-  const waiting = await listResumablePushes(deps.db);
-  if (waiting.length === 0) return 0;
-  const apps = new Map((await listApps(deps.db, "all")).map((a) => [a.id, a]));
-  const byApp = new Map<number, typeof waiting>();
-  for (const d of waiting) byApp.set(d.appId, [...(byApp.get(d.appId) ?? []), d]);
-  await Promise.all([...byApp.entries()].map(async ([appId, line]) => {
-    for (const d of line) {
-      const app = apps.get(appId);
-      const deployment = new Deployment(deps, d.id, app?.name ?? String(appId), "push", "queued");
-      const user = d.createdBy === null ? null : await findUserById(deps.db, d.createdBy);
-      const fresh = app ? await findApp(deps.db, app.name) : null;
-      if (!fresh || !user || !d.commitSha) {
-        await deployment.end("interrupted", "interrupted", "the app or the pusher is gone since this push waited");
-        continue;
-      }
-      const repoDir = deps.paths.repo(fresh.name);
-      const expected = /^0{40}$/.test(d.request.oldSha) ? "" : d.request.oldSha;
-      const branch = d.request.ref.replace(/^refs\/heads\//, "");
-      let moveBranch!: () => void;
-      const moved = new Promise<void>((r) => (moveBranch = r));
-      deps.log(`${fresh.name}: deploying push ${d.id} (${branch} ${d.commitSha.slice(0, 7)}) that waited in line when deck stopped`);
-      const outcome = await deployPush(deps, {
-        app: fresh, commitSha: d.commitSha, user, repoDir, gitEnv: {}, resume: deployment,
-        // Stopped again before its turn: it keeps its place once more.
-        keep: async () => d.request,
-        out: () => undefined, signal: new AbortController().signal,
-        stillCurrent: async () => {
-          const now = await currentRef(repoDir, d.request.ref);
-          return now === expected ? null : `${branch} moved to ${now.slice(0, 7) || "nothing"} while this push waited for deck to restart; fetch, merge and push again`;
-        },
-        report: (o) => {
-          // As git would have after the hook said yes: the branch moves only if it still holds what the push expected.
-          const update = o.ok ? git(["--git-dir", repoDir, "update-ref", "-m", `deck: push ${d.id} deployed after a restart`, d.request.ref, d.commitSha!, expected], {}) : Promise.resolve(null);
-          void update.then((r) => {
-            if (r && r.code !== 0) deps.log(`${fresh.name}: push ${d.id} is live but ${branch} could not be moved to it: ${r.stderr}`);
-          }, (e: Error) => deps.log(`${fresh.name}: moving ${branch} after push ${d.id}: ${e.message}`)).finally(moveBranch);
-        },
-        holdSlotUntil: moved,
-      });
-      // deck is stopping again: this push and the ones behind it keep their places for the next start.
-      if (!outcome.ok && outcome.code === "interrupted") return;
-      await git(["--git-dir", repoDir, "update-ref", "-d", d.request.keepRef], {}).catch((e: Error) => deps.log(`${fresh.name}: removing ${d.request.keepRef}: ${e.message}`));
-      deps.log(`${fresh.name}: push ${d.id} ${outcome.ok ? `deployed as v${outcome.version}` : `refused: ${outcome.message}`}`);
+/** Drops kept commits no waiting push needs any more (pushes that ended while deck was down, say). */
+async function pruneKeptCommits(deps: DeployDeps, keep: Set<number>): Promise<void> {
+  for (const app of await listApps(deps.db, "all")) {
+    const repoDir = deps.paths.repo(app.name);
+    const listed = await git(["--git-dir", repoDir, "for-each-ref", "--format=%(refname)", "refs/deck/queued/"], {}).catch(() => null);
+    // A repository that is not there (yet) keeps nothing.
+    if (!listed || listed.code !== 0) continue;
+    for (const ref of listed.stdout.toString("utf8").split("\n").filter(Boolean)) {
+      const id = Number(ref.slice("refs/deck/queued/".length));
+      if (keep.has(id)) continue;
+      await git(["--git-dir", repoDir, "update-ref", "-d", ref], {}).then((r) => check(r, `dropping ${ref}`)).catch((e: Error) => deps.log(`${app.name}: ${e.message}`));
     }
-  }));
-  return waiting.length;
+  }
+}
+
+/**
+ * Puts the pushes a stopped server left waiting (`ids`, from reconcile) back in their apps' lines, in
+ * their order, before deck takes new work; resolves once they are all in line. Each then deploys in
+ * the background and ends like a push: live with its branch moved, or refused with the reason in
+ * `builds:list` and the deployment's log.
+ */
+export async function resumeQueuedPushes(deps: DeployDeps, ids: number[]): Promise<void> {
+  await pruneKeptCommits(deps, new Set(ids));
+  const wanted = new Set(ids);
+  const waiting = (await listResumablePushes(deps.db)).filter((d) => wanted.has(d.id));
+  const apps = new Map((await listApps(deps.db, "all")).map((a) => [a.id, a]));
+  for (const d of waiting) {
+    const app = apps.get(d.appId);
+    const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), "push", "queued");
+    const user = d.createdBy === null ? null : await findUserById(deps.db, d.createdBy);
+    const fresh = app ? await findApp(deps.db, app.name) : null;
+    if (!fresh || !user || !d.commitSha) {
+      await deployment.end("interrupted", "interrupted", "the app or the pusher is gone since this push waited");
+      continue;
+    }
+    const repoDir = deps.paths.repo(fresh.name);
+    const commitSha = d.commitSha;
+    const expected = /^0{40}$/.test(d.request.oldSha) ? "" : d.request.oldSha;
+    const branch = d.request.ref.replace(/^refs\/heads\//, "");
+    let moveBranch!: () => void;
+    const moved = new Promise<void>((r) => (moveBranch = r));
+    let enqueued!: () => void;
+    const inLine = new Promise<void>((r) => (enqueued = r));
+    deps.log(`${fresh.name}: push ${d.id} (${branch} ${commitSha.slice(0, 7)}) waited in line when deck stopped; it keeps its place`);
+    const deployed = deployPush(deps, {
+      app: fresh, commitSha, user, repoDir, gitEnv: {}, resume: deployment, onEnqueued: enqueued,
+      out: () => undefined, signal: new AbortController().signal,
+      // Stopped again before its turn: it keeps its place once more.
+      keep: async () => d.request,
+      stillCurrent: async () => {
+        const now = await currentRef(repoDir, d.request.ref);
+        return now === expected ? null : `${branch} moved to ${now.slice(0, 7) || "nothing"} while this push waited for deck to restart; fetch, merge and push again`;
+      },
+      report: (o) => {
+        // As git would have after the hook said yes: the branch moves only if it still holds what the push expected.
+        const update = o.ok ? git(["--git-dir", repoDir, "update-ref", "-m", `deck: push ${d.id} deployed after a restart`, d.request.ref, commitSha, expected], {}) : Promise.resolve(null);
+        void update.then((r) => {
+          if (r && r.code !== 0) deps.log(`${fresh.name}: push ${d.id} is live but ${branch} could not be moved to it: ${r.stderr}`);
+        }, (e: Error) => deps.log(`${fresh.name}: moving ${branch} after push ${d.id}: ${e.message}`)).finally(moveBranch);
+      },
+      holdSlotUntil: moved,
+    });
+    void deployed.then(async (outcome) => {
+      // deck is stopping again: the push keeps its commit and its place for the next start.
+      if (!outcome.ok && outcome.code === "interrupted") return;
+      await forgetKeptCommit(repoDir, d.id).catch((e: Error) => deps.log(`${fresh.name}: ${e.message}`));
+      deps.log(`${fresh.name}: push ${d.id} ${outcome.ok ? `deployed as v${outcome.version}` : `refused: ${outcome.message}`}`);
+    }, (e: Error) => deps.log(`${fresh.name}: resuming push ${d.id}: ${e.stack ?? e.message}`));
+    // The next one takes its place only behind this one (new work waits until all are in line).
+    await Promise.race([inLine, deployed]);
+  }
 }

@@ -1,5 +1,5 @@
 import type { DatabasePool } from "slonik";
-import { q, type Db } from "./db.ts";
+import { q, sql, type Db } from "./db.ts";
 
 /** Arbitrary constant shared by every deck process: with the app's id, the key of its queue lock. */
 const QUEUE_LOCK_CLASS = 4711;
@@ -43,12 +43,22 @@ export async function claimWork(db: DatabasePool, entry: { id: number; appId: nu
   });
 }
 
-/** Removes entries of the app whose holder stopped refreshing them; returns their deployments. */
+/**
+ * Removes entries whose holder stopped refreshing them (of one app, or all); their deployments were
+ * cut off with their server and end as interrupted here.
+ */
 export async function dropStaleWork(db: Db, appId?: number): Promise<QueueEntry[]> {
   const rows = appId === undefined
     ? await db.any(q`DELETE FROM app_queue WHERE heartbeat_at < now() - make_interval(secs => ${QUEUE_STALE_SECONDS}) RETURNING *`)
     : await db.any(q`DELETE FROM app_queue WHERE app_id = ${appId} AND heartbeat_at < now() - make_interval(secs => ${QUEUE_STALE_SECONDS}) RETURNING *`);
-  return rows.map(toEntry);
+  const dropped = rows.map(toEntry);
+  const ids = dropped.flatMap((e) => (e.deploymentId === null ? [] : [e.deploymentId]));
+  if (ids.length > 0) {
+    await db.query(q`UPDATE deployments SET status = 'interrupted', error_code = 'interrupted', updated_at = now(), finished_at = now(),
+        error = 'interrupted: the deck server running it stopped answering'
+      WHERE id = ANY(${sql.array(ids, "int8")}) AND status IN ('queued', 'building', 'releasing', 'starting', 'checking', 'switching')`);
+  }
+  return dropped;
 }
 
 /** Removes every entry a holder left (a server that restarted under another holder name). */
@@ -62,13 +72,14 @@ export async function finishWork(db: Db, id: number): Promise<void> {
   await db.query(q`SELECT pg_notify('deck_app_queue', ${String(id)})`);
 }
 
-export async function attachWorkDeployment(db: Db, id: number, deploymentId: number): Promise<void> {
-  await db.query(q`UPDATE app_queue SET deployment_id = ${deploymentId} WHERE id = ${id}`);
+export async function attachRunningWork(db: Db, e: { appId: number; holder: string; deploymentId: number }): Promise<void> {
+  await db.query(q`UPDATE app_queue SET deployment_id = ${e.deploymentId} WHERE app_id = ${e.appId} AND holder = ${e.holder} AND running`);
 }
 
-/** Keeps a holder's entries fresh; returns how many it still has. */
-export async function refreshWork(db: Db, holder: string): Promise<number> {
-  const r = await db.query(q`UPDATE app_queue SET heartbeat_at = now() WHERE holder = ${holder}`);
+/** Keeps the given entries fresh (those whose work is still under way here); returns how many are left. */
+export async function refreshWork(db: Db, ids: number[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const r = await db.query(q`UPDATE app_queue SET heartbeat_at = now() WHERE id = ANY(${sql.array(ids, "int8")})`);
   return r.rowCount;
 }
 

@@ -1,6 +1,6 @@
 import type { DatabasePool } from "slonik";
 import { QUEUE_STALE_SECONDS } from "./app-queue.ts";
-import { q, type Db } from "./db.ts";
+import { q, sql, type Db } from "./db.ts";
 
 /** Arbitrary constant shared by every deck process: the key of the build slots' lock. */
 const BUILD_LOCK_KEY = 4_711_2026_0021;
@@ -37,8 +37,9 @@ export async function finishBuildSlot(db: Db, id: number): Promise<void> {
   await db.query(q`SELECT pg_notify('deck_build_queue', ${String(id)})`);
 }
 
-export async function refreshBuildSlots(db: Db, holder: string): Promise<void> {
-  await db.query(q`UPDATE build_queue SET heartbeat_at = now() WHERE holder = ${holder}`);
+export async function refreshBuildSlots(db: Db, ids: number[]): Promise<void> {
+  if (ids.length === 0) return;
+  await db.query(q`UPDATE build_queue SET heartbeat_at = now() WHERE id = ANY(${sql.array(ids, "int8")})`);
 }
 
 /** Removes every entry an earlier run of this server left (prefix) but this run's. */
