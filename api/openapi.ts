@@ -27,7 +27,18 @@ function parametersOf(def: RouteDef): unknown[] {
 
 const ERROR = {
   type: "object",
-  properties: { error: { type: "object", properties: { code: { type: "string" }, message: { type: "string" } }, required: ["code", "message"] } },
+  properties: {
+    error: {
+      type: "object",
+      properties: {
+        code: { type: "string", description: "a code from docs/errors.md" },
+        message: { type: "string" },
+        hint: { type: "string", description: "what to do about it" },
+        requestId: { type: "string", description: "also in the X-Request-Id header; the deck server log has the details under it" },
+      },
+      required: ["code", "message"],
+    },
+  },
   required: ["error"],
 };
 

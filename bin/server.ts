@@ -1,4 +1,7 @@
+import { createHash } from "node:crypto";
 import { mkdir, readdir, writeFile, rm } from "node:fs/promises";
+import { hostname } from "node:os";
+import pg from "pg";
 import type { Server as NetServer } from "node:net";
 import type http from "node:http";
 import { createApiServer } from "../api/index.ts";
@@ -37,6 +40,24 @@ async function reportProtections(config: DeckConfig, db: Database, log: (line: s
   const network = await applyNetworkRules(await networkRulesSpecFor(config, outside));
   const checks = [...(await probeSandbox()), network, await probeMasterKey(config)];
   for (const p of checks.filter((c) => !c.on)) log(`protection off: ${formatProtection(p)}`);
+}
+
+/**
+ * Holds a PostgreSQL advisory lock named after this host and data dir for as long as the server runs
+ * (on a connection of its own: the lock goes with the connection, so a crashed server frees it).
+ */
+async function holdDataDir(url: string, dataDir: string): Promise<() => Promise<void>> {
+  const key = createHash("sha256").update(`${hostname()}:${dataDir}`).digest().readBigInt64BE(0);
+  const client = new pg.Client({ connectionString: url });
+  // Failures after connecting surface as the next query's error; none may crash the process.
+  client.on("error", () => {});
+  await client.connect();
+  const held = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1::bigint) AS ok", [key.toString()]);
+  if (!held.rows[0]?.ok) {
+    await client.end();
+    throw new Error(`another deck server is running on ${dataDir}; stop it first (deck down), or give this one another DECK_DATA_DIR`);
+  }
+  return () => client.end();
 }
 
 /** Where deck itself is installed (its deck.yaml may sit beside it). */
@@ -100,8 +121,6 @@ async function checkUpstreamHost(host: string): Promise<void> {
 export async function startServer(config: DeckConfig, log: (line: string) => void = (l) => console.log(l)): Promise<RunningServer> {
   const paths = pathsFor(config.dataDir);
   for (const d of [paths.runDir, paths.procStateDir, join(config.dataDir, "logs"), join(config.dataDir, "repos")]) await mkdir(d, { recursive: true });
-  // What a build killed with an earlier run of the server left (half-written slugs, work dirs).
-  await removeBuildLeftovers({ appsDir: join(config.dataDir, "apps"), cacheDir: join(config.dataDir, "cache"), log });
   // Before the database starts: a bad DECK_MASTER_KEY then stops deck with nothing left running.
   configureSecrets({ dataDir: config.dataDir, masterKey: config.masterKey });
   // Likewise a docker runtime without an engine.
@@ -121,6 +140,11 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
   try {
     const db: Database = await openDatabase({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, log });
     started.push(() => db.close());
+    // One server per data dir: a second one started by mistake would take the first one's work for
+    // abandoned (its queue entries, its half-built slugs) before failing on a port already in use.
+    started.push(await holdDataDir(db.url, config.dataDir));
+    // What a build killed with an earlier run of the server left (half-written slugs, work dirs).
+    await removeBuildLeftovers({ appsDir: join(config.dataDir, "apps"), cacheDir: join(config.dataDir, "cache"), log });
     // Before any app is adopted or started; kept when deck stops, since the apps outlive it.
     await reportProtections(config, db, log);
     const launchRouter = () => ensureRouter({

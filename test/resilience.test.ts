@@ -92,6 +92,25 @@ for (const backend of backends) {
       assert.match((await deck.get("steady")).body, /^s2 kept/);
     });
 
+    it("refuses a second deck server on the same data dir, leaving the running one and its apps alone", async () => {
+      const repo = await makeRepo(join(work, "single"), nodeApp("one"));
+      assert.equal((await deck.push(repo, "single")).code, 0);
+      const second = spawn(join(import.meta.dirname, "..", "bin", "deck"), ["server"], { cwd: deck.dir, env: deck.env(), stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      second.stdout.on("data", (c) => (output += c));
+      second.stderr.on("data", (c) => (output += c));
+      const code = await new Promise<number | null>((resolve) => second.once("exit", (c) => resolve(c)));
+      assert.notEqual(code, 0, output);
+      assert.match(output, /another deck server is running on .+; stop it first \(deck down\), or give this one another DECK_DATA_DIR/);
+      assert.match((await deck.get("single")).body, /^one /);
+      const listed = await deck.ssh("apps:list");
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /single/);
+      await commitFiles(repo, nodeApp("two"), "two");
+      assert.equal((await deck.push(repo, "single")).code, 0, "the running server still takes pushes");
+      assert.match((await deck.get("single")).body, /^two /);
+    });
+
     it("cancels the deploy when the pusher disconnects mid-build, keeps the old release and the build log", async () => {
       const repo = await makeRepo(join(work, "cut"), nodeApp("c1"));
       assert.equal((await deck.push(repo, "cut")).code, 0);
@@ -123,7 +142,13 @@ for (const backend of backends) {
       assert.match((await deck.get("cut")).body, /^c1 /);
       const releases = JSON.parse((await deck.ssh("releases cut --json")).stdout) as { version: number; status: string }[];
       assert.equal(releases.length, 1, "no release was made of the cancelled build");
-      const logs = (await deck.ssh("logs cut -n 500")).stdout;
+      // The build stops first; the deploy's last line follows once its failure is recorded.
+      let logs = "";
+      const logDeadline = Date.now() + 15_000;
+      while (Date.now() < logDeadline && !/Deploy failed: /.test(logs)) {
+        logs = (await deck.ssh("logs cut -n 500")).stdout;
+        if (!/Deploy failed: /.test(logs)) await new Promise((r) => setTimeout(r, 200));
+      }
       assert.match(logs, /long build running/);
       assert.match(logs, /Deploy failed: .*(cancel|disconnect)/i);
       const slugs = readdirSync(join(deck.dataDir, "apps", "cut", "slugs"));
