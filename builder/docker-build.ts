@@ -401,6 +401,11 @@ export async function buildSlugImage(req: SlugImageRequest): Promise<BuiltImage>
         labels: { "deck.app": req.app, "deck.commit": req.commitSha },
         signal: req.signal,
         onLine: req.onLine,
+      }).catch(async (e: unknown) => {
+        // An engine that found no Dockerfile in the context was most likely sent a cut-short archive: say why.
+        const code = await Promise.race([tarExit, new Promise<"running">((r) => setTimeout(() => r("running"), 1000))]);
+        if (code !== 0 && code !== "running") throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`, { cause: e });
+        throw e;
       });
       const code = await tarExit;
       if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`);
