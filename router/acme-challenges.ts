@@ -4,7 +4,7 @@
  * before any route is looked up. The local router keeps tokens in memory; router nodes load them from
  * the `acme_challenges` table (written by the deck server alongside).
  */
-import type { ProxyRequest, ProxyResponse } from "./client-connection.ts";
+import type { ProxyRequest, ProxyResponse } from "./client-messages.ts";
 
 export const ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 

@@ -4,37 +4,25 @@
  * as chunked when its length is unknown), and the response relayed as it is read, with backpressure
  * both ways.
  *
- * At most two attempts: the second only when the first provably delivered nothing (the connection
- * was refused), or when a reused keep-alive connection closed before any answer on a body-less
- * idempotent request (RFC 9110 §9.2.2: such a request may be sent again).
+ * At most two attempts, as upstream-retry.ts allows (the same policy as for upgrade handshakes).
  */
-import type { ProxyRequest, ProxyResponse } from "./client-connection.ts";
+import type { ProxyRequest, ProxyResponse } from "./client-messages.ts";
 import type { Metering } from "./metering.ts";
-import { buildResponseHeaders, type ForwardHeaders } from "./forward-headers.ts";
+import type { InboundRequest } from "./proxy-context.ts";
+import { buildResponseHeaders, formatRequestHead, type ForwardHeaders } from "./forward-headers.ts";
 import { plainText } from "./plain-answers.ts";
 import { RouteTable, type RouteEntry, type UpstreamAddress } from "./route-table.ts";
-import type { ConnectionOwner, UpstreamConnection, UpstreamPool } from "./upstream-pool.ts";
+import type { ConnectionOwner, UpstreamConnection } from "./upstream-pool.ts";
+import type { UpstreamLoad, UpstreamRegistry } from "./upstream-registry.ts";
 import type { ResponseHead } from "./upstream-response.ts";
-
-/** Live counters for one upstream address; kept across route changes so draining can watch them. */
-export interface UpstreamLoad {
-  inflight: number;
-  tunnels: number;
-}
+import { mayRetry } from "./upstream-retry.ts";
 
 /** What an exchange needs from the proxy that runs it. */
 export interface ExchangeHost {
-  poolFor(upstream: UpstreamAddress): UpstreamPool;
-  loadFor(address: string): UpstreamLoad;
+  readonly upstreams: Pick<UpstreamRegistry, "poolFor" | "loadFor">;
   readonly metering: Metering;
-  logLine(line: string): void;
+  readonly log: (line: string) => void;
 }
-
-/** Errors raised before a single byte reached the upstream: retrying cannot duplicate anything. */
-export const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EAI_AGAIN"]);
-
-/** Methods RFC 9110 §9.2.2 calls idempotent. */
-const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
 /** HSTS value for apps that opt in: a year, subdomains included (RFC 6797 §6.1). */
 const HSTS_VALUE = "max-age=31536000; includeSubDomains";
@@ -45,32 +33,56 @@ const RESPONSE_BUFFER_BYTES = 256 * 1024;
 const CRLF = "\r\n";
 const LAST_CHUNK = "0\r\n\r\n";
 
-/** True when a string could break out of its line in an HTTP/1.1 head. */
-function hasLineBreak(s: string): boolean {
-  return s.includes("\r") || s.includes("\n") || s.includes("\0");
+/**
+ * The answer's side of an exchange:
+ * - "idle": not sent yet (or between a failed attempt and its retry);
+ * - "awaiting": sent; no answer yet (counted in flight to the upstream);
+ * - "relaying": the app's answer head was passed on and its body streams (still counted);
+ * - "complete": the whole answer was passed on;
+ * - "refused": the router answered (or cut) the request itself: a field it cannot forward, a body
+ *   too large or too slow;
+ * - "failed": the app failed it (502, or the answer cut);
+ * - "abandoned": the client left first.
+ */
+type ExchangePhase = "idle" | "awaiting" | "relaying" | "complete" | "refused" | "failed" | "abandoned";
+
+/**
+ * The request body's side, which moves on its own (an app may answer before it read an upload):
+ * - "waiting": it waits for the connection (a refused connection leaves it unread, so retryable);
+ * - "flowing": it streams to the app (listeners on the client's request are set);
+ * - "sent": the whole request, body or none, was written;
+ * - "stopped": the rest will not be sent (the answer came first, or the request ended otherwise).
+ */
+type BodyPhase = "waiting" | "flowing" | "sent" | "stopped";
+
+export interface ExchangeOptions {
+  readonly request: InboundRequest;
+  readonly entry: RouteEntry;
+  /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */
+  readonly maxBody: number;
 }
 
 export class Exchange implements ConnectionOwner {
+  private phase: ExchangePhase = "idle";
+  private body: BodyPhase = "waiting";
   private attempt = 0;
   private conn: UpstreamConnection | null = null;
   private load: UpstreamLoad | undefined;
-  private settled = true;
-  private clientGone = false;
   private upstream: UpstreamAddress | undefined;
   private head: string | undefined;
-  /** The request body is being forwarded (listeners on the client request are set). */
-  private bodyFlowing = false;
-  /** The whole request (head and body) has been written to the upstream. */
-  private requestSent = false;
-  /** A final response head arrived and was passed on. */
-  private responded = false;
-  /** The response ended and the client's response was ended. */
-  private finished = false;
-  private clientEnded = false;
-  private flushPending = false;
+  /** The status of the app's answer once its head was passed on; 0 before. */
+  private relayedStatus = 0;
+  /** The answer's head says the connection may carry another request, and for how long (-1: not said). */
   private keepAlive = false;
   private keepAliveTimeout = -1;
+  /** The answer has no length: its head is flushed once the read that brought it is handled. */
+  private flushPending = false;
   private bodySeen = 0;
+  private readonly req: ProxyRequest;
+  private readonly res: ProxyResponse;
+  private readonly fwd: ForwardHeaders;
+  private readonly entry: RouteEntry;
+  private readonly maxBody: number;
   /** Request body bytes read from the client, and response body bytes passed to it (HTTP/2 metering counts these). */
   bodyBytesIn = 0;
   bodyBytesOut = 0;
@@ -79,15 +91,13 @@ export class Exchange implements ConnectionOwner {
   /** Called once the client's response is finished or abandoned (metering, access log). */
   onDone: (() => void) | undefined;
 
-  constructor(
-    private readonly host: ExchangeHost,
-    private readonly req: ProxyRequest,
-    private readonly res: ProxyResponse,
-    private readonly entry: RouteEntry,
-    private readonly fwd: ForwardHeaders,
-    /** Largest body accepted (0 = no limit); only a chunked body needs counting, a declared one was checked. */
-    private readonly maxBody: number,
-  ) {
+  constructor(private readonly host: ExchangeHost, options: ExchangeOptions) {
+    const { req, res, fwd } = options.request;
+    this.req = req;
+    this.res = res;
+    this.fwd = fwd;
+    this.entry = options.entry;
+    this.maxBody = options.maxBody;
     res.once("close", () => {
       this.onClientClose();
       this.onDone?.();
@@ -96,79 +106,77 @@ export class Exchange implements ConnectionOwner {
 
   /** The app's response head was passed on to the client (its body is then counted in bodyBytesOut). */
   get relayed(): boolean {
-    return this.responded;
+    return this.relayedStatus !== 0;
   }
 
   get upstreamAddress(): string | null {
     return this.upstream?.address ?? null;
   }
 
-  /** The request line and header section for the upstream; null when a field cannot be written safely. */
-  private requestHead(): string | null {
-    const req = this.req;
-    const method = req.method ?? "GET";
-    const path = req.url ?? "/";
-    const headers = this.fwd.headers;
-    // HTTP/1.1 requests were checked by Node's parser; HTTP/2 ones arrive as free-form strings.
-    const check = req.httpVersionMajor === 2;
-    if (check && (hasLineBreak(method) || hasLineBreak(path) || path.includes(" "))) return null;
-    let head = `${method} ${path} HTTP/1.1\r\n`;
-    for (let i = 0; i < headers.length; i += 2) {
-      if (check && (hasLineBreak(headers[i]) || hasLineBreak(headers[i + 1]))) return null;
-      head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  /**
+   * The one place the answer's phase changes. The in-flight count follows it, and an exchange the
+   * router or the client ended lets its request body and its app connection go.
+   */
+  private moveTo(next: ExchangePhase): void {
+    const was = this.phase;
+    this.phase = next;
+    const wasActive = was === "awaiting" || was === "relaying";
+    const active = next === "awaiting" || next === "relaying";
+    if (active && !wasActive) this.load!.inflight++;
+    else if (wasActive && !active) this.load!.inflight--;
+    if (next === "refused" || next === "failed" || next === "abandoned") {
+      this.moveBody("stopped");
+      this.dropConnection();
     }
-    return head + CRLF;
   }
+
+  /** The one place the body's phase changes: its listeners on the client's request are set and taken off here. */
+  private moveBody(next: BodyPhase): void {
+    const was = this.body;
+    if (was === next || was === "sent" || was === "stopped") return;
+    this.body = next;
+    if (next === "flowing") {
+      const listeners = (this.bodyListeners ??= { data: (chunk) => this.onBodyData(chunk), end: () => this.onBodyEnd() });
+      this.req.on("data", listeners.data);
+      this.req.once("end", listeners.end);
+    } else if (was === "flowing") {
+      this.req.off("data", this.bodyListeners!.data);
+      this.req.off("end", this.bodyListeners!.end);
+    }
+  }
+
+  /** The body listeners, made only for requests that have a body. */
+  private bodyListeners: { data: (chunk: Buffer) => void; end: () => void } | undefined;
 
   send(upstream: UpstreamAddress): void {
     if (this.head === undefined) {
-      const head = this.requestHead();
+      // HTTP/1.1 requests were checked by a parser; HTTP/2 ones arrive as free-form strings.
+      const req = this.req;
+      const head = formatRequestHead(req.method ?? "GET", req.url ?? "/", this.fwd.headers, req.httpVersionMajor === 2);
       if (head === null) {
-        this.clientGone = true;
+        this.moveTo("refused");
         this.res.setHeader("X-Request-Id", this.fwd.requestId);
         return plainText(this.res, 400, "request has a line break in a header field\n");
       }
       this.head = head;
     }
     this.upstream = upstream;
-    const load = this.host.loadFor(upstream.address);
-    load.inflight++;
-    this.load = load;
-    this.settled = false;
-    const conn = this.host.poolFor(upstream).acquire();
+    this.load = this.host.upstreams.loadFor(upstream.address);
+    const conn = this.host.upstreams.poolFor(upstream).acquire();
     this.conn = conn;
     conn.owner = this;
     conn.uses++;
     conn.parser.reset(this, this.req.method === "HEAD");
+    this.moveTo("awaiting");
     // Node reads header bytes as Latin-1 strings: written back the same way, every byte arrives as sent.
     conn.socket.write(this.head, "latin1");
-    if (!this.fwd.hasBody) {
-      this.requestSent = true;
-      return;
-    }
+    if (!this.fwd.hasBody) return this.moveBody("sent");
     // The body waits for the connection, so a refused connect leaves it unread and retryable.
-    if (conn.connected) this.startBody();
+    if (conn.connected) this.moveBody("flowing");
   }
 
   onConnect(): void {
-    if (this.fwd.hasBody && !this.bodyFlowing && !this.requestSent) this.startBody();
-  }
-
-  /** The body listeners, made only for requests that have a body. */
-  private bodyListeners: { data: (chunk: Buffer) => void; end: () => void } | undefined;
-
-  private startBody(): void {
-    this.bodyFlowing = true;
-    const listeners = (this.bodyListeners ??= { data: (chunk) => this.onBodyData(chunk), end: () => this.onBodyEnd() });
-    this.req.on("data", listeners.data);
-    this.req.once("end", listeners.end);
-  }
-
-  private stopBody(): void {
-    if (!this.bodyFlowing) return;
-    this.bodyFlowing = false;
-    this.req.off("data", this.bodyListeners!.data);
-    this.req.off("end", this.bodyListeners!.end);
+    if (this.body === "waiting" && this.fwd.hasBody) this.moveBody("flowing");
   }
 
   private onBodyData(chunk: Buffer): void {
@@ -194,18 +202,16 @@ export class Exchange implements ConnectionOwner {
   }
 
   private onBodyEnd(): void {
-    this.stopBody();
-    // An HTTP/2 stream reset before its end is an abandoned upload, not a complete one.
-    if ((this.req as { aborted?: boolean }).aborted === true) return;
     const conn = this.conn;
-    if (conn === null) return;
+    // An HTTP/2 stream reset before its end is an abandoned upload, not a complete one.
+    if ((this.req as { aborted?: boolean }).aborted === true || conn === null) return this.moveBody("stopped");
     if (this.fwd.contentLength < 0) conn.socket.write(LAST_CHUNK);
-    this.requestSent = true;
-    if (this.finished) this.releaseConnection();
+    this.moveBody("sent");
+    if (this.phase === "complete") this.releaseConnection();
   }
 
   onDrain(): void {
-    if (this.bodyFlowing && this.req.isPaused()) this.req.resume();
+    if (this.body === "flowing" && this.req.isPaused()) this.req.resume();
   }
 
   /** A chunked body grew past the limit: stop forwarding, answer 413 if nothing was sent yet. */
@@ -223,12 +229,9 @@ export class Exchange implements ConnectionOwner {
   }
 
   private refuseBody(reason: string, status: number, message: string): void {
-    this.stopBody();
     this.reason = reason;
     this.host.metering.reject(this.entry.app, reason);
-    this.dropConnection();
-    this.settle();
-    this.clientGone = true;
+    this.moveTo("refused");
     const res = this.res;
     if (res.headersSent || res.writableFinished) return void res.destroy();
     res.shouldKeepAlive = false;
@@ -240,7 +243,8 @@ export class Exchange implements ConnectionOwner {
 
   onHead(head: ResponseHead): void {
     const res = this.res;
-    this.responded = true;
+    this.moveTo("relaying");
+    this.relayedStatus = head.status;
     this.keepAlive = head.keepAlive;
     this.keepAliveTimeout = head.keepAliveTimeout;
     const { headers, hasLength } = buildResponseHeaders(head.rawHeaders, this.fwd.requestId);
@@ -256,7 +260,8 @@ export class Exchange implements ConnectionOwner {
     const res = this.res;
     this.bodyBytesOut += chunk.length;
     if (last) {
-      this.clientEnded = true;
+      // Complete before the client's response ends: ending it closes it, which must not read as the client leaving.
+      this.moveTo("complete");
       res.end(chunk);
       return;
     }
@@ -273,20 +278,17 @@ export class Exchange implements ConnectionOwner {
   }
 
   onEnd(): void {
-    this.finished = true;
     this.flushPending = false;
-    if (!this.clientEnded) {
-      this.clientEnded = true;
-      this.res.end();
-    }
-    this.settle();
+    if (this.phase === "complete") return;
+    this.moveTo("complete");
+    this.res.end();
   }
 
   onRead(): void {
-    if (this.finished) {
+    if (this.phase === "complete") {
       // The upstream answered before the whole body was sent: that connection cannot carry another request.
-      if (!this.requestSent) {
-        this.stopBody();
+      if (this.body !== "sent") {
+        this.moveBody("stopped");
         this.dropConnection();
       } else {
         this.releaseConnection();
@@ -305,7 +307,7 @@ export class Exchange implements ConnectionOwner {
     this.conn = null;
     // Paused for a slow client in the read that also ended the response: the next request needs it reading.
     if (conn.socket.isPaused()) conn.socket.resume();
-    if (this.keepAlive && !this.clientGone) this.host.poolFor(this.upstream!).release(conn, this.keepAliveTimeout);
+    if (this.keepAlive) this.host.upstreams.poolFor(this.upstream!).release(conn, this.keepAliveTimeout);
     else conn.destroy();
   }
 
@@ -318,57 +320,44 @@ export class Exchange implements ConnectionOwner {
 
   onProtocolError(err: Error): void {
     this.conn = null;
-    this.stopBody();
-    if (this.finished) return; // bytes after a complete response: only the connection is lost
-    this.fail(err.message, false);
+    // Bytes after a complete response: only the connection is lost.
+    if (this.phase === "complete") return this.moveBody("stopped");
+    if (this.phase === "awaiting" || this.phase === "relaying") this.fail(err.message, false);
   }
 
   onClose(err: NodeJS.ErrnoException | undefined): void {
     const conn = this.conn;
     this.conn = null;
-    this.stopBody();
-    if (this.finished || this.clientGone) return this.settle();
-    if (!this.responded && this.attempt === 0 && conn !== null && this.isRetryable(conn, err)) {
-      this.settle();
-      this.attempt = 1;
+    if (this.phase !== "awaiting" && this.phase !== "relaying") return this.moveBody("stopped");
+    const retry = this.phase === "awaiting" && this.body !== "flowing" && conn !== null && mayRetry({
+      retries: this.attempt, answered: false, errorCode: err?.code, reused: conn.uses > 1, bytesReceived: conn.parser.received,
+      method: this.req.method, hasBody: this.fwd.hasBody,
+    });
+    if (retry) {
+      this.moveTo("idle");
+      this.attempt++;
       return this.send(RouteTable.pick(this.entry) ?? this.upstream!);
     }
     this.fail(err?.code ?? err?.message ?? "connection closed before the response was complete", true);
   }
 
-  private isRetryable(conn: UpstreamConnection, err: NodeJS.ErrnoException | undefined): boolean {
-    if (err?.code !== undefined && NOT_CONNECTED.has(err.code)) return true;
-    // A reused connection the upstream closed while idle: nothing was processed, but only a body-less
-    // idempotent request can be sent again (a body has already been consumed).
-    return conn.uses > 1 && conn.parser.received === 0 && !this.fwd.hasBody && IDEMPOTENT.has(this.req.method ?? "");
-  }
-
   /** The upstream failed this request: 502 if nothing was sent to the client yet, else cut its response. */
   private fail(why: string, connectionLevel: boolean): void {
-    this.settle();
+    this.moveTo("failed");
     const req = this.req;
-    this.host.logLine(`${req.method} ${this.fwd.host}${req.url} → ${this.upstream!.address} (app ${this.entry.app}) failed: ${why} request_id=${this.fwd.requestId}`);
+    this.host.log(`${req.method} ${this.fwd.host}${req.url} → ${this.upstream!.address} (app ${this.entry.app}) failed: ${why} request_id=${this.fwd.requestId}`);
     const res = this.res;
-    if (res.headersSent || this.responded) return void res.destroy();
+    if (res.headersSent || this.relayed) return void res.destroy();
     res.setHeader("X-Request-Id", this.fwd.requestId);
     if (req.httpVersionMajor === 1) res.shouldKeepAlive = false;
     const body = connectionLevel ? `app "${this.entry.app}" did not answer (bad gateway)\n` : `app "${this.entry.app}" sent a malformed response (bad gateway)\n`;
     plainText(res, 502, body);
   }
 
-  private settle(): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.load!.inflight--;
-  }
-
   private onClientClose(): void {
     // Not the response's writableFinished: an HTTP/2 response reports finished when the client reset
     // its stream (a closed EventSource, a cancelled upload), and the app's request must end then too.
-    if (this.clientEnded) return;
-    this.clientGone = true;
-    this.stopBody();
-    this.dropConnection();
-    this.settle();
+    const phase = this.phase;
+    if (phase === "idle" || phase === "awaiting" || phase === "relaying") this.moveTo("abandoned");
   }
 }

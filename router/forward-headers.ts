@@ -228,3 +228,23 @@ export function buildResponseHeaders(raw: string[], requestId: string): { header
   out.push("X-Request-Id", requestId);
   return { headers: out, hasLength };
 }
+
+/** True when a string could break out of its line in an HTTP/1.1 head. */
+function hasLineBreak(s: string): boolean {
+  return s.includes("\r") || s.includes("\n") || s.includes("\0");
+}
+
+/**
+ * The request line and header section for the upstream (RFC 9112 §3, §5); null when a field cannot
+ * be written safely. `check` for requests that no HTTP/1.1 parser has read: HTTP/2 ones arrive as
+ * free-form strings.
+ */
+export function formatRequestHead(method: string, path: string, headers: readonly string[], check: boolean): string | null {
+  if (check && (hasLineBreak(method) || hasLineBreak(path) || path.includes(" "))) return null;
+  let head = `${method} ${path} HTTP/1.1\r\n`;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (check && (hasLineBreak(headers[i]) || hasLineBreak(headers[i + 1]))) return null;
+    head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  }
+  return `${head}\r\n`;
+}

@@ -1,5 +1,5 @@
 /** The router's own short answers (404, 413, 429, 502, 503 …) as plain text. */
-import type { ProxyResponse } from "./client-connection.ts";
+import type { ProxyResponse } from "./client-messages.ts";
 import type { Duplex } from "node:stream";
 
 /** Reason phrases of the statuses the router answers or relays most (RFC 9110 §15). */
@@ -24,3 +24,17 @@ export function rawPlainText(socket: Duplex, status: number, body: string, extra
     `HTTP/1.1 ${status} ${REASONS[status] ?? "Unknown"}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
   );
 }
+
+let dateSecond = 0;
+let dateValue = "";
+/** The Date field value (RFC 9110 §6.6.1), computed once a second. */
+export function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
+}
+

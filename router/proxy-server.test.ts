@@ -214,6 +214,60 @@ test("tunnels a WebSocket upgrade: a frame is echoed back through the router", a
   await waitFor(() => proxy.inflight(echo.address) === 0, 5_000, "the tunnel count to drop");
 });
 
+/** Sends an upgrade handshake on a raw connection; collects what comes back. */
+async function upgradeClient(t: TestContext, port: number, host: string, path = "/socket"): Promise<{ socket: net.Socket; received: () => Buffer; closed: Promise<void> }> {
+  const socket = net.connect(port, "127.0.0.1");
+  t.after(() => socket.destroy());
+  await new Promise((r) => socket.once("connect", r));
+  let received = Buffer.alloc(0);
+  socket.on("data", (d: Buffer) => (received = Buffer.concat([received, d])));
+  socket.on("error", () => {});
+  const closed = new Promise<void>((r) => socket.once("close", () => r()));
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n`);
+  return { socket, received: () => received, closed };
+}
+
+test("an upgrade refused by one process goes to the next; one no process accepts, or answered malformed, gets 502", async (t) => {
+  const echo = await upstream(t, "echo");
+  echo.server.on("upgrade", (_req: http.IncomingMessage, socket: net.Socket) => {
+    socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
+    socket.pipe(socket);
+  });
+  const garbled = await upstream(t, "garbled");
+  garbled.server.on("upgrade", (_req: http.IncomingMessage, socket: net.Socket) => void socket.end("HTTP/1.1 1O1 Switching\r\n\r\n"));
+  const dead = `127.0.0.1:${await freePort()}`;
+  const { port, proxy, logs } = await startProxy(t, [
+    { app: "chat", hosts: ["chat.localhost"], upstreams: [dead, echo.address] },
+    { app: "gone", hosts: ["gone.localhost"], upstreams: [dead] },
+    { app: "odd", hosts: ["odd.localhost"], upstreams: [garbled.address] },
+  ]);
+
+  // Twice, so the refused process is first in the rotation at least once.
+  for (let i = 0; i < 2; i++) {
+    const c = await upgradeClient(t, port, "chat.localhost");
+    await waitFor(() => c.received().includes("\r\n\r\n"), 5_000, "the 101");
+    assert.match(c.received().toString("latin1"), /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    const headEnd = c.received().indexOf("\r\n\r\n") + 4;
+    // 4 MiB both ways: more than any socket buffer holds, so each side is paused and resumed on the way.
+    const big = randomBytes(4 * 1024 * 1024);
+    c.socket.write(big);
+    await waitFor(() => c.received().length - headEnd >= big.length, 20_000, "the echo of 4 MiB");
+    assert.ok(c.received().subarray(headEnd).equals(big), "the bytes come back as sent");
+    c.socket.destroy();
+    await waitFor(() => proxy.inflight(echo.address) === 0, 5_000, "the tunnel to close");
+  }
+
+  const refused = await upgradeClient(t, port, "gone.localhost");
+  await refused.closed;
+  assert.match(refused.received().toString(), /^HTTP\/1\.1 502 Bad Gateway\r\n[^]*\r\n\r\napp "gone" did not answer \(bad gateway\)\n$/);
+
+  const odd = await upgradeClient(t, port, "odd.localhost");
+  await odd.closed;
+  assert.match(odd.received().toString(), /^HTTP\/1\.1 502 Bad Gateway\r\n[^]*\r\n\r\napp "odd" sent a malformed response \(bad gateway\)\n$/);
+  assert.ok(logs.some((l) => /^upgrade GET odd\.localhost\/socket → .* \(app odd\) failed: malformed status line/.test(l)), logs.join("\n"));
+  assert.equal(proxy.totalInflight(), 0);
+});
+
 test("a refused connection is retried on the next upstream, for any method", async (t) => {
   const live = await upstream(t, "live");
   const dead = `127.0.0.1:${await freePort()}`;

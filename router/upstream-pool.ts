@@ -152,6 +152,12 @@ export class UpstreamPool {
     return new UpstreamConnection(this);
   }
 
+  /** A new connection of its own, never kept idle (a tunnel: it outlives any request). */
+  dedicated(): UpstreamConnection {
+    this.connections++;
+    return new UpstreamConnection(this);
+  }
+
   /** Takes a connection back after a complete response; `keepAliveSeconds` from the response (-1: none given). */
   release(conn: UpstreamConnection, keepAliveSeconds: number): void {
     conn.owner = null;

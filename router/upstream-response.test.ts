@@ -181,3 +181,27 @@ test("reset readies the parser for the next response on the same connection", ()
   assert.equal(second.body, "two");
   assert.equal(second.ended, 1);
 });
+
+test("an upgrade handshake's 101 ends HTTP: what follows, in any pieces, is passed on as it comes", () => {
+  const wire = Buffer.from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u0081\u0002hiHTTP/1.1 200 OK\r\n", "latin1");
+  for (let cut = 0; cut <= wire.length; cut++) {
+    const heads: ResponseHead[] = [];
+    let after = "";
+    let ended = 0;
+    const sink = { onHead: (h: ResponseHead) => void heads.push(h), onBody: (c: Buffer, last: boolean) => { assert.equal(last, false); after += c.toString("latin1"); }, onEnd: () => void ended++ };
+    const p = new ResponseParser(sink);
+    p.reset(sink, false, true);
+    if (cut > 0) p.push(wire.subarray(0, cut));
+    if (cut < wire.length) p.push(wire.subarray(cut));
+    assert.deepEqual(heads, [{ status: 101, reason: "Switching Protocols", rawHeaders: ["Upgrade", "websocket", "Connection", "Upgrade"], keepAlive: false, keepAliveTimeout: -1 }], `split at ${cut}`);
+    assert.equal(after, "\u0081\u0002hiHTTP/1.1 200 OK\r\n", `split at ${cut}`);
+    assert.equal(ended, 0, "a tunnel has no end of body");
+    p.end();
+  }
+  // A declined handshake is an ordinary response.
+  const declined = new ResponseParser({ onHead() {}, onBody() {}, onEnd() {} });
+  const out: number[] = [];
+  declined.reset({ onHead: (h) => void out.push(h.status), onBody() {}, onEnd: () => void out.push(0) }, false, true);
+  declined.push(Buffer.from("HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno"));
+  assert.deepEqual(out, [403, 0]);
+});

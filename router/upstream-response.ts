@@ -31,7 +31,7 @@ export interface ResponseHead {
 }
 
 export interface ResponseSink extends BodySink {
-  /** A final (non-1xx) response head. Interim 1xx responses are read and skipped. */
+  /** A final (non-1xx) response head, or a 101 accepting an upgrade; other interim (1xx) responses are read and skipped. */
   onHead(head: ResponseHead): void;
 }
 
@@ -48,14 +48,24 @@ export class ResponseParser extends MessageParser<ResponseSink> {
     super(sink, MAX_HEAD_BYTES);
   }
 
-  /** Prepares for the next response. `head` is true for a HEAD request, whose response has no body. */
-  reset(sink: ResponseSink, head: boolean): void {
+  /** The request asked to switch protocols (an upgrade handshake): a 101 answer ends HTTP. */
+  private upgrade = false;
+  /** A 101 was read: what follows is the new protocol's, passed on as it comes (see afterDone). */
+  private switched = false;
+
+  /**
+   * Prepares for the next response. `head` is true for a HEAD request, whose response has no body;
+   * `upgrade` for an upgrade handshake, which may be answered 101 (RFC 9110 §15.2.2).
+   */
+  reset(sink: ResponseSink, head: boolean, upgrade = false): void {
     this.sink = sink;
     this.state = State.Head;
     this.pending = null;
     this.remaining = 0;
     this.noBody = head;
     this.received = 0;
+    this.upgrade = upgrade;
+    this.switched = false;
   }
 
   /** The body runs until the connection closes (no length and not chunked). */
@@ -77,7 +87,12 @@ export class ResponseParser extends MessageParser<ResponseSink> {
     return new UpstreamProtocolError(message);
   }
 
-  protected afterDone(): void {
+  /**
+   * Bytes after the end of a response: after a 101, the switched-to protocol's, handed to the sink as
+   * body pieces (never `last`: they end with the connection); anywhere else an error.
+   */
+  protected afterDone(chunk: Buffer, at: number): void {
+    if (this.switched) return this.sink.onBody(at === 0 ? chunk : chunk.subarray(at), false);
     throw new UpstreamProtocolError("upstream sent bytes after the end of its response");
   }
 
@@ -134,7 +149,12 @@ export class ResponseParser extends MessageParser<ResponseSink> {
     }
     if (status < 200) {
       // Interim responses (100 Continue, 103 Early Hints) carry no body; the final one follows.
-      if (status === 101) throw this.error("upstream switched protocols on a plain request");
+      if (status !== 101) return;
+      if (!this.upgrade) throw this.error("upstream switched protocols on a plain request");
+      // The head ends HTTP on this connection (RFC 9110 §7.8): no body, and never reused.
+      this.switched = true;
+      this.state = State.Done;
+      this.sink.onHead({ status, reason, rawHeaders, keepAlive: false, keepAliveTimeout: -1 });
       return;
     }
     // `close` wins over `keep-alive` (RFC 9112 §9.3).
