@@ -1,20 +1,15 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import {
-  finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setReleaseStatus,
-  sql, updateDeployment, type AppRow, type UserRow,
-} from "../store/queries/index.ts";
-import type { ErrorCode } from "../core/index.ts";
+import { insertApp, insertOrganization, insertUser, type AppRow, type UserRow } from "../store/queries/index.ts";
+import { recordPush, SHA, type RecordedPush } from "../test/helpers/build-records.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { BuildRuns, protectedBuildIds } from "./build-runs.ts";
 import type { DeployDeps } from "./deps.ts";
 import { pruneSlugs } from "./pipeline.ts";
-
-const SHA = (n: number) => String(n).repeat(40).slice(0, 40);
 
 describe("BuildRun", () => {
   it("replays the output so far to a late follower, then streams each new line until the push ends", async () => {
@@ -90,26 +85,7 @@ for (const backend of await databaseBackends()) {
     const deps = (): DeployDeps => ({ db: t.db.pool, config: { keepReleases: 2 }, runs: new BuildRuns(), log: () => undefined } as unknown as DeployDeps);
 
     /** A push: its deployment, then its build (with a slug on disk when it succeeded), then maybe a release. */
-    async function push(app: AppRow, n: number, outcome: { build: "ok" | "failed"; error?: string; code?: ErrorCode; release?: "live" | "superseded" | "failed" }): Promise<{ buildId: number; slug: string }> {
-      const d = await insertDeployment(t.db.pool, { appId: app.id, kind: "push", commitSha: SHA(n), createdBy: user.id });
-      const b = await insertBuild(t.db.pool, app.id, SHA(n), outcome.code ? d.id : null);
-      const slug = join(dir, app.name, String(b.id));
-      if (outcome.build === "ok") {
-        await mkdir(slug, { recursive: true });
-        await writeFile(join(slug, "app.js"), "x".repeat(1000 * n));
-        await finishBuild(t.db.pool, b.id, { ok: true, buildpack: "node", slugPath: slug, sizeBytes: 1000 * n, procfile: { web: "node app.js" } });
-      } else {
-        await finishBuild(t.db.pool, b.id, { ok: false });
-      }
-      if (outcome.code) await t.db.pool.query(sql.unsafe`UPDATE deployments SET status = 'failed', error = ${outcome.error ?? "failed"}, error_code = ${outcome.code}, finished_at = now() WHERE id = ${d.id}`);
-      else if (outcome.error) await updateDeployment(t.db.pool, d.id, { status: "failed", error: outcome.error, finished: true });
-      else await updateDeployment(t.db.pool, d.id, { status: "succeeded", finished: true });
-      if (outcome.release) {
-        const r = await t.db.pool.transaction((tx) => insertRelease(tx, { appId: app.id, buildId: b.id, config: {}, commitSha: SHA(n), description: `v${n}`, createdBy: user.id }));
-        await setReleaseStatus(t.db.pool, r.id, outcome.release);
-      }
-      return { buildId: b.id, slug };
-    }
+    const push = (app: AppRow, n: number, outcome: RecordedPush) => recordPush(t.db.pool, dir, user.id, app, n, outcome);
 
     it("never prunes the live release's artifact or the one rollback would return to", async () => {
       const org = await insertOrganization(t.db.pool, { name: "Keep", slug: "keep" });
