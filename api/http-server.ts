@@ -1,5 +1,5 @@
 import http from "node:http";
-import type { DeployDeps } from "../deploy/index.ts";
+import { BUILD_EXCHANGE_PREFIX, type DeployDeps } from "../deploy/index.ts";
 import { handleGitHttp, type PushRegistry } from "../gitd/index.ts";
 import { createApiApp } from "./app.ts";
 import type { ApiDeps } from "./registry.ts";
@@ -11,6 +11,13 @@ export function createApiServer(deps: DeployDeps, pushes: PushRegistry, extra: P
   const api = createApiApp(deps, extra).callback();
   return http.createServer((req, res) => {
     const url = req.url ?? "/";
+    // Builder nodes fetching the source of, and handing back, the builds they run for this server.
+    if (url.startsWith(BUILD_EXCHANGE_PREFIX)) {
+      return void deps.builds.remote.handle(req, res).catch((e: Error) => {
+        deps.log(`build exchange ${req.method} ${url}: ${e.stack ?? e}`);
+        res.destroy();
+      });
+    }
     if (url.startsWith("/git/")) {
       return void handleGitHttp(deps, pushes, req, res).catch((e: Error) => {
         deps.log(`git http ${req.method} ${url}: ${e.stack ?? e}`);

@@ -11,12 +11,14 @@ import { addMember, countUsers, createApiToken, insertOrganization, insertSshKey
 import { removeNetworkRules, networkTableFor } from "../runtime/network-rules.ts";
 import { runDoctor } from "./doctor.ts";
 import { startServer } from "./server.ts";
+import { startBuilderNode } from "./builder-node.ts";
 
 const USAGE = `Usage: deck COMMAND
 
   server                                     run deck (SSH :2222, API :3000, router :8080)
   server --role router                       run a router node alone: routes from DATABASE_URL, apps on :8080
-  database:url                               print the URL of this deck's embedded database (for router nodes)
+  server --role builder                      run a builder node: takes builds of the deck servers on DATABASE_URL
+  database:url                               print the URL of this deck's embedded database (for router and builder nodes)
   admin:bootstrap --email E --ssh-key FILE   create the first admin; prints an API token
   down                                       stop the deck server, the router and every app process deck started
   doctor                                     list every protection that keeps tenants apart, on or off
@@ -152,12 +154,13 @@ async function doctor(): Promise<void> {
   process.exit(code);
 }
 
-const ROLES = ["all", "router"] as const;
+const ROLES = ["all", "router", "builder"] as const;
 
 async function server(args: string[]): Promise<void> {
   const role = flag(args, "--role") ?? "all";
   if (!(ROLES as readonly string[]).includes(role)) fail(`unknown role "${role.slice(0, 40)}"; roles: ${ROLES.join(", ")}`, 2);
   if (role === "router") return routerNode();
+  if (role === "builder") return builderNode();
   const cfg = config();
   const running = await startServer(cfg);
   let stopping = false;
@@ -166,6 +169,23 @@ async function server(args: string[]): Promise<void> {
     stopping = true;
     console.log(`${sig}: stopping the deck server (apps and the router keep running; \`deck down\` stops them)`);
     void running.stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/** `deck server --role builder`: one builder node, taking builds from the deck servers' line. */
+async function builderNode(): Promise<void> {
+  const cfg = config();
+  if (!cfg.databaseUrl) fail("--role builder needs DATABASE_URL, the PostgreSQL your deck server uses (for its embedded database, run `deck database:url` where it runs)", 2);
+  const log = (line: string) => process.stdout.write(`${new Date().toISOString()} builder-node[${process.pid}] ${line}\n`);
+  const node = await startBuilderNode(cfg, log);
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${sig}: stopping; builds under way are stopped and fail their pushes`);
+    void node.stop().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

@@ -35,7 +35,7 @@ import type ssh2 from "ssh2";
  * Loads this deck's network rules and logs one line for every protection that is off, naming it and
  * how to turn it on: nothing that keeps tenants apart is off without a word.
  */
-async function reportProtections(config: DeckConfig, db: Database, log: (line: string) => void): Promise<void> {
+export async function reportProtections(config: DeckConfig, db: Database, log: (line: string) => void): Promise<void> {
   const outside = await listSandboxUidsOutside(db.pool, config.sandboxUidBase, SANDBOX_UID_RANGE);
   const network = await applyNetworkRules(await networkRulesSpecFor(config, outside));
   const checks = [...(await probeSandbox()), network, await probeMasterKey(config)];
@@ -46,7 +46,7 @@ async function reportProtections(config: DeckConfig, db: Database, log: (line: s
  * Holds a PostgreSQL advisory lock named after this host and data dir for as long as the server runs
  * (on a connection of its own: the lock goes with the connection, so a crashed server frees it).
  */
-async function holdDataDir(url: string, dataDir: string): Promise<() => Promise<void>> {
+export async function holdDataDir(url: string, dataDir: string): Promise<() => Promise<void>> {
   const key = createHash("sha256").update(`${hostname()}:${dataDir}`).digest().readBigInt64BE(0);
   const client = new pg.Client({ connectionString: url });
   // Failures after connecting surface as the next query's error; none may crash the process.
@@ -99,6 +99,13 @@ function routerEnv(config: DeckConfig): Record<string, string> {
   };
   if (config.redisUrl) env.REDIS_URL = config.redisUrl;
   return env;
+}
+
+/** Where builder nodes reach this server's API port (DECK_NODE_URL, else the address it listens on). */
+export function nodeUrl(config: DeckConfig): string {
+  if (config.nodeUrl) return config.nodeUrl;
+  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host === "::" ? "[::1]" : config.host.includes(":") ? `[${config.host}]` : config.host;
+  return `http://${host}:${config.apiPort}`;
 }
 
 /** App processes are published on DECK_UPSTREAM_HOST: it must be an address of this machine. */
@@ -171,7 +178,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     // another server finishes work, and each entry also looks again on its own every half second.
     const holder = holderName(config.dataDir);
     const queue = new AppQueue({ db: db.pool, holder, mode: config.deployQueue, log });
-    const builds = new BuildSlots({ db: db.pool, holder, limit: config.buildConcurrency, log });
+    const builds = new BuildSlots({ db: db.pool, holder, limit: config.buildConcurrency, originUrl: nodeUrl(config), log });
     queue.start();
     builds.start();
     await builds.dropAbandoned();
@@ -205,6 +212,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       routes: new RouteLocks(),
       events: new DeployEvents(),
       repos: { ensure: (app) => ensureRepo(paths, app), remove: (app) => removeRepo(paths, app) },
+      loadImage: docker ? (tar) => docker.loadImage(tar) : undefined,
+      hasImage: docker ? async (id) => (await docker.inspectImage(id)) !== undefined : undefined,
       removeArtifactImage: docker
         ? async (slugPath) => {
             const ref = await readImageRef(slugPath);

@@ -85,7 +85,7 @@ async function buildSlug(req: BuildRequest, dir: string, signal: AbortSignal, op
   const detail: LineSink = (line) => req.onLine(formatDetail(line));
 
   req.onLine(formatHeader(`Fetching commit ${shortSha(req.commitSha)}`));
-  await checkoutCommit({ repoDir: req.repoDir, commitSha: req.commitSha, dir, gitEnv: req.gitEnv, signal, onLine: detail });
+  await checkoutCommit({ repoDir: req.repoDir, commitSha: req.commitSha, dir, gitEnv: req.gitEnv, sourceArchive: req.sourceArchive, signal, onLine: detail });
   signal.throwIfAborted();
 
   // `builder:set` beats detection: a named buildpack ignores a Dockerfile, "dockerfile" requires one.

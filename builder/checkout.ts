@@ -10,6 +10,8 @@ export interface CheckoutOptions {
   dir: string;
   /** Extra env for git, e.g. the push quarantine's GIT_OBJECT_DIRECTORY while a pre-receive hook runs. */
   gitEnv: Record<string, string>;
+  /** A tar of the commit's tree made elsewhere (`git archive` on the deck server that took the push): read instead of the repository. */
+  sourceArchive?: string;
   signal?: AbortSignal;
   /** Receives git's and tar's stderr lines. */
   onLine?: LineSink;
@@ -34,14 +36,15 @@ export function validateCommitSha(sha: string): void {
 export async function checkoutCommit(opts: CheckoutOptions): Promise<void> {
   validateCommitSha(opts.commitSha);
   const env = { ...process.env, ...opts.gitEnv };
-  const [git, tar] = await execPipeline(gitArchiveArgv(opts.repoDir, opts.commitSha), tarExtractArgv(opts.dir), {
+  const source = opts.sourceArchive ? ["cat", "--", opts.sourceArchive] : gitArchiveArgv(opts.repoDir, opts.commitSha);
+  const [git, tar] = await execPipeline(source, tarExtractArgv(opts.dir), {
     cwd: opts.dir,
     env,
     signal: opts.signal,
     onLine: opts.onLine,
   });
   if (git.aborted || tar.aborted) return;
-  for (const [step, r] of [["git archive", git], ["tar", tar]] as const) {
+  for (const [step, r] of [[opts.sourceArchive ? "reading the source" : "git archive", git], ["tar", tar]] as const) {
     const problem = describeFailure(r);
     if (problem) throw new CheckoutError(`checkout of ${opts.commitSha.slice(0, 7)} failed: ${step} ${problem}`, { step, exitCode: r.exitCode });
   }

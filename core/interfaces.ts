@@ -24,6 +24,8 @@ export interface BuildRequest {
   repoDir: string;
   /** Extra env for git so it can read objects still in the push quarantine. */
   gitEnv: Record<string, string>;
+  /** A tar of the commit's tree, read instead of `repoDir` (a builder node has no repository). */
+  sourceArchive?: string;
   /** Directory the finished artifact (slug) is written to; must not exist yet. */
   slugDir: string;
   /** Per-app cache directory kept between builds. */

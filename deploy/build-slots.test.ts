@@ -35,9 +35,9 @@ for (const backend of await databaseBackends()) {
       const never = new AbortController().signal;
       const events: string[] = [];
       const releases = new Map<string, () => Promise<void>>();
-      const take = (server: BuildSlots, name: string) => server.acquire(null, (pos) => events.push(`${name} waits #${pos}`), never).then((release) => {
+      const take = (server: BuildSlots, name: string) => server.acquire(null, (pos) => events.push(`${name} waits #${pos}`), never).then((slot) => {
         events.push(`${name} builds`);
-        releases.set(name, release!);
+        releases.set(name, slot!.release);
       });
       const a = take(one, "a");
       await until("a to build", () => releases.has("a"));
@@ -66,9 +66,9 @@ for (const backend of await databaseBackends()) {
       const waiting = restarted.acquire(null, () => cancel.abort(), cancel.signal);
       assert.equal(await waiting, null, "cancelled while both slots were held by the killed run");
       await restarted.dropAbandoned();
-      const release = await restarted.acquire(null, () => assert.fail("no one holds a slot any more"), new AbortController().signal);
-      assert.ok(release);
-      await release();
+      const slot = await restarted.acquire(null, () => assert.fail("no one holds a slot any more"), new AbortController().signal);
+      assert.equal(slot?.where, "here");
+      await slot.release();
       assert.equal(Number(await t.db.pool.oneFirst(q`SELECT count(*) FROM build_queue`)), 0);
     });
   });

@@ -1,26 +1,51 @@
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { DatabasePool } from "slonik";
-import { claimBuildSlot, dropBuildSlotsOf, enqueueBuild, finishBuildSlot, refreshBuildSlots } from "../store/queries/index.ts";
+import {
+  claimBuildSlot, dropBuildSlotsOf, enqueueBuild, finishBuildSlot, liveBuilderNodes, refreshBuildSlots, requestBuildCancel, type BuildJob,
+} from "../store/queries/index.ts";
+import { RemoteBuild, RemoteBuilds, type RemoteBuildResult, type RemoteBuildSource } from "./build-exchange.ts";
 
 export interface BuildSlotsOptions {
   db: DatabasePool;
   /** This server's name in the line and the prefix its earlier runs on this host share (see holderName). */
   holder: { prefix: string; holder: string };
-  /** How many builds may run at once across every deck server on the database (DECK_BUILD_CONCURRENCY). */
+  /**
+   * How many builds may run at once on the deck servers of the database together (DECK_BUILD_CONCURRENCY);
+   * builder nodes take the rest, each up to its own limit. 0: every build waits for a builder node.
+   */
   limit: number;
+  /** Where builder nodes reach this server's build exchange (deploy/build-exchange.ts); unset: no builder node builds its pushes. */
+  originUrl?: string;
   log?: (line: string) => void;
   pollMs?: number;
 }
 
+/** Where a push's build runs once it has left the line: on this server, or on a builder node. */
+export type BuildSlot =
+  | { where: "here"; release: () => Promise<void> }
+  | { where: "builder"; builder: string; build: RemoteBuild; release: () => Promise<void> };
+
+/** A push's build as a builder node needs it. */
+export interface BuildJobRequest extends RemoteBuildSource {
+  job: BuildJob;
+}
+
+/** How often a deck server looks whether the builder node running one of its builds is still there. */
+const BUILDER_CHECK_MS = 2_000;
+
 /**
- * The build slots, kept in PostgreSQL (`build_queue`): at most `limit` builds run at once across every
- * deck server on the database, the rest wait in arrival order and hear their position.
+ * The build slots, kept in PostgreSQL (`build_queue`): at most `limit` builds run at once on the deck
+ * servers of the database, the rest wait in arrival order and hear their position; builder nodes
+ * (`deck server --role builder`) take waiting builds as they have room.
  */
 export class BuildSlots {
   private readonly wakeups = new EventEmitter();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly held = new Set<number>();
   private readonly log: (line: string) => void;
+  /** This server's builds that builder nodes run: the build exchange serves them. */
+  readonly remote = new RemoteBuilds();
 
   constructor(private readonly options: BuildSlotsOptions) {
     this.log = options.log ?? (() => {});
@@ -51,24 +76,35 @@ export class BuildSlots {
   }
 
   /**
-   * Waits for a slot unless `signal` aborts first. Returns the slot's release (call it once the build
-   * is over), or null when aborted; `onWait` hears the position whenever it changes.
+   * Waits for a slot unless `signal` aborts first. Returns where the build runs and the slot's release
+   * (call it once the build is over), or null when aborted; `onWait` hears the position whenever it
+   * changes, with a note when no one can take the build yet. With `job`, a builder node may take it.
    */
-  async acquire(deploymentId: number | null, onWait: (position: number) => void, signal: AbortSignal): Promise<(() => Promise<void>) | null> {
+  async acquire(deploymentId: number | null, onWait: (position: number, note?: string) => void, signal: AbortSignal, job?: BuildJobRequest): Promise<BuildSlot | null> {
     if (signal.aborted) return null;
     const db = this.options.db;
-    const entry = await enqueueBuild(db, { deploymentId, holder: this.options.holder.holder });
+    const remote = job && this.options.originUrl ? { job, secret: randomBytes(32).toString("base64url") } : undefined;
+    const entry = await enqueueBuild(db, {
+      deploymentId, holder: this.options.holder.holder,
+      ...(remote ? { job: remote.job.job, originUrl: this.options.originUrl, secret: remote.secret } : {}),
+    });
     this.held.add(entry.id);
+    const build = remote ? new RemoteBuild(entry.id, remote.job, remote.secret) : undefined;
+    if (build) this.remote.add(build);
     let released = false;
     const release = async () => {
       if (released) return;
       released = true;
       this.held.delete(entry.id);
+      if (build) {
+        build.finish({ ok: false, code: "cancelled", message: "the build is over", durationMs: 0 });
+        this.remote.remove(build);
+      }
       await finishBuildSlot(db, entry.id).catch((e) => this.log(`build slots: freeing slot ${entry.id} failed (it is dropped once stale): ${(e as Error).message}`));
       this.wake();
     };
     try {
-      let told = 0;
+      let told = "";
       for (;;) {
         if (signal.aborted) {
           await release();
@@ -78,18 +114,54 @@ export class BuildSlots {
         if (claim === null) {
           // Dropped as stale (this server was taken for stopped): take a new place rather than build unlimited.
           await release();
-          return this.acquire(deploymentId, onWait, signal);
+          return this.acquire(deploymentId, onWait, signal, job);
         }
-        if (claim.claimed) return release;
-        if (claim.position !== told) {
-          told = claim.position;
-          onWait(claim.position);
+        if ("builder" in claim) {
+          if (!build) throw new Error(`build ${entry.id} was taken by builder node ${claim.builder} without a job`);
+          return { where: "builder", builder: claim.builder, build, release };
+        }
+        if (claim.claimed) return { where: "here", release };
+        const note = this.options.limit === 0 && remote && (await liveBuilderNodes(db)).length === 0
+          ? "no builder node is running: start one (deck server --role builder) or set DECK_BUILD_CONCURRENCY above 0"
+          : undefined;
+        const said = `${claim.position}:${note ?? ""}`;
+        if (said !== told) {
+          told = said;
+          onWait(claim.position, note);
         }
         await this.nextWake(signal);
       }
     } catch (e) {
       await release();
       throw e;
+    }
+  }
+
+  /**
+   * The result of a build a builder node runs: what it reports, or a failure once `signal` aborts
+   * (the entry is then marked cancelled, and the builder node stops the build) or the node stops
+   * refreshing its row.
+   */
+  async remoteResult(slot: Extract<BuildSlot, { where: "builder" }>, signal: AbortSignal): Promise<RemoteBuildResult> {
+    const { build, builder } = slot;
+    const onAbort = () => {
+      build.finish({ ok: false, code: "cancelled", message: "the build was cancelled", durationMs: 0 });
+      requestBuildCancel(this.options.db, build.id).catch((e) => this.log(`build slots: asking builder node ${builder} to stop build ${build.id} failed: ${(e as Error).message}`));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    const check = setInterval(() => {
+      liveBuilderNodes(this.options.db).then((nodes) => {
+        if (!nodes.some((n) => n.name === builder)) {
+          build.finish({ ok: false, code: "build_failed", message: `builder node ${builder} stopped during the build; push again`, durationMs: 0 });
+        }
+      }, (e: Error) => this.log(`build slots: looking for builder node ${builder} failed: ${e.message}`));
+    }, BUILDER_CHECK_MS);
+    try {
+      return await build.result;
+    } finally {
+      clearInterval(check);
+      signal.removeEventListener("abort", onAbort);
     }
   }
 

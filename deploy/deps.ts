@@ -30,6 +30,10 @@ export interface DeployDeps {
   events: DeployEvents;
   /** Bare repositories: created on first push or apps:create, removed on apps:destroy. */
   repos: { ensure(app: string): Promise<string>; remove(app: string): Promise<void> };
+  /** Loads an image a builder node made into this server's engine (Docker runtime); absent for the process runtime. */
+  loadImage?(tar: import("node:stream").Readable): Promise<void>;
+  /** Whether this server's engine has an image (by id) already; absent for the process runtime. */
+  hasImage?(id: string): Promise<boolean>;
   /** Removes the image an artifact points to (Docker runtime); absent for the process runtime. */
   removeArtifactImage?(slugPath: string): Promise<void>;
   log(line: string): void;

@@ -1,5 +1,6 @@
 export { AppQueue, holderName, type WorkKind } from "./app-queue.ts";
-export { BuildSlots } from "./build-slots.ts";
+export { BuildSlots, type BuildSlot } from "./build-slots.ts";
+export { BUILD_EXCHANGE_PREFIX, RemoteBuild, type RemoteBuildResult } from "./build-exchange.ts";
 export { pathsFor, type Paths } from "./paths.ts";
 export type { DeployDeps, DeployOutcome } from "./deps.ts";
 export { deployPush, Deployment, pruneSlugs, redeploy, type PushRequest, type RedeployOptions } from "./pipeline.ts";
@@ -13,4 +14,4 @@ export {
   acmeEligible, AcmeIssuer, CertManager, forgetCertificate, pushCertificates, reasonOf, requestCertificate,
   type CertificateIssuer, type CertManagerDeps, type ObtainedCertificate,
 } from "./cert-manager.ts";
-export { BuildRun, BuildRuns, openBuildCgroup, protectedBuildIds, type BuildRunState } from "./build-runs.ts";
+export { BuildRun, BuildRuns, buildInCgroup, openBuildCgroup, protectedBuildIds, type BuildRunState } from "./build-runs.ts";

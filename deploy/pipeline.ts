@@ -4,10 +4,9 @@ import {
   audit, finishBuild, findApp, findBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned, setAppStatus, setDeploymentRequest,
   type AppRow, type QueuedPushRequest, type ReleaseRow, type UserRow,
 } from "../store/queries/index.ts";
-import { describeOutOfMemory, runInCgroup } from "../builder/index.ts";
 import { activateRelease, appUrl, markAppFailedIfNew, type ActivateRequest } from "./activate.ts";
 import { DeployOutput } from "./app-log.ts";
-import { openBuildCgroup, protectedBuildIds, type BuildRun } from "./build-runs.ts";
+import { buildInCgroup, protectedBuildIds, type BuildRun } from "./build-runs.ts";
 import { isFinal, transition, type DeployKind, type DeployState, type TransitionDetails } from "./deploy-state.ts";
 import type { DeployDeps, DeployOutcome } from "./deps.ts";
 
@@ -180,8 +179,16 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
   if (moved) return fail("branch_moved", moved);
   await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying");
 
-  const release = await deps.builds.acquire(deployment.id, (pos) => output.line(`-----> Waiting for a build slot (position ${pos} in line)`), signal);
-  if (!release) {
+  const slot = await deps.builds.acquire(
+    deployment.id,
+    (pos, note) => output.line(`-----> Waiting for a build slot (position ${pos} in line)${note ? `; ${note}` : ""}`),
+    signal,
+    {
+      job: { app: app.name, appId: app.id, commitSha: req.commitSha, builder: app.builder ?? undefined, sandbox: app.sandbox, runtime: deps.config.runtime, timeoutMs: deps.config.buildTimeout * 1000 },
+      repoDir: req.repoDir, gitEnv: req.gitEnv, commitSha: req.commitSha, onLine: output.line, loadImage: deps.loadImage, hasImage: deps.hasImage,
+    },
+  );
+  if (!slot) {
     run.finishBuild();
     return fail("cancelled", run.cancelMessage ?? "the push was cancelled while it waited for a build slot", "cancelled");
   }
@@ -192,14 +199,26 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     await deployment.move("building");
     build = await insertBuild(deps.db, app.id, req.commitSha, deployment.id);
     run.startBuild(build.id);
-    const { result, outOfMemory } = await runLimitedBuild(deps, build.id, run, {
-      app: app.name, commitSha: req.commitSha, repoDir: req.repoDir, gitEnv: req.gitEnv,
-      slugDir: deps.paths.slug(app.name, build.id), cacheDir: deps.paths.cache(app.name),
-      env: await getConfigVars(deps.db, app.id), timeoutMs: deps.config.buildTimeout * 1000,
-      onLine: output.line, signal, builder: app.builder ?? undefined, sandbox: app.sandbox,
-    });
+    const slugDir = deps.paths.slug(app.name, build.id);
+    let built: { result: BuildResult; outOfMemory: boolean };
+    if (slot.where === "here") {
+      built = await runLimitedBuild(deps, build.id, run, {
+        app: app.name, commitSha: req.commitSha, repoDir: req.repoDir, gitEnv: req.gitEnv,
+        slugDir, cacheDir: deps.paths.cache(app.name),
+        env: await getConfigVars(deps.db, app.id), timeoutMs: deps.config.buildTimeout * 1000,
+        onLine: output.line, signal, builder: app.builder ?? undefined, sandbox: app.sandbox,
+      });
+    } else {
+      output.line(`-----> Building on builder node ${slot.builder}`);
+      slot.build.ready(slugDir);
+      const result = await deps.builds.remoteResult(slot, signal);
+      const cancelled = result.ok ? null : result.code === "cancelled" ? run.cancelMessage : null;
+      built = { result: cancelled && !result.ok ? { ...result, message: cancelled } : result, outOfMemory: result.ok ? false : result.outOfMemory === true };
+    }
+    const { result, outOfMemory } = built;
     buildTimeMs = Date.now() - buildStart;
     if (!result.ok) {
+      await rm(slugDir, { recursive: true, force: true });
       await finishBuild(deps.db, build.id, { ok: false });
       const failure = buildFailure(result, outOfMemory);
       return await fail(failure.code, result.message, failure.state);
@@ -207,15 +226,15 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     const cancelled = run.cancelMessage;
     if (cancelled) {
       // Cancelled as the build finished: no release of it.
-      await rm(deps.paths.slug(app.name, build.id), { recursive: true, force: true });
+      await rm(slugDir, { recursive: true, force: true });
       await finishBuild(deps.db, build.id, { ok: false });
       return await fail("cancelled", cancelled, "cancelled");
     }
-    await finishBuild(deps.db, build.id, { ok: true, buildpack: result.buildpack, slugPath: deps.paths.slug(app.name, build.id), sizeBytes: result.sizeBytes, procfile: result.procfile });
+    await finishBuild(deps.db, build.id, { ok: true, buildpack: result.buildpack, slugPath: slugDir, sizeBytes: result.sizeBytes, procfile: result.procfile });
     await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying", result.buildpack);
-    build = { ...build, status: "succeeded", buildpack: result.buildpack, slugPath: deps.paths.slug(app.name, build.id), sizeBytes: result.sizeBytes, procfile: result.procfile };
+    build = { ...build, status: "succeeded", buildpack: result.buildpack, slugPath: slugDir, sizeBytes: result.sizeBytes, procfile: result.procfile };
   } finally {
-    await release();
+    await slot.release();
     run.finishBuild();
   }
 
@@ -260,25 +279,12 @@ async function deliverRelease(deps: DeployDeps, deployment: Deployment, req: Omi
   }
 }
 
-/**
- * Runs the build inside its own cgroup (memory, CPU and process limits) and removes the cgroup after,
- * killing anything the build left behind. A build stopped by the memory limit or by builds:cancel is
- * reported as such rather than as the failed command it was in the middle of.
- */
+/** A build on this server, in its own cgroup; a build stopped by builds:cancel is reported with its message. */
 async function runLimitedBuild(deps: DeployDeps, buildId: number, run: BuildRun, req: Parameters<DeployDeps["build"]>[0]): Promise<{ result: BuildResult; outOfMemory: boolean }> {
-  const cgroup = await openBuildCgroup(deps, buildId);
-  try {
-    const result = await runInCgroup(cgroup, () => deps.build(req));
-    if (result.ok) return { result, outOfMemory: false };
-    const cancelled = run.cancelMessage;
-    if (result.code === "cancelled" && cancelled) return { result: { ...result, message: cancelled }, outOfMemory: false };
-    if (result.code !== "cancelled" && result.code !== "timeout" && cgroup && (await cgroup.outOfMemory())) {
-      return { result: { ...result, code: "build_failed", message: describeOutOfMemory(cgroup.limits) }, outOfMemory: true };
-    }
-    return { result, outOfMemory: false };
-  } finally {
-    await cgroup?.remove().catch((e) => deps.log(`removing the cgroup of build ${buildId}: ${(e as Error).message}`));
-  }
+  const built = await buildInCgroup(deps, buildId, () => deps.build(req));
+  const cancelled = run.cancelMessage;
+  if (!built.result.ok && built.result.code === "cancelled" && cancelled) return { result: { ...built.result, message: cancelled }, outOfMemory: false };
+  return built;
 }
 
 /**

@@ -115,6 +115,10 @@ export interface DockerClient {
   removeNetwork(idOrName: string): Promise<"removed" | "gone" | "in-use">;
   /** Networks carrying every one of `labels` (`key` or `key=value`). */
   listNetworks(labels: string[]): Promise<NetworkInfo[]>;
+  /** The image and its tag as one tar (`docker save`), to hand to another engine. */
+  saveImage(ref: string): Promise<Readable>;
+  /** Loads a `docker save` tar (`docker load`); rejects with the engine's message when it refuses it. */
+  loadImage(tar: Readable): Promise<void>;
 }
 
 export interface DockerClientOptions {
@@ -165,6 +169,23 @@ export function createDockerClient(options: DockerClientOptions = {}): DockerCli
     },
     async removeImage(ref) {
       await docker.getImage(ref).remove({ force: true }).catch(ignoreStatus(404));
+    },
+    async saveImage(ref) {
+      return (await docker.getImage(ref).get()) as unknown as Readable;
+    },
+    async loadImage(tar) {
+      const res = (await docker.loadImage(tar, { quiet: true })) as unknown as Readable;
+      // The engine answers 200 and reports a refused archive in the JSON lines that follow.
+      let text = "";
+      for await (const c of res as AsyncIterable<Buffer>) text = (text + c.toString()).slice(-8000);
+      const error = text.split("\n").map((l) => {
+        try {
+          return (JSON.parse(l) as { error?: string }).error;
+        } catch {
+          return undefined;
+        }
+      }).find((e) => e);
+      if (error) throw new Error(`docker load: ${error}`);
     },
     async createContainer(name, body) {
       const container = await docker.createContainer({ name, ...body } as Docker.ContainerCreateOptions);

@@ -227,7 +227,7 @@ describe("deck server --role router (no database)", () => {
   it("refuses an unknown role with one line", async () => {
     const r = await run(DECK, ["server", "--role", "builder-of-worlds"], { env: cleanEnv({}) });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /^deck: unknown role "builder-of-worlds"; roles: all, router\n$/);
+    assert.match(r.stderr, /^deck: unknown role "builder-of-worlds"; roles: all, router, builder\n$/);
   });
 });
 
