@@ -277,7 +277,10 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
 
     // Pushes that waited in line when deck last stopped are deployed now, in their order.
     // On stop, first of all: work still waiting in line leaves it (a waiting push keeps its place for the next start).
-    started.push(async () => queue.close());
+    started.push(async () => {
+      queue.close();
+      builds.close();
+    });
     return { deps, stop: stopAll };
   } catch (err) {
     await stopAll().catch(() => {});

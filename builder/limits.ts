@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { accessSync, constants } from "node:fs";
 import { delimiter, isAbsolute, resolve } from "node:path";
+import type { BuildResult } from "../core/index.ts";
 import {
   cgroupEnterArgv, cpuQuotaUs, createCgroup, CGROUP_ENTER_FAILED, DEFAULT_PIDS_MAX,
   type Cgroup, type CgroupLimits, type CgroupOptions, type CgroupResult,
@@ -75,4 +76,32 @@ export function formatBytes(bytes: number): string {
 
 export function describeOutOfMemory(limits: BuildLimits): string {
   return `build ran out of memory (limit ${formatBytes(limits.memoryBytes)}); raise DECK_BUILD_MEMORY or reduce the build's memory use`;
+}
+
+let warnedNoCgroups = false;
+
+/**
+ * Runs a build inside a cgroup of its own named `name` with `limits`, and removes the cgroup after,
+ * killing anything the build left behind. A build stopped by the memory limit is reported as such
+ * rather than as the failed command it was in the middle of. Where this machine does not let deck
+ * create cgroups the build runs without limits, said once in `log`.
+ */
+export async function buildInCgroup(
+  name: string, limits: BuildLimits, log: (line: string) => void, build: () => Promise<BuildResult>,
+): Promise<{ result: BuildResult; outOfMemory: boolean }> {
+  const r = await createBuildCgroup(name, limits);
+  if (!r.ok && !warnedNoCgroups) {
+    warnedNoCgroups = true;
+    log(`builds run without memory/CPU limits: cannot create a cgroup v1 under /sys/fs/cgroup (${r.reason})`);
+  }
+  const cgroup = r.ok ? r.cgroup : null;
+  try {
+    const result = await runInCgroup(cgroup, build);
+    if (!result.ok && result.code !== "cancelled" && result.code !== "timeout" && cgroup && (await cgroup.outOfMemory())) {
+      return { result: { ...result, code: "build_failed", message: describeOutOfMemory(cgroup.limits) }, outOfMemory: true };
+    }
+    return { result, outOfMemory: false };
+  } finally {
+    await cgroup?.remove().catch((e: Error) => log(`removing the cgroup ${name}: ${e.message}`));
+  }
 }

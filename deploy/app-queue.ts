@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import type { DatabasePool } from "slonik";
-import { DeckError } from "../core/index.ts";
+import { DeckError, isDeckError } from "../core/index.ts";
 import { attachRunningWork, claimWork, countWork, dropStaleWork, dropWorkOf, enqueueWork, finishWork, refreshWork, type QueueEntry } from "../store/queries/index.ts";
 
 export interface RunOptions {
@@ -141,11 +141,12 @@ export class AppQueue {
     try {
       try {
         await this.waitTurn(entry, onWait, signal);
+        return await work(entry);
       } catch (e) {
-        if (this.closing && options.keepPlace) keepInLine = await options.keepPlace();
+        // Stopped while waiting: in this line, or inside its turn for a build slot (deploy/build-slots.ts).
+        if (this.closing && options.keepPlace && isDeckError(e) && e.code === "interrupted") keepInLine = await options.keepPlace();
         throw e;
       }
-      return await work(entry);
     } finally {
       this.mine.delete(entry.id);
       if (!keepInLine) {

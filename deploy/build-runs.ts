@@ -1,5 +1,4 @@
-import { createBuildCgroup, describeOutOfMemory, runInCgroup, type BuildCgroup } from "../builder/index.ts";
-import { DeckError, type BuildResult } from "../core/index.ts";
+import { DeckError } from "../core/index.ts";
 import { q, type Db } from "../store/queries/index.ts";
 import type { DeployDeps } from "./deps.ts";
 
@@ -124,43 +123,6 @@ export class BuildRuns {
 
   forApp(app: string): BuildRun[] {
     return [...this.runs].filter((r) => r.app === app);
-  }
-}
-
-// ---------- limits ----------
-
-let warnedNoCgroups = false;
-
-/**
- * The cgroup a build runs in, with the configured limits; null (builds run without limits, one line
- * in the server log the first time) where this machine does not let deck create cgroups.
- */
-export async function openBuildCgroup(deps: Pick<DeployDeps, "config" | "log">, buildId: number | string): Promise<BuildCgroup | null> {
-  // The server's pid keeps names apart when several deck servers share a machine (tests do).
-  const r = await createBuildCgroup(`build-${buildId}-${process.pid}`, { memoryBytes: deps.config.buildMemory, cpus: deps.config.buildCpus });
-  if (r.ok) return r.cgroup;
-  if (!warnedNoCgroups) {
-    warnedNoCgroups = true;
-    deps.log(`builds run without memory/CPU limits: cannot create a cgroup v1 under /sys/fs/cgroup (${r.reason})`);
-  }
-  return null;
-}
-
-/**
- * Runs a build inside its own cgroup (memory, CPU and process limits) and removes the cgroup after,
- * killing anything the build left behind. A build stopped by the memory limit is reported as such
- * rather than as the failed command it was in the middle of.
- */
-export async function buildInCgroup(deps: Pick<DeployDeps, "config" | "log">, buildId: number | string, build: () => Promise<BuildResult>): Promise<{ result: BuildResult; outOfMemory: boolean }> {
-  const cgroup = await openBuildCgroup(deps, buildId);
-  try {
-    const result = await runInCgroup(cgroup, build);
-    if (!result.ok && result.code !== "cancelled" && result.code !== "timeout" && cgroup && (await cgroup.outOfMemory())) {
-      return { result: { ...result, code: "build_failed", message: describeOutOfMemory(cgroup.limits) }, outOfMemory: true };
-    }
-    return { result, outOfMemory: false };
-  } finally {
-    await cgroup?.remove().catch((e) => deps.log(`removing the cgroup of build ${buildId}: ${(e as Error).message}`));
   }
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { DatabasePool } from "slonik";
+import { DeckError } from "../core/index.ts";
 import {
   claimBuildSlot, dropBuildSlotsOf, enqueueBuild, finishBuildSlot, liveBuilderNodes, refreshBuildSlots, requestBuildCancel, type BuildJob,
 } from "../store/queries/index.ts";
@@ -43,6 +44,7 @@ export class BuildSlots {
   private readonly wakeups = new EventEmitter();
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly held = new Set<number>();
+  private closing = false;
   private readonly log: (line: string) => void;
   /** This server's builds that builder nodes run: the build exchange serves them. */
   readonly remote = new RemoteBuilds();
@@ -68,6 +70,16 @@ export class BuildSlots {
 
   wake(): void {
     this.wakeups.emit("wake");
+  }
+
+  /**
+   * The server is stopping: pushes still waiting for a slot leave the line at once with DeckError
+   * `interrupted` (one that kept its commit keeps its place in the app's line for the next start);
+   * builds under way go on.
+   */
+  close(): void {
+    this.closing = true;
+    this.wake();
   }
 
   /** Drops what an earlier run of this server left in the line: its builds died with it. */
@@ -110,6 +122,7 @@ export class BuildSlots {
           await release();
           return null;
         }
+        if (this.closing) throw new DeckError("interrupted", "the deck server is restarting; push again once it is back");
         const claim = await claimBuildSlot(db, entry.id, this.options.limit);
         if (claim === null) {
           // Dropped as stale (this server was taken for stopped): take a new place rather than build unlimited.

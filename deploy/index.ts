@@ -14,4 +14,4 @@ export {
   acmeEligible, AcmeIssuer, CertManager, forgetCertificate, pushCertificates, reasonOf, requestCertificate,
   type CertificateIssuer, type CertManagerDeps, type ObtainedCertificate,
 } from "./cert-manager.ts";
-export { BuildRun, BuildRuns, buildInCgroup, openBuildCgroup, protectedBuildIds, type BuildRunState } from "./build-runs.ts";
+export { BuildRun, BuildRuns, protectedBuildIds, type BuildRunState } from "./build-runs.ts";

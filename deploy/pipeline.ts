@@ -6,7 +6,8 @@ import {
 } from "../store/queries/index.ts";
 import { activateRelease, appUrl, markAppFailedIfNew, type ActivateRequest } from "./activate.ts";
 import { DeployOutput } from "./app-log.ts";
-import { buildInCgroup, protectedBuildIds, type BuildRun } from "./build-runs.ts";
+import { buildInCgroup } from "../builder/index.ts";
+import { protectedBuildIds, type BuildRun } from "./build-runs.ts";
 import { isFinal, transition, type DeployKind, type DeployState, type TransitionDetails } from "./deploy-state.ts";
 import type { DeployDeps, DeployOutcome } from "./deps.ts";
 
@@ -281,7 +282,9 @@ async function deliverRelease(deps: DeployDeps, deployment: Deployment, req: Omi
 
 /** A build on this server, in its own cgroup; a build stopped by builds:cancel is reported with its message. */
 async function runLimitedBuild(deps: DeployDeps, buildId: number, run: BuildRun, req: Parameters<DeployDeps["build"]>[0]): Promise<{ result: BuildResult; outOfMemory: boolean }> {
-  const built = await buildInCgroup(deps, buildId, () => deps.build(req));
+  // The server's pid keeps names apart when several deck servers share a machine (tests do).
+  const limits = { memoryBytes: deps.config.buildMemory, cpus: deps.config.buildCpus };
+  const built = await buildInCgroup(`build-${buildId}-${process.pid}`, limits, deps.log, () => deps.build(req));
   const cancelled = run.cancelMessage;
   if (!built.result.ok && built.result.code === "cancelled" && cancelled) return { result: { ...built.result, message: cancelled }, outOfMemory: false };
   return built;

@@ -146,6 +146,39 @@ for (const backend of backends) {
       for (const t of tags) assert.match((await deck.get(t)).body, new RegExp(`^${t} `));
     });
 
+    it("keeps a push that waits for a build slot across a restart of deck, and deploys it once deck is back", async () => {
+      const repos = await Promise.all(["ka", "kb", "kc"].map((t) => makeRepo(join(work, t), timedBuild(t, 4000))));
+      const started = new Set<string>();
+      const building = (t: string) => (l: { text: string }) => void (new RegExp(`^remote:\\s+start ${t} \\d+`).test(l.text) && started.add(t));
+      // Both slots taken: the third push waits for one when deck stops.
+      const first = deck.push(repos[0], "ka", { onLine: building("ka") });
+      const second = deck.push(repos[1], "kb", { onLine: building("kb") });
+      const deadline = Date.now() + 60_000;
+      while (started.size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(started.size, 2, "both builds started");
+      let waiting: () => void = () => {};
+      const told = new Promise<void>((r) => (waiting = r));
+      const third = deck.push(repos[2], "kc", { onLine: (l) => void (/Waiting for a build slot \(position 1 in line\)/.test(l.text) && waiting()) }).finally(() => waiting());
+      await told;
+      await deck.terminate();
+      const [p1, p2, p3] = await Promise.all([first, second, third]);
+      assert.equal(p1.code, 0, `a running build finishes before deck stops: ${p1.stderr}`);
+      assert.equal(p2.code, 0, p2.stderr);
+      assert.notEqual(p3.code, 0);
+      assert.match(p3.stderr, /remote: -----> deck is restarting; this push keeps its place in line and deploys once deck is back \(builds:list kc shows it\)/);
+
+      await deck.startServer();
+      const end = Date.now() + 120_000;
+      let body = "";
+      while (Date.now() < end && !/^kc /.test(body)) {
+        body = (await deck.get("kc").catch(() => ({ body: "" }))).body;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.match(body, /^kc /, "the push that waited for a build slot was deployed after the restart");
+      const [latest] = JSON.parse((await deck.ssh("builds:list kc --json")).stdout) as { status: string }[];
+      assert.equal(latest.status, "succeeded");
+    });
+
     it("fails only the push whose build goes over its memory limit; other apps build and keep serving", async () => {
       const steady = await makeRepo(join(work, "steady"), nodeApp("steady"));
       assert.equal((await deck.push(steady, "steady")).code, 0);
