@@ -10,7 +10,7 @@ import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, removeBuildLeftovers, runBuild } from "../builder/index.ts";
 import { ConfigError, SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, BuildRuns, BuildSlots, DeployEvents, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, BuildRuns, BuildSlots, DeployEvents, endOrphanedDeployments, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, type DeployDeps } from "../deploy/index.ts";
 import { CertManager, pushCertificates } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, resumeQueuedPushes, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
@@ -246,6 +246,15 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const hookServer = await startHookBridge(deps, pushes, paths.hookSocket);
     started.push(() => new Promise<void>((res) => hookServer.close(() => res())));
     const r = await reconcile(deps);
+    // Deployments whose server died without another one starting on its data dir end too.
+    const orphans = setInterval(() => {
+      endOrphanedDeployments(deps).then(
+        (n) => n > 0 && log(`ended ${n} deployment(s) that no deck server works on any more`),
+        (e: Error) => log(`looking for deployments no server works on failed: ${e.message}`),
+      );
+    }, 30_000);
+    orphans.unref();
+    started.push(async () => clearInterval(orphans));
     // Pushes that waited in line when deck last stopped take their places again before any new work.
     await resumeQueuedPushes(deps, r.resumable);
     // Certificates from the database reach the router, then due orders and renewals start in the background.

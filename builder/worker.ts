@@ -81,7 +81,7 @@ export class BuildWorker {
       url: this.options.databaseUrl, channels: ["deck_build_queue"], log,
       onNotification: () => {
         void this.take();
-        this.checkWanted().catch(() => {});
+        this.checkWanted().catch((e: Error) => log(`looking for cancelled builds failed (the heartbeat looks again): ${e.message}`));
       },
       onConnected: () => void this.take(),
     });
@@ -97,7 +97,7 @@ export class BuildWorker {
     for (const r of this.running.values()) r.controller.abort();
     const deadline = Date.now() + 10_000;
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await removeBuilderNode(this.options.db, this.options.name).catch(() => {});
+    await removeBuilderNode(this.options.db, this.options.name).catch((e: Error) => this.options.log(`leaving builder_nodes failed (deck servers take this node for stopped after ${BUILDER_STALE_SECONDS}s): ${e.message}`));
   }
 
   /** Takes waiting builds while there is room; one call at a time. */
@@ -205,7 +205,7 @@ async function buildJob(ctx: JobContext): Promise<WorkerBuildResult> {
       result = { ok: false, code: "build_failed", message: `builder node ${options.name} failed to run the build (its log has the details); push again`, durationMs: 0 };
     }
   } finally {
-    await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    await rm(workDir, { recursive: true, force: true }).catch((e: Error) => options.log(`build ${job.id}: removing ${workDir} failed: ${e.message}`));
   }
   await output.end();
   if (!signal.aborted) await exchange.post("result", JSON.stringify(result)).catch((e: Error) => options.log(`build ${job.id}: reporting the result failed: ${e.message}`));

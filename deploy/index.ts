@@ -8,7 +8,7 @@ export { ACTIVE_STATES, canMove, DeployEvents, FINAL_STATES, isFinal, transition
 export {
   appUrl, drainAndStop, formationFor, refreshRoute, routeFor, RouteLocks, upstreamAddress, withRouteLock,
 } from "./activate.ts";
-export { reconcile, resendRoutes } from "./reconcile.ts";
+export { endOrphanedDeployments, reconcile, resendRoutes } from "./reconcile.ts";
 export { readLogTail, followLog, appendAppLog } from "./app-log.ts";
 export {
   acmeEligible, AcmeIssuer, CertManager, forgetCertificate, pushCertificates, reasonOf, requestCertificate,

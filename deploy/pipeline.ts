@@ -273,6 +273,12 @@ async function deliverRelease(deps: DeployDeps, deployment: Deployment, req: Omi
     }
     return r;
   } catch (e) {
+    // The release went live before the failure (while the old processes drained): the deploy happened.
+    if (deployment.state === "draining") {
+      deps.log(`deploy of ${deployment.app} (deployment ${deployment.id}) is live but failed while the previous release drained: ${(e as Error).stack ?? e}`);
+      await deployment.move("succeeded").catch((x) => deps.log(`deployment ${deployment.id}: ${(x as Error).message}`));
+      return { ok: true };
+    }
     if (isDeckError(e)) return { ok: false, code: e.code, message: e.message };
     // Not the tenant's to read (paths, engine output): the server log has it.
     deps.log(`deploy of ${deployment.app} (deployment ${deployment.id}): ${(e as Error).stack ?? e}`);

@@ -1,6 +1,6 @@
 import type { ProcessInfo, Route } from "../core/index.ts";
 import {
-  findBuild, listApps, listReleases, listResumablePushes, listUnfinishedDeployments, q, setReleaseStatus,
+  findBuild, listApps, listReleases, listResumablePushes, listUnfinishedDeployments, q, setReleaseStatus, sql,
 } from "../store/queries/index.ts";
 import { activateRelease, refreshRoute, routeFor, upstreamAddress } from "./activate.ts";
 import type { DeployKind, DeployState } from "./deploy-state.ts";
@@ -21,23 +21,7 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
   // Pushes of that run that waited in line with their commit kept are deployed once the server is up
   // (gitd/queued-push.ts); every other unfinished deployment was cut off, unless a live server works on it.
   const resumable = (await listResumablePushes(deps.db)).filter((d) => ours.has(d.id)).map((d) => d.id);
-  const elsewhere = new Set((await deps.db.anyFirst(q`SELECT deployment_id FROM app_queue WHERE deployment_id IS NOT NULL`)).map(Number));
-  // A redeploy names its deployment in its entry just after making the row.
-  const redeploying = new Set((await deps.db.anyFirst(q`SELECT app_id FROM app_queue WHERE running AND deployment_id IS NULL`)).map(Number));
-  const apps0 = await listApps(deps.db, "all");
-  for (const d of await listUnfinishedDeployments(deps.db)) {
-    if (elsewhere.has(d.id) || resumable.includes(d.id) || (d.kind !== "push" && redeploying.has(d.appId))) continue;
-    const app = apps0.find((a) => a.id === d.appId);
-    const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), d.kind as DeployKind, d.status as DeployState);
-    // Put live before the server stopped: only the old processes' drain was left (they are strays now).
-    if (app?.liveDeploymentId === d.id) {
-      if (deployment.state === "switching") await deployment.move("draining");
-      if (deployment.state === "draining") await deployment.move("succeeded");
-      continue;
-    }
-    await deployment.end("interrupted", "interrupted", "interrupted: the deck server stopped during this deploy");
-  }
-  await deps.db.query(q`UPDATE releases SET status = 'failed' WHERE status = 'pending'`);
+  await endOrphanedDeployments(deps, { ours, skip: new Set(resumable) });
 
   const apps = await listApps(deps.db, "all");
   const known = new Set(apps.map((a) => a.name));
@@ -77,6 +61,49 @@ export async function reconcile(deps: DeployDeps): Promise<{ adopted: number; st
     }, undefined, { wait: true }).catch((e: Error) => deps.log(`${app.name}: could not restart v${release.version}: ${e.stack ?? e.message}`));
   }
   return { adopted: all.length - stopped, stopped, restarted, resumable };
+}
+
+/** A deployment row is written just before its entry in the app's line: one this new may still get its entry. */
+const ORPHAN_GRACE_SECONDS = 60;
+
+/**
+ * Ends the unfinished deployments no deck server works on any more: no entry in the apps' lines names
+ * them (their server died, or the entry was dropped as stale). `ours`: those the previous run of this
+ * server left, ended at once; any other is ended once it has not changed for a minute (another server
+ * may be between writing the row and enqueueing it). Pushes kept in line for their server's next start
+ * are left to that start, and `skip` too. A deployment that had put its release live only had its
+ * drain left, and counts as succeeded.
+ */
+export async function endOrphanedDeployments(deps: DeployDeps, options: { ours?: Set<number>; skip?: Set<number> } = {}): Promise<number> {
+  const ours = options.ours ?? new Set<number>();
+  const elsewhere = new Set((await deps.db.anyFirst(q`SELECT deployment_id FROM app_queue WHERE deployment_id IS NOT NULL`)).map(Number));
+  // A redeploy names its deployment in its entry just after making the row.
+  const redeploying = new Set((await deps.db.anyFirst(q`SELECT app_id FROM app_queue WHERE running AND deployment_id IS NULL`)).map(Number));
+  const apps = await listApps(deps.db, "all");
+  const ended: number[] = [];
+  for (const d of await listUnfinishedDeployments(deps.db)) {
+    if (options.skip?.has(d.id) || elsewhere.has(d.id) || (d.kind !== "push" && redeploying.has(d.appId))) continue;
+    if (!ours.has(d.id) && (d.kept || d.quietSeconds < ORPHAN_GRACE_SECONDS)) continue;
+    const app = apps.find((a) => a.id === d.appId);
+    const deployment = new Deployment(deps, d.id, app?.name ?? String(d.appId), d.kind as DeployKind, d.status as DeployState);
+    ended.push(d.id);
+    // Put live before its server stopped: only the old processes' drain was left (they are strays now).
+    if (app?.liveDeploymentId === d.id) {
+      if (deployment.state === "switching") await deployment.move("draining");
+      if (deployment.state === "draining") await deployment.move("succeeded");
+      continue;
+    }
+    await deployment.end("interrupted", "interrupted", "interrupted: the deck server stopped during this deploy");
+  }
+  // Releases such deployments made never went live (nor did an old one no deployment names); those a
+  // running deployment makes are left alone.
+  await deps.db.query(q`UPDATE releases r SET status = 'failed'
+    WHERE r.status = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.release_id = r.id
+                       AND d.status IN ('queued', 'building', 'releasing', 'starting', 'checking', 'switching', 'draining'))
+      AND (r.created_at < now() - make_interval(secs => ${ORPHAN_GRACE_SECONDS})
+           OR EXISTS (SELECT 1 FROM deployments d WHERE d.release_id = r.id AND d.id = ANY(${sql.array([...ours, ...ended], "int8")})))`);
+  return ended.length;
 }
 
 /**

@@ -77,9 +77,10 @@ export async function findDeployment(db: Db, id: number): Promise<DeploymentRow 
   const r = await db.maybeOne(q`SELECT * FROM deployments WHERE id = ${id}`);
   return r ? toDeployment(r) : null;
 }
-export async function listUnfinishedDeployments(db: Db): Promise<DeploymentRow[]> {
-  return (await db.any(q`SELECT * FROM deployments
-    WHERE status IN ('queued', 'building', 'releasing', 'starting', 'checking', 'switching', 'draining') ORDER BY id`)).map(toDeployment);
+export async function listUnfinishedDeployments(db: Db): Promise<Array<DeploymentRow & { quietSeconds: number; kept: boolean }>> {
+  return (await db.any(q`SELECT *, extract(epoch FROM now() - updated_at)::float8 AS quiet_seconds FROM deployments
+    WHERE status IN ('queued', 'building', 'releasing', 'starting', 'checking', 'switching', 'draining') ORDER BY id`))
+    .map((r) => ({ ...toDeployment(r), quietSeconds: Number(r.quiet_seconds), kept: r.status === "queued" && r.request != null }));
 }
 export async function insertBuildLogs(db: Db, deploymentId: number, lines: { level: string; message: string; at: Date }[]): Promise<void> {
   if (lines.length === 0) return;
