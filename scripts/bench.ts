@@ -5,18 +5,22 @@
  *    against the upstream reached directly. Needs nginx and wrk (Debian: apt-get install -y
  *    nginx-light wrk); without them it reports what is missing and the other parts still run.
  * 2. Push to live: time from `git push` to the new version answering through the router, for a small
- *    Node.js app with a lockfile and one dependency, cold (empty cache) and warm, against the same
- *    steps done by hand (checkout, npm ci from a warm cache, start, wait until it answers).
+ *    Node.js app with a lockfile and one dependency, cold (empty cache), warm, and warm when a builder
+ *    node builds it, against the same steps done by hand (checkout, npm ci from a warm cache, start,
+ *    wait until it answers).
  * 3. Builds: cold and warm build times per language.
  *
  * `npm run bench -- router|push|builds` runs one part.
  */
 import { execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runBuild } from "../builder/index.ts";
+import { embeddedDatabaseUrl } from "../store/index.ts";
+import { BuilderNodeProcess } from "../test/helpers/builder-node.ts";
 import { commitFiles, Deck, freePort, makeRepo } from "../test/helpers/deck.ts";
 import { GO_APP, PYTHON_APP, RUST_APP } from "../test/helpers/sample-apps.ts";
 import { routerBench } from "./bench-router.ts";
@@ -93,9 +97,11 @@ async function pushBench(): Promise<string[]> {
       await commitFiles(repo, APP_FILES("b4"), `by hand ${i}`);
       hand.push(await byHand(repo, bare, cache, "b4"));
     }
+    const viaBuilder = await builderNodePushes(work);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const w = median(warm);
     const h = median(hand);
+    const b = median(viaBuilder);
     return [
       "Push to live (small Node.js app, lockfile, one dependency): from `git push` to the new version answering through the router",
       "",
@@ -104,10 +110,38 @@ async function pushBench(): Promise<string[]> {
       `| by hand: git push to a local bare repo + checkout + npm ci (warm cache) + start + first answer (median of 3) | ${h.toFixed(2)} | 1.00× |`,
       `| deck, cold (first push, empty cache) | ${cold.toFixed(2)} | ${(cold / h).toFixed(2)}× |`,
       `| deck, warm (median of 3 pushes) | ${w.toFixed(2)} | ${(w / h).toFixed(2)}× |`,
+      `| deck, warm, built on a builder node (\`--role builder\`, same machine; median of 3 after a cold one) | ${b.toFixed(2)} | ${(b / h).toFixed(2)}× |`,
     ];
   } finally {
     await deck.stop();
     await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Warm pushes to a deck server that builds nothing itself (DECK_BUILD_CONCURRENCY=0), each built by a
+ * builder node process on the same database: the cost of the exchange (source, output, artifact).
+ */
+async function builderNodePushes(work: string): Promise<number[]> {
+  const deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_BUILD_CONCURRENCY: "0" } });
+  let node: BuilderNodeProcess | undefined;
+  try {
+    const url = await embeddedDatabaseUrl(deck.dataDir);
+    if (!url) throw new Error("the embedded database has no URL");
+    node = await BuilderNodeProcess.start({ DATABASE_URL: url, DECK_MASTER_KEY: readFileSync(join(deck.dataDir, "keys", "master.key"), "utf8").trim(), DECK_BUILD_CONCURRENCY: "1" });
+    const repo = await makeRepo(join(work, "via-builder"), APP_FILES("n1"));
+    execFileSync("npm", ["install", "--package-lock-only", "--no-audit", "--no-fund"], { cwd: repo, stdio: "ignore" });
+    await commitFiles(repo, {}, "lockfile");
+    await pushToLive(deck, repo, "n1");
+    const times: number[] = [];
+    for (let i = 2; i <= 4; i++) {
+      await commitFiles(repo, APP_FILES(`n${i}`), `v${i}`);
+      times.push(await pushToLive(deck, repo, `n${i}`));
+    }
+    return times;
+  } finally {
+    await node?.remove();
+    await deck.stop();
   }
 }
 
