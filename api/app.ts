@@ -12,6 +12,9 @@ import "./routes/webhooks.ts";
 import "./routes/usage.ts";
 import "./routes/auth.ts";
 import "./routes/meta.ts";
+import "./routes/monitoring.ts";
+import "./routes/notify.ts";
+import "./routes/logs.ts";
 import type { DeployDeps } from "../ops/index.ts";
 
 export { API_VERSION } from "./openapi.ts";

@@ -7,54 +7,11 @@ import {
   setRouterSettings, showConfig, startApp, stopApp, type BuildSummary, type Caller, type DeployDeps,
 } from "../ops/index.ts";
 import { describeCommandError } from "./command-errors.ts";
+import { Args, EXTRA_COMMANDS, pad, type CommandIO, type CommandSpec } from "./command-kit.ts";
+import "./commands-monitoring.ts";
+import "./commands-notify.ts";
+import "./commands-logs.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
-
-export interface CommandIO {
-  out(line: string): void;
-  err(line: string): void;
-  /** Aborted when the client disconnects (ends `logs -t`). */
-  signal: AbortSignal;
-  /** Everything the client sends on standard input (for keys:add). */
-  stdin?: () => Promise<string>;
-}
-
-interface CommandSpec {
-  usage: string;
-  /** Reads standard input (otherwise the command does not wait for it). */
-  stdin?: boolean;
-  help: string;
-  run(deps: DeployDeps, caller: Caller, args: Args, io: CommandIO): Promise<number | void>;
-}
-
-/** Parsed arguments: positionals plus the flags a command declared. */
-class Args {
-  readonly positional: string[] = [];
-  readonly flags = new Map<string, string | true>();
-  constructor(words: string[], valueFlags: string[], boolFlags: string[], usage: string) {
-    for (let i = 0; i < words.length; i++) {
-      const w = words[i];
-      if (valueFlags.includes(w)) {
-        if (i + 1 >= words.length) throw new DeckError("bad_argument", `${w} needs a value; usage: ${usage}`);
-        this.flags.set(w, words[++i]);
-      } else if (boolFlags.includes(w)) this.flags.set(w, true);
-      else if (w.startsWith("-") && w.length > 1 && !/^-\d/.test(w)) throw new DeckError("bad_argument", `unknown option ${w.slice(0, 30)}; usage: ${usage}`);
-      else this.positional.push(w);
-    }
-  }
-  app(usage: string): string {
-    const a = this.positional[0];
-    if (!a) throw new DeckError("bad_argument", `missing app name; usage: ${usage}`);
-    return a;
-  }
-  get json(): boolean {
-    return this.flags.has("--json");
-  }
-}
-
-const pad = (rows: string[][]): string[] => {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd());
-};
 
 const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");
 const seconds = (ms: number | null) => (ms === null ? "-" : `${(ms / 1000).toFixed(1)}s`);
@@ -70,7 +27,7 @@ function buildRow(b: BuildSummary): string[] {
   return [b.id === null ? "-" : String(b.id), b.status, b.commit.slice(0, 7), b.buildpack ?? "-", seconds(b.durationMs), slug, humanSize(b.repoSizeBytes), shortTime(b.startedAt)];
 }
 
-const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[] }> = {
+const COMMANDS: Record<string, CommandSpec> = {
   help: { usage: "help", help: "list the commands", run: async (_d, _c, _a, io) => { for (const l of helpText()) io.out(l); } },
   "apps:list": {
     usage: "apps:list [--json]", help: "list the apps you can see", bools: ["--json"],
@@ -500,6 +457,9 @@ const COMMANDS: Record<string, CommandSpec & { flags?: string[]; bools?: string[
     },
   },
 };
+
+// Commands defined beside their feature (gitd/commands-*.ts) join the table.
+Object.assign(COMMANDS, EXTRA_COMMANDS);
 
 const ALIASES: Record<string, string> = { apps: "apps:list", config: "config:show", "ps": "ps:report", "--help": "help", "-h": "help" };
 

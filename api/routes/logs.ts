@@ -1,0 +1,2 @@
+/** API routes for logs. */
+export {};

@@ -1,0 +1,4 @@
+import { defineCommands } from "./command-kit.ts";
+
+/** SSH commands for metrics, uptime and alerts. */
+defineCommands({});

@@ -1,0 +1,4 @@
+import { defineCommands } from "./command-kit.ts";
+
+/** SSH commands for notification channels. */
+defineCommands({});
