@@ -11,3 +11,4 @@ export * from "./listen.ts";
 export * from "./rate-limit.ts";
 export * from "./read-capped.ts";
 export * from "./host-name.ts";
+export * from "./monitoring.ts";

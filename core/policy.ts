@@ -10,11 +10,15 @@ export type Action =
   | "app:read" | "app:create" | "app:destroy"
   | "app:deploy" | "app:logs" | "config:get" | "config:set"
   | "ps:scale" | "ps:restart" | "release:rollback"
-  | "domains:set" | "router:set" | "members:manage" | "audit:read" | "billing:manage";
+  | "domains:set" | "router:set" | "members:manage" | "audit:read" | "billing:manage"
+  | "alerts:manage" | "notify:manage" | "drains:manage";
 
 const VIEWER: Action[] = ["app:read"];
 const MEMBER: Action[] = [...VIEWER, "app:create", "app:deploy", "app:logs", "config:get", "ps:restart"];
-const ADMIN: Action[] = [...MEMBER, "config:set", "ps:scale", "release:rollback", "domains:set", "router:set", "members:manage", "audit:read"];
+const ADMIN: Action[] = [
+  ...MEMBER, "config:set", "ps:scale", "release:rollback", "domains:set", "router:set", "members:manage", "audit:read",
+  "alerts:manage", "notify:manage", "drains:manage",
+];
 const OWNER: Action[] = [...ADMIN, "app:destroy", "billing:manage"];
 
 export const ROLE_ACTIONS: Record<Role, ReadonlySet<Action>> = {

@@ -25,6 +25,10 @@ export const MINIMUM_SCOPE: Readonly<Record<Action, Scope>> = {
   "release:rollback": "write",
   "domains:set": "write",
   "router:set": "write",
+  "alerts:manage": "write",
+  "drains:manage": "write",
+  // Channels reach people outside deck, under the org's name.
+  "notify:manage": "admin",
   "app:destroy": "admin",
   "billing:manage": "admin",
   "members:manage": "admin",
