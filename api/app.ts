@@ -1,8 +1,9 @@
 import Router from "@koa/router";
 import Koa from "koa";
-import { callerFor } from "../ops/index.ts";
+import { callerFor, prometheusFor } from "../ops/index.ts";
 import { authenticateBearer, type AuthDeps } from "./auth/index.ts";
 import { errorMiddleware } from "./error-middleware.ts";
+import { eventStreamHandler, type EventSource } from "./event-stream.ts";
 import { metricsHandler } from "./metrics.ts";
 import { ROUTES, runRoute, type ApiDeps } from "./registry.ts";
 import "./routes/apps.ts";
@@ -15,6 +16,7 @@ import "./routes/meta.ts";
 import "./routes/monitoring.ts";
 import "./routes/notify.ts";
 import "./routes/logs.ts";
+import "./routes/alerts.ts";
 import type { DeployDeps } from "../ops/index.ts";
 
 export { API_VERSION } from "./openapi.ts";
@@ -46,9 +48,14 @@ export function createApiApp(deployDeps: DeployDeps, extra: Partial<ApiDeps> = {
   app.proxy = false;
   app.use(errorMiddleware(deployDeps.log));
   const router = new Router({ prefix: "/api/v1" });
+  const events = deps.extra.events as EventSource | undefined;
+  if (events) router.get("/events", eventStreamHandler(deps, events));
   for (const def of ROUTES) router[def.method](def.path, runRoute(def, deps));
   const root = new Router();
-  root.get("/metrics", metricsHandler({ authenticate: deps.authenticate, routerMetrics: deps.extra.routerMetrics as (() => Promise<string>) | undefined }));
+  root.get("/metrics", metricsHandler({
+    authenticate: deps.authenticate, routerMetrics: deps.extra.routerMetrics as (() => Promise<string>) | undefined,
+    forCaller: (caller, text) => prometheusFor(deployDeps, caller, text),
+  }));
   app.use(root.routes());
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -3,18 +3,29 @@
  * database, puts the same sandbox and network rules around builds as a deck server, and runs a
  * BuildWorker (builder/worker.ts) that takes their waiting builds.
  */
+import { randomBytes } from "node:crypto";
+import { lookup } from "node:dns/promises";
 import { mkdir } from "node:fs/promises";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { BuildWorker, removeBuildLeftovers } from "../builder/index.ts";
 import { SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { applyDockerFirewall } from "../runtime/docker-network.ts";
 import { createDockerClient, firewallTableFor, formatProtection, removeDockerFirewall, scopeFor } from "../runtime/index.ts";
-import { removeNetworkRules, networkTableFor } from "../runtime/network-rules.ts";
+import { applyNetworkRules, removeNetworkRules, networkTableFor } from "../runtime/network-rules.ts";
 import { openDatabase, type Database } from "../store/index.ts";
 import { listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
+import { networkRulesSpecFor } from "./doctor.ts";
 import { hiddenFromApps, holdDataDir, reportProtections } from "./server.ts";
+
+/** The IP addresses a host name stands for (itself when it is one); none when it does not resolve. */
+async function addressesOf(host: string): Promise<string[]> {
+  const bare = host.replace(/^\[|\]$/g, "");
+  if (isIP(bare)) return [bare];
+  return (await lookup(bare, { all: true }).catch(() => [])).map((a) => a.address);
+}
 
 export interface BuilderNode {
   readonly name: string;
@@ -43,6 +54,19 @@ export async function startBuilderNode(config: DeckConfig, log: (line: string) =
     started.push(() => removeNetworkRules(networkTableFor(config.dataDir)));
     // The uids those rules cover: a build under any other uid would escape them, so it is refused.
     const outside = new Set(await listSandboxUidsOutside(db.pool, config.sandboxUidBase, SANDBOX_UID_RANGE));
+    // Those rules refuse this machine's own addresses; here deck's database and the deck servers whose
+    // builds run here are other machines, refused too: the database now, each deck server before its
+    // first build.
+    const rulesSpec = await networkRulesSpecFor(config, [...outside]);
+    const refused = new Set<string>();
+    const refuse = async (host: string) => {
+      const fresh = (await addressesOf(host)).filter((a) => !refused.has(a));
+      if (fresh.length === 0) return;
+      for (const a of fresh) refused.add(a);
+      const r = await applyNetworkRules({ ...rulesSpec, refused: [...refused] });
+      if (!r.on) log(`protection off: ${formatProtection(r)}`);
+    };
+    await refuse(new URL(db.url).hostname);
     const coversUid = (uid: number) => (uid >= config.sandboxUidBase && uid < config.sandboxUidBase + SANDBOX_UID_RANGE) || outside.has(uid);
     const docker = config.runtime === "docker" ? createDockerClient() : undefined;
     if (docker) {
@@ -56,7 +80,8 @@ export async function startBuilderNode(config: DeckConfig, log: (line: string) =
       started.push(() => removeDockerFirewall(table));
     }
 
-    const name = `builder@${hostname()}:${process.pid}`;
+    // The pid and a random part: two nodes never share a name (in containers the pid is often 1).
+    const name = `builder@${hostname()}:${process.pid}.${randomBytes(2).toString("hex")}`;
     const worker = new BuildWorker({
       db: db.pool, databaseUrl: db.url, name, capacity: config.buildConcurrency, dataDir: config.dataDir,
       build: {
@@ -67,6 +92,7 @@ export async function startBuilderNode(config: DeckConfig, log: (line: string) =
       },
       limits: { memoryBytes: config.buildMemory, cpus: config.buildCpus },
       images: docker, coversUid, log,
+      beforeBuild: (job) => refuse(new URL(job.originUrl).hostname),
     });
     await worker.start();
     started.push(() => worker.stop());

@@ -4,7 +4,9 @@ import { hostname } from "node:os";
 import pg from "pg";
 import type { Server as NetServer } from "node:net";
 import type http from "node:http";
+import { EventEmitter } from "node:events";
 import { createApiServer } from "../api/index.ts";
+import type { StreamEvent } from "../api/event-stream.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
 import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, removeBuildLeftovers, runBuild } from "../builder/index.ts";
@@ -22,6 +24,11 @@ import { createDockerClient, DockerRuntime, findFreePort, formatProtection, Proc
 import { applyNetworkRules } from "../runtime/network-rules.ts";
 import { probeSandbox } from "../runtime/sandbox.ts";
 import { openDatabase, type Database } from "../store/index.ts";
+import { MetricsCollector } from "../monitor/collector.ts";
+import { NotifyWorker } from "../monitor/notify/index.ts";
+import { UptimeProber } from "../monitor/uptime/index.ts";
+import { AlertEvaluator } from "../monitor/alerts/index.ts";
+import { rollbackOnAlert } from "../ops/alerts.ts";
 import { listenForNotifications } from "../store/notification-listener.ts";
 import { listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
@@ -58,6 +65,24 @@ export async function holdDataDir(url: string, dataDir: string): Promise<() => P
     throw new Error(`another deck server is running on ${dataDir}; stop it first (deck down), or give this one another DECK_DATA_DIR`);
   }
   return () => client.end();
+}
+
+/** Events for GET /api/v1/events, from every part of the server that has some. */
+class StreamEvents {
+  private readonly emitter = new EventEmitter();
+
+  constructor() {
+    this.emitter.setMaxListeners(0);
+  }
+
+  emit(event: StreamEvent): void {
+    this.emitter.emit("event", event);
+  }
+
+  subscribe(listener: (event: StreamEvent) => void): () => void {
+    this.emitter.on("event", listener);
+    return () => this.emitter.off("event", listener);
+  }
 }
 
 /** Where deck itself is installed (its deck.yaml may sit beside it). */
@@ -226,6 +251,9 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     // Background ACME orders and renewals; the deploy dependencies are complete from here on.
     const certs = new CertManager(base);
     const deps: DeployDeps = { ...base, certs };
+    // What GET /api/v1/events streams: every deploy move, uptime change and alert of this server.
+    const streamEvents = new StreamEvents();
+    deps.events.subscribe((e) => streamEvents.emit({ type: "deploy", app: e.app, data: { ...e } }));
     deps.events.subscribe((e) => {
       if (e.to === "failed" || e.to === "interrupted") log(`deploy ${e.deploymentId} of ${e.app} (${e.kind}) ${e.to} while ${e.from}: ${e.code ?? ""} ${e.message ?? ""}`.trimEnd());
     });
@@ -272,10 +300,47 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     watch.start();
     started.push(() => watch.stop());
 
+    // Alert notices go out from the outbox in PostgreSQL; every deck server on the database sends, none the same row twice.
+    const notify = new NotifyWorker({
+      db: db.pool, databaseUrl: db.url, smtpUrl: config.smtpUrl, mailFrom: config.smtpFrom, externalUrl: config.publicUrl,
+      outboundAllow: config.outboundAllow, log,
+    });
+    notify.start();
+    started.push(() => notify.stop());
+    // Judges every app's alert rules after each round of samples and on uptime changes; servers sharing the database take turns.
+    const alerts = new AlertEvaluator({
+      db: db.pool, log, sshPort: config.sshPort,
+      sshHost: config.publicUrl ? new URL(config.publicUrl).hostname : config.host === "0.0.0.0" || config.host === "::" ? hostname() : config.host,
+      rollback: rollbackOnAlert(deps),
+      onEvent: (e) => streamEvents.emit({ type: "alert", app: e.app, data: { ...e } }),
+    });
+    alerts.start();
+    started.push(() => alerts.stop());
+    // Samples of every app's CPU, memory, restarts and traffic (metrics APP), rolled up and kept by age.
+    const collector = new MetricsCollector({
+      db: db.pool, intervalSeconds: config.metricsInterval, log, onSample: (at) => alerts.onSample(at),
+      sources: { processes: () => runtime.list(), stats: () => runtime.stats(), routerCounters: () => routerMetering.counters() },
+    });
+    collector.start();
+    started.push(() => collector.stop());
+    // Checks each running app's health check path through the router (uptime APP); servers sharing the database take turns.
+    const uptime = new UptimeProber({
+      db: db.pool, httpPort: config.httpPort, domain: config.domain, intervalMs: config.uptimeInterval * 1000, log,
+      host: config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host,
+      onChange: (c) => {
+        streamEvents.emit({ type: "uptime", app: c.app, data: { down: c.down, cause: c.cause, since: c.since } });
+        alerts.onUptime(c);
+      },
+    });
+    uptime.start();
+    started.push(() => uptime.stop());
+
     const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
     const ssh = createSshServer({ deps, pushes, hostKey });
     const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
-    const api = createApiServer(deps, pushes, { extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics() } });
+    const api = createApiServer(deps, pushes, {
+      extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics(), events: (l: (e: StreamEvent) => void) => streamEvents.subscribe(l) },
+    });
     await listen(ssh, config.sshPort, config.host);
     started.push(() => new Promise<void>((res) => ssh.close(() => res())));
     await listen(api, config.apiPort, config.host);

@@ -11,9 +11,10 @@ import { createWriteStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import type { BuildResult } from "../core/index.ts";
 import { listenForNotifications, type NotificationListener } from "../store/notification-listener.ts";
 import {
@@ -47,6 +48,8 @@ export interface BuildWorkerOptions {
   images?: { saveImage(ref: string): Promise<Readable>; removeImage(ref: string): Promise<void> };
   /** Whether this node's sandbox and network rules cover an app uid; a build under any other is refused. */
   coversUid(uid: number): boolean;
+  /** Runs before a build starts (the node's network rules learn the deck server's address). */
+  beforeBuild?(job: ClaimedBuildJob): Promise<void>;
   log(line: string): void;
 }
 
@@ -110,7 +113,8 @@ export class BuildWorker {
       do {
         this.again = false;
         while (!this.stopping && this.running.size < this.options.capacity) {
-          const job = await claimBuildJob(this.options.db, this.options.name).catch((e: Error) => {
+          const runtimes = this.options.images ? ["process", "docker"] : ["process"];
+          const job = await claimBuildJob(this.options.db, this.options.name, { runtimes, host: hostname() }).catch((e: Error) => {
             this.options.log(`taking a build failed: ${e.message}`);
             return null;
           });
@@ -156,13 +160,13 @@ interface JobContext {
 /** Runs one build and reports it to the deck server that waits for it; returns what it reported. */
 async function buildJob(ctx: JobContext): Promise<WorkerBuildResult> {
   const { options, job, signal } = ctx;
-  const exchange = new Exchange(job);
+  const exchange = new Exchange(job, signal);
   const workDir = join(options.dataDir, "builds", String(job.id));
   await mkdir(workDir, { recursive: true });
-  const output = exchange.openOutput();
-  const onLine = (line: string) => output.line(line);
+  const output = exchange.openOutput((e) => options.log(`build ${job.id}: sending output failed: ${e.message}`));
   let result: WorkerBuildResult;
   try {
+    await options.beforeBuild?.(job);
     const sourceArchive = join(workDir, "source.tar");
     await exchange.download("source", sourceArchive);
     const slugDir = join(workDir, `job-${job.id}`);
@@ -177,18 +181,19 @@ async function buildJob(ctx: JobContext): Promise<WorkerBuildResult> {
       result = { ok: false, code: "build_failed", message: `builder node ${options.name} has no Docker engine for this build (start it with DECK_RUNTIME=docker)`, durationMs: 0 };
     } else {
       const env = await getConfigVars(options.db, job.job.appId);
+      // The cache belongs to this app (its id: never a later app of the same name) until builds:cache:clear.
+      const cacheDir = join(options.dataDir, "cache", `${job.job.app}.${job.job.cacheKey ?? job.job.appId}`);
       // The pid keeps cgroup names apart when several builder nodes or deck servers share a machine.
       const built = await buildInCgroup(`build-job-${job.id}-${process.pid}`, options.limits, options.log, () => runBuild({
         app: job.job.app, commitSha: job.job.commitSha, repoDir: "", gitEnv: {}, sourceArchive,
-        slugDir, cacheDir: join(options.dataDir, "cache", job.job.app),
-        env, timeoutMs: job.job.timeoutMs,
-        onLine, signal, builder: job.job.builder, sandbox: job.job.sandbox,
+        slugDir, cacheDir, env, timeoutMs: job.job.timeoutMs, onLine: output.line, signal, builder: job.job.builder, sandbox: job.job.sandbox,
       }, { ...options.build, runtime }));
       result = built.result.ok ? built.result : { ...built.result, outOfMemory: built.outOfMemory };
       if (result.ok) {
         await output.end();
         await exchange.upload("artifact", tarOf(slugDir));
-        const images = options.images;
+        // Only a Docker build names an image (a process slug's files are the tenant's to write).
+        const images = runtime === "docker" ? options.images : undefined;
         const ref = images ? await readImageRef(slugDir) : undefined;
         // An engine shared with the deck server has the image already; another gets it and this one forgets it.
         if (ref && images && !(await exchange.exists(`image?id=${encodeURIComponent(ref.image)}`))) {
@@ -212,25 +217,54 @@ async function buildJob(ctx: JobContext): Promise<WorkerBuildResult> {
   return result;
 }
 
-/** `tar` of a directory's content, owners as numbers, for the deck server to unpack. */
+/**
+ * `tar` of a directory's content (owners as numbers, sparse files kept sparse), for the deck server to
+ * unpack; the stream fails when tar does, so a partial archive is never taken for a whole one.
+ */
 function tarOf(dir: string): Readable {
-  const tar = spawn("tar", ["-c", "-f", "-", "-C", dir, "--numeric-owner", "."], { stdio: ["ignore", "pipe", "pipe"] });
+  const tar = spawn("tar", ["-c", "-f", "-", "-C", dir, "--numeric-owner", "--sparse", "."], { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   tar.stderr.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));
-  tar.on("close", (code) => {
-    if (code !== 0) tar.stdout.destroy(new Error(`tar of the artifact failed: ${stderr.trim().split("\n").at(-1) ?? code}`));
+  const out = new PassThrough();
+  tar.stdout.pipe(out, { end: false });
+  let exited: number | null | undefined;
+  let drained = false;
+  const settle = () => {
+    if (exited === undefined || !drained) return;
+    if (exited === 0) out.end();
+    else out.destroy(new Error(`tar of the artifact failed: ${stderr.trim().split("\n").at(-1) ?? `exit ${exited}`}`));
+  };
+  tar.stdout.on("end", () => {
+    drained = true;
+    settle();
   });
-  return tar.stdout;
+  tar.on("close", (code) => {
+    exited = code;
+    drained = true;
+    settle();
+  });
+  tar.on("error", (e) => out.destroy(e));
+  return out;
 }
 
-/** The requests of one build to the deck server that took its push. */
+/** Output lines waiting to be sent at most; beyond, lines are dropped and their number said. */
+const MAX_PENDING_LINES = 10_000;
+/** A batch of output goes at least this often, or sooner when this many lines wait. */
+const OUTPUT_FLUSH_MS = 200;
+const OUTPUT_BATCH_LINES = 500;
+/** A request to the deck server that sends or receives nothing for this long fails. */
+const IDLE_TIMEOUT_MS = 60_000;
+
+/** The requests of one build to the deck server that took its push; all stop when `signal` aborts. */
 class Exchange {
-  constructor(private readonly job: ClaimedBuildJob) {}
+  constructor(private readonly job: ClaimedBuildJob, private readonly signal: AbortSignal) {}
 
   private request(part: string, method: string, headers: Record<string, string> = {}): http.ClientRequest {
     const url = new URL(`internal/build-jobs/${this.job.id}/${part}`, this.job.originUrl.endsWith("/") ? this.job.originUrl : `${this.job.originUrl}/`);
     const client = url.protocol === "https:" ? https : http;
-    return client.request(url, { method, headers: { authorization: `Bearer ${this.job.secret}`, ...headers } });
+    const req = client.request(url, { method, headers: { authorization: `Bearer ${this.job.secret}`, ...headers }, signal: this.signal, timeout: IDLE_TIMEOUT_MS });
+    req.on("timeout", () => req.destroy(new Error(`the deck server at ${this.job.originUrl} sent nothing for ${IDLE_TIMEOUT_MS / 1000} s (${part})`)));
+    return req;
   }
 
   private answer(req: http.ClientRequest, part: string): Promise<http.IncomingMessage> {
@@ -239,8 +273,8 @@ class Exchange {
       req.on("response", (res) => {
         if (res.statusCode === 200) return resolve(res);
         let text = "";
-        res.on("data", (c: Buffer) => (text += c.toString()).slice(0, 500));
-        res.on("end", () => reject(new Error(`the deck server refused the ${part} (${res.statusCode}): ${text.trim()}`)));
+        res.on("data", (c: Buffer) => void (text.length < 500 && (text += c.toString())));
+        res.on("end", () => reject(new Error(`the deck server refused the ${part} (${res.statusCode}): ${text.trim().slice(0, 300)}`)));
       });
     });
   }
@@ -249,6 +283,7 @@ class Exchange {
     const req = this.request(part, "GET");
     req.end();
     const res = await this.answer(req, part);
+    res.setTimeout(IDLE_TIMEOUT_MS, () => res.destroy(new Error(`the ${part} stopped arriving`)));
     await pipeline(res, createWriteStream(file));
     if (!res.complete) throw new Error(`the ${part} from the deck server was cut off`);
   }
@@ -273,30 +308,52 @@ class Exchange {
     await Promise.all([pipeline(body, req), answered.then((res) => res.resume())]);
   }
 
-  async post(part: string, body: string): Promise<void> {
-    const req = this.request(part, "POST", { "content-type": "application/json" });
+  async post(part: string, body: string, contentType = "application/json"): Promise<void> {
+    const req = this.request(part, "POST", { "content-type": contentType });
     const answered = this.answer(req, part);
     req.end(body);
     (await answered).resume();
   }
 
-  /** The output stream: each line as it comes, one JSON string per line; `end` once the build is over. */
-  openOutput(): { line(text: string): void; end(): Promise<void> } {
-    const req = this.request("output", "POST", { "content-type": "application/x-ndjson" });
-    const answered = this.answer(req, "output").then((res) => void res.resume(), () => undefined);
-    let ended = false;
+  /**
+   * The output: lines as they come, sent in short batches (one JSON string per line) so that no request
+   * lasts long; at most MAX_PENDING_LINES wait (a build printing faster than the network carries loses
+   * the surplus, and the pusher is told how many lines). `end` sends what is left.
+   */
+  openOutput(onError: (e: Error) => void): { line(text: string): void; end(): Promise<void> } {
+    let pending: string[] = [];
+    let dropped = 0;
+    let sending: Promise<void> | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    let failed = false;
+    const flush = async (): Promise<void> => {
+      clearTimeout(timer);
+      timer = undefined;
+      while (sending) await sending;
+      if (pending.length === 0 && dropped === 0) return;
+      const batch = pending.slice(0, OUTPUT_BATCH_LINES);
+      pending = pending.slice(batch.length);
+      if (dropped > 0 && pending.length === 0) {
+        batch.push(`       (${dropped} lines of output were not shown: the build printed faster than they could be sent)`);
+        dropped = 0;
+      }
+      sending = (failed || this.signal.aborted ? Promise.resolve() : this.post("output", batch.map((l) => JSON.stringify(l)).join("\n") + "\n", "application/x-ndjson"))
+        .catch((e: Error) => {
+          failed = true;
+          onError(e);
+        })
+        .finally(() => (sending = null));
+      await sending;
+      if (pending.length > 0) await flush();
+    };
     return {
       line: (text) => {
-        if (!ended) req.write(`${JSON.stringify(text)}\n`);
+        if (pending.length >= MAX_PENDING_LINES) dropped += 1;
+        else pending.push(text);
+        if (pending.length >= OUTPUT_BATCH_LINES) void flush();
+        else timer ??= setTimeout(() => void flush(), OUTPUT_FLUSH_MS);
       },
-      end: async () => {
-        if (!ended) {
-          ended = true;
-          req.end();
-        }
-        await answered;
-      },
+      end: () => flush(),
     };
   }
 }
-

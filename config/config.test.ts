@@ -64,7 +64,7 @@ test("the README's configuration table lists every setting with its default and 
   const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
   const rows = readme.split("\n").filter((l) => /^\| `[A-Z_]+` \| `[a-z_]+` \|/.test(l));
   const expected = Object.values(SETTINGS).map((s) => {
-    const def = s.env === "DECK_BUILD_CONCURRENCY" ? "number of cores" : s.default === undefined ? "unset" : `\`${s.default}\``;
+    const def = s.env === "DECK_BUILD_CONCURRENCY" ? "number of cores" : s.default === undefined || s.default === "" ? "unset" : `\`${s.default}\``;
     return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.help} |`;
   });
   assert.deepEqual(rows, expected);

@@ -114,6 +114,20 @@ export const SETTINGS = {
   },
   accessLog: { env: "DECK_ACCESS_LOG", yaml: "access_log", schema: onOff, default: "on", help: "router: one JSON line per request in logs/access.log (on or off)" },
   meteringInterval: { env: "DECK_METERING_INTERVAL", yaml: "metering_interval", schema: seconds, default: 60, help: "seconds between saving the router's per-app request and bandwidth counts to the database" },
+  metricsInterval: { env: "DECK_METRICS_INTERVAL", yaml: "metrics_interval", schema: seconds, default: 10, help: "seconds between samples of each app's CPU, memory, restarts and traffic (metrics APP); kept 48 h, then as 1-minute rollups for 30 days and hourly ones for 13 months" },
+  uptimeInterval: { env: "DECK_UPTIME_INTERVAL", yaml: "uptime_interval", schema: seconds, default: 30, help: "seconds between checks of each running app's health check path through the router (uptime APP); deck servers sharing a database take turns, so each app is checked once per interval" },
+  smtpUrl: { env: "DECK_SMTP_URL", yaml: "smtp_url", schema: z.string().regex(/^smtps?:\/\/\S+$/, "an smtp:// or smtps:// URL such as smtp://user:password@mail.example.com:587").optional(), default: undefined, help: "SMTP server alert e-mails go through (smtp:// upgrades with STARTTLS when offered, smtps:// is TLS from the start; user:password@ to log in); unset = e-mail channels cannot deliver and notify:test says so" },
+  smtpFrom: { env: "DECK_SMTP_FROM", yaml: "smtp_from", schema: z.string().regex(/^[^\s@]+@[^\s@]+$/, "an email address").optional(), default: undefined, help: "sender address of alert e-mails; unset = deck@HOSTNAME" },
+  outboundAllow: {
+    env: "DECK_OUTBOUND_ALLOW", yaml: "outbound_allow",
+    schema: z.string().transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean)).refine((list) => list.every((c) => {
+      const [ip = "", bits, extra] = c.split("/");
+      const family = isIP(ip);
+      return family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
+    }), "comma-separated address ranges like 127.0.0.1/32,10.0.0.0/8"),
+    default: "",
+    help: "loopback, private or link-local address ranges deck may still send to on a tenant's behalf (notification webhooks), e.g. 127.0.0.1/32 for a receiver on this machine; unset = none",
+  },
   redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis shared by several router nodes: per-client rate limits draw from one budget across them (unset = each router counts alone)" },
   runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process", "docker"]), default: "process", help: "how releases run: process (supervised processes) or docker (one container per process; Dockerfile apps need it)" },
   baseImage: { env: "DECK_BASE_IMAGE", yaml: "base_image", schema: z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]*$/i, "an image reference such as clouddeck/base:latest"), default: "clouddeck/base:latest", help: "docker runtime: image buildpack apps are packaged onto (must hold what they run, e.g. node)" },

@@ -12,3 +12,5 @@ export * from "./rate-limit.ts";
 export * from "./read-capped.ts";
 export * from "./host-name.ts";
 export * from "./monitoring.ts";
+export * from "./metrics.ts";
+export * from "./alerts.ts";

@@ -108,6 +108,17 @@ export interface ProcessInfo {
   startedAt: string;
 }
 
+/** What a process uses, as the monitoring samples read it. */
+export interface ProcessStats {
+  id: string;
+  /** CPU time used since the process started (all it forked included), in seconds; null when unknown. */
+  cpuSeconds: number | null;
+  /** Resident memory (no page cache), in bytes; null when unknown. */
+  rssBytes: number | null;
+  /** Its memory limit, in bytes; null when it has none deck knows of. */
+  memoryLimitBytes: number | null;
+}
+
 export interface Runtime {
   start(spec: ProcessSpec): Promise<ProcessInfo>;
   /** SIGTERM, then SIGKILL after graceMs. Resolves when the process is gone. */
@@ -115,6 +126,8 @@ export interface Runtime {
   list(app?: string): Promise<ProcessInfo[]>;
   /** Runs a one-shot command (the Procfile `release:` step) to completion, streaming its output. */
   runOnce(spec: Omit<ProcessSpec, "type" | "index" | "port" | "host" | "generation"> & { timeoutMs: number; onLine: LineSink }): Promise<{ exitCode: number | null; timedOut: boolean }>;
+  /** CPU and memory of the running processes (of `ids`, or all). */
+  stats(ids?: readonly string[]): Promise<ProcessStats[]>;
 }
 
 // ---------- router ----------

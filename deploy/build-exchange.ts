@@ -45,7 +45,7 @@ export interface RemoteBuildSource {
 /** One push's build on a builder node, as this server sees it. */
 export class RemoteBuild {
   private slugDir: string | null = null;
-  private readyWaiters: Array<() => void> = [];
+  private readyWaiters: Array<(dir: string | null) => void> = [];
   private artifact = false;
   private settle!: (r: RemoteBuildResult) => void;
   private readonly settled: Promise<RemoteBuildResult> = new Promise((r) => (this.settle = r));
@@ -57,7 +57,7 @@ export class RemoteBuild {
   /** The build's row exists and its artifact goes to `slugDir`: the builder node may start. */
   ready(slugDir: string): void {
     this.slugDir = slugDir;
-    for (const w of this.readyWaiters.splice(0)) w();
+    for (const w of this.readyWaiters.splice(0)) w(slugDir);
   }
 
   /** Ends the build from this side (cancelled, the builder node lost); later requests are refused. */
@@ -65,23 +65,30 @@ export class RemoteBuild {
     if (this.over) return;
     this.over = true;
     this.settle(result);
+    // A builder node waiting to start hears that it will not.
+    for (const w of this.readyWaiters.splice(0)) w(null);
+  }
+
+  get finished(): boolean {
+    return this.over;
   }
 
   get result(): Promise<RemoteBuildResult> {
     return this.settled;
   }
 
-  private async waitReady(): Promise<string> {
+  /** The slug dir once the build may start; null when it is over first. */
+  private async waitReady(): Promise<string | null> {
+    if (this.over) return null;
     if (this.slugDir) return this.slugDir;
-    await new Promise<void>((r) => this.readyWaiters.push(r));
-    return this.slugDir!;
+    return new Promise<string | null>((r) => this.readyWaiters.push(r));
   }
 
   /** Serves one request of the builder node (already authenticated). */
   async handle(part: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (this.over) return reply(res, 410, "this build is over");
     if (part === "source" && req.method === "GET") {
-      await this.waitReady();
+      if ((await this.waitReady()) === null) return reply(res, 410, "this build is over");
       return this.sendSource(res);
     }
     if (part === "output" && req.method === "POST") {
@@ -95,7 +102,10 @@ export class RemoteBuild {
     }
     if (part === "artifact" && req.method === "PUT") {
       const slugDir = await this.waitReady();
-      await receiveSlug(req, slugDir);
+      if (slugDir === null) return reply(res, 410, "this build is over");
+      // Cancelled while it arrived: the push is over, the artifact is not kept.
+      await receiveSlug(req, slugDir, MAX_ARTIFACT_BYTES, () => this.over);
+      if (this.over) return reply(res, 410, "this build is over");
       this.artifact = true;
       return reply(res, 200, "ok");
     }
@@ -179,8 +189,15 @@ async function readSmall(req: http.IncomingMessage, limit = 1 << 20): Promise<st
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Unpacks the slug beside `slugDir` and renames it into place, so slugDir exists only complete. */
-async function receiveSlug(body: Readable, slugDir: string): Promise<void> {
+/** The largest artifact taken (as sent: tar bytes; a sparse file counts at its full size). */
+export const MAX_ARTIFACT_BYTES = 8 * 1024 ** 3;
+
+/**
+ * Unpacks the slug beside `slugDir` and renames it into place, so slugDir exists only complete. More
+ * than `maxBytes` of archive fails it (a build cannot fill the disk every app shares); no file keeps a
+ * setuid or setgid bit; nothing is kept once `over()`.
+ */
+async function receiveSlug(body: Readable, slugDir: string, maxBytes: number, over: () => boolean): Promise<void> {
   const partial = `${slugDir}.receiving`;
   await rm(partial, { recursive: true, force: true });
   await mkdir(partial, { recursive: true });
@@ -194,11 +211,26 @@ async function receiveSlug(body: Readable, slugDir: string): Promise<void> {
       tar.on("close", resolve);
       tar.on("error", reject);
     });
+    let received = 0;
+    let tooLarge = false;
+    body.on("data", (c: Buffer) => {
+      received += c.length;
+      if (received > maxBytes && !tooLarge) {
+        tooLarge = true;
+        body.unpipe(tar.stdin);
+        tar.kill();
+        body.resume();
+      }
+    });
     body.pipe(tar.stdin);
     body.on("error", () => tar.kill());
     tar.stdin.on("error", () => {});
     const code = await done;
+    if (tooLarge) throw new Error(`the artifact is larger than ${maxBytes / 1024 ** 3} GiB`);
     if (code !== 0 || !body.readableEnded) throw new Error(`receiving the artifact failed: ${stderr.trim().split("\n").at(-1) || (body.readableEnded ? `tar exited with ${code}` : "the upload was cut off")}`);
+    const strip = spawn("find", [partial, "-perm", "/6000", "-type", "f", "-exec", "chmod", "ug-s", "{}", "+"], { stdio: "ignore" });
+    if ((await new Promise<number | null>((r) => strip.on("close", r))) !== 0) throw new Error("clearing setuid bits in the artifact failed");
+    if (over()) return;
     await rename(partial, slugDir);
   } finally {
     await rm(partial, { recursive: true, force: true });
@@ -221,6 +253,11 @@ export class RemoteBuilds {
 
   remove(build: RemoteBuild): void {
     if (this.builds.get(build.id) === build) this.builds.delete(build.id);
+  }
+
+  /** Ends every build under way with `result` (the server is stopping). */
+  finishAll(result: RemoteBuildResult): void {
+    for (const b of this.builds.values()) b.finish(result);
   }
 
   /** Serves a request under BUILD_EXCHANGE_PREFIX: unknown builds 404, a wrong secret 401. */

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
 import type { DatabasePool } from "slonik";
 import { DeckError } from "../core/index.ts";
 import {
@@ -34,6 +35,14 @@ export interface BuildJobRequest extends RemoteBuildSource {
 
 /** How often a deck server looks whether the builder node running one of its builds is still there. */
 const BUILDER_CHECK_MS = 2_000;
+/** Beyond the build's own timeout: fetching the source and handing over the artifact. */
+const EXCHANGE_MARGIN_MS = 10 * 60_000;
+
+/** Whether a URL names this machine's loopback: only a builder node on the same machine reaches it. */
+export function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
 
 /**
  * The build slots, kept in PostgreSQL (`build_queue`): at most `limit` builds run at once on the deck
@@ -79,6 +88,8 @@ export class BuildSlots {
    */
   close(): void {
     this.closing = true;
+    // The build exchange closes with the API: builds on builder nodes cannot hand over their artifact.
+    this.remote.finishAll({ ok: false, code: "build_failed", message: "the deck server is restarting; push again once it is back", durationMs: 0 });
     this.wake();
   }
 
@@ -98,7 +109,7 @@ export class BuildSlots {
     const remote = job && this.options.originUrl ? { job, secret: randomBytes(32).toString("base64url") } : undefined;
     const entry = await enqueueBuild(db, {
       deploymentId, holder: this.options.holder.holder,
-      ...(remote ? { job: remote.job.job, originUrl: this.options.originUrl, secret: remote.secret } : {}),
+      ...(remote ? { job: remote.job.job, originUrl: this.options.originUrl, secret: remote.secret, originHost: hostname(), originLocalOnly: isLoopbackUrl(this.options.originUrl!) } : {}),
     });
     this.held.add(entry.id);
     const build = remote ? new RemoteBuild(entry.id, remote.job, remote.secret) : undefined;
@@ -134,9 +145,7 @@ export class BuildSlots {
           return { where: "builder", builder: claim.builder, build, release };
         }
         if (claim.claimed) return { where: "here", release };
-        const note = this.options.limit === 0 && remote && (await liveBuilderNodes(db)).length === 0
-          ? "no builder node is running: start one (deck server --role builder) or set DECK_BUILD_CONCURRENCY above 0"
-          : undefined;
+        const note = this.options.limit === 0 && remote ? await this.whyNoBuilder() : undefined;
         const said = `${claim.position}:${note ?? ""}`;
         if (said !== told) {
           told = said;
@@ -150,13 +159,28 @@ export class BuildSlots {
     }
   }
 
+  /** Why no builder node can take this server's builds, when none can. */
+  private async whyNoBuilder(): Promise<string | undefined> {
+    const nodes = await liveBuilderNodes(this.options.db);
+    if (nodes.length === 0) return "no builder node is running: start one (deck server --role builder) or set DECK_BUILD_CONCURRENCY above 0";
+    const here = nodes.some((n) => n.name.startsWith(`builder@${hostname()}:`));
+    if (!here && isLoopbackUrl(this.options.originUrl!)) {
+      return `builder nodes on other machines cannot reach this deck server at ${this.options.originUrl}: set DECK_NODE_URL to an address they reach`;
+    }
+    return undefined;
+  }
+
   /**
    * The result of a build a builder node runs: what it reports, or a failure once `signal` aborts
    * (the entry is then marked cancelled, and the builder node stops the build) or the node stops
    * refreshing its row.
    */
-  async remoteResult(slot: Extract<BuildSlot, { where: "builder" }>, signal: AbortSignal): Promise<RemoteBuildResult> {
+  async remoteResult(slot: Extract<BuildSlot, { where: "builder" }>, signal: AbortSignal, timeoutMs: number): Promise<RemoteBuildResult> {
     const { build, builder } = slot;
+    const deadline = setTimeout(() => {
+      build.finish({ ok: false, code: "timeout", message: `builder node ${builder} did not finish the build within ${Math.round((timeoutMs + EXCHANGE_MARGIN_MS) / 60_000)} minutes`, durationMs: 0 });
+      requestBuildCancel(this.options.db, build.id).catch(() => undefined);
+    }, timeoutMs + EXCHANGE_MARGIN_MS);
     const onAbort = () => {
       build.finish({ ok: false, code: "cancelled", message: "the build was cancelled", durationMs: 0 });
       requestBuildCancel(this.options.db, build.id).catch((e) => this.log(`build slots: asking builder node ${builder} to stop build ${build.id} failed: ${(e as Error).message}`));
@@ -173,6 +197,7 @@ export class BuildSlots {
     try {
       return await build.result;
     } finally {
+      clearTimeout(deadline);
       clearInterval(check);
       signal.removeEventListener("abort", onAbort);
     }

@@ -1,7 +1,7 @@
 import { rm } from "node:fs/promises";
 import { DeckError, isDeckError, type BuildResult, type ErrorCode } from "../core/index.ts";
 import {
-  audit, finishBuild, findApp, findBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned, setAppStatus, setDeploymentRequest,
+  audit, buildCacheKey, deploymentStatus, finishBuild, findApp, findBuild, getConfigVars, insertBuild, insertDeployment, insertRelease, listSlugBuilds, markBuildPruned, setAppStatus, setDeploymentRequest,
   type AppRow, type QueuedPushRequest, type ReleaseRow, type UserRow,
 } from "../store/queries/index.ts";
 import { activateRelease, appUrl, markAppFailedIfNew, type ActivateRequest } from "./activate.ts";
@@ -31,9 +31,19 @@ export class Deployment {
     await transition(this.deps.db, this.deps.events, this, to, details);
   }
 
-  /** Ends the deployment unsuccessfully unless it has ended already (a switch refused ends it as failed itself). */
+  /**
+   * Ends the deployment unsuccessfully unless it has ended already (a switch refused ends it as failed
+   * itself, and a deck server's sweep of deployments no server works on may have just ended it).
+   */
   async end(to: "failed" | "cancelled" | "interrupted", code: ErrorCode, message: string): Promise<void> {
-    if (!isFinal(this.state)) await this.move(to, { code, message });
+    if (isFinal(this.state)) return;
+    try {
+      await this.move(to, { code, message });
+    } catch (e) {
+      const now = await deploymentStatus(this.deps.db, this.id).catch(() => null);
+      if (now === null || !isFinal(now as DeployState)) throw e;
+      this.state = now as DeployState;
+    }
   }
 }
 
@@ -185,7 +195,10 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     (pos, note) => output.line(`-----> Waiting for a build slot (position ${pos} in line)${note ? `; ${note}` : ""}`),
     signal,
     {
-      job: { app: app.name, appId: app.id, commitSha: req.commitSha, builder: app.builder ?? undefined, sandbox: app.sandbox, runtime: deps.config.runtime, timeoutMs: deps.config.buildTimeout * 1000 },
+      job: {
+        app: app.name, appId: app.id, commitSha: req.commitSha, builder: app.builder ?? undefined, sandbox: app.sandbox, runtime: deps.config.runtime,
+        timeoutMs: deps.config.buildTimeout * 1000, cacheKey: await buildCacheKey(deps.db, app.id),
+      },
       repoDir: req.repoDir, gitEnv: req.gitEnv, commitSha: req.commitSha, onLine: output.line, loadImage: deps.loadImage, hasImage: deps.hasImage,
     },
   );
@@ -212,7 +225,7 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
     } else {
       output.line(`-----> Building on builder node ${slot.builder}`);
       slot.build.ready(slugDir);
-      const result = await deps.builds.remoteResult(slot, signal);
+      const result = await deps.builds.remoteResult(slot, signal, deps.config.buildTimeout * 1000);
       const cancelled = result.ok ? null : result.code === "cancelled" ? run.cancelMessage : null;
       built = { result: cancelled && !result.ok ? { ...result, message: cancelled } : result, outOfMemory: result.ok ? false : result.outOfMemory === true };
     }

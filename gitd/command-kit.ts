@@ -13,6 +13,8 @@ export interface CommandIO {
   signal: AbortSignal;
   /** Everything the client sends on standard input (for keys:add). */
   stdin?: () => Promise<string>;
+  /** The client asked for a terminal (`ssh -t`): output may draw (sparklines); otherwise plain lines. */
+  tty?: boolean;
 }
 
 export interface CommandSpec {

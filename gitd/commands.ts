@@ -11,6 +11,7 @@ import { Args, EXTRA_COMMANDS, pad, type CommandIO, type CommandSpec } from "./c
 import "./commands-monitoring.ts";
 import "./commands-notify.ts";
 import "./commands-logs.ts";
+import "./commands-alerts.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
 
 const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");

@@ -67,7 +67,12 @@ export function createSshServer(options: SshServerOptions): net.Server {
           if (e.key === "GIT_PROTOCOL" && /^[a-z0-9=:.-]{1,40}$/i.test(e.val)) env.GIT_PROTOCOL = e.val;
           accept?.();
         });
-        session.on("pty", (accept) => accept?.());
+        let tty = false;
+        session.on("pty", (accept) => {
+          // `ssh -t`: the client's terminal shows the output (metrics draws sparklines then).
+          tty = true;
+          accept?.();
+        });
         session.on("shell", (accept) => {
           const stream = accept();
           stream.stderr.write("deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r\n");
@@ -77,7 +82,7 @@ export function createSshServer(options: SshServerOptions): net.Server {
         session.on("exec", (accept, _reject, req) => {
           const stream = accept();
           if (!user) return refuse(stream, "deck: not authenticated");
-          void callerFor(deps.db, user, "ssh", info.ip).then((caller) => handleExec(options, caller, stream, req.command, env));
+          void callerFor(deps.db, user, "ssh", info.ip).then((caller) => handleExec(options, caller, stream, req.command, env, tty));
         });
       });
     });
@@ -95,7 +100,7 @@ function refuse(stream: ServerChannel, line: string): void {
   stream.end();
 }
 
-async function handleExec(options: SshServerOptions, caller: Caller, stream: ServerChannel, command: string, env: Record<string, string>): Promise<void> {
+async function handleExec(options: SshServerOptions, caller: Caller, stream: ServerChannel, command: string, env: Record<string, string>, tty = false): Promise<void> {
   const { deps } = options;
   const git = parseGitCommand(command);
   if (git) {
@@ -147,13 +152,16 @@ async function handleExec(options: SshServerOptions, caller: Caller, stream: Ser
   if (!words || words.length === 0) return refuse(stream, "deck: could not parse the command (unbalanced quotes?); run `help` to list the commands");
   const abort = new AbortController();
   stream.on("close", () => abort.abort());
+  const eol = tty ? "\r\n" : "\n";
   // Standard input is read only by commands that take it (keys:add, certs:add), up to 1 MiB.
   const stdin = collectInput(stream);
   const code = await runCommand(deps, caller, words, {
-    out: (l) => { if (!abort.signal.aborted) stream.write(`${l}\n`); },
-    err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}\n`); },
+    // A client terminal in raw mode (ssh -t) moves to the line's start only on \r.
+    out: (l) => { if (!abort.signal.aborted) stream.write(`${l}${eol}`); },
+    err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}${eol}`); },
     signal: abort.signal,
     stdin,
+    tty,
   });
   if (!abort.signal.aborted) {
     stream.exit(code);

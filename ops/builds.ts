@@ -2,7 +2,7 @@ import { rm } from "node:fs/promises";
 import { measureDir } from "../builder/index.ts";
 import { DeckError } from "../core/index.ts";
 import type { BuildRun, BuildRunState, DeployDeps } from "../deploy/index.ts";
-import { audit, q, readBuildLogs, sql, toIso, type Db } from "../store/queries/index.ts";
+import { audit, bumpBuildCacheVersion, q, readBuildLogs, sql, toIso, type Db } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 
 /**
@@ -203,6 +203,8 @@ export async function clearBuildCache(deps: DeployDeps, caller: Caller, name: st
       throw e;
     });
     await rm(dir, { recursive: true, force: true });
+    // Builder nodes key their copy of the cache by this version: their next build of the app starts cold too.
+    await bumpBuildCacheVersion(deps.db, app.id);
     return bytes;
   });
   await audit(deps.db, { userId: caller.user.id, action: "builds:cache:clear", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, freedBytes } });

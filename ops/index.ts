@@ -20,3 +20,7 @@ export { bandwidthReport } from "./metering.ts";
 export { describeError, hiddenErrorMessage, lookupError, type ErrorDisclosure } from "./error-catalogue.ts";
 // What every operation is given: the deck server's parts (the same as the deploy pipeline's).
 export type { DeployDeps } from "../deploy/index.ts";
+export * from "./notify.ts";
+export * from "./uptime.ts";
+export * from "./metrics.ts";
+export * from "./alerts.ts";

@@ -13,6 +13,8 @@
  *   PUT    /acme-challenge/:token  body "KEY-AUTHORIZATION"   answer an ACME HTTP-01 challenge
  *   DELETE /acme-challenge/:token
  *   GET    /metrics                         per-app counters in the Prometheus text format
+ *   GET    /metering/counters               {instance, buckets, apps: {APP: counts}, inflight: {HOST:PORT: N}}: the
+ *                                            same counters as JSON, for deck's samples
  *   POST   /metering/batch                  {id, usage: [{app, hour, requests, bytesIn, bytesOut}]} to save: the
  *                                            batch handed out before until it is acknowledged, else a new one
  *   POST   /metering/ack?id=ID              {acknowledged} the batch is saved: not handed out again
@@ -37,6 +39,8 @@ export interface ControlServerOptions {
   metering?: Metering;
   /** Where the in-flight counts come from (the proxy). */
   inflight: (upstream: string) => number;
+  /** Every upstream's in-flight count (for GET /metering/counters). */
+  inflightByUpstream?: () => Record<string, number>;
   routesFile: string;
   /** HTTPS certificates (PUT /certs) and the file they are saved to; absent = no HTTPS endpoints. */
   certs?: { store: CertStore; file: string; /** Largest PUT /certs body (default MAX_CERTS_BODY_BYTES). */ maxBodyBytes?: number };
@@ -130,6 +134,10 @@ export function createControlServer(options: ControlServerOptions): http.Server 
       const text = await options.metering.metrics();
       res.writeHead(200, { "Content-Type": options.metering.registry.contentType, "Content-Length": Buffer.byteLength(text) });
       return void res.end(text);
+    }
+    if (path === "/metering/counters" && options.metering) {
+      if (method !== "GET") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);
+      return sendJson(res, 200, { ...options.metering.counters(), inflight: options.inflightByUpstream?.() ?? {} });
     }
     if (path === "/metering/batch" && options.metering) {
       if (method !== "POST") return sendError(res, 405, "method_not_allowed", `${method} ${path} is not supported`);

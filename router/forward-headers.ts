@@ -57,6 +57,8 @@ export interface ForwardHeaders {
   secure: boolean;
   /** The client's address as the connection had it when the request arrived. */
   client: string | undefined;
+  /** Marked as deck's own uptime check (`X-Deck-Probe`); it counts as one only from a loopback client. */
+  probe?: boolean;
 }
 
 /**
@@ -76,6 +78,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   let hasBody = false;
   let contentLength = -1;
   let chunked = false;
+  let probe = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -107,6 +110,8 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
         break;
       case 12:
         if (sameName(name, "x-request-id")) { requestId = value; continue; }
+        // deck's own uptime check: noted, not passed on.
+        if (sameName(name, "x-deck-probe")) { probe = true; continue; }
         if (isUnderscoreSpelling(name, "x-request-id")) continue;
         break;
       case 14:
@@ -152,7 +157,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   );
   if (host !== undefined) out.push("X-Forwarded-Host", host);
   if (upgrade && upgradeValue !== undefined) out.push("Connection", "Upgrade", "Upgrade", upgradeValue);
-  return { headers: out, host, requestId, hasBody, contentLength, secure, client: remoteAddress };
+  return { headers: out, host, requestId, hasBody, contentLength, secure, client: remoteAddress, ...(probe ? { probe } : {}) };
 }
 
 /** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */

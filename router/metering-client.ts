@@ -1,7 +1,7 @@
 /** Reads the router's counters over its control socket: Prometheus text, and bandwidth to save. */
 import http from "node:http";
 import { hourOf } from "../core/index.ts";
-import type { UsageBatch } from "./metering.ts";
+import type { RouterCounters, UsageBatch } from "./metering.ts";
 
 function request(socketPath: string, method: string, path: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -20,6 +20,8 @@ function request(socketPath: string, method: string, path: string, timeoutMs: nu
 export interface RouterMetering {
   /** The router's metrics in the Prometheus text format. */
   metrics(): Promise<string>;
+  /** The same counters as JSON, with the in-flight count of every upstream. */
+  counters(): Promise<RouterCounters>;
   /** Bandwidth to save: the router hands out the same batch until it is acknowledged. */
   takeBatch(): Promise<UsageBatch>;
   /** The batch is saved. */
@@ -32,6 +34,11 @@ export function createRouterMetering(socketPath: string, timeoutMs = 5_000): Rou
       const r = await request(socketPath, "GET", "/metrics", timeoutMs);
       if (r.status !== 200) throw new Error(`the router answered /metrics with status ${r.status}`);
       return r.text;
+    },
+    async counters() {
+      const r = await request(socketPath, "GET", "/metering/counters", timeoutMs);
+      if (r.status !== 200) throw new Error(`the router answered /metering/counters with status ${r.status}`);
+      return JSON.parse(r.text) as RouterCounters;
     },
     async takeBatch() {
       const r = await request(socketPath, "POST", "/metering/batch", timeoutMs);

@@ -9,7 +9,7 @@
 import { randomUUID } from "node:crypto";
 import { unlink } from "node:fs/promises";
 import { Counter, Gauge, Registry } from "prom-client";
-import { accumulateUsage, HOUR_MS, hourOf, type AppUsage, type UsageBatch } from "../core/index.ts";
+import { accumulateUsage, HOUR_MS, hourOf, LATENCY_BOUNDS, type AppUsage, type UsageBatch } from "../core/index.ts";
 import { readJsonFile, writeJsonFileAtomically } from "./json-file.ts";
 
 export type { AppUsage, UsageBatch };
@@ -17,10 +17,10 @@ export type { AppUsage, UsageBatch };
 const CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /** Seconds; spans a cached asset (1 ms) to a slow report (10 s). */
-export const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS = LATENCY_BOUNDS;
 
 /** Everything counted for one app since the router started. */
-interface AppCounts {
+export interface AppCounts {
   byClass: number[];
   bytesIn: number;
   bytesOut: number;
@@ -28,6 +28,17 @@ interface AppCounts {
   buckets: number[];
   count: number;
   sum: number;
+}
+
+/** What GET /metering/counters answers. */
+export interface RouterCounters {
+  /** Changes when the router restarts (the counts start from zero again). */
+  instance: string;
+  /** Upper bounds in seconds of the latency buckets (`AppCounts.buckets` has one more slot: +Inf). */
+  buckets: number[];
+  apps: Record<string, AppCounts>;
+  /** Requests and tunnels open to each upstream `HOST:PORT` right now. */
+  inflight?: Record<string, number>;
 }
 
 type Sample = { labels: Record<string, string | number>; value: number; metricName?: string };
@@ -95,6 +106,16 @@ export class Metering {
     this.rejected = new Counter({ name: "deck_router_rejected_total", help: "Requests the router answered itself instead of forwarding, by app and reason", labelNames: ["app", "reason"], registers });
     new Gauge({ name: "deck_router_open_connections", help: "Client connections open on the router", registers, collect() { this.set(gauges.connections()); } });
     new Gauge({ name: "deck_router_inflight_requests", help: "Requests and WebSocket tunnels open to upstreams", registers, collect() { this.set(gauges.inflight()); } });
+  }
+
+  /**
+   * Every app's counts since this router started, copied, with an id of this router's run: a reader
+   * computing rates from two snapshots knows the counts started again when the id changed.
+   */
+  counters(): RouterCounters {
+    const apps: Record<string, AppCounts> = {};
+    for (const [app, c] of this.counts) apps[app] = { ...c, byClass: [...c.byClass], buckets: [...c.buckets] };
+    return { instance: this.instance, buckets: LATENCY_BUCKETS, apps };
   }
 
   private countsOf(app: string): AppCounts {

@@ -33,6 +33,15 @@ export interface RequestRecord {
   readonly logReason?: string | undefined;
 }
 
+/**
+ * deck's uptime checks carry `X-Deck-Probe` (router/forward-headers.ts). Only a request from a loopback
+ * address counts as one: apps and builds are refused connections to this machine's addresses, so none of
+ * them can pass its traffic off as a check.
+ */
+function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
+}
+
 /** The client went away (an HTTP/2 response has no `destroyed` of its own: its stream has). */
 export function clientGone(res: ProxyResponse): boolean {
   return res.destroyed === true || (res as unknown as Http2ServerResponse).stream?.destroyed === true;
@@ -69,7 +78,10 @@ export class RequestRecorder {
 
   record(r: RequestRecord): void {
     const app = r.app;
-    if (app !== null) this.metering.record(app, r.status, r.bytesIn, r.bytesOut, r.latencyMs / 1000);
+    // deck's own uptime checks (from this machine, marked) are not the app's traffic: logged, not metered.
+    if (app !== null && !(r.fwd.probe === true && isLoopback(r.fwd.client))) {
+      this.metering.record(app, r.status, r.bytesIn, r.bytesOut, r.latencyMs / 1000);
+    }
     if (r.reason !== undefined) this.metering.reject(app ?? "", r.reason);
     const req = r.req;
     const fwd = r.fwd;

@@ -114,6 +114,8 @@ export function describeRouterControlContract(name: string, setup: () => Promise
         }).on("error", reject);
       });
       await waitFor(async () => (await h.control.inflight(slow.address)) === 1, 10_000, "the request to count as in flight");
+      // The router counts it from the moment it forwards it, a little before the app has it.
+      await waitFor(async () => releases.length === 1, 10_000, "the app to hold the request");
       releases.shift()!();
       assert.equal(await pending, "slow done");
       await waitFor(async () => (await h.control.inflight(slow.address)) === 0, 10_000, "the finished request to leave the count");

@@ -92,7 +92,7 @@ async function serve(): Promise<Serving> {
   if ("error" in unsaved) log(`metering: cannot read unsaved usage: ${unsaved.error}`);
   else if (unsaved.entries > 0 || unsaved.skipped) log(`metering: took back ${unsaved.entries} unsaved usage entries from ${paths.meteringFile}${unsaved.skipped ? `; left out ${unsaved.skipped} that did not read as counts` : ""}`);
   const control = createControlServer({
-    table, inflight: (u) => proxy.inflight(u), metering: proxy.metering, routesFile: paths.routesFile, log,
+    table, inflight: (u) => proxy.inflight(u), inflightByUpstream: () => proxy.inflightByUpstream(), metering: proxy.metering, routesFile: paths.routesFile, log,
     certs: { store: certs, file: paths.certsFile }, challenges: proxy.challenges, routerPid: process.ppid,
   });
   const https = createTlsFrontend({ proxy, certs, log });

@@ -115,6 +115,8 @@ export interface DockerClient {
   removeNetwork(idOrName: string): Promise<"removed" | "gone" | "in-use">;
   /** Networks carrying every one of `labels` (`key` or `key=value`). */
   listNetworks(labels: string[]): Promise<NetworkInfo[]>;
+  /** CPU and memory of a running container (the engine's one-shot stats); undefined when it is gone. */
+  containerStats(id: string): Promise<{ cpuSeconds: number | null; rssBytes: number | null; memoryLimitBytes: number | null } | undefined>;
   /** The image and its tag as one tar (`docker save`), to hand to another engine. */
   saveImage(ref: string): Promise<Readable>;
   /** Loads a `docker save` tar (`docker load`); rejects with the engine's message when it refuses it. */
@@ -169,6 +171,21 @@ export function createDockerClient(options: DockerClientOptions = {}): DockerCli
     },
     async removeImage(ref) {
       await docker.getImage(ref).remove({ force: true }).catch(ignoreStatus(404));
+    },
+    async containerStats(id) {
+      type Stats = { cpu_stats?: { cpu_usage?: { total_usage?: number } }; memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> } };
+      const stats = docker.getContainer(id).stats({ stream: false, "one-shot": true } as never) as unknown as Promise<Stats>;
+      const st = await stats.catch(ignoreStatus(404, 409));
+      if (!st) return undefined;
+      const total = st.cpu_stats?.cpu_usage?.total_usage;
+      const m = st.memory_stats;
+      // cgroup v1 reports total_rss, v2 anon: the app's own memory, without page cache.
+      const rss = m?.stats?.total_rss ?? m?.stats?.rss ?? m?.stats?.anon;
+      return {
+        cpuSeconds: typeof total === "number" ? total / 1e9 : null,
+        rssBytes: typeof rss === "number" ? rss : null,
+        memoryLimitBytes: typeof m?.limit === "number" && m.limit > 0 && m.limit < 2 ** 60 ? m.limit : null,
+      };
     },
     async saveImage(ref) {
       return (await docker.getImage(ref).get()) as unknown as Readable;

@@ -34,6 +34,7 @@ describeRuntimeContract("DockerRuntime", async () => {
     env: {},
     image: base.tag,
     logDir: join(root, "logs"),
+    limitsMemory: true,
     async close() {
       await runtime.close();
       for (const c of await client.listContainers([`deck.scope=${scope}`])) await client.removeContainer(c.id);

@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "
 import { dirname, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { DeckError } from "../core/errors.ts";
-import type { ProcessInfo, ProcessSpec, Runtime, SandboxIdentity } from "../core/interfaces.ts";
+import type { ProcessInfo, ProcessSpec, ProcessStats, Runtime, SandboxIdentity } from "../core/interfaces.ts";
 import { LogDemuxer, sinceParameter, timestampNanos, type ContainerCreateBody, type ContainerInfo, type DockerClient, type LogLine } from "./docker-client.ts";
 import {
   containerName, containerUser, DEFAULT_PIDS_LIMIT, processContainerBody, processFilter, releaseContainerBody, releaseContainerName, resolveImage,
@@ -289,6 +289,18 @@ export class DockerRuntime implements Runtime {
       if (!this.#followers.has(info.id) && (c.running || c.restarting)) this.#follow(info.id, c);
     }
     return out.sort(byProcessOrder);
+  }
+
+  async stats(ids?: readonly string[]): Promise<ProcessStats[]> {
+    const labels = [`deck.scope=${this.#scope}`, "deck.generation"];
+    const out: ProcessStats[] = [];
+    for (const c of await this.#client.listContainers(labels)) {
+      const info = toProcessInfo(c);
+      if (!info || !c.running || (ids && !ids.includes(info.id))) continue;
+      const st = await this.#client.containerStats(c.id);
+      if (st) out.push({ id: info.id, ...st });
+    }
+    return out;
   }
 
   /** Called when deck starts: the containers a previous run left are this runtime's from now on. */

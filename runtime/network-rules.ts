@@ -29,6 +29,11 @@ export interface NetworkRulesSpec {
   uidRanges: Array<[number, number]>;
   /** Nameserver addresses apps may reach on port 53 even when local (from /etc/resolv.conf). */
   resolvers: string[];
+  /**
+   * Addresses of other machines sandboxed sockets may not reach either (a builder node: deck's database
+   * and the deck servers whose builds it runs).
+   */
+  refused?: string[];
 }
 
 /** `deck_<16 hex>`: one table per data dir, so deck servers with other data dirs keep theirs. */
@@ -89,6 +94,7 @@ export function buildNetworkRuleset(spec: NetworkRulesSpec): string {
     `\t\tct state established,related accept`,
     ...dns,
     `\t\tfib daddr type { local, broadcast, multicast, anycast } jump refuse`,
+    ...refusedRules(spec.refused ?? []),
     // Broadcast and multicast reach every socket bound to 0.0.0.0 on the host, other apps' included.
     `\t\tip daddr { 224.0.0.0/4, 255.255.255.255 } jump refuse`,
     `\t\tip6 daddr ff00::/8 jump refuse`,
@@ -107,6 +113,17 @@ export function buildNetworkRuleset(spec: NetworkRulesSpec): string {
     `}`,
     ``,
   ].join("\n");
+}
+
+function refusedRules(addresses: string[]): string[] {
+  const v4 = addresses.filter((a) => isIP(a) === 4);
+  const v6 = addresses.filter((a) => isIP(a) === 6);
+  const bad = addresses.filter((a) => isIP(a) === 0);
+  if (bad.length) throw new Error(`not IP addresses: ${bad.join(", ")}`);
+  return [
+    ...(v4.length ? [`\t\tip daddr { ${v4.join(", ")} } jump refuse`] : []),
+    ...(v6.length ? [`\t\tip6 daddr { ${v6.join(", ")} } jump refuse`] : []),
+  ];
 }
 
 /** `nft -f -` loads a script from stdin; `--check` only validates it against the kernel. */

@@ -3,7 +3,8 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, rea
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DeckError } from "../core/errors.ts";
-import type { ProcessInfo, ProcessSpec, Runtime } from "../core/interfaces.ts";
+import type { ProcessInfo, ProcessSpec, ProcessStats, Runtime } from "../core/interfaces.ts";
+import { readProcessUsage } from "./process-stats.ts";
 import { cgroupNameFor, prepareLaunch, type LaunchOptions } from "./launch.ts";
 import { runOnce, type RunOnceResult, type RunOnceSpec } from "./run-once.ts";
 import {
@@ -290,6 +291,17 @@ export class ProcessRuntime implements Runtime {
       else await this.#reap(record);
     }
     return out.sort(byProcessOrder);
+  }
+
+  async stats(ids?: readonly string[]): Promise<ProcessStats[]> {
+    const out: ProcessStats[] = [];
+    for (const p of await this.list()) {
+      if (ids && !ids.includes(p.id)) continue;
+      const record = this.#readRecord(p.id);
+      if (!record) continue;
+      out.push({ id: p.id, ...(await readProcessUsage(record.cgroupDirs ?? [], record.pid)) });
+    }
+    return out;
   }
 
   /**

@@ -32,6 +32,8 @@ export interface RuntimeHarness {
   image?: string;
   /** Where the suite's app logs go. */
   logDir: string;
+  /** Whether a process's `memoryBytes` is enforced here (and so reported by stats()). */
+  limitsMemory: boolean;
   /** Stops whatever the suite left running and removes what the harness made. */
   close(): Promise<void>;
 }
@@ -47,6 +49,8 @@ console.log("started with greeting " + process.env.GREETING);
 if (process.env.PORT) {
   require("http").createServer((req, res) => {
     if (req.url.startsWith("/log/")) { console.log("line " + req.url.slice(5)); return res.end("logged"); }
+    if (req.url === "/hold") { globalThis.held = Buffer.alloc(96 * 1024 * 1024, 1); return res.end("holding"); }
+    if (req.url === "/spin") { const end = Date.now() + 1500; while (Date.now() < end); return res.end("spun"); }
     res.end(JSON.stringify({ greeting: process.env.GREETING, id }));
   }).listen(Number(process.env.PORT));
 } else {
@@ -165,6 +169,27 @@ export function describeRuntimeContract(name: string, setup: () => Promise<Runti
         await waitFor("the start-up line in the log", () => (/ app\[web\.1\]: started with greeting hello from logger$/m.test(readLog(s.logFile)) ? true : undefined));
         assert.equal(await waitFor("the app to answer", () => get(s.port!, "/log/while-running")), "logged");
         await waitFor("the request's line in the log", () => (/ app\[web\.1\]: line while-running$/m.test(readLog(s.logFile)) ? true : undefined));
+      } finally {
+        await runtime.stop(info.id, 5000);
+      }
+    });
+
+    it("reports the CPU time and memory a running process uses, and its memory limit", async () => {
+      const s = await spec("stats", { memoryBytes: 512 * 1024 * 1024 });
+      const info = await runtime.start(s);
+      try {
+        await answer(s.port!);
+        const before = (await runtime.stats([info.id]))[0];
+        assert.ok(before, "the running process has stats");
+        assert.equal(await get(s.port!, "/hold"), "holding");
+        assert.equal(await get(s.port!, "/spin"), "spun");
+        const after = await waitFor("the held memory to show", async () => {
+          const st = (await runtime.stats([info.id]))[0];
+          return st && (st.rssBytes ?? 0) >= 90 * 1024 * 1024 ? st : undefined;
+        });
+        assert.ok((after.cpuSeconds ?? 0) - (before.cpuSeconds ?? 0) >= 1, `1.5 s of spinning shows as CPU time: ${before.cpuSeconds} → ${after.cpuSeconds}`);
+        assert.equal(after.memoryLimitBytes, h.limitsMemory ? 512 * 1024 * 1024 : null, "the limit in force, or none");
+        assert.deepEqual(await runtime.stats(["stats.g999.web.1"]), [], "no stats of a process that does not run");
       } finally {
         await runtime.stop(info.id, 5000);
       }

@@ -13,7 +13,7 @@ if (header === -1) throw new Error("README.md has no configuration table (| vari
 let end = header + 2;
 while (end < lines.length && lines[end].startsWith("|")) end++;
 const rows = Object.values(SETTINGS).map((s) => {
-  const def = s.env === "DECK_BUILD_CONCURRENCY" ? "number of cores" : s.default === undefined ? "unset" : `\`${s.default}\``;
+  const def = s.env === "DECK_BUILD_CONCURRENCY" ? "number of cores" : s.default === undefined || s.default === "" ? "unset" : `\`${s.default}\``;
   return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.help} |`;
 });
 lines.splice(header + 2, end - (header + 2), ...rows);

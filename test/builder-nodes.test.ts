@@ -185,12 +185,21 @@ class SecondEngine {
     return `unix://${join(this.dir, "docker.sock")}`;
   }
 
+  /** Its default bridge (deck's network rules treat `deckd*` interfaces as deck's). */
+  readonly bridge = `deckd2${Math.random().toString(16).slice(2, 8)}`;
+
   static async start(): Promise<SecondEngine> {
     const engine = new SecondEngine(await mkdtemp(join(tmpdir(), "deck-engine-")));
+    // A default bridge of its own: given none (or `--bridge none`), dockerd takes docker0 for itself
+    // or removes it, and the machine's engine loses its own.
+    for (const argv of [["link", "add", engine.bridge, "type", "bridge"], ["addr", "add", "10.254.213.1/24", "dev", engine.bridge], ["link", "set", engine.bridge, "up"]]) {
+      const r = await run("ip", argv);
+      if (r.code !== 0) throw new Error(`ip ${argv.join(" ")}: ${r.stderr}`);
+    }
     const out = openSync(join(engine.dir, "dockerd.log"), "a");
     const child = spawn("dockerd", [
       "--data-root", join(engine.dir, "data"), "--exec-root", join(engine.dir, "exec"), "--pidfile", join(engine.dir, "dockerd.pid"),
-      "--host", engine.host, "--bridge", "none", "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
+      "--host", engine.host, "--bridge", engine.bridge, "--iptables=false", "--ip6tables=false", "--storage-driver", "vfs",
     ], { stdio: ["ignore", out, out] });
     closeSync(out);
     engine.child = child;
@@ -230,6 +239,7 @@ class SecondEngine {
       }
     }
     await run("umount", ["-R", join(this.dir, "exec")]).catch(() => undefined);
+    await run("ip", ["link", "del", this.bridge]).catch(() => undefined);
     await rm(this.dir, { recursive: true, force: true }).catch(() => undefined);
   }
 }

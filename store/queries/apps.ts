@@ -184,3 +184,13 @@ export async function listSandboxUidsOutside(db: Db, base: number, range: number
   const rows = await db.anyFirst(q`SELECT sandbox_uid FROM apps WHERE sandbox_uid < ${base} OR sandbox_uid >= ${base + range} ORDER BY sandbox_uid`);
   return rows.map(Number);
 }
+
+/** builds:cache:clear: builder nodes key their copy of the app's build cache by this count. */
+export async function bumpBuildCacheVersion(db: Db, appId: number): Promise<void> {
+  await db.query(q`UPDATE apps SET build_cache_version = build_cache_version + 1 WHERE id = ${appId}`);
+}
+
+export async function buildCacheKey(db: Db, appId: number): Promise<string> {
+  const v = await db.oneFirst(q`SELECT build_cache_version FROM apps WHERE id = ${appId}`);
+  return `${appId}.${Number(v)}`;
+}

@@ -20,12 +20,17 @@ export interface BuildJob {
   sandbox?: { uid: number; gid: number };
   /** DECK_RUNTIME of the deck server that took the push: what kind of artifact to make. */
   runtime: "process" | "docker";
+  /** Names the app's build cache on builder nodes: the app's id and its builds:cache:clear count. */
+  cacheKey: string;
   timeoutMs: number;
 }
 
-export async function enqueueBuild(db: Db, e: { deploymentId: number | null; holder: string; job?: BuildJob; originUrl?: string; secret?: string }): Promise<BuildSlotEntry> {
-  const r = await db.one(q`INSERT INTO build_queue (deployment_id, holder, job, origin_url, secret)
-    VALUES (${e.deploymentId}, ${e.holder}, ${e.job ? sql.jsonb(e.job as never) : null}, ${e.originUrl ?? null}, ${e.secret ?? null}) RETURNING id, holder, running`);
+export async function enqueueBuild(
+  db: Db, e: { deploymentId: number | null; holder: string; job?: BuildJob; originUrl?: string; secret?: string; originHost?: string; originLocalOnly?: boolean },
+): Promise<BuildSlotEntry> {
+  const r = await db.one(q`INSERT INTO build_queue (deployment_id, holder, job, origin_url, secret, origin_host, origin_local_only)
+    VALUES (${e.deploymentId}, ${e.holder}, ${e.job ? sql.jsonb(e.job as never) : null}, ${e.originUrl ?? null}, ${e.secret ?? null},
+      ${e.originHost ?? null}, ${e.originLocalOnly ?? false}) RETURNING id, holder, running`);
   // Builder nodes waiting for work hear of it at once.
   if (e.job) await db.query(q`SELECT pg_notify('deck_build_queue', ${String(r.id)})`);
   return { id: Number(r.id), holder: String(r.holder), running: Boolean(r.running) };
@@ -68,16 +73,23 @@ export interface ClaimedBuildJob {
   secret: string;
 }
 
-/** Takes the oldest waiting build job for the builder node `builder` (never one another node is taking). */
-export async function claimBuildJob(db: Db, builder: string): Promise<ClaimedBuildJob | null> {
+/**
+ * Takes the oldest waiting build job the builder node `builder` can run (never one another node is
+ * taking): of a runtime it builds for, from a deck server it can reach. The deck server that waits is
+ * woken at once.
+ */
+export async function claimBuildJob(db: Db, builder: string, can: { runtimes: string[]; host: string }): Promise<ClaimedBuildJob | null> {
   const r = await db.maybeOne(q`
     UPDATE build_queue SET running = true, builder = ${builder}
      WHERE id = (SELECT id FROM build_queue
                   WHERE NOT running AND job IS NOT NULL AND origin_url IS NOT NULL AND NOT cancel_requested
                     AND heartbeat_at >= now() - make_interval(secs => ${QUEUE_STALE_SECONDS})
+                    AND job->>'runtime' = ANY(${sql.array(can.runtimes, "text")})
+                    AND (NOT origin_local_only OR origin_host = ${can.host})
                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
      RETURNING id, deployment_id, job, origin_url, secret`);
   if (!r) return null;
+  await db.query(q`SELECT pg_notify('deck_build_queue', ${String(r.id)})`);
   return { id: Number(r.id), deploymentId: r.deployment_id === null ? null : Number(r.deployment_id), job: r.job as unknown as BuildJob, originUrl: String(r.origin_url), secret: String(r.secret) };
 }
 

@@ -12,3 +12,7 @@ export * from "./metering.ts";
 export * from "./challenges.ts";
 export * from "./app-queue.ts";
 export * from "./build-queue.ts";
+export * from "./metrics.ts";
+export * from "./notify.ts";
+export * from "./uptime.ts";
+export * from "./alerts.ts";

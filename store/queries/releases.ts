@@ -104,3 +104,9 @@ export async function listResumablePushes(db: Db): Promise<(DeploymentRow & { re
   const rows = await db.any(q`SELECT * FROM deployments WHERE kind = 'push' AND status = 'queued' AND request IS NOT NULL ORDER BY id`);
   return rows.map((r) => ({ ...toDeployment(r), request: json<QueuedPushRequest>(r.request), createdBy: r.created_by == null ? null : Number(r.created_by) }));
 }
+
+/** The state a deployment's row is in, or null when there is no such row. */
+export async function deploymentStatus(db: Db, id: number): Promise<string | null> {
+  const v = await db.maybeOneFirst(q`SELECT status FROM deployments WHERE id = ${id}`);
+  return v === null ? null : String(v);
+}
