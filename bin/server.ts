@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
-import { mkdir, readdir, writeFile, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, writeFile, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import pg from "pg";
 import type { Server as NetServer } from "node:net";
@@ -115,8 +115,9 @@ async function listen(server: http.Server | ssh2.Server | NetServer, port: numbe
  * The router process reads its settings from the environment only (it must start without the
  * deck server), so every router setting from deck.yaml or the environment is passed explicitly.
  */
-function routerEnv(config: DeckConfig): Record<string, string> {
+function routerEnv(config: DeckConfig, probeToken: string): Record<string, string> {
   const env: Record<string, string> = {
+    DECK_PROBE_TOKEN: probeToken,
     DECK_DATA_DIR: config.dataDir, DECK_HOST: config.host, DECK_HTTP_PORT: String(config.httpPort), DECK_HTTPS_PORT: String(config.httpsPort),
     DECK_DOMAIN: config.domain, DECK_RATE_LIMIT: String(config.rateLimitRps), DECK_RATE_BURST: String(config.rateLimitBurst),
     DECK_MAX_BODY_SIZE: String(config.maxBodyBytes), DECK_HEADER_TIMEOUT: String(config.headerTimeout), DECK_BODY_TIMEOUT: String(config.bodyTimeout), DECK_IDLE_TIMEOUT: String(config.idleTimeout),
@@ -124,6 +125,16 @@ function routerEnv(config: DeckConfig): Record<string, string> {
   };
   if (config.redisUrl) env.REDIS_URL = config.redisUrl;
   return env;
+}
+
+/** A random secret kept in `file` (mode 600), made the first time. */
+async function loadOrCreateProbeToken(file: string): Promise<string> {
+  const existing = await readFile(file, "utf8").then((t) => t.trim(), () => "");
+  if (/^[A-Za-z0-9_-]{32,}$/.test(existing)) return existing;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const token = randomBytes(32).toString("base64url");
+  await writeFile(file, `${token}\n`, { mode: 0o600 });
+  return token;
 }
 
 /** Where builder nodes reach this server's API port (DECK_NODE_URL, else the address it listens on). */
@@ -179,10 +190,13 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     await removeBuildLeftovers({ appsDir: join(config.dataDir, "apps"), cacheDir: join(config.dataDir, "cache"), log });
     // Before any app is adopted or started; kept when deck stops, since the apps outlive it.
     await reportProtections(config, db, log);
+    // The secret deck's uptime checks show the router so that it does not meter them as the apps' traffic;
+    // kept with deck's keys, since the router outlives this process.
+    const probeToken = await loadOrCreateProbeToken(join(config.dataDir, "keys", "probe.token"));
     const launchRouter = () => ensureRouter({
       dataDir: config.dataDir,
       logFile: join(config.dataDir, "logs", "router.log"),
-      env: { ...process.env, ...routerEnv(config), DECK_CONFIG: "" },
+      env: { ...process.env, ...routerEnv(config, probeToken), DECK_CONFIG: "" },
     });
     const router = await launchRouter();
     log(router.started ? `router started (pid ${router.pid}) on http://${config.host}:${config.httpPort}` : `router already running (pid ${router.pid}); adopted`);
@@ -327,6 +341,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const uptime = new UptimeProber({
       db: db.pool, httpPort: config.httpPort, domain: config.domain, intervalMs: config.uptimeInterval * 1000, log,
       host: config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host,
+      probeToken,
       onChange: (c) => {
         streamEvents.emit({ type: "uptime", app: c.app, data: { down: c.down, cause: c.cause, since: c.since } });
         alerts.onUptime(c);

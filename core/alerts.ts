@@ -87,7 +87,7 @@ export function parseAlertRule(text: string): ParsedRule {
       threshold = Number(m[1]) + (head.startsWith("crash_loop>=") ? 0 : 1);
       if (words.length) {
         const w = words[0] === "in" && words.length === 2 ? parseAlertDuration(words[1]!) : null;
-        if (w === null || w < 10 || w > 86_400) return fail(src, "the window is written `in 10m`, from 10s to 24h");
+        if (w === null || w < 10 || w > 3600) return fail(src, "the window is written `in 10m`, from 10s to 1h");
         windowSeconds = w;
         words.length = 0;
       }
@@ -114,7 +114,7 @@ export function parseAlertRule(text: string): ParsedRule {
     const [w, v] = [words.shift()!, words.shift()];
     if (w === "for" && v !== undefined) {
       const d = parseAlertDuration(v);
-      if (d === null || d > 86_400) return fail(src, "`for` takes a duration from 0s to 24h: 30s, 5m, 1h");
+      if (d === null || d > 3600) return fail(src, "`for` takes a duration from 0s to 1h: 30s, 5m, 1h");
       forSeconds = d;
     } else if (w === "min" && v !== undefined && kind !== "memory" && /^\d{1,6}$/.test(v)) minRequests = Number(v);
     else return fail(src, `unexpected "${w.slice(0, 20)}"`);

@@ -32,10 +32,12 @@ for (const backend of await databaseBackends()) {
       let restarts = 0;
       let instance = "router-1";
       let counts = { ok: 0, failed: 0, fast: 0, slow: 0 };
+      let routerDown = false;
       const sources = {
         processes: async (): Promise<ProcessInfo[]> => [{ ...proc, restarts }],
         stats: async (): Promise<ProcessStats[]> => [{ id: proc.id, cpuSeconds: cpu, rssBytes: 50 * 1024 * 1024, memoryLimitBytes: 100 * 1024 * 1024 }],
         routerCounters: async (): Promise<RouterCountersReading> => {
+          if (routerDown) throw new Error("the router did not answer");
           const buckets = new Array(13).fill(0);
           buckets[2] = counts.fast; // ≤ 10 ms
           buckets[7] = counts.slow; // ≤ 500 ms
@@ -56,27 +58,33 @@ for (const backend of await databaseBackends()) {
       cpu = 3;
       await collector.tick(t0 + 20_000);
 
+      // A reading the router does not answer: the next one counts from the last it did answer.
+      routerDown = true;
+      await collector.tick(t0 + 30_000);
+      routerDown = false;
+      counts = { ok: 40, failed: 0, fast: 40, slow: 0 };
+      await collector.tick(t0 + 40_000);
       const tens = await listSamples(db, appId, 10, t0 - 60_000, t0 + 60_000, "app");
-      assert.deepEqual(tens.map((s) => [s.requests, s.status5xx]), [[100, 10], [30, 0]]);
-      assert.deepEqual(tens.map((s) => s.release), [4, 4]);
+      assert.deepEqual(tens.map((s) => [s.requests, s.status5xx]), [[100, 10], [30, 0], [0, 0], [10, 0]]);
+      assert.deepEqual(tens.map((s) => s.release), [4, 4, 4, 4]);
       assert.equal(tens[0]!.latency![7], 5);
       const web = await listSamples(db, appId, 10, t0 - 60_000, t0 + 60_000, "processes");
-      assert.deepEqual(web.map((s) => [s.process, s.cpuSeconds, s.restarts, s.connections, s.memoryLimitBytes]), [["web.1", 2, 1, 2, 100 * 1024 * 1024], ["web.1", 1, 0, 2, 100 * 1024 * 1024]]);
+      assert.deepEqual(web.slice(0, 2).map((s) => [s.process, s.cpuSeconds, s.restarts, s.connections, s.memoryLimitBytes]), [["web.1", 2, 1, 2, 100 * 1024 * 1024], ["web.1", 1, 0, 2, 100 * 1024 * 1024]]);
 
       // The next minute: the finished one is summed into a 1-minute row.
       await collector.tick(t0 + 60_000);
       const minutes = await listSamples(db, appId, 60, t0 - 3600_000, t0 + 3600_000, "app");
-      assert.deepEqual(minutes.map((m) => [new Date(m.at).toISOString(), m.requests, m.status5xx, m.seconds]), [["2026-01-01T10:00:00.000Z", 130, 10, 20]]);
+      assert.deepEqual(minutes.map((m) => [new Date(m.at).toISOString(), m.requests, m.status5xx, m.seconds]), [["2026-01-01T10:00:00.000Z", 140, 10, 40]]);
       // The next hour: hourly rows from the minutes.
       await collector.tick(t0 + 3600_000);
       const hours = await listSamples(db, appId, 3600, t0 - 86_400_000, t0 + 86_400_000, "app");
-      assert.deepEqual(hours.map((h) => [new Date(h.at).toISOString(), h.requests]), [["2026-01-01T10:00:00.000Z", 130]]);
+      assert.deepEqual(hours.map((h) => [new Date(h.at).toISOString(), h.requests]), [["2026-01-01T10:00:00.000Z", 140]]);
 
       // Three days on, the 10-second rows are gone; minutes and hours stay.
       await collector.tick(t0 + 3 * 86_400_000);
       assert.equal((await listSamples(db, appId, 10, t0 - 60_000, t0 + 60_000, "app")).length, 0);
       assert.equal((await listSamples(db, appId, 60, t0 - 60_000, t0 + 55_000, "app")).length, 1, "the minute of 10:00 is kept");
-      assert.deepEqual((await listSamples(db, appId, 3600, t0 - 86_400_000, t0 + 3_500_000, "app")).map((h) => h.requests), [130], "and its hour");
+      assert.deepEqual((await listSamples(db, appId, 3600, t0 - 86_400_000, t0 + 3_500_000, "app")).map((h) => h.requests), [140], "and its hour");
       await collector.stop();
     });
   });

@@ -51,7 +51,11 @@ const hostPort = (p: ProcessInfo) => `${p.host ?? "127.0.0.1"}:${p.port}`;
 export class MetricsCollector {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | null = null;
-  private last: { at: number; processes: Map<string, ProcessReading>; router: RouterCountersReading | null } | null = null;
+  private last: { at: number; processes: Map<string, ProcessReading> } | null = null;
+  /** The last reading the router answered: the next one's counts are taken from it (a failed read in between loses nothing). */
+  private lastRouter: RouterCountersReading | null = null;
+  /** The newest sample time saved: two ticks close together never share a slot. */
+  private lastAt = 0;
   private routerWarned = false;
   private rolledMinute = 0;
   private rolledHour = 0;
@@ -104,16 +108,23 @@ export class MetricsCollector {
     const readings = new Map<string, ProcessReading>();
     const statsById = new Map(stats.map((s) => [s.id, s]));
     for (const p of processes) readings.set(p.id, { cpuSeconds: statsById.get(p.id)?.cpuSeconds ?? null, restarts: p.restarts });
-    this.last = { at: now, processes: readings, router };
+    this.last = { at: now, processes: readings };
+    // The router's counts are taken from its last answered reading of the same run; after a restart of
+    // the router, from zero; with no earlier reading (deck just started), this one is only the baseline.
+    const routerBase = router && this.lastRouter ? (router.instance === this.lastRouter.instance ? this.lastRouter : "restarted") : null;
+    if (router) this.lastRouter = router;
     // The first reading only sets the baseline of the counters.
     if (!previous) return;
     const seconds = (now - previous.at) / 1000;
     if (seconds <= 0) return;
-    const at = now - (now % (this.options.intervalSeconds * 1000));
+    const step = this.options.intervalSeconds * 1000;
+    let at = now - (now % step);
+    if (at <= this.lastAt) at = this.lastAt + step;
+    this.lastAt = at;
 
     const apps = await listApps(db, "all");
     const samples: StoredSample[] = [];
-    const routerSame = router && previous.router && router.instance === previous.router.instance;
+
     for (const app of apps) {
       const mine = processes.filter((p) => p.app === app.name);
       const live = mine.filter((p) => p.generation === app.liveDeploymentId);
@@ -134,13 +145,16 @@ export class MetricsCollector {
       const whole = sumSamples(processSamples, at, "");
       whole.seconds = seconds;
       whole.release = live[0]?.release ?? null;
-      whole.rssBytes = processSamples.some((s) => s.rssBytes !== null) ? processSamples.reduce((a, s) => a + (s.rssBytes ?? 0), 0) : null;
+      // Memory against the limit: the live release's processes (during a deploy the old ones drain beside them).
+      const liveIds = new Set(live.map((p) => p.id));
+      const liveRss = live.map((p) => statsById.get(p.id)?.rssBytes ?? null).filter((v): v is number => v !== null);
+      whole.rssBytes = liveRss.length ? liveRss.reduce((a, n) => a + n, 0) : processSamples.some((s) => s.rssBytes !== null) && liveIds.size === 0 ? processSamples.reduce((a, s) => a + (s.rssBytes ?? 0), 0) : null;
       whole.memoryLimitBytes = live.length && live.every((p) => statsById.get(p.id)?.memoryLimitBytes != null)
         ? live.reduce((a, p) => a + statsById.get(p.id)!.memoryLimitBytes!, 0) : null;
       whole.connections = processSamples.some((s) => s.connections !== null) ? processSamples.reduce((a, s) => a + (s.connections ?? 0), 0) : null;
-      const counts = router?.apps[app.name];
+      const counts = routerBase ? router?.apps[app.name] : undefined;
       if (counts) {
-        const base = routerSame ? previous.router!.apps[app.name] : undefined;
+        const base = routerBase === "restarted" ? undefined : routerBase?.apps[app.name];
         const d = (now2: number, before?: number) => Math.max(0, now2 - (before ?? 0));
         whole.status2xx = d(counts.byClass[1] ?? 0, base?.byClass[1]);
         whole.status3xx = d(counts.byClass[2] ?? 0, base?.byClass[2]);

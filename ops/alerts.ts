@@ -8,7 +8,7 @@ import {
   alertSettingsOf, alertSilenceOf, alertStatesOf, deleteAlertRule, endAlertSilences, insertAlertRule, insertAlertSilence, listAlertRules,
   removeDefaultAlertRule, setAutoRollback,
 } from "../store/queries/alerts.ts";
-import { audit } from "../store/queries/index.ts";
+import { audit, findApp, liveReleaseOf } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 import { recordAction } from "./audit.ts";
 import { rollback } from "./releases.ts";
@@ -62,6 +62,9 @@ export async function alertsOf(deps: DeployDeps, caller: Caller, appName: string
  * Adds a rule as users type it (`http_5xx>5% for 5m`). A rule of a default's kind (down, crash_loop)
  * replaces that default. Needs alerts:manage.
  */
+/** Every rule is judged every round: an app's rules are few. */
+export const MAX_RULES_PER_APP = 20;
+
 export async function addAlertRule(deps: DeployDeps, caller: Caller, appName: string, text: string): Promise<AlertRuleView & { replaced: string | null }> {
   const parsed = parseAlertRule(text);
   if (!parsed.ok) throw new DeckError("bad_argument", parsed.message);
@@ -70,6 +73,7 @@ export async function addAlertRule(deps: DeployDeps, caller: Caller, appName: st
   return deps.db.transaction(async (tx) => {
     const settings = await alertSettingsOf(tx, app.id);
     const current = appAlertRules(await listAlertRules(tx, app.id), settings.defaultsRemoved);
+    if (current.length >= MAX_RULES_PER_APP) throw new DeckError("conflict", `${app.name} has ${current.length} alert rules, the most an app may have; remove one first (alerts:remove ${app.name} ID)`);
     const same = current.find((r) => formatAlertRule(r.spec) === printed);
     if (same) throw new DeckError("conflict", `${app.name} already has the rule ${printed} (id ${same.id}; see alerts:list ${app.name})`);
     const replaced = current.find((r) => r.isDefault && r.spec.kind === parsed.rule.kind) ?? null;
@@ -150,8 +154,14 @@ const DECK_ITSELF: Caller = {
 };
 
 /** What the alert evaluator calls to roll an app back to the release before its live one (ops rollback, as deck). */
-export function rollbackOnAlert(deps: DeployDeps): (app: { id: number; name: string }, reason: string) => Promise<{ version: number; target: number }> {
-  return (app, reason) => {
+export function rollbackOnAlert(deps: DeployDeps): (app: { id: number; name: string; from: number }, reason: string) => Promise<{ version: number; target: number }> {
+  return async (app, reason) => {
+    // The app the rule judged, with the release it judged: not a later app of the same name, nor a
+    // release pushed since the alert fired.
+    const current = await findApp(deps.db, app.name);
+    const live = current && current.id === app.id ? await liveReleaseOf(deps.db, current.id) : null;
+    if (!current || current.id !== app.id) throw new DeckError("conflict", `${app.name} is no longer the app the alert was about; not rolled back`);
+    if (live?.version !== app.from) throw new DeckError("conflict", `v${live?.version ?? "?"} went live after the alert on v${app.from}; not rolled back`);
     deps.log(`alerts: rolling ${app.name} back: ${reason}`);
     return rollback(deps, DECK_ITSELF, app.name, undefined, (line) => deps.log(`alerts: rollback of ${app.name}: ${line.replace(/^-----> /, "")}`));
   };

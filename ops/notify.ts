@@ -5,7 +5,7 @@ import type { DeployDeps } from "../deploy/index.ts";
 import { audit, type OrgRow } from "../store/queries/index.ts";
 import {
   deleteNotifyChannel, enqueueNotice, insertNotifyChannel, listNotifyChannels, noticeDeliveries, NOTIFY_KINDS,
-  type LastDelivery, type NotifyKind,
+  type LastDelivery, type NotifyChannelSummary, type NotifyKind,
 } from "../store/queries/notify.ts";
 import type { Caller } from "./access.ts";
 import { visibleOrg } from "./accounts.ts";
@@ -103,12 +103,22 @@ export async function listNotifyChannelsOf(deps: DeployDeps, caller: Caller, org
   }));
 }
 
+/** Channels an org may have: every notice goes to each. */
+export const MAX_CHANNELS_PER_ORG = 10;
+/** A test is refused while the org's channels have this many notices waiting (a test adds one per channel). */
+const MAX_PENDING_FOR_TEST = 100;
+/** Orgs whose test runs now: one at a time each. */
+const testing = new Set<number>();
+
 /** Adds a channel (`webhook URL`, `slack URL`, `email ADDRESS`) to the org. */
 export async function addNotifyChannel(deps: DeployDeps, caller: Caller, orgSlug: string, kind: string, target: string): Promise<NotifyChannelView> {
   const org = await orgForNotify(deps, caller, orgSlug);
   const checked = checkNotifyTarget(kind, target);
   if (!checked.ok) throw new DeckError("bad_argument", checked.message);
   const { value } = checked;
+  if ((await listNotifyChannels(deps.db, org.id)).length >= MAX_CHANNELS_PER_ORG) {
+    throw new DeckError("conflict", `${org.slug} has ${MAX_CHANNELS_PER_ORG} notification channels, the most an org may have; remove one first (notify:remove ${org.slug} ID)`);
+  }
   const row = await insertNotifyChannel(deps.db, { orgId: org.id, kind: value.kind, target: value.target, targetDisplay: value.display, createdBy: caller.user.id });
   await recordAction(deps, caller, "notify:add", `org:${org.slug}`, { orgId: org.id, channel: row.id, kind: row.kind, target: row.targetDisplay });
   return { id: row.id, kind: row.kind, target: row.targetDisplay, createdBy: caller.user.email, createdAt: row.createdAt, pending: 0, dead: 0, lastDelivery: null };
@@ -148,6 +158,18 @@ export async function testNotifyChannels(deps: DeployDeps, caller: Caller, orgSl
   const org = await orgForNotify(deps, caller, orgSlug);
   const channels = await listNotifyChannels(deps.db, org.id);
   if (channels.length === 0) throw new DeckError("not_found", `${org.slug} has no notification channels yet; add one with notify:add ${org.slug} webhook|slack URL or notify:add ${org.slug} email ADDRESS`);
+  if (testing.has(org.id)) throw new DeckError("conflict", `a test of ${org.slug}'s channels is under way; wait for its answer`);
+  const waiting = channels.reduce((n, c) => n + c.pending, 0);
+  if (waiting >= MAX_PENDING_FOR_TEST) throw new DeckError("conflict", `${org.slug}'s channels have ${waiting} notices waiting; see notify:list ${org.slug} and fix the channels that do not answer first`);
+  testing.add(org.id);
+  try {
+    return await sendTest(deps, caller, org, channels, options);
+  } finally {
+    testing.delete(org.id);
+  }
+}
+
+async function sendTest(deps: DeployDeps, caller: Caller, org: OrgRow, channels: NotifyChannelSummary[], options: { waitMs?: number }): Promise<NotifyTestResult[]> {
   const port = deps.config?.sshPort;
   const notice = testNotice(org, caller, `ssh ${port && port !== 22 ? `-p ${port} ` : ""}deck@${hostname()}`);
   await enqueueNotice(deps.db, notice);

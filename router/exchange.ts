@@ -88,6 +88,8 @@ export class Exchange implements ConnectionOwner {
   bodyBytesOut = 0;
   /** Why the router ended the exchange itself (for the access log), e.g. body_too_large. */
   reason: string | undefined;
+  /** When the app's response head arrived (performance.now()): the latency histogram's sample. */
+  headAt: number | undefined;
   /** Called once the client's response is finished or abandoned (metering, access log). */
   onDone: (() => void) | undefined;
 
@@ -242,6 +244,7 @@ export class Exchange implements ConnectionOwner {
   }
 
   onHead(head: ResponseHead): void {
+    this.headAt = performance.now();
     const res = this.res;
     this.moveTo("relaying");
     this.relayedStatus = head.status;

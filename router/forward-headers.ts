@@ -57,8 +57,8 @@ export interface ForwardHeaders {
   secure: boolean;
   /** The client's address as the connection had it when the request arrived. */
   client: string | undefined;
-  /** Marked as deck's own uptime check (`X-Deck-Probe`); it counts as one only from a loopback client. */
-  probe?: boolean;
+  /** The `X-Deck-Probe` field (deck's own uptime check when it holds the router's secret; never passed on). */
+  probe?: string;
 }
 
 /**
@@ -78,7 +78,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   let hasBody = false;
   let contentLength = -1;
   let chunked = false;
-  let probe = false;
+  let probe: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const value = raw[i + 1];
@@ -111,7 +111,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
       case 12:
         if (sameName(name, "x-request-id")) { requestId = value; continue; }
         // deck's own uptime check: noted, not passed on.
-        if (sameName(name, "x-deck-probe")) { probe = true; continue; }
+        if (sameName(name, "x-deck-probe")) { probe = value; continue; }
         if (isUnderscoreSpelling(name, "x-request-id")) continue;
         break;
       case 14:
@@ -157,7 +157,7 @@ export function buildForwardHeaders(raw: string[], remoteAddress: string | undef
   );
   if (host !== undefined) out.push("X-Forwarded-Host", host);
   if (upgrade && upgradeValue !== undefined) out.push("Connection", "Upgrade", "Upgrade", upgradeValue);
-  return { headers: out, host, requestId, hasBody, contentLength, secure, client: remoteAddress, ...(probe ? { probe } : {}) };
+  return { headers: out, host, requestId, hasBody, contentLength, secure, client: remoteAddress, ...(probe !== undefined ? { probe } : {}) };
 }
 
 /** Removes headers the sender listed in Connection (other than the usual close/keep-alive/upgrade). */

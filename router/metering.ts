@@ -87,7 +87,7 @@ export class Metering {
         perApp((app, c) => [{ labels: { app }, value: c.bytesIn }])),
       collected("deck_router_sent_bytes_total", "Bytes sent to clients (headers and bodies), by app", "counter",
         perApp((app, c) => [{ labels: { app }, value: c.bytesOut }])),
-      collected("deck_router_request_duration_seconds", "Time from a request's arrival until its response was sent, by app", "histogram",
+      collected("deck_router_request_duration_seconds", "Time from a request's arrival until the app's response head (the router's own answers: until sent), by app", "histogram",
         perApp((app, c) => {
           const name = "deck_router_request_duration_seconds";
           const out: Sample[] = [];

@@ -45,6 +45,8 @@ export interface ProxyServerOptions {
   rateLimiter?: RateLimiter;
   /** One JSON line per request; none when unset. */
   accessLog?: AccessLog;
+  /** The value of `X-Deck-Probe` deck's uptime checks carry (DECK_PROBE_TOKEN): such requests are logged, not metered. */
+  probeToken?: string;
   /** The HTTPS port, for redirects of apps with `redirectHttps` (443 = no port in the URL). */
   httpsPort?: number;
 }
@@ -78,7 +80,7 @@ export class ProxyServer implements ConnectionHost {
       { connections: () => this.admission.open, inflight: () => this.upstreams.totalInflight() },
       () => this.upgrades.chargeOpen(),
     );
-    const recorder = new RequestRecorder(this.metering, this.accessLog);
+    const recorder = new RequestRecorder(this.metering, this.accessLog, options.probeToken ?? process.env.DECK_PROBE_TOKEN);
     this.ctx = {
       table, limits: this.limits, policy: { limits: this.limits, httpsPort: options.httpsPort ?? 443 },
       rateLimiter: options.rateLimiter ?? new LocalRateLimiter(), upstreams: this.upstreams, metering: this.metering, recorder, log,

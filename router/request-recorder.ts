@@ -2,7 +2,7 @@
  * Counting each request once it is over: metering by app (status class, bytes, latency, and why the
  * router answered itself) and one access-log line.
  */
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import type { Http2ServerResponse } from "node:http2";
 import type { Socket } from "node:net";
 import type { AccessLog } from "./access-log.ts";
@@ -34,9 +34,9 @@ export interface RequestRecord {
 }
 
 /**
- * deck's uptime checks carry `X-Deck-Probe` (router/forward-headers.ts). Only a request from a loopback
- * address counts as one: apps and builds are refused connections to this machine's addresses, so none of
- * them can pass its traffic off as a check.
+ * deck's uptime checks carry `X-Deck-Probe: DECK_PROBE_TOKEN` (router/forward-headers.ts drops the field
+ * before the app sees it), from this machine: a random secret deck keeps with its keys, so that neither
+ * a client behind a proxy on this machine nor an app can pass its traffic off as a check.
  */
 function isLoopback(address: string | undefined): boolean {
   return address !== undefined && (address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127."));
@@ -48,7 +48,18 @@ export function clientGone(res: ProxyResponse): boolean {
 }
 
 export class RequestRecorder {
-  constructor(private readonly metering: Metering, private readonly accessLog: AccessLog | undefined) {}
+  private readonly probeToken: Buffer | undefined;
+
+  constructor(private readonly metering: Metering, private readonly accessLog: AccessLog | undefined, probeToken?: string) {
+    this.probeToken = probeToken && probeToken.length >= 16 ? Buffer.from(probeToken) : undefined;
+  }
+
+  /** deck's own uptime check: the secret only deck and this router hold, from this machine. */
+  private isProbe(fwd: ForwardHeaders): boolean {
+    if (fwd.probe === undefined || this.probeToken === undefined || !isLoopback(fwd.client)) return false;
+    const given = Buffer.from(fwd.probe);
+    return given.length === this.probeToken.length && timingSafeEqual(given, this.probeToken);
+  }
 
   /**
    * Counts the request when its response is done (or the client went away). `reason` is set when the
@@ -69,8 +80,10 @@ export class RequestRecorder {
       ? http2Bytes(req, res as unknown as Http2ServerResponse, exchange)
       : chargeSocket(req.socket as ChargedSocket);
     const ms = performance.now() - r.start;
+    // Latency is the app's: until its response head, so a client that downloads slowly does not count.
+    const latencyMs = exchange?.headAt !== undefined ? exchange.headAt - r.start : ms;
     this.record({
-      req, fwd: r.fwd, app: entry === null ? null : entry.app, status, bytesIn, bytesOut, latencyMs: ms, durationMs: ms,
+      req, fwd: r.fwd, app: entry === null ? null : entry.app, status, bytesIn, bytesOut, latencyMs, durationMs: ms,
       // An exchange's own reason (an app that did not answer …) is counted by the exchange; here it is logged.
       upstream: exchange?.upstreamAddress ?? null, reason, logReason: reason ?? exchange?.reason,
     });
@@ -79,7 +92,7 @@ export class RequestRecorder {
   record(r: RequestRecord): void {
     const app = r.app;
     // deck's own uptime checks (from this machine, marked) are not the app's traffic: logged, not metered.
-    if (app !== null && !(r.fwd.probe === true && isLoopback(r.fwd.client))) {
+    if (app !== null && !this.isProbe(r.fwd)) {
       this.metering.record(app, r.status, r.bytesIn, r.bytesOut, r.latencyMs / 1000);
     }
     if (r.reason !== undefined) this.metering.reject(app ?? "", r.reason);

@@ -41,7 +41,8 @@ export interface AlertEvent {
 }
 
 /** Rolls the app back to the release before the live one; answers the new version and the one it runs. */
-export type AlertRollback = (app: { id: number; name: string }, reason: string) => Promise<{ version: number; target: number }>;
+/** Rolls the app back from release `from` (refusing when the app or its live release is no longer that one). */
+export type AlertRollback = (app: { id: number; name: string; from: number }, reason: string) => Promise<{ version: number; target: number }>;
 
 export interface AlertEvaluatorOptions {
   db: DatabasePool;
@@ -235,7 +236,7 @@ export class AlertEvaluator {
     const reason = `${r.rule} fired (${r.words}) ${Math.round((at - r.app.live!.wentLiveAt) / 60_000)} min after v${from} went live`;
     let outcome: { ok: true; version: number; target: number } | { ok: false; message: string };
     try {
-      outcome = { ok: true, ...(await this.o.rollback!({ id: r.app.id, name: r.app.name }, reason)) };
+      outcome = { ok: true, ...(await this.o.rollback!({ id: r.app.id, name: r.app.name, from }, reason)) };
     } catch (e) {
       outcome = { ok: false, message: (e as Error).message };
     }

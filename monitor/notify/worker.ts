@@ -12,7 +12,7 @@ import { hostname } from "node:os";
 import { listenForNotifications, type NotificationListener } from "../../store/notification-listener.ts";
 import type { Db } from "../../store/queries/index.ts";
 import {
-  claimNotices, markNoticeFailed, markNoticeSent, NOTIFY_CHANNEL, releaseNotice, type ClaimedNotice,
+  claimNotices, markNoticeFailed, markNoticeSent, NOTIFY_CHANNEL, pruneNotices, releaseNotice, type ClaimedNotice,
 } from "../../store/queries/notify.ts";
 import { alertmanagerPayload, emailMessage, slackPayload } from "./formats.ts";
 import { createOutboundPolicy, type OutboundPolicy } from "./outbound.ts";
@@ -69,6 +69,7 @@ export interface NotifyWorkerOptions {
 type WorkerState = "idle" | "running" | "stopping" | "stopped";
 
 export class NotifyWorker {
+  private prune: NodeJS.Timeout | undefined;
   private state: WorkerState = "idle";
   private readonly timing: NotifyTiming;
   private readonly policy: OutboundPolicy;
@@ -93,6 +94,11 @@ export class NotifyWorker {
     if (this.state !== "idle") throw new Error(`the notification sender cannot start: it is ${this.state}`);
     this.state = "running";
     this.poll = setInterval(() => void this.take(), this.timing.pollMs);
+    // The outbox keeps what was sent a week and what was given up a month (notify:list counts them).
+    const prune = () => pruneNotices(this.options.db).catch((e: Error) => this.options.log(`notifications: pruning the outbox failed: ${e.message}`));
+    this.prune = setInterval(prune, 3600_000);
+    this.prune.unref();
+    void prune();
     this.listener = listenForNotifications({
       url: this.options.databaseUrl, channels: [NOTIFY_CHANNEL], log: this.options.log,
       onNotification: () => void this.take(),
@@ -109,6 +115,7 @@ export class NotifyWorker {
     }
     this.state = "stopping";
     clearInterval(this.poll);
+    clearInterval(this.prune);
     await this.listener?.close();
     await this.taking;
     for (const s of this.sending.values()) s.controller.abort();

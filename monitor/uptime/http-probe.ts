@@ -11,6 +11,8 @@ export interface ProbeRequest {
   path: string;
   timeoutMs: number;
   signal?: AbortSignal;
+  /** The router's secret for deck's own checks (DECK_PROBE_TOKEN): the check is then not metered as the app's traffic. */
+  probeToken?: string;
 }
 
 /** What users read as a failed check's cause. */
@@ -47,7 +49,7 @@ export function probeApp(r: ProbeRequest): Promise<CheckResult | "aborted"> {
     const req = http.get({
       host: r.host, port: r.port, path: r.path, agent: false,
       // Marked so that deck's router does not meter the check as the app's traffic (router/request-recorder.ts).
-      headers: { host: r.hostHeader, "user-agent": "deck-uptime", connection: "close", "x-deck-probe": "uptime" },
+      headers: { host: r.hostHeader, "user-agent": "deck-uptime", connection: "close", ...(r.probeToken ? { "x-deck-probe": r.probeToken } : {}) },
     }, (res) => {
       const status = res.statusCode ?? 0;
       res.resume();

@@ -44,6 +44,8 @@ export interface UptimeProberOptions {
   concurrency?: number;
   log: (line: string) => void;
   onChange?: (event: UptimeChange) => void | Promise<void>;
+  /** The router's secret for deck's own checks (router/request-recorder.ts): they are not metered as the app's traffic. */
+  probeToken?: string;
 }
 
 export const UPTIME_INTERVAL_MS = 30_000;
@@ -157,7 +159,7 @@ export class UptimeProber {
         const c = claims[i]!;
         results[i] = await probeApp({
           host: this.o.host ?? "127.0.0.1", port: this.o.httpPort, hostHeader: `${c.app}.${this.o.domain}`,
-          path: c.healthCheckPath, timeoutMs: this.timeoutMs, signal,
+          path: c.healthCheckPath, timeoutMs: this.timeoutMs, signal, probeToken: this.o.probeToken,
         });
       }
     };

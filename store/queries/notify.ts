@@ -183,3 +183,10 @@ export async function noticeDeliveries(db: Db, key: string): Promise<NoticeDeliv
     lastError: r.last_error == null ? null : String(r.last_error), retryInMs: Math.round(Number(r.retry_in_ms)),
   }));
 }
+
+/** Drops notices sent more than 7 days ago and given up more than 30 days ago. */
+export async function pruneNotices(db: Db): Promise<number> {
+  return (await db.query(q`DELETE FROM notify_outbox
+    WHERE (status = 'sent' AND sent_at < now() - interval '7 days')
+       OR (status = 'dead' AND coalesce(last_attempt_at, created_at) < now() - interval '30 days')`)).rowCount;
+}

@@ -110,3 +110,9 @@ export async function deploymentStatus(db: Db, id: number): Promise<string | nul
   const v = await db.maybeOneFirst(q`SELECT status FROM deployments WHERE id = ${id}`);
   return v === null ? null : String(v);
 }
+
+/** The app's live release, or null. */
+export async function liveReleaseOf(db: Db, appId: number): Promise<ReleaseRow | null> {
+  const r = await db.maybeOne(q`SELECT * FROM releases WHERE app_id = ${appId} AND status = 'live' ORDER BY version DESC LIMIT 1`);
+  return r ? toRelease(r) : null;
+}
