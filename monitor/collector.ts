@@ -3,9 +3,10 @@
  * runtime, each process's CPU time and memory (its cgroup: the app's own uid makes it exact; the engine
  * for Docker) and restarts; from the router, the app's requests by status class, bytes in and out, a
  * latency histogram and the requests open to each process. One row per app (`process` '') and one per
- * process of its live release go to `metric_samples` at 10-second resolution; every minute the last
- * minutes are summed into 1-minute rows and every hour into hourly rows; the retention job keeps 10-second
- * rows 48 hours, 1-minute rows 30 days and hourly rows 13 months.
+ * process of its live release go to `metric_samples` at 10-second resolution; every minute the app's
+ * last minutes are summed into 1-minute rows and every hour into hourly rows (each process's own series
+ * stays at 10 seconds); the retention job keeps 10-second rows 48 hours, 1-minute rows 30 days and hourly
+ * rows 13 months.
  *
  * Counters are turned into amounts per period by taking differences of successive readings; a reading
  * after the router restarted (its run id changed) counts from zero.
@@ -194,7 +195,8 @@ export class MetricsCollector {
 
   private async sumInto(fromResolution: number, toResolution: number, fromMs: number, toMs: number): Promise<void> {
     if (toMs <= fromMs) return;
-    const rows = await listSamplesBetween(this.options.db, fromResolution, fromMs, toMs);
+    // Rollups are of the app as a whole: each process's own series is kept at 10 seconds, 48 hours.
+    const rows = (await listSamplesBetween(this.options.db, fromResolution, fromMs, toMs)).filter((r) => r.process === "");
     const groups = new Map<string, StoredSample[]>();
     const step = toResolution * 1000;
     for (const r of rows) {

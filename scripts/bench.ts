@@ -10,7 +10,10 @@
  *    wait until it answers).
  * 3. Builds: cold and warm build times per language.
  *
- * `npm run bench -- router|push|builds` runs one part.
+ * 4. Monitoring (scripts/bench-monitoring.ts): the sample store at 1,000 apps, and the router's
+ *    requests/s with sampling on vs off.
+ *
+ * `npm run bench -- router|push|builds|monitoring` runs one part.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -23,6 +26,7 @@ import { embeddedDatabaseUrl } from "../store/index.ts";
 import { BuilderNodeProcess } from "../test/helpers/builder-node.ts";
 import { commitFiles, Deck, freePort, makeRepo } from "../test/helpers/deck.ts";
 import { GO_APP, PYTHON_APP, RUST_APP } from "../test/helpers/sample-apps.ts";
+import { monitoringBench } from "./bench-monitoring.ts";
 import { routerBench } from "./bench-router.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -189,5 +193,6 @@ const which = process.argv[2];
 const lines: string[] = [];
 if (!which || which === "router") lines.push(...(await routerBench()), "");
 if (!which || which === "push") lines.push(...(await pushBench()), "");
-if (!which || which === "builds") lines.push(...(await buildBench()));
+if (!which || which === "builds") lines.push(...(await buildBench()), "");
+if (!which || which === "monitoring") lines.push(...(await monitoringBench()));
 process.stdout.write(`${lines.join("\n")}\n`);
