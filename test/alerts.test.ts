@@ -21,6 +21,21 @@ setTimeout(() => { console.error("giving up"); process.exit(1); }, 2000);
 `,
 };
 
+/** Slow or fast on demand, and holds memory until told to let go. */
+const STRAINED_APP: Record<string, string> = {
+  "package.json": JSON.stringify({ name: "strained", version: "1.0.0", private: true, scripts: { start: "node server.js" } }),
+  Procfile: "web: node --expose-gc server.js\n",
+  "server.js": `let held = null;
+require("http").createServer((req, res) => {
+  if (req.url === "/slow") return setTimeout(() => res.end("slow\\n"), 400);
+  if (req.url === "/leak") { held = Buffer.alloc(200 * 1024 * 1024, 1); return res.end("holding\\n"); }
+  if (req.url === "/heal") { held = null; global.gc(); return res.end("let go\\n"); }
+  res.end("fast\\n");
+}).listen(process.env.PORT);
+process.on("SIGTERM", () => process.exit(0));
+`,
+};
+
 interface AlertmanagerBody { status: string; alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string> }[] }
 
 describe("alerts of an app", () => {
@@ -40,7 +55,7 @@ describe("alerts of an app", () => {
       });
     });
     await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
-    deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_METRICS_INTERVAL: "1", DECK_UPTIME_INTERVAL: "86400", DECK_OUTBOUND_ALLOW: "127.0.0.1/32" } });
+    deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_METRICS_INTERVAL: "1", DECK_UPTIME_INTERVAL: "86400", DECK_OUTBOUND_ALLOW: "127.0.0.1/32", DECK_APP_MEMORY: "256m" } });
   });
   after(async () => {
     await deck?.stop();
@@ -86,5 +101,38 @@ describe("alerts of an app", () => {
     } finally {
       req.destroy();
     }
+  });
+
+  it("fires p95 and memory rules when the app slows down and holds memory, and resolves them when it recovers", async () => {
+    const push = await deck.push(await makeRepo(join(work, "strained"), STRAINED_APP), "strained");
+    assert.equal(push.code, 0, push.stderr);
+    for (const rule of ["p95>200ms for 3s min 1", "memory>60% for 3s"]) {
+      const add = await deck.ssh(`alerts:add strained '${rule}'`);
+      assert.equal(add.code, 0, add.stderr);
+    }
+    const alertsOf = (status: string) => received.flatMap((b) => b.alerts).filter((a) => a.labels.app === "strained" && a.status === status).map((a) => a.labels.alertname);
+    const waitFor = async (what: string, check: () => boolean, ms = 60_000) => {
+      const end = Date.now() + ms;
+      while (!check()) {
+        if (Date.now() > end) throw new Error(`${what} did not happen within ${ms} ms: ${JSON.stringify(received.flatMap((b) => b.alerts).filter((a) => a.labels.app === "strained").map((a) => [a.labels.alertname, a.status]))}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    // Slow answers and memory held, for longer than the rules' 3 s.
+    assert.equal((await deck.get("strained", "/leak")).status, 200);
+    let slow = true;
+    const traffic = (async () => {
+      while (slow) await deck.get("strained", "/slow");
+      for (let i = 0; i < 400 && !alertsOf("resolved").includes("p95"); i++) await deck.get("strained", "/");
+    })();
+    await waitFor("p95 and memory to fire", () => alertsOf("firing").includes("p95") && alertsOf("firing").includes("memory"));
+    // Recovery: fast answers, memory let go.
+    slow = false;
+    assert.equal((await deck.get("strained", "/heal")).status, 200);
+    await waitFor("p95 and memory to resolve", () => alertsOf("resolved").includes("p95") && alertsOf("resolved").includes("memory"));
+    await traffic;
+    const listed = await deck.ssh("alerts:list strained");
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.doesNotMatch(listed.stdout, /firing/);
   });
 });
