@@ -28,6 +28,7 @@ import { MetricsCollector } from "../monitor/collector.ts";
 import { NotifyWorker } from "../monitor/notify/index.ts";
 import { UptimeProber } from "../monitor/uptime/index.ts";
 import { AlertEvaluator } from "../monitor/alerts/index.ts";
+import { DrainShipper, LogRetention, routerAccessLog, SUPERVISOR_MAX_LOG_BYTES } from "../monitor/logs/index.ts";
 import { rollbackOnAlert } from "../ops/alerts.ts";
 import { listenForNotifications } from "../store/notification-listener.ts";
 import { listSandboxUidsOutside } from "../store/queries/index.ts";
@@ -203,7 +204,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
 
     const runtime = docker
       ? new DockerRuntime({ client: docker, stateDir: join(paths.runDir, "docker"), scope: scopeFor(config.dataDir), memoryBytes: config.appMemory, cpus: config.appCpus, log })
-      : new ProcessRuntime({ stateDir: paths.procStateDir, memoryBytes: config.appMemory, cpus: config.appCpus, hide: hiddenFromApps(config) });
+      : new ProcessRuntime({ stateDir: paths.procStateDir, memoryBytes: config.appMemory, cpus: config.appCpus, hide: hiddenFromApps(config), maxLogBytes: SUPERVISOR_MAX_LOG_BYTES });
     if (runtime instanceof DockerRuntime) {
       started.push(() => runtime.close());
       // The containers' firewall is in place before the first build or container of this run.
@@ -349,6 +350,14 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     });
     uptime.start();
     started.push(() => uptime.stop());
+    // Trims every app's log to its retention (logs:retention), in place, every minute.
+    const retention = new LogRetention({ db: db.pool, appLog: paths.appLog, log });
+    retention.start();
+    started.push(() => retention.stop());
+    // Ships every app's log lines to its drains (drains:add) as they are written.
+    const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), outboundAllow: config.outboundAllow, log });
+    await drains.start();
+    started.push(() => drains.stop());
 
     const hostKey = await loadOrCreateHostKey(join(config.dataDir, "ssh", "ssh_host_ed25519_key"));
     const ssh = createSshServer({ deps, pushes, hostKey });

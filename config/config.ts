@@ -126,7 +126,7 @@ export const SETTINGS = {
       return family !== 0 && extra === undefined && (bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)));
     }), "comma-separated address ranges like 127.0.0.1/32,10.0.0.0/8"),
     default: "",
-    help: "loopback, private or link-local address ranges deck may still send to on a tenant's behalf (notification webhooks), e.g. 127.0.0.1/32 for a receiver on this machine; unset = none",
+    help: "loopback, private or link-local address ranges deck may still send to on a tenant's behalf (notification webhooks, log drains), e.g. 127.0.0.1/32 for a receiver on this machine; unset = none",
   },
   redisUrl: { env: "REDIS_URL", yaml: "redis_url", schema: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(), default: undefined, help: "Redis shared by several router nodes: per-client rate limits draw from one budget across them (unset = each router counts alone)" },
   runtime: { env: "DECK_RUNTIME", yaml: "runtime", schema: z.enum(["process", "docker"]), default: "process", help: "how releases run: process (supervised processes) or docker (one container per process; Dockerfile apps need it)" },

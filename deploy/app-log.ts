@@ -1,5 +1,5 @@
 import { appendFileSync, mkdirSync } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { open, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { DatabasePool } from "slonik";
 import { insertBuildLogs } from "../store/queries/index.ts";
@@ -59,8 +59,17 @@ export class DeployOutput {
   }
 }
 
+/**
+ * The app log as readers see it. Besides whole lines, a log may hold lines of spaces: the retention job
+ * (monitor/logs/retention.ts) trims the oldest lines in place, removing whole filesystem blocks from
+ * the file's start and blanking the part of a line it cut through. No writer ever writes such a line
+ * (every line starts with its time), so readers skip them.
+ */
+export const isBlankLogLine = (line: string): boolean => line.trim() === "";
+
 /** The last `n` lines of a log file, reading only its end. */
 export async function readLogTail(file: string, n: number): Promise<string[]> {
+  if (n <= 0) return [];
   let fh;
   try {
     fh = await open(file, "r");
@@ -71,51 +80,175 @@ export async function readLogTail(file: string, n: number): Promise<string[]> {
     const { size } = await fh.stat();
     let start = size;
     let text = "";
+    let lines: string[] = [];
     while (start > 0) {
       const len = Math.min(64 * 1024, start);
       start -= len;
       const buf = Buffer.alloc(len);
       await fh.read(buf, 0, len, start);
       text = buf.toString("utf8") + text;
-      if (text.split("\n").length > n + 1) break;
+      lines = text.split("\n").filter((l) => !isBlankLogLine(l));
+      if (lines.length > n + 1) break;
     }
-    const lines = text.split("\n");
-    if (lines[lines.length - 1] === "") lines.pop();
+    // A first line cut by the chunk boundary is left out by taking the last n of more than n + 1.
     return lines.slice(-n);
   } finally {
     await fh.close();
   }
 }
 
-/** Calls `onLine` for every line appended to the file from now on, until the signal aborts. */
-export async function followLog(file: string, onLine: (line: string) => void, signal: AbortSignal): Promise<void> {
-  let offset = 0;
+/** How far a follower has read: the file (inode), the offset after the last whole line, and that line's end. */
+interface FollowPosition {
+  ino: number;
+  offset: number;
+  /** The last bytes (at most ANCHOR_BYTES) of the last line read, ending at `offset`. */
+  anchor: Buffer;
+  /** Searches in a row that did not find the anchor again. */
+  misses?: number;
+}
+
+const ANCHOR_BYTES = 256;
+const FOLLOW_CHUNK = 1024 * 1024;
+const RELOCATE_TRIES = 5;
+
+export interface FollowOptions {
+  /** How often the file is checked for new lines (default 200 ms). */
+  intervalMs?: number;
+  /** Called once the follower has its place: every line written from then on reaches it. */
+  onReady?: () => void;
+}
+
+/**
+ * Calls `onLine` for every line appended to the file from now on, until the signal aborts.
+ *
+ * A follower keeps its place through what happens to the file: a file replaced under the same name
+ * (the process supervisor moves a full log aside) is read from its start; a log trimmed in place by the
+ * retention job (whole blocks cut from its start, so every offset moves back by a multiple of the
+ * block size) is found again by the end of the last line read, so no line is shown twice or skipped.
+ */
+export async function followLog(file: string, onLine: (line: string) => void, signal: AbortSignal, options: FollowOptions = {}): Promise<void> {
+  const every = options.intervalMs ?? 200;
+  let pos: FollowPosition | null = null;
   try {
-    offset = (await stat(file)).size;
+    pos = await endOfLog(file);
   } catch {
-    offset = 0;
+    // The log appears with the first line an app writes: it is read from its start.
   }
-  let carry = "";
+  options.onReady?.();
   while (!signal.aborted) {
+    let more = false;
     try {
-      const { size } = await stat(file);
-      if (size < offset) offset = 0; // truncated or replaced
-      if (size > offset) {
-        const fh = await open(file, "r");
-        const buf = Buffer.alloc(size - offset);
-        await fh.read(buf, 0, buf.length, offset);
-        await fh.close();
-        offset = size;
-        const parts = (carry + buf.toString("utf8")).split("\n");
-        carry = parts.pop() ?? "";
-        for (const p of parts) onLine(p);
-      }
-    } catch {
-      // The log appears with the first line an app writes.
+      const next: { pos: FollowPosition; more: boolean } = await readNewLines(file, pos, onLine);
+      pos = next.pos;
+      more = next.more;
+    } catch (e) {
+      // The log appears with the first line an app writes (or is back after apps:destroy).
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
     }
-    await new Promise((r) => {
-      const t = setTimeout(r, 200);
-      signal.addEventListener("abort", () => { clearTimeout(t); r(undefined); }, { once: true });
+    if (more) continue;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const t = setTimeout(done, every);
+      signal.addEventListener("abort", done, { once: true });
     });
   }
+}
+
+/** The position after the last whole line: a line being written now is read in full later. */
+async function endOfLog(file: string): Promise<FollowPosition> {
+  const fh = await open(file, "r");
+  try {
+    const st = await fh.stat();
+    const len = Math.min(ANCHOR_BYTES + 1, st.size);
+    const buf = Buffer.alloc(len);
+    const { bytesRead } = await fh.read(buf, 0, len, st.size - len);
+    const data = buf.subarray(0, bytesRead);
+    const end = data.lastIndexOf(0x0a) + 1;
+    return { ino: st.ino, offset: st.size - len + end, anchor: lastLineOf(data, end) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The end (at most ANCHOR_BYTES) of the last line in data[0, end). */
+function lastLineOf(data: Buffer, end: number): Buffer {
+  const lastStart = end >= 2 ? data.lastIndexOf(0x0a, end - 2) + 1 : 0;
+  return Buffer.from(data.subarray(Math.max(lastStart, end - ANCHOR_BYTES), end));
+}
+
+/** Reads what was appended since `pos` (at most FOLLOW_CHUNK at a time); `more` when there is more already. */
+async function readNewLines(file: string, pos: FollowPosition | null, onLine: (line: string) => void): Promise<{ pos: FollowPosition; more: boolean }> {
+  const fh = await open(file, "r");
+  try {
+    const st = await fh.stat();
+    let at: FollowPosition = pos && pos.ino === st.ino ? pos : { ino: st.ino, offset: 0, anchor: Buffer.alloc(0) };
+    if (st.size <= at.offset && (await endsAt(fh, at.offset, at.anchor, st.size))) return { pos: at, more: false };
+    // The anchor is read with the new bytes: a trim between checking it and reading would shift them.
+    const a = at.anchor.length;
+    const len = Math.min(FOLLOW_CHUNK, Math.max(0, st.size - at.offset));
+    const buf = Buffer.alloc(a + len);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, at.offset - a);
+    if (bytesRead < a || !buf.subarray(0, a).equals(at.anchor)) return moved(await relocate(fh, at));
+    const data = buf.subarray(a, bytesRead);
+    let end = data.lastIndexOf(0x0a) + 1;
+    // A line longer than a whole chunk (never written by deck's writers) is passed on in pieces.
+    if (end === 0 && data.length === FOLLOW_CHUNK) end = data.length;
+    if (end === 0) return { pos: at, more: false };
+    // A trim that began while the bytes were read may have mixed old and new: they count only if the
+    // anchor is still in its place once they are in.
+    if (!(await endsAt(fh, at.offset, at.anchor, Infinity))) return moved(await relocate(fh, at));
+    const lines = data.subarray(0, end).toString("utf8").split("\n");
+    if (lines[lines.length - 1] === "") lines.pop();
+    for (const l of lines) if (!isBlankLogLine(l)) onLine(l);
+    const offset = at.offset + end;
+    return { pos: { ino: st.ino, offset, anchor: lastLineOf(data, end) }, more: offset < st.size };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Read again at once when the place was found; after a miss, at the next check. */
+const moved = (pos: FollowPosition) => ({ pos, more: !pos.misses });
+
+/**
+ * After a trim: where the last line read is now. A search that overlaps a trim in progress can miss it,
+ * so only after several searches in a row find nothing is the line taken for trimmed away (the follower
+ * was further behind than the trim): then all that is left is new to it.
+ */
+async function relocate(fh: FileHandle, at: FollowPosition): Promise<FollowPosition> {
+  const st = await fh.stat();
+  const offset = await findAnchor(fh, at, st.size, st.blksize || 4096);
+  if (offset !== null) return { ...at, offset, misses: 0 };
+  const misses = (at.misses ?? 0) + 1;
+  return misses < RELOCATE_TRIES ? { ...at, misses } : { ino: at.ino, offset: 0, anchor: Buffer.alloc(0) };
+}
+
+async function endsAt(fh: FileHandle, offset: number, anchor: Buffer, size: number): Promise<boolean> {
+  if (offset > size) return false;
+  if (anchor.length === 0) return true;
+  const buf = Buffer.alloc(anchor.length);
+  const { bytesRead } = await fh.read(buf, 0, anchor.length, offset - anchor.length);
+  return bytesRead === anchor.length && buf.equals(anchor);
+}
+
+/** Where the anchor ends now, looking at every offset a block-aligned cut from the start could have moved it to. */
+async function findAnchor(fh: FileHandle, pos: FollowPosition, size: number, blk: number): Promise<number | null> {
+  const a = pos.anchor.length;
+  if (a === 0) return null;
+  let hi = pos.offset - blk * Math.max(1, Math.ceil((pos.offset - size) / blk));
+  while (hi >= a) {
+    const lowest = hi - blk * Math.min(255, Math.floor((hi - a) / blk));
+    const base = lowest - a;
+    const buf = Buffer.alloc(hi - base);
+    await fh.read(buf, 0, buf.length, base);
+    for (let c = hi; c >= lowest; c -= blk) {
+      if (buf.subarray(c - a - base, c - base).equals(pos.anchor)) return c;
+    }
+    hi = lowest - blk;
+  }
+  return null;
 }

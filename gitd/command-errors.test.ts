@@ -22,7 +22,7 @@ test("a failed SSH command prints one line, deck: error (CODE): MESSAGE, and exi
   const missing = await run(["config:get", "web"]);
   assert.deepEqual([missing.status, missing.err], [1, ["deck: error (bad_argument): missing KEY; usage: config:get APP KEY"]]);
   const option = await run(["logs", "web", "--color"]);
-  assert.deepEqual([option.status, option.err], [1, ["deck: error (bad_argument): unknown option --color; usage: logs APP [-n N] [-t]"]]);
+  assert.deepEqual([option.status, option.err], [1, ["deck: error (bad_argument): unknown option --color; usage: logs APP [-n N] [-t] [--since|--grep|--process|--source ...] [--json]"]]);
   assert.deepEqual([...unknown.logs, ...missing.logs, ...option.logs], []);
 });
 

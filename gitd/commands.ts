@@ -2,7 +2,7 @@ import { DeckError } from "../core/index.ts";
 import {
   addAppDomain, addKey, addOwnCertificate, appAudit, bandwidthReport, cancelBuilds, changeConfig, clearBuildCache, configValue, createApp, describeRouterStatus,
   describeSetting, destroyApp, domainsOf, findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listKeys, listVisibleApps, maintenanceReport,
-  parseAssignments, parseFormation, parseRouterSetting, readAppLog, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate, removeKey,
+  parseAssignments, parseFormation, parseRouterSetting, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate, removeKey,
   report, restart, revokeAppAccess, rollback, ROUTER_KEYS, routerReport, scale, setBuilder, setDefaultCertificate, setHealthCheck, setMaintenance, setResourceLimits,
   setRouterSettings, showConfig, startApp, stopApp, type BuildSummary, type Caller, type DeployDeps,
 } from "../ops/index.ts";
@@ -94,17 +94,6 @@ const COMMANDS: Record<string, CommandSpec> = {
       if (keys.length === 0) throw new DeckError("bad_argument", "no KEY given; usage: config:unset APP KEY ...");
       const r = await changeConfig(deps, caller, name, { unset: keys }, io.out);
       io.out(r.version ? `unset ${keys.join(", ")} and deployed v${r.version}` : `unset ${keys.join(", ")}`);
-    },
-  },
-  logs: {
-    usage: "logs APP [-n N] [-t]", help: "show app and build output; -t follows new lines", flags: ["-n", "--num"], bools: ["-t", "--tail"],
-    run: async (deps, caller, args, io) => {
-      const name = args.app("logs APP [-n N] [-t]");
-      const rawN = (args.flags.get("-n") ?? args.flags.get("--num") ?? "100") as string;
-      if (!/^\d{1,6}$/.test(rawN)) throw new DeckError("bad_argument", `-n needs a number of lines, got "${rawN.slice(0, 20)}"`);
-      const log = await readAppLog(deps, caller, name, Number(rawN));
-      for (const l of log.lines) io.out(l);
-      if (args.flags.has("-t") || args.flags.has("--tail")) await log.follow(io.out, io.signal);
     },
   },
   releases: {

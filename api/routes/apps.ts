@@ -2,7 +2,7 @@ import { z } from "zod/v4";
 import { DeckError } from "../../core/index.ts";
 import {
   addAppDomain, addOwnCertificate, appAudit, cancelBuilds, changeConfig, clearBuildCache, createApp, deploymentsOf, deploymentWithLog, destroyApp, domainsOf,
-  findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listVisibleApps, readAppLog, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate,
+  findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listVisibleApps, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate,
   report, restart, revokeAppAccess, rollback, scale, setDefaultCertificate, setHealthCheck, showConfig, REVEAL_CONFIG,
 } from "../../ops/index.ts";
 import { MINIMUM_SCOPE } from "../auth/scopes.ts";
@@ -204,32 +204,6 @@ defineRoute({
     const output: string[] = [];
     await restart(deps, caller, params.app, (l) => output.push(l));
     return { output };
-  },
-});
-
-// ---------- logs ----------
-defineRoute({
-  method: "get", path: "/apps/:app/logs", scope: "deploy", tag: "logs", summary: "App and build output; follow=true streams new lines as server-sent events", params: appParams,
-  query: z.object({ lines: z.coerce.number().int().min(0).max(10_000).default(100), follow: z.enum(["true", "false"]).default("false") }).strict(),
-  raw: true,
-  handler: async ({ ctx, deps, caller, params, query }) => {
-    const log = await readAppLog(deps, caller, params.app, query.lines);
-    if (query.follow !== "true") {
-      ctx.status = 200;
-      ctx.body = { lines: log.lines };
-      return;
-    }
-    ctx.respond = false;
-    const res = ctx.res;
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive", "x-accel-buffering": "no" });
-    const send = (l: string) => res.write(`data: ${l.replace(/\r?\n/g, " ")}\n\n`);
-    log.lines.forEach(send);
-    const abort = new AbortController();
-    ctx.req.on("close", () => abort.abort());
-    const ping = setInterval(() => res.write(": keep-alive\n\n"), 15_000);
-    await log.follow(send, abort.signal);
-    clearInterval(ping);
-    res.end();
   },
 });
 

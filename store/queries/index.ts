@@ -16,3 +16,4 @@ export * from "./metrics.ts";
 export * from "./notify.ts";
 export * from "./uptime.ts";
 export * from "./alerts.ts";
+export * from "./logs.ts";
