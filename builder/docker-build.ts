@@ -381,40 +381,53 @@ export async function buildSlugImage(req: SlugImageRequest): Promise<BuiltImage>
   const contextDir = await mkdtemp(join(dirname(req.slugDir), ".image-context-"));
   try {
     await writeFile(join(contextDir, "Dockerfile"), slugDockerfile(req.baseImage, req.sandbox));
-    const [cmd, ...args] = slugContextArgv(contextDir, req.dir);
-    // A raw byte stream for the engine (not lines), so tar is spawned here rather than through exec.ts.
-    const tar = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let tarError = "";
-    tar.stderr.on("data", (c) => (tarError += c));
-    const tarExit = new Promise<number | null>((resolve) => {
-      tar.once("error", (e) => {
-        tarError += e.message;
-        resolve(null);
-      });
-      tar.once("close", (code) => resolve(code));
-    });
+    // Now and then, on a busy machine, the engine answers that it found no Dockerfile in a context that
+    // holds one: the context is sent once more, for that answer only.
     try {
-      const image = await buildImage({
-        engine: req.engine,
-        context: tar.stdout,
-        tag: imageTag(req.app, req.slugDir),
-        labels: { "deck.app": req.app, "deck.commit": req.commitSha },
-        signal: req.signal,
-        onLine: req.onLine,
-      }).catch(async (e: unknown) => {
-        // An engine that found no Dockerfile in the context was most likely sent a cut-short archive: say why.
-        const code = await Promise.race([tarExit, new Promise<"running">((r) => setTimeout(() => r("running"), 1000))]);
-        if (code !== 0 && code !== "running") throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`, { cause: e });
-        throw e;
-      });
-      const code = await tarExit;
-      if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`);
-      await writeImageRef(req.dir, image, SLUG_APP_DIR);
-      return image;
-    } finally {
-      tar.kill("SIGKILL");
+      return await packSlugImage(req, contextDir);
+    } catch (e) {
+      if (!(e instanceof Error) || !/Cannot locate specified Dockerfile/.test(e.message) || req.signal.aborted) throw e;
+      req.onLine("       (the Docker engine did not see the image's Dockerfile; sending the slug again)");
+      return await packSlugImage(req, contextDir);
     }
   } finally {
     await rm(contextDir, { recursive: true, force: true });
+  }
+}
+
+/** Sends the slug under app/ with the Dockerfile in `contextDir` to the engine as one tar, and builds it. */
+async function packSlugImage(req: SlugImageRequest, contextDir: string): Promise<BuiltImage> {
+  const [cmd, ...args] = slugContextArgv(contextDir, req.dir);
+  // A raw byte stream for the engine (not lines), so tar is spawned here rather than through exec.ts.
+  const tar = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let tarError = "";
+  tar.stderr.on("data", (c) => (tarError += c));
+  const tarExit = new Promise<number | null>((resolve) => {
+    tar.once("error", (e) => {
+      tarError += e.message;
+      resolve(null);
+    });
+    tar.once("close", (code) => resolve(code));
+  });
+  try {
+    const image = await buildImage({
+      engine: req.engine,
+      context: tar.stdout,
+      tag: imageTag(req.app, req.slugDir),
+      labels: { "deck.app": req.app, "deck.commit": req.commitSha },
+      signal: req.signal,
+      onLine: req.onLine,
+    }).catch(async (e: unknown) => {
+      // An engine that found no Dockerfile in the context was most likely sent a cut-short archive: say why.
+      const code = await Promise.race([tarExit, new Promise<"running">((r) => setTimeout(() => r("running"), 1000))]);
+      if (code !== 0 && code !== "running") throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`, { cause: e });
+      throw e;
+    });
+    const code = await tarExit;
+    if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`);
+    await writeImageRef(req.dir, image, SLUG_APP_DIR);
+    return image;
+  } finally {
+    tar.kill("SIGKILL");
   }
 }
