@@ -333,7 +333,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     started.push(() => alerts.stop());
     // Samples of every app's CPU, memory, restarts and traffic (metrics APP), rolled up and kept by age.
     const collector = new MetricsCollector({
-      db: db.pool, intervalSeconds: config.metricsInterval, log, onSample: (at) => alerts.onSample(at),
+      db: db.pool, intervalSeconds: config.metricsInterval, log, onSample: (at) => alerts.onSample(at), source: holder.prefix.replace(/:$/, ""),
       sources: { processes: () => runtime.list(), stats: () => runtime.stats(), routerCounters: () => routerMetering.counters() },
     });
     collector.start();
@@ -344,8 +344,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       host: config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host,
       probeToken,
       onChange: (c) => {
-        streamEvents.emit({ type: "uptime", app: c.app, data: { down: c.down, cause: c.cause, since: c.since } });
-        alerts.onUptime(c);
+        streamEvents.emit({ type: "uptime", app: c.app, data: { down: c.down, cause: c.cause, since: c.since, source: c.source } });
+        if (c.source === "probe") alerts.onUptime(c);
       },
     });
     uptime.start();

@@ -60,6 +60,47 @@ export function sumSamples(samples: readonly MetricSample[], at: number, process
 }
 
 /**
+ * Rows of the same series and period written by different machines (a deck server's processes and
+ * router, each router node's traffic) as one: counts, memory, CPU and connections add up, since each
+ * machine measured different processes and requests.
+ */
+export function mergeSources(rows: readonly MetricSample[]): MetricSample {
+  const first = rows[0]!;
+  const out: MetricSample = { ...first, latency: first.latency ? [...first.latency] : null };
+  const add = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : a + b);
+  for (const s of rows.slice(1)) {
+    out.seconds = Math.max(out.seconds, s.seconds);
+    out.release ??= s.release;
+    out.cpuSeconds = add(out.cpuSeconds, s.cpuSeconds);
+    out.rssBytes = add(out.rssBytes, s.rssBytes);
+    out.memoryLimitBytes = add(out.memoryLimitBytes, s.memoryLimitBytes);
+    out.connections = add(out.connections, s.connections);
+    out.restarts += s.restarts;
+    out.requests += s.requests;
+    out.status2xx += s.status2xx;
+    out.status3xx += s.status3xx;
+    out.status4xx += s.status4xx;
+    out.status5xx += s.status5xx;
+    out.bytesIn += s.bytesIn;
+    out.bytesOut += s.bytesOut;
+    if (s.latency) out.latency = out.latency ? out.latency.map((n, i) => n + (s.latency![i] ?? 0)) : [...s.latency];
+  }
+  return out;
+}
+
+/** Rows ordered by period: each period's rows of one series (several sources) merged into one, in order. */
+export function mergeSourceRows<T extends MetricSample>(rows: readonly T[], keyOf: (row: T) => string = (r) => r.process): T[] {
+  const groups = new Map<string, T[]>();
+  for (const r of rows) {
+    const key = `${r.at}\u0000${keyOf(r)}`;
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()].map((g) => (g.length === 1 ? g[0]! : ({ ...g[0]!, ...mergeSources(g) } as T)));
+}
+
+/**
  * The `q` quantile (0.95) of a latency histogram, in milliseconds, interpolated inside its bucket;
  * null without requests. Past the last bound it answers the last bound (the histogram knows no more).
  */

@@ -78,11 +78,17 @@ defineCommands({
       io.out(r.uptimePercent === null
         ? `${r.app}: no checks in the last ${r.daily.length} day(s) yet (deck checks apps that run a live release, unless stopped or in maintenance)`
         : `${r.app}: ${formatUptimePercent(r.uptimePercent)} up over the last ${r.daily.length} day(s) (${r.checks} checks, ${r.failures} failed)`);
-      for (const l of pad([["DAY (UTC)", "UPTIME", "CHECKS", "FAILED"], ...r.daily.map((d) => [d.day, formatUptimePercent(d.uptimePercent), String(d.checks), String(d.failures)])])) io.out(l);
+      if (r.availabilityPercent !== null) io.out(`requests answered without a 5xx: ${formatUptimePercent(r.availabilityPercent)} (${r.requests - r.failedRequests} of ${r.requests})`);
+      for (const l of pad([["DAY (UTC)", "UPTIME", "CHECKS", "FAILED", "SERVED", "REQUESTS"], ...r.daily.map((d) => [
+        d.day, formatUptimePercent(d.uptimePercent), String(d.checks), String(d.failures), formatUptimePercent(d.availabilityPercent), String(d.requests),
+      ])])) io.out(l);
       io.out("");
       if (r.incidents.length === 0) return io.out("no incidents");
       io.out(`incidents, newest first (UTC):`);
-      for (const l of pad([["STARTED", "ENDED", "DURATION", "CAUSE"], ...r.incidents.map((i) => [time(i.startedAt), i.endedAt ? time(i.endedAt) : "ongoing", formatUptimeDuration(i.durationSeconds), i.cause])])) io.out(l);
+      const seenBy = (i: (typeof r.incidents)[number]) => (i.source === "traffic" ? "its requests" : i.location === "" ? "deck's checks" : `checks via router ${i.location}`);
+      for (const l of pad([["STARTED", "ENDED", "DURATION", "SEEN IN", "CAUSE"], ...r.incidents.map((i) => [
+        time(i.startedAt), i.endedAt ? time(i.endedAt) : "ongoing", formatUptimeDuration(i.durationSeconds), seenBy(i), i.cause,
+      ])])) io.out(l);
     },
   },
 });

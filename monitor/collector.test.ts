@@ -44,7 +44,7 @@ for (const backend of await databaseBackends()) {
           return { instance, apps: { meter: { byClass: [0, counts.ok, 0, 0, counts.failed], bytesIn: 0, bytesOut: 0, buckets, count: counts.ok + counts.failed } }, inflight: { "127.0.0.1:5000": 2 } };
         },
       };
-      const collector = new MetricsCollector({ db, sources, intervalSeconds: 10, log: () => {} });
+      const collector = new MetricsCollector({ db, sources, intervalSeconds: 10, log: () => {}, source: "server-a" });
       const t0 = Date.UTC(2026, 0, 1, 10, 0, 5);
       await collector.tick(t0);
       // 10 s later: 90 good and 10 failed requests, 2 s of CPU, one restart.
@@ -71,12 +71,14 @@ for (const backend of await databaseBackends()) {
       const web = await listSamples(db, appId, 10, t0 - 60_000, t0 + 60_000, "processes");
       assert.deepEqual(web.slice(0, 2).map((s) => [s.process, s.cpuSeconds, s.restarts, s.connections, s.memoryLimitBytes]), [["web.1", 2, 1, 2, 100 * 1024 * 1024], ["web.1", 1, 0, 2, 100 * 1024 * 1024]]);
 
-      // The next minute: the finished one is summed into a 1-minute row.
+      // Once every source's last row of the minute is in (an interval and a margin later), the minute is summed into a 1-minute row.
       await collector.tick(t0 + 60_000);
+      assert.equal((await listSamples(db, appId, 60, t0 - 3600_000, t0 + 3600_000, "app")).length, 0, "not before the minute settled");
+      await collector.tick(t0 + 70_000);
       const minutes = await listSamples(db, appId, 60, t0 - 3600_000, t0 + 3600_000, "app");
       assert.deepEqual(minutes.map((m) => [new Date(m.at).toISOString(), m.requests, m.status5xx, m.seconds]), [["2026-01-01T10:00:00.000Z", 140, 10, 40]]);
       // The next hour: hourly rows from the minutes.
-      await collector.tick(t0 + 3600_000);
+      await collector.tick(t0 + 3_615_000);
       const hours = await listSamples(db, appId, 3600, t0 - 86_400_000, t0 + 86_400_000, "app");
       assert.deepEqual(hours.map((h) => [new Date(h.at).toISOString(), h.requests]), [["2026-01-01T10:00:00.000Z", 140]]);
 
@@ -86,6 +88,40 @@ for (const backend of await databaseBackends()) {
       assert.equal((await listSamples(db, appId, 60, t0 - 60_000, t0 + 55_000, "app")).length, 1, "the minute of 10:00 is kept");
       assert.deepEqual((await listSamples(db, appId, 3600, t0 - 86_400_000, t0 + 3_500_000, "app")).map((h) => h.requests), [140], "and its hour");
       await collector.stop();
+    });
+
+    it("adds up what a deck server and a router node measured of the same app, also in rollups, including a row that came late", async () => {
+      const db = t.db.pool;
+      const other = (await insertApp(db, { name: "shared", orgId: Number(await db.oneFirst(q`SELECT org_id FROM apps WHERE id = ${appId}`)), createdBy: Number(await db.oneFirst(q`SELECT id FROM users LIMIT 1`)) })).id;
+      const reading = (requests: number, failed: number): RouterCountersReading => {
+        const buckets = new Array(13).fill(0);
+        buckets[3] = requests + failed;
+        return { instance: "r", apps: { shared: { byClass: [0, requests, 0, 0, failed], bytesIn: 0, bytesOut: 100 * (requests + failed), buckets, count: requests + failed } } };
+      };
+      let server = reading(0, 0);
+      let node = reading(0, 0);
+      const none = { processes: async () => [], stats: async () => [] };
+      const onServer = new MetricsCollector({ db, intervalSeconds: 10, log: () => {}, source: "server-a", sources: { ...none, routerCounters: async () => server } });
+      const onNode = new MetricsCollector({ db, intervalSeconds: 10, log: () => {}, source: "router:edge-1:8080", rollups: false, sources: { ...none, routerCounters: async () => node } });
+      const t1 = Date.UTC(2026, 0, 2, 10, 0, 2);
+      await onServer.tick(t1);
+      await onNode.tick(t1 + 3_000);
+      server = reading(20, 0);
+      node = reading(50, 5);
+      await onServer.tick(t1 + 10_000);
+      await onNode.tick(t1 + 13_000);
+      const tens = await listSamples(db, other, 10, t1 - 60_000, t1 + 60_000, "app");
+      assert.deepEqual(tens.map((s) => [s.requests, s.status5xx, s.bytesOut]), [[75, 5, 7500]], "one row for the 10 seconds, both machines' requests in it");
+      // The minute rolls up after it settled; the router node's row of 10:00:50 comes late, after that rollup.
+      server = reading(30, 0);
+      await onServer.tick(t1 + 50_000);
+      await onServer.tick(t1 + 75_000);
+      node = reading(60, 5);
+      await onNode.tick(t1 + 53_000);
+      await onServer.tick(t1 + 135_000);
+      const minutes = await listSamples(db, other, 60, t1 - 3600_000, t1 + 3600_000, "app");
+      assert.deepEqual(minutes.map((m) => [new Date(m.at).toISOString(), m.requests, m.status5xx]), [["2026-01-02T10:00:00.000Z", 95, 5]]);
+      await Promise.all([onServer.stop(), onNode.stop()]);
     });
   });
 }

@@ -10,9 +10,15 @@
  *
  * Counters are turned into amounts per period by taking differences of successive readings; a reading
  * after the router restarted (its run id changed) counts from zero.
+ *
+ * Several machines may measure the same app: each deck server its own processes and router, each router
+ * node (`deck server --role router`) only its traffic. Each writes its 10-second rows under its own
+ * `source`; readers add a period's rows together, and rollups hold every source's sum. A rollup waits
+ * until every source has written its last row of the minute (one interval and a margin) and sums the
+ * minute before it again, so a row that came late is counted.
  */
 import type { DatabasePool } from "slonik";
-import { sumSamples, type MetricSample, type ProcessInfo, type ProcessStats } from "../core/index.ts";
+import { mergeSourceRows, sumSamples, type MetricSample, type ProcessInfo, type ProcessStats } from "../core/index.ts";
 import { deleteSamplesBefore, latestSampleAt, listApps, listSamplesBetween, saveSamples, type StoredSample } from "../store/queries/index.ts";
 
 /** The router's counters as GET /metering/counters answers them (router/metering.ts RouterCounters). */
@@ -38,6 +44,10 @@ export interface MetricsCollectorOptions {
   log(line: string): void;
   /** Called after each sample is saved (alerts evaluate then). */
   onSample?(at: number): void;
+  /** Names this machine's rows (see the top of this file). */
+  source: string;
+  /** Rollups and retention: deck servers do them; a router node only samples. Default true. */
+  rollups?: boolean;
 }
 
 export const RETENTION_MS: Record<number, number> = { 10: 48 * 3600_000, 60: 30 * 86_400_000, 3600: 396 * 86_400_000 };
@@ -58,6 +68,7 @@ export class MetricsCollector {
   /** The newest sample time saved: two ticks close together never share a slot. */
   private lastAt = 0;
   private routerWarned = false;
+  private trouble = "";
   private rolledMinute = 0;
   private rolledHour = 0;
   private lastRetention = 0;
@@ -80,10 +91,21 @@ export class MetricsCollector {
   /** One sample now (and the rollups and retention that are due); one at a time. */
   tick(now = Date.now()): Promise<void> {
     if (this.running) return this.running;
+    const upkeep = this.options.rollups !== false;
     this.running = this.sample(now)
-      .then(() => this.rollUp(now))
-      .then(() => this.retain(now))
-      .catch((e: Error) => this.options.log(`metrics: ${e.message}`))
+      .then(() => (upkeep ? this.rollUp(now) : undefined))
+      .then(() => (upkeep ? this.retain(now) : undefined))
+      .then(
+        () => {
+          if (this.trouble) this.options.log("metrics: sampling again");
+          this.trouble = "";
+        },
+        (e: Error) => {
+          // Once per kind of trouble (a database away for a while says so once, not every 10 seconds).
+          if (e.message !== this.trouble) this.options.log(`metrics: ${e.message}`);
+          this.trouble = e.message;
+        },
+      )
       .finally(() => (this.running = null));
     return this.running;
   }
@@ -169,8 +191,9 @@ export class MetricsCollector {
       }
       // An app with nothing running and no traffic has nothing to say.
       if (mine.length === 0 && whole.requests === 0 && whole.bytesOut === 0) continue;
-      samples.push({ ...whole, appId: app.id, resolution: 10 });
-      for (const s of processSamples) if (!s.process.includes("@")) samples.push({ ...s, appId: app.id, resolution: 10 });
+      const source = this.options.source;
+      samples.push({ ...whole, appId: app.id, resolution: 10, source });
+      for (const s of processSamples) if (!s.process.includes("@")) samples.push({ ...s, appId: app.id, resolution: 10, source });
     }
     await saveSamples(db, samples);
     this.options.onSample?.(at);
@@ -178,14 +201,17 @@ export class MetricsCollector {
 
   /** Sums finished minutes into 1-minute rows and finished hours into hourly rows (idempotent). */
   private async rollUp(now: number): Promise<void> {
-    const minute = now - (now % 60_000);
+    // Every source's last row of a minute is in once an interval (and a margin) has passed.
+    const settled = now - this.options.intervalSeconds * 1000 - 5_000;
+    const minute = settled - (settled % 60_000);
     if (minute > this.rolledMinute) {
-      // The minutes since the last rollup of this run (after a restart: the last stored one), at most a day.
-      const from = this.rolledMinute || Math.max(((await latestSampleAt(this.options.db, 60)) ?? minute - 60_000), minute - 86_400_000);
+      // The minutes since the last rollup of this run, the one before it again (a late row), after a restart
+      // from the last stored one; at most a day.
+      const from = this.rolledMinute ? this.rolledMinute - 60_000 : Math.max(((await latestSampleAt(this.options.db, 60)) ?? minute - 60_000), minute - 86_400_000);
       await this.sumInto(10, 60, from, minute);
       this.rolledMinute = minute;
     }
-    const hour = now - (now % 3_600_000);
+    const hour = minute - (minute % 3_600_000);
     if (hour > this.rolledHour) {
       const from = this.rolledHour || Math.max(((await latestSampleAt(this.options.db, 3600)) ?? hour - 3_600_000), hour - 30 * 86_400_000);
       await this.sumInto(60, 3600, from, hour);
@@ -196,12 +222,13 @@ export class MetricsCollector {
   private async sumInto(fromResolution: number, toResolution: number, fromMs: number, toMs: number): Promise<void> {
     if (toMs <= fromMs) return;
     // Rollups are of the app as a whole: each process's own series is kept at 10 seconds, 48 hours.
-    const rows = (await listSamplesBetween(this.options.db, fromResolution, fromMs, toMs)).filter((r) => r.process === "");
+    // Each period's rows from several sources become one first, then the periods are summed.
+    const rows = mergeSourceRows((await listSamplesBetween(this.options.db, fromResolution, fromMs, toMs)).filter((r) => r.process === ""), (r) => String(r.appId));
     const groups = new Map<string, StoredSample[]>();
     const step = toResolution * 1000;
     for (const r of rows) {
       const start = r.at - (r.at % step);
-      const key = `${r.appId}\u0000${r.process}\u0000${start}`;
+      const key = `${r.appId}\u0000${start}`;
       const g = groups.get(key);
       if (g) g.push(r);
       else groups.set(key, [r]);
@@ -209,7 +236,7 @@ export class MetricsCollector {
     const out: StoredSample[] = [];
     for (const g of groups.values()) {
       const first = g[0]!;
-      out.push({ ...sumSamples(g, first.at - (first.at % step), first.process), appId: first.appId, resolution: toResolution });
+      out.push({ ...sumSamples(g, first.at - (first.at % step), ""), appId: first.appId, resolution: toResolution, source: "" });
     }
     await saveSamples(this.options.db, out);
   }

@@ -1,7 +1,11 @@
-/** What deck reports of an app's uptime: the probes' checks per day and the incidents (monitor/uptime). */
+/**
+ * What deck reports of an app's uptime (monitor/uptime): per day, the health checks deck's servers and
+ * router nodes made and how many failed, and how many of the app's real requests were answered without
+ * a 5xx (passive availability); and the incidents, from the checks or from the traffic.
+ */
 import { DeckError } from "../core/index.ts";
 import type { DeployDeps } from "../deploy/index.ts";
-import { uptimeDaysOf, uptimeIncidentsOf, type UptimeDayRow, type UptimeIncidentRow } from "../store/queries/uptime.ts";
+import { trafficDaysOf, uptimeDaysOf, uptimeIncidentsOf, type UptimeDayRow, type UptimeIncidentRow } from "../store/queries/uptime.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 
 export const UPTIME_DEFAULT_DAYS = 90;
@@ -16,6 +20,11 @@ export interface UptimeDay {
   failures: number;
   /** Percent of good checks, cut (not rounded) to 3 decimals, so 100 means no failed check; null without checks. */
   uptimePercent: number | null;
+  /** The app's requests through the router that day, and how many were answered 5xx. */
+  requests: number;
+  failedRequests: number;
+  /** Percent of requests answered without a 5xx, cut like uptimePercent; null without requests. */
+  availabilityPercent: number | null;
 }
 
 export interface UptimeIncident {
@@ -26,6 +35,8 @@ export interface UptimeIncident {
   durationSeconds: number;
   cause: string;
   source: "probe" | "traffic";
+  /** Where failing checks came from: '' deck's servers, 'HOST:PORT' a router node. */
+  location: string;
 }
 
 export interface UptimeReport {
@@ -35,6 +46,9 @@ export interface UptimeReport {
   checks: number;
   failures: number;
   uptimePercent: number | null;
+  requests: number;
+  failedRequests: number;
+  availabilityPercent: number | null;
   /** Newest first. */
   daily: UptimeDay[];
   /** Newest first: those still open or ended within the period. */
@@ -49,11 +63,13 @@ export async function uptimeReport(deps: DeployDeps, caller: Caller, appName: st
   const app = await authorizeApp(deps.db, caller, "app:read", appName);
   const now = new Date();
   const period = uptimePeriod(now, days, app.createdAt);
-  const [rows, incidents] = await Promise.all([
-    uptimeDaysOf(deps.db, app.id, period[period.length - 1]!),
-    uptimeIncidentsOf(deps.db, app.id, `${period[period.length - 1]!}T00:00:00Z`, UPTIME_MAX_INCIDENTS),
+  const first = period[period.length - 1]!;
+  const [rows, traffic, incidents] = await Promise.all([
+    uptimeDaysOf(deps.db, app.id, first),
+    trafficDaysOf(deps.db, app.id, first),
+    uptimeIncidentsOf(deps.db, app.id, `${first}T00:00:00Z`, UPTIME_MAX_INCIDENTS),
   ]);
-  return buildUptimeReport({ app: app.name, days, period, rows, incidents, now });
+  return buildUptimeReport({ app: app.name, days, period, rows, traffic, incidents, now });
 }
 
 /** The UTC days shown, newest first: the last `days` days, none before the app was created. */
@@ -73,24 +89,43 @@ export function uptimePercent(checks: number, failures: number): number | null {
   return Math.floor(((checks - failures) * 100_000) / checks) / 1000;
 }
 
-export function buildUptimeReport(input: { app: string; days: number; period: string[]; rows: UptimeDayRow[]; incidents: UptimeIncidentRow[]; now: Date }): UptimeReport {
+export interface UptimeReportInput {
+  app: string;
+  days: number;
+  period: string[];
+  rows: UptimeDayRow[];
+  traffic?: Array<{ day: string; requests: number; failed: number }>;
+  incidents: UptimeIncidentRow[];
+  now: Date;
+}
+
+export function buildUptimeReport(input: UptimeReportInput): UptimeReport {
   const byDay = new Map(input.rows.map((r) => [r.day, r]));
+  const trafficByDay = new Map((input.traffic ?? []).map((r) => [r.day, r]));
   const daily = input.period.map((day) => {
     const r = byDay.get(day);
     const checks = r?.checks ?? 0;
     const failures = r?.failures ?? 0;
-    return { day, checks, failures, uptimePercent: uptimePercent(checks, failures) };
+    const requests = trafficByDay.get(day)?.requests ?? 0;
+    const failedRequests = trafficByDay.get(day)?.failed ?? 0;
+    return { day, checks, failures, uptimePercent: uptimePercent(checks, failures), requests, failedRequests, availabilityPercent: uptimePercent(requests, failedRequests) };
   });
   const checks = daily.reduce((n, d) => n + d.checks, 0);
   const failures = daily.reduce((n, d) => n + d.failures, 0);
+  const requests = daily.reduce((n, d) => n + d.requests, 0);
+  const failedRequests = daily.reduce((n, d) => n + d.failedRequests, 0);
   const incidents = input.incidents.map((i) => ({
     startedAt: i.startedAt,
     endedAt: i.endedAt,
     durationSeconds: Math.max(0, Math.round(((i.endedAt ? Date.parse(i.endedAt) : input.now.getTime()) - Date.parse(i.startedAt)) / 1000)),
     cause: i.cause,
     source: i.source,
+    location: i.location,
   }));
-  return { app: input.app, days: input.days, checks, failures, uptimePercent: uptimePercent(checks, failures), daily, incidents };
+  return {
+    app: input.app, days: input.days, checks, failures, uptimePercent: uptimePercent(checks, failures),
+    requests, failedRequests, availabilityPercent: uptimePercent(requests, failedRequests), daily, incidents,
+  };
 }
 
 /** "99.931%", or "-" for a day without checks. */

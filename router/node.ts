@@ -9,8 +9,12 @@
  * deploy stops old processes only once every live node has moved off them. When PostgreSQL is away it
  * keeps serving its last table (also saved to a file, for a restart meanwhile) and reloads everything
  * once it is back.
+ *
+ * It also samples its own traffic per app into `metric_samples` (source `router:HOST:PORT`, added to
+ * the deck servers' rows by readers), and checks every app's health check path through itself as an
+ * uptime location of its own (`uptime APP` names the node in incidents it saw).
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -22,6 +26,9 @@ import {
   saveRouterNodeHeartbeat,
 } from "../store/queries/index.ts";
 import { configureSecrets, masterKeyFile } from "../store/secret-box.ts";
+import { MetricsCollector } from "../monitor/collector.ts";
+import { UptimeProber } from "../monitor/uptime/index.ts";
+import { endUptimeLocation } from "../store/queries/uptime.ts";
 import { AccessLog } from "./access-log.ts";
 import { loadCertsFile, saveCertsFile } from "./certs-file.ts";
 import { createRateLimiter, limitsFromConfig } from "./limits-config.ts";
@@ -142,7 +149,9 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
 
   const rateLimiter = createRateLimiter(config, log);
   const accessLog = config.accessLog === "on" ? new AccessLog(paths.accessLog, log) : undefined;
-  const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort });
+  // The node's own uptime checks carry this secret, so they are not metered as the apps' traffic.
+  const probeToken = randomBytes(32).toString("base64url");
+  const proxy = createProxyServer({ table, log, limits: limitsFromConfig(config), rateLimiter, accessLog, httpsPort: config.httpsPort, probeToken });
   const https = createTlsFrontend({ proxy, certs, log });
   const unsaved = await proxy.metering.loadUnsaved(paths.meteringFile);
   if ("error" in unsaved) log(`metering: cannot read unsaved usage: ${unsaved.error}`);
@@ -269,8 +278,26 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
   let firstRead: () => void = () => {};
   const firstReadDone = new Promise<void>((r) => (firstRead = r));
 
+  // Samples and uptime checks start with the first database connection (the pool reconnects by itself).
+  let monitoring: { collector: MetricsCollector; prober: UptimeProber } | null = null;
+  const startMonitoring = (database: Database) => {
+    if (monitoring !== null) return;
+    const collector = new MetricsCollector({
+      db: database.pool, intervalSeconds: config.metricsInterval, log, source: `router:${label}`, rollups: false,
+      sources: { processes: async () => [], stats: async () => [], routerCounters: async () => ({ ...proxy.metering.counters(), inflight: proxy.inflightByUpstream() }) },
+    });
+    const prober = new UptimeProber({
+      db: database.pool, httpPort: config.httpPort, domain: config.domain, intervalMs: config.uptimeInterval * 1000, log, probeToken, location: label,
+      host: config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host,
+    });
+    collector.start();
+    prober.start();
+    monitoring = { collector, prober };
+  };
+
   const startListening = (database: Database) => {
     db = database;
+    startMonitoring(database);
     void pruneRouterNodes(database.pool, FORGET_NODES_SECONDS).catch(() => undefined);
     listener = listenForNotifications({
       url,
@@ -338,6 +365,8 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
         }
         beating = false;
         clearTimeout(timer);
+        const watching = monitoring as { collector: MetricsCollector; prober: UptimeProber } | null;
+        if (watching !== null) await Promise.all([watching.collector.stop(), watching.prober.stop()]);
         await usage.stop();
         // What the database did not take is kept for the next start.
         await proxy.metering.saveUnsaved(paths.meteringFile).catch((e) => log(`metering: cannot keep unsaved usage in ${paths.meteringFile}: ${firstLine(e)}`));
@@ -347,6 +376,8 @@ export async function startRouterNode(options: RouterNodeOptions): Promise<Route
         const database = db as Database | null;
         if (database !== null) {
           await removeRouterNode(database.pool, id).catch(() => undefined);
+          // Incidents this node saw end with its last check: nobody looks from here any more.
+          await endUptimeLocation(database.pool, label).catch((e) => log(`uptime: cannot end this node's incidents: ${firstLine(e)}`));
           await database.close().catch(() => undefined);
         }
         log("stopped");

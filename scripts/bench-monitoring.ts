@@ -41,7 +41,7 @@ async function sampleStore(): Promise<string[]> {
     })));
     const procs = processes();
     const collector = new MetricsCollector({
-      db, intervalSeconds: 10, log: () => {},
+      db, intervalSeconds: 10, log: () => {}, source: "bench",
       sources: {
         processes: async () => procs,
         stats: async (): Promise<ProcessStats[]> => procs.map((p) => ({ id: p.id, cpuSeconds: tick * 0.1, rssBytes: 60e6, memoryLimitBytes: 512 * 1024 * 1024 })),

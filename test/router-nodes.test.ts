@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
@@ -430,6 +430,41 @@ for (const backend of backends) {
       const other = await httpGet(metricsPort, "127.0.0.1", "/");
       assert.equal(other.status, 404);
       assert.equal(other.body, "this port serves GET /metrics only\n");
+    });
+
+    it("a node samples its own traffic for `metrics APP` and checks the app through itself for `uptime APP`, and forgets its checks when it stops", async () => {
+      const node = await startNode(databaseUrl, { DECK_METRICS_INTERVAL: "1", DECK_UPTIME_INTERVAL: "1" });
+      const source = `router:${hostname()}:${node.port}`;
+      const sql = async <T,>(text: string, values: unknown[]): Promise<T[]> => {
+        const client = new pg.Client({ connectionString: databaseUrl });
+        await client.connect();
+        try {
+          return (await client.query(text, values)).rows as T[];
+        } finally {
+          await client.end();
+        }
+      };
+      // The first sample is the baseline; these requests are counted in the next ones.
+      await until("the node's first sample round", 10_000, async () => ((await sql<{ n: string }>("SELECT count(*) AS n FROM uptime_probes WHERE location = $1", [`${hostname()}:${node.port}`]))[0]!.n !== "0" ? true : undefined));
+      for (let i = 0; i < 25; i++) assert.equal((await node.get("zd.localhost")).status, 200);
+      const counted = await until("the node's requests in the samples", 15_000, async () => {
+        const [row] = await sql<{ n: string | null }>("SELECT sum(requests) AS n FROM metric_samples m JOIN apps a ON a.id = m.app_id WHERE a.name = 'zd' AND m.source = $1", [source]);
+        return Number(row?.n ?? 0) >= 25 ? Number(row!.n) : undefined;
+      });
+      assert.equal(counted, 25, "exactly the requests sent through the node: its own uptime checks are not metered");
+      // What users read adds the node's rows to the deck server's.
+      const m = await deck.ssh("metrics zd --since 5m --json");
+      assert.equal(m.code, 0, m.stderr);
+      const points = (JSON.parse(m.stdout) as { points: Array<{ requestsPerSecond: number; seconds: number }> }).points;
+      const total = Math.round(points.reduce((a, p) => a + p.requestsPerSecond * p.seconds, 0));
+      assert.ok(total >= 25, `metrics zd shows ${total} requests in 5 minutes, the node's 25 among them`);
+      const checks = async () => (JSON.parse((await deck.ssh("uptime zd --json")).stdout) as { checks: number }).checks;
+      const before = await checks();
+      await until("checks from the node", 15_000, async () => ((await checks()) >= before + 3 ? true : undefined));
+
+      await node.stop();
+      const left = await sql<{ n: string }>("SELECT count(*) AS n FROM uptime_probes WHERE location = $1", [`${hostname()}:${node.port}`]);
+      assert.equal(left[0]!.n, "0", "a stopped node's probe state goes with it");
     });
 
     it("a node that loses PostgreSQL keeps serving its last routes and catches up when it is back", async () => {

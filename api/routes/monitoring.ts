@@ -6,8 +6,14 @@ import { appParams } from "../schemas.ts";
 
 /** API routes for monitoring. */
 
-const uptimeDay = z.object({ day: z.string(), checks: z.number(), failures: z.number(), uptimePercent: z.number().nullable() });
-const uptimeIncident = z.object({ startedAt: z.string(), endedAt: z.string().nullable(), durationSeconds: z.number(), cause: z.string(), source: z.enum(["probe", "traffic"]) });
+const uptimeDay = z.object({
+  day: z.string(), checks: z.number(), failures: z.number(), uptimePercent: z.number().nullable(),
+  requests: z.number(), failedRequests: z.number(), availabilityPercent: z.number().nullable(),
+});
+const uptimeIncident = z.object({
+  startedAt: z.string(), endedAt: z.string().nullable(), durationSeconds: z.number(), cause: z.string(), source: z.enum(["probe", "traffic"]),
+  location: z.string().describe("'' for deck's own checks, HOST:PORT for a router node's"),
+});
 
 defineRoute({
   method: "get", path: "/apps/:app/uptime", scope: "read", tag: "monitoring",
@@ -16,6 +22,7 @@ defineRoute({
   query: z.object({ days: z.coerce.number().int().min(1).max(UPTIME_MAX_DAYS).default(UPTIME_DEFAULT_DAYS) }).strict(),
   response: z.object({
     app: z.string(), days: z.number(), checks: z.number(), failures: z.number(), uptimePercent: z.number().nullable(),
+    requests: z.number(), failedRequests: z.number(), availabilityPercent: z.number().nullable(),
     daily: z.array(uptimeDay), incidents: z.array(uptimeIncident),
   }),
   handler: async ({ deps, caller, params, query }) => uptimeReport(deps, caller, params.app, query.days),

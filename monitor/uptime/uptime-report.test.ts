@@ -23,14 +23,17 @@ describe("the uptime report", () => {
     const r = buildUptimeReport({
       app: "shop", days: 90, period: ["2025-03-02", "2025-03-01", "2025-02-28"],
       rows: [{ day: "2025-03-02", checks: 100, failures: 4 }, { day: "2025-02-28", checks: 100, failures: 0 }],
+      traffic: [{ day: "2025-03-02", requests: 2000, failed: 3 }],
       incidents: [
-        { id: 2, source: "probe", startedAt: "2025-03-02T09:50:00.000Z", endedAt: null, cause: "HTTP 502" },
-        { id: 1, source: "probe", startedAt: "2025-03-02T08:00:00.000Z", endedAt: "2025-03-02T08:01:30.000Z", cause: "connection refused" },
+        { id: 2, source: "probe", location: "", startedAt: "2025-03-02T09:50:00.000Z", endedAt: null, cause: "HTTP 502" },
+        { id: 1, source: "probe", location: "edge-1:8080", startedAt: "2025-03-02T08:00:00.000Z", endedAt: "2025-03-02T08:01:30.000Z", cause: "connection refused" },
       ],
       now: new Date("2025-03-02T10:00:00Z"),
     });
     assert.deepEqual(r.daily.map((d) => formatUptimePercent(d.uptimePercent)), ["96.000%", "-", "100.000%"]);
     assert.equal(formatUptimePercent(r.uptimePercent), "98.000%");
+    assert.deepEqual(r.daily.map((d) => formatUptimePercent(d.availabilityPercent)), ["99.850%", "-", "-"], "requests served without a 5xx, per day");
+    assert.deepEqual([r.requests, r.failedRequests, formatUptimePercent(r.availabilityPercent)], [2000, 3, "99.850%"]);
     assert.deepEqual(r.incidents.map((i) => [i.endedAt, formatUptimeDuration(i.durationSeconds), i.cause]), [[null, "10m 0s", "HTTP 502"], ["2025-03-02T08:01:30.000Z", "1m 30s", "connection refused"]]);
   });
 

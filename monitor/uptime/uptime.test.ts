@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,7 +13,8 @@ import { UptimeProber, type UptimeChange } from "./index.ts";
  * Uptime probes against a real deck server: its router, its database, an app pushed with git. Two
  * probers share the database like two deck servers would. The app is made to fail its health check
  * path (HTTP 500, then no answer at all) and to recover; `uptime APP` over SSH and the API show what a
- * user would see, and each change reaches onChange once, not once per server.
+ * user would see, and each change reaches onChange once, not once per server. A page that fails its
+ * users while the health check path still answers opens an incident from the traffic itself.
  */
 
 const backends = await databaseBackends();
@@ -21,7 +22,7 @@ const APP = "pinger";
 const INTERVAL_MS = 250;
 const TIMEOUT_MS = 1000;
 
-/** An app whose answers a request can turn bad: /break (HTTP 500), /hang (no answer), /fix. */
+/** An app whose answers a request can turn bad: /break (HTTP 500), /hang (no answer), /pages (500 for every page but /), /fix. */
 function flakyApp(): Record<string, string> {
   const server = `const http = require("http");
 let mode = "ok";
@@ -29,6 +30,8 @@ http.createServer((req, res) => {
   if (req.url === "/break") { mode = "fail"; return res.end("broken\\n"); }
   if (req.url === "/hang") { mode = "hang"; return res.end("hanging\\n"); }
   if (req.url === "/fix") { mode = "ok"; return res.end("fixed\\n"); }
+  if (req.url === "/pages") { mode = "pages"; return res.end("pages failing\\n"); }
+  if (mode === "pages" && req.url !== "/") { res.statusCode = 500; return res.end("this page fails\\n"); }
   if (mode === "hang") return;
   if (mode === "fail") { res.statusCode = 500; return res.end("failing on purpose\\n"); }
   res.end("ok\\n");
@@ -54,8 +57,11 @@ interface Report {
   checks: number;
   failures: number;
   uptimePercent: number | null;
-  daily: { day: string; checks: number; failures: number; uptimePercent: number | null }[];
-  incidents: { startedAt: string; endedAt: string | null; durationSeconds: number; cause: string; source: string }[];
+  daily: { day: string; checks: number; failures: number; uptimePercent: number | null; requests: number; failedRequests: number; availabilityPercent: number | null }[];
+  incidents: { startedAt: string; endedAt: string | null; durationSeconds: number; cause: string; source: string; location: string }[];
+  requests: number;
+  failedRequests: number;
+  availabilityPercent: number | null;
 }
 
 for (const backend of backends) {
@@ -88,7 +94,8 @@ for (const backend of backends) {
     before(async () => {
       work = await mkdtemp(join(tmpdir(), "deck-uptime-"));
       // Should the server probe too, its first round (at start, before any app exists) is its last for a day.
-      deck = await Deck.start({ backend, env: { DECK_UPTIME_INTERVAL: "86400" } });
+      // Samples every second, so the traffic of a test reaches the probers' judgement at once.
+      deck = await Deck.start({ backend, env: { DECK_UPTIME_INTERVAL: "86400", DECK_METRICS_INTERVAL: "1" } });
       api = apiClient(deck);
       const repo = await makeRepo(join(work, APP), flakyApp());
       const push = await deck.push(repo, APP);
@@ -98,9 +105,10 @@ for (const backend of backends) {
       const [row] = await queryDeckDatabase<{ id: string; org_id: string }>(url, "SELECT id, org_id FROM apps WHERE name = $1", [APP]);
       app = { id: Number(row!.id), orgId: Number(row!.org_id) };
       db = await openDatabase({ dataDir: work, databaseUrl: url });
-      // Two probers on one database, as two deck servers sharing it.
+      // Two probers on one database, as two deck servers sharing it; their checks carry the server's secret, so they are not counted as traffic.
+      const probeToken = (await readFile(join(deck.dataDir, "keys", "probe.token"), "utf8")).trim();
       probers = [1, 2].map((n) => new UptimeProber({
-        db: db.pool, httpPort: deck.ports.http, domain: "localhost", intervalMs: INTERVAL_MS, timeoutMs: TIMEOUT_MS,
+        db: db.pool, httpPort: deck.ports.http, domain: "localhost", intervalMs: INTERVAL_MS, timeoutMs: TIMEOUT_MS, probeToken,
         log: (line) => logs.push(`prober ${n}: ${line}`),
         onChange: (e) => void events.push(e),
       }));
@@ -130,7 +138,7 @@ for (const backend of backends) {
       assert.equal(r.daily[0]!.day, today);
       const text = await sshOk(`uptime ${APP}`);
       assert.match(text, new RegExp(`^${APP}: 100\\.000% up over the last 1 day\\(s\\)`, "m"));
-      assert.match(text, new RegExp(`^${today}\\s+100\\.000%\\s+\\d+\\s+0$`, "m"));
+      assert.match(text, new RegExp(`^${today}\\s+100\\.000%\\s+\\d+\\s+0\\s+100\\.000%\\s+\\d+$`, "m"), "checks, and the app's own requests all served");
       assert.match(text, /^no incidents$/m);
       assert.deepEqual(events, [], "nothing went down");
     });
@@ -138,7 +146,7 @@ for (const backend of backends) {
     it("opens an incident after two failed checks (HTTP 500) and ends it after two good ones", async () => {
       await hit("/break", "broken\n");
       const [down] = await waitForEvents(1, "the down event");
-      assert.deepEqual({ ...down, since: "" }, { app: APP, appId: app.id, orgId: app.orgId, down: true, cause: "HTTP 500", since: "" });
+      assert.deepEqual({ ...down, since: "" }, { app: APP, appId: app.id, orgId: app.orgId, down: true, cause: "HTTP 500", since: "", source: "probe", location: "" });
       let r = await report();
       assert.equal(r.incidents.length, 1);
       assert.equal(r.incidents[0]!.endedAt, null);
@@ -147,7 +155,7 @@ for (const backend of backends) {
       assert.ok(r.failures >= 2, `failures counted: ${r.failures}`);
       assert.ok(r.uptimePercent! < 100, `uptime ${r.uptimePercent}`);
       let text = await sshOk(`uptime ${APP}`);
-      assert.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+ongoing\s+\d+s\s+HTTP 500$/m);
+      assert.match(text, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+ongoing\s+\d+s\s+deck's checks\s+HTTP 500$/m);
 
       await hit("/fix", "fixed\n");
       const [, up] = await waitForEvents(2, "the up event");
@@ -190,7 +198,7 @@ for (const backend of backends) {
       await waitForEvents(5, "the down event");
       await sshOk(`ps:stop ${APP}`);
       const [, , , , , up] = await waitForEvents(6, "the incident's end");
-      assert.deepEqual({ ...up, since: "" }, { app: APP, appId: app.id, orgId: app.orgId, down: false, cause: "HTTP 500", since: "" });
+      assert.deepEqual({ ...up, since: "" }, { app: APP, appId: app.id, orgId: app.orgId, down: false, cause: "HTTP 500", since: "", source: "probe", location: "" });
       const stopped = await report();
       assert.ok(stopped.incidents.every((i) => i.endedAt !== null), "no incident stays open for a stopped app");
       // Not probed while stopped: give the probers several rounds (a round under way may still add one).
@@ -217,6 +225,25 @@ for (const backend of backends) {
       assert.ok(checks <= most, `${checks} checks in ${elapsed} ms with two probers (at most ${most} when they take turns)`);
       // How many fit in depends on how busy the machine is: that it is probed at all is what counts here.
       assert.ok(checks >= 2, `${checks} checks in ${elapsed} ms: the app is probed`);
+    });
+
+    it("opens an incident from the traffic when most requests fail while the health check still answers, and counts what users were served", async () => {
+      await hit("/pages", "pages failing\n");
+      const before = events.length;
+      for (let i = 0; i < 30; i++) assert.equal((await deck.get(APP, "/cart")).status, 500);
+      const opened = await until("the traffic incident", async () => events.slice(before).find((e) => e.source === "traffic"));
+      assert.deepEqual({ ...opened, since: "" }, { app: APP, appId: app.id, orgId: app.orgId, down: true, cause: opened.cause, since: "", source: "traffic", location: "" });
+      assert.match(opened.cause, /^\d+ of \d+ requests in a minute answered 5xx$/);
+      assert.equal(events.slice(before).filter((e) => e.source === "probe").length, 0, "the health check path still answers");
+      const r = await report();
+      const incident = r.incidents.find((i) => i.source === "traffic")!;
+      assert.equal(incident.endedAt, null);
+      assert.ok(r.failedRequests >= 30 && r.requests > r.failedRequests, `requests ${r.requests}, failed ${r.failedRequests}`);
+      assert.equal(r.daily[0]!.availabilityPercent, Math.floor(((r.daily[0]!.requests - r.daily[0]!.failedRequests) * 100_000) / r.daily[0]!.requests) / 1000);
+      const text = await sshOk(`uptime ${APP}`);
+      assert.match(text, /^requests answered without a 5xx: \d+\.\d{3}% \(\d+ of \d+\)$/m);
+      assert.match(text, /ongoing\s+\d+s\s+its requests\s+\d+ of \d+ requests in a minute answered 5xx$/m);
+      await hit("/fix", "fixed\n");
     });
 
     it("refuses a bad period, over SSH and the API", async () => {

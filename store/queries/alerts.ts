@@ -1,5 +1,5 @@
 import type { AlertKind, AlertRuleSpec, AlertState } from "../../core/alerts.ts";
-import type { MetricSample } from "../../core/index.ts";
+import { mergeSourceRows, type MetricSample } from "../../core/index.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
 /** Alert rules, their states and history, silences and rollbacks (migration 028). */
@@ -160,7 +160,8 @@ export async function listAlertApps(db: Db, atMs: number, appId?: number): Promi
       FROM apps a
       JOIN organizations o ON o.id = a.org_id
       LEFT JOIN alert_settings s ON s.app_id = a.id
-      LEFT JOIN LATERAL (SELECT cause, started_at FROM uptime_incidents u WHERE u.app_id = a.id AND u.ended_at IS NULL ORDER BY started_at LIMIT 1) i ON true
+      LEFT JOIN LATERAL (SELECT cause, started_at FROM uptime_incidents u
+                          WHERE u.app_id = a.id AND u.ended_at IS NULL AND u.source = 'probe' AND u.location = '' ORDER BY started_at LIMIT 1) i ON true
       LEFT JOIN deployments ld ON ld.id = a.live_deployment_id
       LEFT JOIN releases lr ON lr.id = ld.release_id
       LEFT JOIN LATERAL (SELECT kind, finished_at FROM deployments d WHERE d.release_id = lr.id AND d.status = 'succeeded' AND d.finished_at IS NOT NULL
@@ -177,7 +178,7 @@ export async function listAlertApps(db: Db, atMs: number, appId?: number): Promi
   }));
 }
 
-/** The whole-app 10-second samples of the apps in [fromMs, toMs), by app id. */
+/** The whole-app 10-second samples of the apps in [fromMs, toMs), by app id (every source's row of a period together). */
 export async function listRecentAppSamples(db: Db, appIds: readonly number[], fromMs: number, toMs: number): Promise<Map<number, MetricSample[]>> {
   const rows = await db.any(q`
     SELECT app_id, extract(epoch FROM at) * 1000 AS at_ms, seconds, release, cpu_seconds, rss_bytes, memory_limit_bytes, restarts, connections,
@@ -199,6 +200,8 @@ export async function listRecentAppSamples(db: Db, appIds: readonly number[], fr
     if (list) list.push(s);
     else out.set(Number(r.app_id), [s]);
   }
+  // A deck server and router nodes each wrote a row for the same 10 seconds: one row per period.
+  for (const [id, list] of out) out.set(id, mergeSourceRows(list));
   return out;
 }
 
