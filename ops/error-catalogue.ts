@@ -16,6 +16,7 @@ import { DEPLOY_ERRORS } from "../deploy/errors.ts";
 import { GITD_ERRORS } from "../gitd/errors.ts";
 import { API_ERRORS } from "../api/errors.ts";
 import { OPS_ERRORS } from "./errors.ts";
+import { STRIPE_ERRORS } from "../billing/stripe/errors.ts";
 
 /** Each part's table, by the folder that declares it. */
 export const ERROR_TABLES: Readonly<Record<string, Readonly<Record<string, ErrorSpec>>>> = {
@@ -26,6 +27,7 @@ export const ERROR_TABLES: Readonly<Record<string, Readonly<Record<string, Error
   router: ROUTER_ERRORS,
   deploy: DEPLOY_ERRORS,
   ops: OPS_ERRORS,
+  billing: STRIPE_ERRORS,
   gitd: GITD_ERRORS,
   api: API_ERRORS,
 };
@@ -56,6 +58,7 @@ export const ERROR_CATALOGUE: { readonly [C in ErrorCode]: ErrorSpec } = {
   ...ROUTER_ERRORS,
   ...DEPLOY_ERRORS,
   ...OPS_ERRORS,
+  ...STRIPE_ERRORS,
   ...GITD_ERRORS,
   ...API_ERRORS,
 };
