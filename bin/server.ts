@@ -4,7 +4,6 @@ import { hostname } from "node:os";
 import pg from "pg";
 import type { Server as NetServer } from "node:net";
 import type http from "node:http";
-import { EventEmitter } from "node:events";
 import { createApiServer } from "../api/index.ts";
 import type { StreamEvent } from "../api/event-stream.ts";
 import { createAuthDeps, setPassword } from "../api/auth/index.ts";
@@ -23,7 +22,7 @@ import { publishRoutes } from "../router/route-publisher.ts";
 import { createDockerClient, DockerRuntime, findFreePort, formatProtection, ProcessRuntime, scopeFor } from "../runtime/index.ts";
 import { applyNetworkRules } from "../runtime/network-rules.ts";
 import { probeSandbox } from "../runtime/sandbox.ts";
-import { openDatabase, type Database } from "../store/index.ts";
+import { openDatabase, SharedEvents, type Database } from "../store/index.ts";
 import { MetricsCollector } from "../monitor/collector.ts";
 import { NotifyWorker } from "../monitor/notify/index.ts";
 import { UptimeProber } from "../monitor/uptime/index.ts";
@@ -66,24 +65,6 @@ export async function holdDataDir(url: string, dataDir: string): Promise<() => P
     throw new Error(`another deck server is running on ${dataDir}; stop it first (deck down), or give this one another DECK_DATA_DIR`);
   }
   return () => client.end();
-}
-
-/** Events for GET /api/v1/events, from every part of the server that has some. */
-class StreamEvents {
-  private readonly emitter = new EventEmitter();
-
-  constructor() {
-    this.emitter.setMaxListeners(0);
-  }
-
-  emit(event: StreamEvent): void {
-    this.emitter.emit("event", event);
-  }
-
-  subscribe(listener: (event: StreamEvent) => void): () => void {
-    this.emitter.on("event", listener);
-    return () => this.emitter.off("event", listener);
-  }
 }
 
 /** Where deck itself is installed (its deck.yaml may sit beside it). */
@@ -266,8 +247,11 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     // Background ACME orders and renewals; the deploy dependencies are complete from here on.
     const certs = new CertManager(base);
     const deps: DeployDeps = { ...base, certs };
-    // What GET /api/v1/events streams: every deploy move, uptime change and alert of this server.
-    const streamEvents = new StreamEvents();
+    // What GET /api/v1/events streams: every deploy move, uptime change and alert, of this server and of
+    // every other deck server on the database.
+    const streamEvents = new SharedEvents<StreamEvent>({ db: db.pool, url: db.url, log });
+    streamEvents.start();
+    started.push(() => streamEvents.close());
     deps.events.subscribe((e) => streamEvents.emit({ type: "deploy", app: e.app, data: { ...e } }));
     deps.events.subscribe((e) => {
       if (e.to === "failed" || e.to === "interrupted") log(`deploy ${e.deploymentId} of ${e.app} (${e.kind}) ${e.to} while ${e.from}: ${e.code ?? ""} ${e.message ?? ""}`.trimEnd());

@@ -7,6 +7,7 @@ export { startEmbeddedServer, destroyEmbeddedServer, type EmbeddedServer, type E
 export { embeddedDatabaseUrl } from "./embedded-url.ts";
 export { listenForNotifications, type NotificationListener, type NotificationListenerOptions } from "./notification-listener.ts";
 export { parseTimestamp } from "./type-parsers.ts";
+export { SharedEvents, EVENTS_CHANNEL, type SharedEventsOptions } from "./shared-events.ts";
 export {
   NotFoundError,
   DataIntegrityError,
