@@ -136,6 +136,8 @@ export class NotifyWorker {
         while (this.state === "running" && this.sending.size < this.concurrency) {
           const claims = await claimNotices(this.options.db, {
             limit: this.concurrency - this.sending.size, leaseSeconds: this.timing.leaseMs / 1000,
+            // A quarter of the senders at most for one organisation's notices: the others' go out meanwhile.
+            perOrg: Math.max(1, Math.ceil(this.concurrency / 4)),
           }).catch((e: Error) => {
             this.options.log(`notify: reading the outbox failed (tried again in ${this.timing.pollMs} ms): ${e.message}`);
             return [];

@@ -106,20 +106,41 @@ export interface ClaimedNotice {
   createdAt: string;
 }
 
+/** A row is due: waiting and its time has come, or its sender's lease ran out. */
+const DUE = sql.fragment`((o.status = 'pending' AND o.next_attempt_at <= now()) OR (o.status = 'sending' AND o.lease_until < now()))`;
+
 /**
- * Takes up to `limit` due rows (waiting and due, or whose sender's lease ran out), skipping those
- * another sender holds, and leases them for `leaseSeconds`.
+ * Takes up to `limit` due rows, skipping those another sender holds, and leases them for `leaseSeconds`.
+ * Fair between organisations: each gets at most `perOrg` rows in flight (across every sender), its
+ * oldest first, so one org's flood of notices or its channel that times out cannot hold up another's.
  */
-export async function claimNotices(db: Db, options: { limit: number; leaseSeconds: number }): Promise<ClaimedNotice[]> {
+export async function claimNotices(db: Db, options: { limit: number; leaseSeconds: number; perOrg?: number }): Promise<ClaimedNotice[]> {
+  const perOrg = options.perOrg ?? options.limit;
   const rows = await db.any(q`
+    WITH busy AS (
+      SELECT c.org_id, count(*) AS n FROM notify_outbox o JOIN notify_channels c ON c.id = o.channel_id
+       WHERE o.status = 'sending' AND o.lease_until >= now() GROUP BY c.org_id
+    ), orgs AS (
+      SELECT DISTINCT c.org_id FROM notify_outbox o JOIN notify_channels c ON c.id = o.channel_id WHERE ${DUE}
+    ), candidates AS (
+      SELECT orgs.org_id, x.id, x.next_attempt_at FROM orgs
+      CROSS JOIN LATERAL (
+        SELECT o.id, o.next_attempt_at FROM notify_outbox o JOIN notify_channels c ON c.id = o.channel_id
+         WHERE c.org_id = orgs.org_id AND ${DUE}
+         ORDER BY o.next_attempt_at, o.id LIMIT ${perOrg}
+         FOR UPDATE OF o SKIP LOCKED
+      ) x
+    ), ranked AS (
+      SELECT k.id, k.next_attempt_at, row_number() OVER (PARTITION BY k.org_id ORDER BY k.next_attempt_at, k.id) AS n, COALESCE(b.n, 0) AS busy
+        FROM candidates k LEFT JOIN busy b ON b.org_id = k.org_id
+    ), picked AS (
+      SELECT id FROM ranked WHERE n + busy <= ${perOrg} ORDER BY n, next_attempt_at, id LIMIT ${options.limit}
+    )
     UPDATE notify_outbox o
        SET status = 'sending', attempts = o.attempts + 1, last_attempt_at = now(),
            lease_until = now() + make_interval(secs => ${options.leaseSeconds})
       FROM notify_channels c
-     WHERE c.id = o.channel_id
-       AND o.id IN (SELECT id FROM notify_outbox
-                     WHERE (status = 'pending' AND next_attempt_at <= now()) OR (status = 'sending' AND lease_until < now())
-                     ORDER BY next_attempt_at, id LIMIT ${options.limit} FOR UPDATE SKIP LOCKED)
+     WHERE c.id = o.channel_id AND o.id IN (SELECT id FROM picked)
     RETURNING o.id, o.channel_id, o.payload, o.attempts, o.created_at, c.kind, c.target`);
   return rows.map((r) => {
     let target: string | null = null;
