@@ -90,6 +90,8 @@ export class Exchange implements ConnectionOwner {
   reason: string | undefined;
   /** When the app's response head arrived (performance.now()): the latency histogram's sample. */
   headAt: number | undefined;
+  /** When the client's request body was all read and passed on (performance.now()); unset for a request without one. */
+  bodyDoneAt: number | undefined;
   /** Called once the client's response is finished or abandoned (metering, access log). */
   onDone: (() => void) | undefined;
 
@@ -208,6 +210,7 @@ export class Exchange implements ConnectionOwner {
     // An HTTP/2 stream reset before its end is an abandoned upload, not a complete one.
     if ((this.req as { aborted?: boolean }).aborted === true || conn === null) return this.moveBody("stopped");
     if (this.fwd.contentLength < 0) conn.socket.write(LAST_CHUNK);
+    this.bodyDoneAt = performance.now();
     this.moveBody("sent");
     if (this.phase === "complete") this.releaseConnection();
   }

@@ -402,6 +402,26 @@ test("an open WebSocket tunnel's bytes are counted as they go, its request when 
   assert.match(text, /deck_router_request_duration_seconds_bucket\{le="0\.5",app="chat"\} 1/);
 });
 
+test("a slow upload's time is not the app's latency: it counts from the end of the body to the app's answer", async (t) => {
+  const app = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => res.end("stored"));
+  });
+  await new Promise<void>((r) => app.listen(0, "127.0.0.1", r));
+  t.after(() => { app.closeAllConnections(); app.close(); });
+  const { proxy, port } = await startProxy(t, [{ app: "uploads", hosts: ["uploads.localhost"], upstreams: [`127.0.0.1:${(app.address() as AddressInfo).port}`] }]);
+  const client = await rawClient(t, port, "POST /upload HTTP/1.1\r\nHost: uploads.localhost\r\nContent-Length: 30\r\n\r\n");
+  // The client takes 1.2 s to send its 30 bytes; the app answers as soon as they are in.
+  for (let i = 0; i < 3; i++) {
+    client.socket.write("x".repeat(10));
+    await sleep(400);
+  }
+  await waitFor(() => client.text().includes("stored"), 5_000, "the answer");
+  await waitFor(async () => /deck_router_request_duration_seconds_count\{app="uploads"\} 1/.test(await proxy.metering.metrics()), 5_000, "the request counted");
+  const text = await proxy.metering.metrics();
+  assert.match(text, /deck_router_request_duration_seconds_bucket\{le="0\.5",app="uploads"\} 1/, "well under the 1.2 s the upload took");
+});
+
 test("the rest of an upload the app answered early is charged to no request, not to the next one on the connection", async (t) => {
   const early = await upstream(t, "no", (_req, res) => { res.writeHead(401, { "Content-Length": "2" }); res.end("no"); });
   const other = await upstream(t, "other");

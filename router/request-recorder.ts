@@ -80,8 +80,11 @@ export class RequestRecorder {
       ? http2Bytes(req, res as unknown as Http2ServerResponse, exchange)
       : chargeSocket(req.socket as ChargedSocket);
     const ms = performance.now() - r.start;
-    // Latency is the app's: until its response head, so a client that downloads slowly does not count.
-    const latencyMs = exchange?.headAt !== undefined ? exchange.headAt - r.start : ms;
+    // Latency is the app's: until its response head, so a client that downloads slowly does not count;
+    // and from the end of the request's body when the app answered after it, so a slow upload does not either.
+    const headAt = exchange?.headAt;
+    const bodyDoneAt = exchange?.bodyDoneAt;
+    const latencyMs = headAt === undefined ? ms : headAt - (bodyDoneAt !== undefined && bodyDoneAt < headAt ? bodyDoneAt : r.start);
     this.record({
       req, fwd: r.fwd, app: entry === null ? null : entry.app, status, bytesIn, bytesOut, latencyMs, durationMs: ms,
       // An exchange's own reason (an app that did not answer …) is counted by the exchange; here it is logged.
