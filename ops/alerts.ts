@@ -163,6 +163,7 @@ export function rollbackOnAlert(deps: DeployDeps): (app: { id: number; name: str
     if (!current || current.id !== app.id) throw new DeckError("conflict", `${app.name} is no longer the app the alert was about; not rolled back`);
     if (live?.version !== app.from) throw new DeckError("conflict", `v${live?.version ?? "?"} went live after the alert on v${app.from}; not rolled back`);
     deps.log(`alerts: rolling ${app.name} back: ${reason}`);
-    return rollback(deps, DECK_ITSELF, app.name, undefined, (line) => deps.log(`alerts: rollback of ${app.name}: ${line.replace(/^-----> /, "")}`));
+    // Checked again once it is the app's turn in line: a deploy queued before this one may go live first.
+    return rollback(deps, DECK_ITSELF, app.name, undefined, (line) => deps.log(`alerts: rollback of ${app.name}: ${line.replace(/^-----> /, "")}`), { appId: app.id, version: app.from });
   };
 }

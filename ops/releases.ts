@@ -23,7 +23,14 @@ export async function liveRelease(deps: DeployDeps, app: AppRow): Promise<Releas
 }
 
 /** Rolls back to vN (or the release before the live one) with no rebuild: a new release of the old artifact. */
-export async function rollback(deps: DeployDeps, caller: Caller, name: string, rawVersion: string | undefined, out: Out): Promise<{ version: number; target: number }> {
+/**
+ * Rolls the app back to the release before its live one (or to `rawVersion`). `onlyFrom` (deck's own
+ * rollback on an alert) makes it roll back only while that app still has that release live, checked once
+ * it is the app's turn in line: a push that went live while the rollback waited is not undone.
+ */
+export async function rollback(
+  deps: DeployDeps, caller: Caller, name: string, rawVersion: string | undefined, out: Out, onlyFrom?: { appId: number; version: number },
+): Promise<{ version: number; target: number }> {
   const app = await authorizeApp(deps.db, caller, "release:rollback", name);
   let wanted: number | undefined;
   if (rawVersion !== undefined) {
@@ -34,6 +41,9 @@ export async function rollback(deps: DeployDeps, caller: Caller, name: string, r
   return deps.queue.run(app, "rollback", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const current = await liveRelease(deps, app);
     if (!current) throw new DeckError("no_release", `${app.name} has no live release to roll back from`);
+    if (onlyFrom && (onlyFrom.appId !== app.id || onlyFrom.version !== current.version)) {
+      throw new DeckError("conflict", `v${current.version} of ${app.name} went live after the alert on v${onlyFrom.version}; not rolled back`);
+    }
     let target: ReleaseRow | null;
     if (wanted === undefined) {
       target = (await listReleases(deps.db, app.id, 100)).find((r) => r.version < current.version && r.status !== "failed") ?? null;
