@@ -29,6 +29,19 @@ export interface MetricSample {
   latency: number[] | null;
 }
 
+/** Adds the counts of `s` (restarts, requests, status classes, bytes, the latency histogram) to `out`. */
+function addCounts(out: MetricSample, s: MetricSample): void {
+    out.restarts += s.restarts;
+    out.requests += s.requests;
+    out.status2xx += s.status2xx;
+    out.status3xx += s.status3xx;
+    out.status4xx += s.status4xx;
+    out.status5xx += s.status5xx;
+    out.bytesIn += s.bytesIn;
+    out.bytesOut += s.bytesOut;
+    if (s.latency) out.latency = out.latency ? out.latency.map((n, i) => n + (s.latency![i] ?? 0)) : [...s.latency];
+}
+
 /** `samples` of one series (one process, or the app) summed into one row covering them all. */
 export function sumSamples(samples: readonly MetricSample[], at: number, process: string): MetricSample {
   const out: MetricSample = {
@@ -46,15 +59,7 @@ export function sumSamples(samples: readonly MetricSample[], at: number, process
       if (s.release !== null) out.release = s.release;
       if (s.memoryLimitBytes !== null) out.memoryLimitBytes = s.memoryLimitBytes;
     }
-    out.restarts += s.restarts;
-    out.requests += s.requests;
-    out.status2xx += s.status2xx;
-    out.status3xx += s.status3xx;
-    out.status4xx += s.status4xx;
-    out.status5xx += s.status5xx;
-    out.bytesIn += s.bytesIn;
-    out.bytesOut += s.bytesOut;
-    if (s.latency) out.latency = out.latency ? out.latency.map((n, i) => n + (s.latency![i] ?? 0)) : [...s.latency];
+    addCounts(out, s);
   }
   return out;
 }
@@ -75,15 +80,7 @@ export function mergeSources(rows: readonly MetricSample[]): MetricSample {
     out.rssBytes = add(out.rssBytes, s.rssBytes);
     out.memoryLimitBytes = add(out.memoryLimitBytes, s.memoryLimitBytes);
     out.connections = add(out.connections, s.connections);
-    out.restarts += s.restarts;
-    out.requests += s.requests;
-    out.status2xx += s.status2xx;
-    out.status3xx += s.status3xx;
-    out.status4xx += s.status4xx;
-    out.status5xx += s.status5xx;
-    out.bytesIn += s.bytesIn;
-    out.bytesOut += s.bytesOut;
-    if (s.latency) out.latency = out.latency ? out.latency.map((n, i) => n + (s.latency![i] ?? 0)) : [...s.latency];
+    addCounts(out, s);
   }
   return out;
 }
