@@ -14,3 +14,5 @@ export * from "./host-name.ts";
 export * from "./monitoring.ts";
 export * from "./metrics.ts";
 export * from "./alerts.ts";
+export * from "./coalesced.ts";
+export * from "./billing/index.ts";

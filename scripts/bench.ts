@@ -12,8 +12,10 @@
  *
  * 4. Monitoring (scripts/bench-monitoring.ts): the sample store at 1,000 apps, and the router's
  *    requests/s with sampling on vs off.
+ * 5. Billing (scripts/bench-billing.ts): rating one month for 10,000 apps (time and memory) against
+ *    merely summing the same ledger entries.
  *
- * `npm run bench -- router|push|builds|monitoring` runs one part.
+ * `npm run bench -- router|push|builds|monitoring|billing` runs one part.
  */
 import { execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -26,6 +28,7 @@ import { embeddedDatabaseUrl } from "../store/index.ts";
 import { BuilderNodeProcess } from "../test/helpers/builder-node.ts";
 import { commitFiles, Deck, freePort, makeRepo } from "../test/helpers/deck.ts";
 import { GO_APP, PYTHON_APP, RUST_APP } from "../test/helpers/sample-apps.ts";
+import { billingBench } from "./bench-billing.ts";
 import { monitoringBench } from "./bench-monitoring.ts";
 import { routerBench } from "./bench-router.ts";
 
@@ -194,5 +197,6 @@ const lines: string[] = [];
 if (!which || which === "router") lines.push(...(await routerBench()), "");
 if (!which || which === "push") lines.push(...(await pushBench()), "");
 if (!which || which === "builds") lines.push(...(await buildBench()), "");
-if (!which || which === "monitoring") lines.push(...(await monitoringBench()));
+if (!which || which === "monitoring") lines.push(...(await monitoringBench()), "");
+if (!which || which === "billing") lines.push(...(await billingBench()));
 process.stdout.write(`${lines.join("\n")}\n`);
