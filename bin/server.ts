@@ -339,7 +339,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     retention.start();
     started.push(() => retention.stop());
     // Ships every app's log lines to its drains (drains:add) as they are written.
-    const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), outboundAllow: config.outboundAllow, log });
+    const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), place: holder.prefix.replace(/:$/, ""), outboundAllow: config.outboundAllow, log });
     await drains.start();
     started.push(() => drains.stop());
 

@@ -97,6 +97,19 @@ export async function readLogTail(file: string, n: number): Promise<string[]> {
   }
 }
 
+/**
+ * A place in a log after a whole line, as a follower hands it out with each line: saved, it lets a later
+ * follower go on from there (FollowOptions.from), across restarts of deck.
+ */
+export interface LogPosition {
+  /** The file's inode: a file replaced under the same name since is read from its start. */
+  ino: number;
+  /** The offset after the line. */
+  offset: number;
+  /** The end of the line (at most ANCHOR_BYTES, base64): a trim moves the line, and this finds it again. */
+  anchor: string;
+}
+
 /** How far a follower has read: the file (inode), the offset after the last whole line, and that line's end. */
 interface FollowPosition {
   ino: number;
@@ -110,31 +123,53 @@ interface FollowPosition {
 const ANCHOR_BYTES = 256;
 const FOLLOW_CHUNK = 1024 * 1024;
 const RELOCATE_TRIES = 5;
+/** Before any line of any file: no file has inode 0, so whatever file is there is read from its start. */
+const BEFORE_ANY_FILE: FollowPosition = { ino: 0, offset: 0, anchor: Buffer.alloc(0) };
+
+const toLogPosition = (p: FollowPosition): LogPosition => ({ ino: p.ino, offset: p.offset, anchor: p.anchor.toString("base64") });
+const fromLogPosition = (p: LogPosition): FollowPosition => ({ ino: p.ino, offset: p.offset, anchor: Buffer.from(p.anchor, "base64") });
 
 export interface FollowOptions {
   /** How often the file is checked for new lines (default 200 ms). */
   intervalMs?: number;
-  /** Called once the follower has its place: every line written from then on reaches it. */
-  onReady?: () => void;
+  /** Where to start: a position an earlier follower handed out (default: the end of the file). */
+  from?: LogPosition;
+  /**
+   * Called once the follower has its place, with that place: every line written after it reaches the
+   * follower (the start of any file when there is none yet).
+   */
+  onReady?: (start: LogPosition) => void;
 }
 
 /**
- * Calls `onLine` for every line appended to the file from now on, until the signal aborts.
+ * Calls `onLine` for every line appended to the file from now on (or after `options.from`), with the
+ * position after that line, until the signal aborts.
  *
  * A follower keeps its place through what happens to the file: a file replaced under the same name
  * (the process supervisor moves a full log aside) is read from its start; a log trimmed in place by the
  * retention job (whole blocks cut from its start, so every offset moves back by a multiple of the
  * block size) is found again by the end of the last line read, so no line is shown twice or skipped.
+ * A saved position is treated the same way: its file replaced means the new file from its start, its
+ * line trimmed away means all that is left.
  */
-export async function followLog(file: string, onLine: (line: string) => void, signal: AbortSignal, options: FollowOptions = {}): Promise<void> {
+export async function followLog(
+  file: string,
+  onLine: (line: string, position: LogPosition) => void,
+  signal: AbortSignal,
+  options: FollowOptions = {},
+): Promise<void> {
   const every = options.intervalMs ?? 200;
-  let pos: FollowPosition | null = null;
-  try {
-    pos = await endOfLog(file);
-  } catch {
-    // The log appears with the first line an app writes: it is read from its start.
+  let pos: FollowPosition = BEFORE_ANY_FILE;
+  if (options.from) {
+    pos = fromLogPosition(options.from);
+  } else {
+    try {
+      pos = await endOfLog(file);
+    } catch {
+      // The log appears with the first line an app writes: it is read from its start.
+    }
   }
-  options.onReady?.();
+  options.onReady?.(toLogPosition(pos));
   while (!signal.aborted) {
     let more = false;
     try {
@@ -181,11 +216,15 @@ function lastLineOf(data: Buffer, end: number): Buffer {
 }
 
 /** Reads what was appended since `pos` (at most FOLLOW_CHUNK at a time); `more` when there is more already. */
-async function readNewLines(file: string, pos: FollowPosition | null, onLine: (line: string) => void): Promise<{ pos: FollowPosition; more: boolean }> {
+async function readNewLines(
+  file: string,
+  pos: FollowPosition,
+  onLine: (line: string, position: LogPosition) => void,
+): Promise<{ pos: FollowPosition; more: boolean }> {
   const fh = await open(file, "r");
   try {
     const st = await fh.stat();
-    let at: FollowPosition = pos && pos.ino === st.ino ? pos : { ino: st.ino, offset: 0, anchor: Buffer.alloc(0) };
+    let at: FollowPosition = pos.ino === st.ino ? pos : { ino: st.ino, offset: 0, anchor: Buffer.alloc(0) };
     if (st.size <= at.offset && (await endsAt(fh, at.offset, at.anchor, st.size))) return { pos: at, more: false };
     // The anchor is read with the new bytes: a trim between checking it and reading would shift them.
     const a = at.anchor.length;
@@ -201,13 +240,25 @@ async function readNewLines(file: string, pos: FollowPosition | null, onLine: (l
     // A trim that began while the bytes were read may have mixed old and new: they count only if the
     // anchor is still in its place once they are in.
     if (!(await endsAt(fh, at.offset, at.anchor, Infinity))) return moved(await relocate(fh, at));
-    const lines = data.subarray(0, end).toString("utf8").split("\n");
-    if (lines[lines.length - 1] === "") lines.pop();
-    for (const l of lines) if (!isBlankLogLine(l)) onLine(l);
+    passLines(data, end, { ino: st.ino, offset: at.offset }, onLine);
     const offset = at.offset + end;
     return { pos: { ino: st.ino, offset, anchor: lastLineOf(data, end) }, more: offset < st.size };
   } finally {
     await fh.close();
+  }
+}
+
+/** Hands each line of data[0, end) (read at `base.offset`) to `onLine`, with the position after it. */
+function passLines(data: Buffer, end: number, base: { ino: number; offset: number }, onLine: (line: string, position: LogPosition) => void): void {
+  for (let start = 0; start < end;) {
+    const nl = data.indexOf(0x0a, start);
+    const lineEnd = nl === -1 || nl >= end ? end : nl;
+    const next = Math.min(lineEnd + 1, end);
+    const line = data.toString("utf8", start, lineEnd);
+    if (!isBlankLogLine(line)) {
+      onLine(line, { ino: base.ino, offset: base.offset + next, anchor: data.toString("base64", Math.max(start, next - ANCHOR_BYTES), next) });
+    }
+    start = next;
   }
 }
 

@@ -2,7 +2,9 @@
  * Log drains end to end: drains added with the SSH commands, a DrainShipper following real log files,
  * a real syslog receiver over TLS (node:tls with a certificate made by openssl here) and a real HTTPS
  * receiver on loopback that is down for a while and then comes back. Lines arrive once, in order; a
- * drain down long enough drops what its buffer cannot hold, and drains:list counts it.
+ * drain down long enough drops what its buffer cannot hold, and drains:list counts it. A deck server
+ * started again goes on where its drains were: lines written while it was stopped (and trimmed in place
+ * meanwhile), and lines it held for a receiver that was down, arrive once, in order.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -21,6 +23,7 @@ import { addMember, insertApp, insertOrganization, insertUser, type Db } from ".
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../../test/helpers/database.ts";
 import { freePort } from "../../test/helpers/deck.ts";
 import { DrainShipper, type DrainShipperOptions } from "./drain-shipper.ts";
+import { trimLog } from "./log-trim.ts";
 import { routerAccessLog } from "./search.ts";
 import { accessLine, appendLines, appLine, waitFor } from "./test-support.ts";
 
@@ -119,7 +122,7 @@ for (const backend of await databaseBackends()) {
     const drainsOf = async (app: string) => JSON.parse((await ssh(admin, "drains:list", app, "--json")).out[0]!) as { id: number; url: string; delivered: number; dropped: number; lastError: string | null }[];
     const shipper = async (options: Partial<DrainShipperOptions> = {}) => {
       const s = new DrainShipper({
-        db, appLog: deps.paths.appLog, accessLog: routerAccessLog(t.dataDir), log: (l) => void logged.push(l), hostname: "deck-test",
+        db, appLog: deps.paths.appLog, accessLog: routerAccessLog(t.dataDir), place: `deck-test:${t.dataDir}`, log: (l) => void logged.push(l), hostname: "deck-test",
         ca: cert, outboundAllow: ["127.0.0.1/32"], refreshMs: 100, reportMs: 100, followMs: 20, batchMs: 100, backoffMinMs: 50, backoffMaxMs: 200,
         ...options,
       });
@@ -141,7 +144,7 @@ for (const backend of await databaseBackends()) {
       await addMember(db, org.id, users[0]!.id, "admin");
       await addMember(db, org.id, users[1]!.id, "member");
       await addMember(db, other.id, users[2]!.id, "owner");
-      for (const name of ["shop", "shopper", "noisy", "guarded"]) await insertApp(db, { name, orgId: org.id, createdBy: users[0]!.id });
+      for (const name of ["shop", "shopper", "noisy", "guarded", "steady", "patient"]) await insertApp(db, { name, orgId: org.id, createdBy: users[0]!.id });
       [admin, member, outsider] = await Promise.all(users.map((u) => callerFor(db, u, "ssh")));
     });
     after(async () => {
@@ -260,6 +263,79 @@ for (const backend of await databaseBackends()) {
         await untrusting.stop();
       } finally {
         await syslog.close();
+      }
+    });
+
+    it("ships what was written while deck was stopped, once and in order, although the log was trimmed meanwhile", async () => {
+      const syslog = await SyslogTlsReceiver.start(key, cert);
+      const receiver = new HttpsReceiver(await freePort(), key, cert);
+      await receiver.open();
+      try {
+        await ssh(admin, "drains:add", "steady", `syslog+tls://127.0.0.1:${syslog.port}`);
+        await ssh(admin, "drains:add", "steady", `https://127.0.0.1:${receiver.port}/`);
+        const appLog = deps.paths.appLog("steady");
+        const at = Date.parse("2026-03-02T10:00:00.000Z");
+        // About 200 bytes a line, so that a trim to 30 KB cuts lines that were shipped and keeps the rest.
+        const written = Array.from({ length: 300 }, (_, i) => appLine(at + i, "app", "web.1", `steady ${i} ${"z".repeat(150)}`));
+        const textOf = (l: string) => l.replace(/^.*?\]: /, "");
+        const syslogTexts = () => syslog.messages.map((m) => m.replace(/^.* - /, ""));
+
+        const first = await shipper();
+        appendLines(appLog, written.slice(0, 100));
+        await waitFor("100 lines at both receivers", () => syslog.messages.length >= 100 && receiver.lines.length >= 100);
+        await first.stop();
+        assert.deepEqual((await drainsOf("steady")).map((d) => [d.delivered, d.dropped]), [[100, 0], [100, 0]]);
+
+        // While no deck server runs: the app writes on, and the retention job cuts the log's start.
+        appendLines(appLog, written.slice(100, 200));
+        const trim = await trimLog(appLog, { maxBytes: 30 * 1024, beforeMs: 0 });
+        assert.ok(trim.removedBytes >= 8192 && trim.removedBytes < 100 * 200, `${trim.removedBytes} bytes trimmed`);
+
+        const second = await shipper();
+        await waitFor("200 lines at both receivers", () => syslog.messages.length >= 200 && receiver.lines.length >= 200);
+        appendLines(appLog, written.slice(200));
+        await waitFor("300 lines at both receivers", () => syslog.messages.length >= 300 && receiver.lines.length >= 300);
+        await waitFor("the counters saved", async () => (await drainsOf("steady")).map((d) => d.delivered).join() === "300,300");
+        assert.deepEqual(syslogTexts(), written.map(textOf));
+        assert.deepEqual(receiver.lines.map((l) => l.text), written.map(textOf));
+        assert.deepEqual((await drainsOf("steady")).map((d) => d.dropped), [0, 0]);
+        await second.stop();
+        for (const d of await drainsOf("steady")) await ssh(admin, "drains:remove", "steady", String(d.id));
+      } finally {
+        await syslog.close();
+        await receiver.close();
+      }
+    });
+
+    it("delivers after a restart what a drain held, or dropped, for a receiver that was down when deck stopped", async () => {
+      const receiver = new HttpsReceiver(await freePort(), key, cert);
+      try {
+        await ssh(admin, "drains:add", "patient", `https://127.0.0.1:${receiver.port}/`);
+        const appLog = deps.paths.appLog("patient");
+        const lines = Array.from({ length: 40 }, (_, i) => appLine(Date.now(), "app", "web.1", `patient ${i}`));
+        // A buffer of 20: of 30 lines, 10 are dropped while the receiver is down.
+        const first = await shipper({ bufferLines: 20 });
+        appendLines(appLog, lines.slice(0, 30));
+        await waitFor("the receiver's error and 10 dropped lines", async () => {
+          const [d] = await drainsOf("patient");
+          return d!.lastError?.includes("connection refused") && d!.dropped === 10;
+        });
+        await first.stop();
+        // What the drain held at stop is read again at the next start, and so are the lines it dropped
+        // after it: drains:list counts nothing lost.
+        assert.deepEqual((await drainsOf("patient")).map((d) => [d.delivered, d.dropped]), [[0, 0]]);
+
+        appendLines(appLog, lines.slice(30));
+        await receiver.open();
+        const second = await shipper();
+        await waitFor("40 lines at the receiver", () => receiver.lines.length >= 40);
+        await waitFor("the counters saved", async () => (await drainsOf("patient"))[0]!.delivered === 40);
+        assert.deepEqual(receiver.lines.map((l) => l.text), lines.map((l) => l.replace(/^.*?\]: /, "")));
+        assert.equal((await drainsOf("patient"))[0]!.dropped, 0);
+        await second.stop();
+        for (const d of await drainsOf("patient")) await ssh(admin, "drains:remove", "patient", String(d.id));
+      } finally {
+        await receiver.close();
       }
     });
   });

@@ -2,8 +2,8 @@ import { decryptSecret, encryptSecret } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
 /**
- * Per-app log retention and log drains (migration 025). A drain's URL is sealed at rest like config
- * vars (store/secret-box.ts): HTTPS receivers take their token in the URL.
+ * Per-app log retention and log drains (migrations 025 and 030). A drain's URL is sealed at rest like
+ * config vars (store/secret-box.ts): HTTPS receivers take their token in the URL.
  */
 
 // ---------- retention ----------
@@ -98,10 +98,42 @@ export async function listLogDrains(db: Db, appId: number): Promise<LogDrainRow[
   return rows.map(toDrain);
 }
 
-/** Every drain of every app (for the shipper). */
-export async function listAllLogDrains(db: Db): Promise<LogDrainRow[]> {
-  const rows = await db.any(q`SELECT ${DRAIN_COLUMNS} FROM log_drains d JOIN apps a ON a.id = d.app_id ORDER BY d.id`);
-  return rows.map(toDrain);
+/** The files a drain follows on each deck server: the app's log and the router's access log. */
+export type DrainFile = "app" | "router";
+
+/** Where a drain's delivered lines end in one file (deploy/app-log.ts's LogPosition, as saved). */
+export interface DrainPosition {
+  ino: number;
+  offset: number;
+  /** The end of the last delivered line, base64. */
+  anchor: string;
+}
+
+export type DrainPositions = Partial<Record<DrainFile, DrainPosition>>;
+
+/** A drain as a shipper sees it: with where it got to in the files of the place the shipper runs for. */
+export interface ShippedLogDrainRow extends LogDrainRow {
+  positions: DrainPositions;
+}
+
+/** Every drain of every app (for the shipper), with its positions at `place` (a machine and data dir). */
+export async function listAllLogDrains(db: Db, place: string): Promise<ShippedLogDrainRow[]> {
+  const rows = await db.any(q`SELECT ${DRAIN_COLUMNS}, COALESCE(d.positions -> ${place}::text, '{}'::jsonb) AS place_positions
+    FROM log_drains d JOIN apps a ON a.id = d.app_id ORDER BY d.id`);
+  return rows.map((r) => ({ ...toDrain(r), positions: toPositions(r.place_positions) }));
+}
+
+/** Only well-formed positions: anything else means no saved place (the file is followed from its end). */
+function toPositions(v: unknown): DrainPositions {
+  const out: DrainPositions = {};
+  if (v === null || typeof v !== "object") return out;
+  for (const file of ["app", "router"] as const) {
+    const p = (v as Record<string, unknown>)[file] as Record<string, unknown> | undefined;
+    if (p && typeof p.ino === "number" && typeof p.offset === "number" && typeof p.anchor === "string") {
+      out[file] = { ino: p.ino, offset: p.offset, anchor: p.anchor };
+    }
+  }
+  return out;
 }
 
 export async function deleteLogDrain(db: Db, appId: number, id: number): Promise<boolean> {
@@ -116,10 +148,16 @@ export interface DrainProgress {
   /** The newest failure, with its time. */
   error: { message: string; at: Date } | null;
   deliveredAt: Date | null;
+  /** Where the delivered lines now end, in the files of `place`: replaces the saved positions of those files. */
+  positions: { place: string; files: DrainPositions } | null;
 }
 
 export async function addDrainProgress(db: Db, id: number, p: DrainProgress): Promise<void> {
+  const positions = p.positions === null
+    ? sql.fragment`positions`
+    : sql.fragment`positions || jsonb_build_object(${p.positions.place}::text, COALESCE(positions -> ${p.positions.place}::text, '{}'::jsonb) || ${JSON.stringify(p.positions.files)}::jsonb)`;
   await db.query(q`UPDATE log_drains SET
+      positions = ${positions},
       delivered = delivered + ${p.delivered},
       dropped = dropped + ${p.dropped},
       last_error = COALESCE(${p.error?.message ?? null}, last_error),
