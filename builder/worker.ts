@@ -15,7 +15,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PassThrough, type Readable } from "node:stream";
-import type { BuildResult } from "../core/index.ts";
+import { coalesced, type BuildResult } from "../core/index.ts";
 import { listenForNotifications, type NotificationListener } from "../store/notification-listener.ts";
 import {
   BUILDER_STALE_SECONDS, claimBuildJob, getConfigVars, removeBuilderNode, saveBuilderNode, wantedBuildJobs, type ClaimedBuildJob,
@@ -62,8 +62,6 @@ interface Running {
 export class BuildWorker {
   private readonly running = new Map<number, Running>();
   private stopping = false;
-  private taking: Promise<void> | null = null;
-  private again = false;
   private heartbeat: NodeJS.Timeout | undefined;
   private poll: NodeJS.Timeout | undefined;
   private listener: NotificationListener | undefined;
@@ -104,27 +102,17 @@ export class BuildWorker {
   }
 
   /** Takes waiting builds while there is room; one call at a time. */
-  private take(): Promise<void> {
-    if (this.taking) {
-      this.again = true;
-      return this.taking;
+  private readonly take = coalesced(async () => {
+    while (!this.stopping && this.running.size < this.options.capacity) {
+      const runtimes = this.options.images ? ["process", "docker"] : ["process"];
+      const job = await claimBuildJob(this.options.db, this.options.name, { runtimes, host: hostname() }).catch((e: Error) => {
+        this.options.log(`taking a build failed: ${e.message}`);
+        return null;
+      });
+      if (!job) break;
+      void this.run(job);
     }
-    this.taking = (async () => {
-      do {
-        this.again = false;
-        while (!this.stopping && this.running.size < this.options.capacity) {
-          const runtimes = this.options.images ? ["process", "docker"] : ["process"];
-          const job = await claimBuildJob(this.options.db, this.options.name, { runtimes, host: hostname() }).catch((e: Error) => {
-            this.options.log(`taking a build failed: ${e.message}`);
-            return null;
-          });
-          if (!job) break;
-          void this.run(job);
-        }
-      } while (this.again && !this.stopping);
-    })().finally(() => (this.taking = null));
-    return this.taking;
-  }
+  });
 
   /** Stops builds whose push is over or cancelled (the entry is gone or marked). */
   private async checkWanted(): Promise<void> {

@@ -18,7 +18,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { DeckError, listenOn } from "../core/index.ts";
+import { coalesced, DeckError, listenOn } from "../core/index.ts";
 import type { DeckConfig } from "../config/index.ts";
 import { listenForNotifications, openDatabase, redactUrl, type Database, type NotificationListener } from "../store/index.ts";
 import {
@@ -82,27 +82,6 @@ export function routerNodePaths(dataDir: string, httpPort: number): RouterNodePa
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const firstLine = (e: unknown) => ((e as Error)?.message ?? String(e)).split("\n")[0];
-
-/** Serializes async work: a call while one runs makes exactly one more run after it. */
-function coalesced(work: () => Promise<void>): () => Promise<void> {
-  let running: Promise<void> | null = null;
-  let again = false;
-  return () => {
-    if (running) {
-      again = true;
-      return running;
-    }
-    running = (async () => {
-      do {
-        again = false;
-        await work();
-      } while (again);
-    })().finally(() => {
-      running = null;
-    });
-    return running;
-  };
-}
 
 /** The last table this node served, so it can serve before (or without) reaching PostgreSQL. */
 async function loadSavedTable(file: string, log: (line: string) => void): Promise<RouteTable> {

@@ -17,6 +17,7 @@ import type { RouterControl } from "../core/index.ts";
 import { publishRoutes } from "../router/route-publisher.ts";
 import { embeddedDatabaseUrl, openDatabase } from "../store/index.ts";
 import { databaseBackends } from "./helpers/database.ts";
+import { stopChild } from "./helpers/processes.ts";
 import { commitFiles, Deck, freePort, httpGet, makeRepo, nodeApp, ROOT, run } from "./helpers/deck.ts";
 
 const DECK = join(ROOT, "bin", "deck");
@@ -75,16 +76,7 @@ class RouterNodeProcess {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child && child.exitCode === null && !child.signalCode) {
-      child.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.exited, new Promise((r) => (timer = setTimeout(r, 15_000)))]);
-      clearTimeout(timer);
-      if (child.exitCode === null && !child.signalCode) {
-        child.kill("SIGKILL");
-        await this.exited;
-      }
-    }
+    await stopChild(child, this.exited, 15_000);
     if (process.env.KEEP_NODE_LOGS) process.stderr.write(`--- ${this.logFile}\n${this.log()}`);
     await rm(this.dir, { recursive: true, force: true });
   }

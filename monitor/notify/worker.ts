@@ -9,6 +9,7 @@
  * Woken by `deck_notify` notifications when a notice is queued, and by a poll for retries that come due.
  */
 import { hostname } from "node:os";
+import { coalesced } from "../../core/index.ts";
 import { listenForNotifications, type NotificationListener } from "../../store/notification-listener.ts";
 import type { Db } from "../../store/queries/index.ts";
 import {
@@ -77,8 +78,6 @@ export class NotifyWorker {
   private readonly from: string;
   private readonly concurrency: number;
   private readonly sending = new Map<number, { controller: AbortController; done: Promise<void> }>();
-  private taking: Promise<void> | null = null;
-  private again = false;
   private poll: NodeJS.Timeout | undefined;
   private listener: NotificationListener | undefined;
 
@@ -117,7 +116,8 @@ export class NotifyWorker {
     clearInterval(this.poll);
     clearInterval(this.prune);
     await this.listener?.close();
-    await this.taking;
+    // The run under way (if any) ends at once now that it is stopped.
+    await this.take();
     for (const s of this.sending.values()) s.controller.abort();
     await Promise.all([...this.sending.values()].map((s) => s.done));
     this.mailer.close();
@@ -125,30 +125,20 @@ export class NotifyWorker {
   }
 
   /** Takes due rows while there is room; one call at a time. */
-  private take(): Promise<void> {
-    if (this.taking) {
-      this.again = true;
-      return this.taking;
+  private readonly take = coalesced(async () => {
+    while (this.state === "running" && this.sending.size < this.concurrency) {
+      const claims = await claimNotices(this.options.db, {
+        limit: this.concurrency - this.sending.size, leaseSeconds: this.timing.leaseMs / 1000,
+        // A quarter of the senders at most for one organisation's notices: the others' go out meanwhile.
+        perOrg: Math.max(1, Math.ceil(this.concurrency / 4)),
+      }).catch((e: Error) => {
+        this.options.log(`notify: reading the outbox failed (tried again in ${this.timing.pollMs} ms): ${e.message}`);
+        return [];
+      });
+      for (const claim of claims) this.deliver(claim);
+      if (claims.length === 0) break;
     }
-    this.taking = (async () => {
-      do {
-        this.again = false;
-        while (this.state === "running" && this.sending.size < this.concurrency) {
-          const claims = await claimNotices(this.options.db, {
-            limit: this.concurrency - this.sending.size, leaseSeconds: this.timing.leaseMs / 1000,
-            // A quarter of the senders at most for one organisation's notices: the others' go out meanwhile.
-            perOrg: Math.max(1, Math.ceil(this.concurrency / 4)),
-          }).catch((e: Error) => {
-            this.options.log(`notify: reading the outbox failed (tried again in ${this.timing.pollMs} ms): ${e.message}`);
-            return [];
-          });
-          for (const claim of claims) this.deliver(claim);
-          if (claims.length === 0) break;
-        }
-      } while (this.again && this.state === "running");
-    })().finally(() => (this.taking = null));
-    return this.taking;
-  }
+  });
 
   private deliver(claim: ClaimedNotice): void {
     const controller = new AbortController();

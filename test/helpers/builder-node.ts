@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./deck.ts";
+import { stopChild } from "./processes.ts";
 
 const DECK = join(ROOT, "bin", "deck");
 
@@ -68,16 +69,7 @@ export class BuilderNodeProcess {
   async stop(): Promise<void> {
     const child = this.child;
     this.child = null;
-    if (child && child.exitCode === null && !child.signalCode) {
-      child.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.exited, new Promise((r) => (timer = setTimeout(r, 20_000)))]);
-      clearTimeout(timer);
-      if (child.exitCode === null && !child.signalCode) {
-        child.kill("SIGKILL");
-        await this.exited;
-      }
-    }
+    await stopChild(child, this.exited, 20_000);
   }
 
   async remove(): Promise<void> {
