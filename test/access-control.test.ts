@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ROLE_ACTIONS, ROLES, type Action, type Role } from "../core/policy.ts";
 import { addUser, apiClient, gitAs, orgAuditRows, type Api, type ApiAnswer, type TestUser } from "./helpers/accounts.ts";
-import { databaseBackends } from "./helpers/database.ts";
+import { embeddedBackendOnly } from "./helpers/database.ts";
 import { commitFiles, Deck, makeRepo, nodeApp, type PushResult } from "./helpers/deck.ts";
 
 /**
@@ -16,7 +16,8 @@ import { commitFiles, Deck, makeRepo, nodeApp, type PushResult } from "./helpers
  * granted on one app opens that app alone.
  */
 
-const backends = await databaseBackends();
+// One backend is enough: nothing here depends on how PostgreSQL is run (the queue and node suites run both).
+const backends = embeddedBackendOnly();
 
 /** The deployed app every role is tried against. */
 const APP = "web";

@@ -8,10 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { GO_APP, PYTHON_APP, RUST_APP } from "./helpers/sample-apps.ts";
-import { databaseBackends } from "./helpers/database.ts";
+import { embeddedBackendOnly } from "./helpers/database.ts";
 import { Deck, makeRepo } from "./helpers/deck.ts";
 
-const backends = await databaseBackends();
+// One backend is enough: nothing here depends on how PostgreSQL is run (the queue and node suites run both).
+const backends = embeddedBackendOnly();
 
 for (const backend of backends) {
   describe(`Python, Go and Rust apps deploy and serve (${backend.name} PostgreSQL)`, () => {

@@ -39,6 +39,15 @@ export async function databaseBackends(): Promise<DbBackend[]> {
   return backends;
 }
 
+/**
+ * The embedded backend alone, for an end-to-end suite whose subject is not how PostgreSQL runs (builds,
+ * access rules, router settings): running it twice would only double its time. Suites about queues,
+ * nodes and restarts keep both backends.
+ */
+export function embeddedBackendOnly(): DbBackend[] {
+  return [{ name: "embedded" }];
+}
+
 /** Creates an empty database with a random name on the server behind `adminUrl`. */
 export async function createExternalTestDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
   const name = `deck_test_${randomBytes(6).toString("hex")}`;
