@@ -14,6 +14,7 @@ import "./routes/usage.ts";
 import "./routes/auth.ts";
 import "./routes/meta.ts";
 import "./routes/monitoring.ts";
+import "./routes/billing.ts";
 import "./routes/notify.ts";
 import "./routes/logs.ts";
 import "./routes/alerts.ts";

@@ -29,8 +29,11 @@ import { UptimeProber } from "../monitor/uptime/index.ts";
 import { AlertEvaluator } from "../monitor/alerts/index.ts";
 import { DrainShipper, LogRetention, routerAccessLog, SUPERVISOR_MAX_LOG_BYTES } from "../monitor/logs/index.ts";
 import { rollbackOnAlert } from "../ops/alerts.ts";
+import { admitBuild } from "../billing/account/quota.ts";
+import { InvoiceJobs } from "../billing/invoices/index.ts";
+import { LedgerJobs } from "../billing/ledger/index.ts";
 import { listenForNotifications } from "../store/notification-listener.ts";
-import { listSandboxUidsOutside } from "../store/queries/index.ts";
+import { listKeptSlugPaths, listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
 import { networkRulesSpecFor, probeMasterKey } from "./doctor.ts";
 import { networkInterfaces } from "node:os";
@@ -65,6 +68,20 @@ export async function holdDataDir(url: string, dataDir: string): Promise<() => P
     throw new Error(`another deck server is running on ${dataDir}; stop it first (deck down), or give this one another DECK_DATA_DIR`);
   }
   return () => client.end();
+}
+
+/** Bytes of the Docker images an app's kept builds point to (each image once): its share of billable storage. */
+async function appImageBytes(db: Database["pool"], docker: ReturnType<typeof createDockerClient>, app: string): Promise<number> {
+  const slugs = await listKeptSlugPaths(db, app);
+  const seen = new Set<string>();
+  let bytes = 0;
+  for (const slug of slugs) {
+    const ref = await readImageRef(slug);
+    if (!ref || seen.has(ref.image)) continue;
+    seen.add(ref.image);
+    bytes += (await docker.inspectImage(ref.image))?.size ?? 0;
+  }
+  return bytes;
 }
 
 /** Where deck itself is installed (its deck.yaml may sit beside it). */
@@ -243,6 +260,11 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
         : undefined,
       log,
       saveUsage: () => metering.saveAll(),
+      // Free plans stop at their build minutes, spend caps stop builds; a check that cannot be made lets the push through (and says so).
+      admitBuild: (app) => admitBuild(db.pool, app).catch((e: Error) => {
+        log(`billing: could not check ${app.name}'s quota, building anyway: ${e.message}`);
+        return null;
+      }),
     };
     // Background ACME orders and renewals; the deploy dependencies are complete from here on.
     const certs = new CertManager(base);
@@ -338,6 +360,16 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const retention = new LogRetention({ db: db.pool, appLog: paths.appLog, log });
     retention.start();
     started.push(() => retention.stop());
+    // Billing: build, storage and domain usage into the ledger; last month's invoices an hour after it ended.
+    const ledgerJobs = new LedgerJobs({
+      db: db.pool, dataDir: config.dataDir, log, intervalMs: config.billingInterval * 1000,
+      imageBytes: docker ? (app) => appImageBytes(db.pool, docker, app) : undefined,
+    });
+    ledgerJobs.start();
+    started.push(() => ledgerJobs.stop());
+    const invoiceJobs = new InvoiceJobs({ db: db.pool, log, intervalMs: config.billingInterval * 1000 });
+    invoiceJobs.start();
+    started.push(() => invoiceJobs.stop());
     // Ships every app's log lines to its drains (drains:add) as they are written.
     const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), place: holder.prefix.replace(/:$/, ""), outboundAllow: config.outboundAllow, log });
     await drains.start();

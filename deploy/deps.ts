@@ -8,6 +8,7 @@ import type { BuildRuns } from "./build-runs.ts";
 import type { CertManager } from "./cert-manager.ts";
 import type { DeployEvents } from "./deploy-state.ts";
 import type { Paths } from "./paths.ts";
+import type { AppRow } from "../store/queries/index.ts";
 
 /** Everything the deploy pipeline reaches outside itself, passed in so each part can be swapped. */
 export interface DeployDeps {
@@ -41,6 +42,11 @@ export interface DeployDeps {
   certs?: CertManager;
   /** Saves the bandwidth the router has counted so far (the deck server's metering); absent = nothing to save. */
   saveUsage?(): Promise<void>;
+  /**
+   * Whether the app's org may build now (billing quotas and spend caps): null to go on, or the one line
+   * that refuses the push (used / allowed / how to upgrade). The live release is never touched.
+   */
+  admitBuild?(app: AppRow): Promise<string | null>;
 }
 
 export type DeployOutcome =

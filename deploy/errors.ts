@@ -14,6 +14,7 @@ export const DEPLOY_ERRORS = defineErrors({
   no_buildpack: { status: 422, expose: true, hint: "add one of the files the message lists, a Procfile or a Dockerfile, or choose one with builder:set APP" },
   out_of_memory: { status: 422, expose: true, hint: "the build went over DECK_BUILD_MEMORY: make it use less or ask a platform admin to raise the limit" },
   release_command_failed: { status: 422, expose: true, hint: "the Procfile's release command failed (its output is above): fix it and deploy again; the live release is untouched" },
+  quota_exceeded: { status: 402, expose: true, hint: "the organisation has used what its plan (or its spend cap) allows this month: an owner upgrades with billing:plan ORG PLAN or raises billing:cap ORG" },
   health_check_failed: { status: 422, expose: true, hint: "the new processes did not answer the health check path in time: see their log lines above (or logs APP); the live release is untouched" },
 });
 

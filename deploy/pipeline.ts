@@ -188,6 +188,8 @@ async function runPush(deps: DeployDeps, req: PushRequest, ctx: PushContext): Pr
   if (signal.aborted) return fail("cancelled", run.cancelMessage ?? "the push was cancelled before its deploy started", "cancelled");
   const moved = await req.stillCurrent?.();
   if (moved) return fail("branch_moved", moved);
+  const refused = await deps.admitBuild?.(app);
+  if (refused) return fail("quota_exceeded", refused);
   await setAppStatus(deps.db, app.id, app.liveDeploymentId ? "running" : "deploying");
 
   const slot = await deps.builds.acquire(

@@ -9,6 +9,8 @@ import type { Caller, DeployDeps } from "../ops/index.ts";
 export interface CommandIO {
   out(line: string): void;
   err(line: string): void;
+  /** Bytes as they are, for a file on standard output (`billing:invoice … --pdf > invoice.pdf`). */
+  write?(bytes: Buffer): void;
   /** Aborted when the client disconnects (ends `logs -t`). */
   signal: AbortSignal;
   /** Everything the client sends on standard input (for keys:add). */
@@ -52,6 +54,15 @@ export class Args {
   get json(): boolean {
     return this.flags.has("--json");
   }
+}
+
+/** Exactly the named positionals (`ORG`, `ID`): one missing or one too many is a one-line error with the usage. */
+export function positionals(args: Args, names: string[], usage: string): string[] {
+  const given = args.positional;
+  const missing = names[given.length];
+  if (missing) throw new DeckError("bad_argument", `missing ${missing}; usage: ${usage}`);
+  if (given.length > names.length) throw new DeckError("bad_argument", `unexpected argument "${given[names.length]!.slice(0, 40)}"; usage: ${usage}`);
+  return given;
 }
 
 export const pad = (rows: string[][]): string[] => {

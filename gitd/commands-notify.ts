@@ -1,20 +1,12 @@
 import { DeckError } from "../core/index.ts";
 import { addNotifyChannel, listNotifyChannelsOf, removeNotifyChannel, testNotifyChannels, type NotifyChannelView } from "../ops/notify.ts";
-import { defineCommands, pad, type Args } from "./command-kit.ts";
+import { defineCommands, pad, positionals } from "./command-kit.ts";
 
 /** SSH commands for notification channels: where an organisation's alert notices go. */
 
 const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");
 
 /** The positionals a command takes, refusing a missing or an extra one with its usage. */
-function positionals(args: Args, names: string[], usage: string): string[] {
-  const given = args.positional;
-  const missing = names[given.length];
-  if (missing) throw new DeckError("bad_argument", `missing ${missing}; usage: ${usage}`);
-  if (given.length > names.length) throw new DeckError("bad_argument", `unexpected argument "${given[names.length]!.slice(0, 40)}"; usage: ${usage}`);
-  return given;
-}
-
 function lastDelivery(c: NotifyChannelView): string {
   const last = c.lastDelivery;
   if (!last) return "never sent";

@@ -159,6 +159,7 @@ async function handleExec(options: SshServerOptions, caller: Caller, stream: Ser
     // A client terminal in raw mode (ssh -t) moves to the line's start only on \r.
     out: (l) => { if (!abort.signal.aborted) stream.write(`${l}${eol}`); },
     err: (l) => { if (!abort.signal.aborted) stream.stderr.write(`${l}${eol}`); },
+    write: (bytes) => { if (!abort.signal.aborted) stream.write(bytes); },
     signal: abort.signal,
     stdin,
     tty,

@@ -12,3 +12,4 @@ export {
 } from "./rating.ts";
 export { forecastPeriod, type Forecast } from "./forecast.ts";
 export * from "./line-description.ts";
+export * from "./invoice-state.ts";

@@ -17,3 +17,6 @@ export * from "./notify.ts";
 export * from "./uptime.ts";
 export * from "./alerts.ts";
 export * from "./logs.ts";
+export * from "./billing-plans.ts";
+export * from "./billing-invoices.ts";
+export * from "./billing-ledger.ts";

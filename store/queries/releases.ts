@@ -1,4 +1,5 @@
 import { decryptSecrets, encryptSecrets } from "../secret-box.ts";
+import { recordBuildUsage } from "./billing-ledger.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
 
 export interface BuildRow { id: number; appId: number; commitSha: string; buildpack: string | null; status: string; slugPath: string | null; sizeBytes: number | null; procfile: Record<string, string> | null }
@@ -21,9 +22,17 @@ function toDeployment(r: Record<string, unknown>): DeploymentRow {
 export async function insertBuild(db: Db, appId: number, commitSha: string, deploymentId: number | null = null): Promise<BuildRow> {
   return toBuild(await db.one(q`INSERT INTO builds (app_id, commit_sha, status, deployment_id) VALUES (${appId}, ${commitSha}, 'building', ${deploymentId}) RETURNING *`));
 }
+/**
+ * Marks the build finished and, in the same transaction, records its build time in the usage ledger
+ * (builds are deleted with their app, so the ledger cannot wait for a later sweep). A failed build
+ * counts too: it held a build machine all the same.
+ */
 export async function finishBuild(db: Db, id: number, b: { ok: boolean; buildpack?: string; slugPath?: string; sizeBytes?: number; procfile?: Record<string, string> }): Promise<void> {
-  await db.query(q`UPDATE builds SET status = ${b.ok ? "succeeded" : "failed"}, buildpack = ${b.buildpack ?? null}, slug_path = ${b.slugPath ?? null},
-    size_bytes = ${b.sizeBytes ?? null}, procfile = ${b.procfile ? sql.jsonb(b.procfile) : null}, finished_at = now() WHERE id = ${id}`);
+  await db.transaction(async (tx) => {
+    await tx.query(q`UPDATE builds SET status = ${b.ok ? "succeeded" : "failed"}, buildpack = ${b.buildpack ?? null}, slug_path = ${b.slugPath ?? null},
+      size_bytes = ${b.sizeBytes ?? null}, procfile = ${b.procfile ? sql.jsonb(b.procfile) : null}, finished_at = now() WHERE id = ${id}`);
+    await recordBuildUsage(tx, { buildIds: [id] });
+  });
 }
 export async function findBuild(db: Db, id: number): Promise<BuildRow | null> {
   const r = await db.maybeOne(q`SELECT * FROM builds WHERE id = ${id}`);
