@@ -30,6 +30,7 @@ import { AlertEvaluator } from "../monitor/alerts/index.ts";
 import { DrainShipper, LogRetention, routerAccessLog, SUPERVISOR_MAX_LOG_BYTES } from "../monitor/logs/index.ts";
 import { rollbackOnAlert } from "../ops/alerts.ts";
 import { admitBuild } from "../billing/account/quota.ts";
+import { CapWatch } from "../billing/account/cap-watch.ts";
 import { InvoiceJobs } from "../billing/invoices/index.ts";
 import { LedgerJobs } from "../billing/ledger/index.ts";
 import { listenForNotifications } from "../store/notification-listener.ts";
@@ -329,9 +330,10 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     notify.start();
     started.push(() => notify.stop());
     // Judges every app's alert rules after each round of samples and on uptime changes; servers sharing the database take turns.
+    // The host users reach deck's SSH at, for the commands notices name.
+    const sshHost = config.publicUrl ? new URL(config.publicUrl).hostname : config.host === "0.0.0.0" || config.host === "::" ? hostname() : config.host;
     const alerts = new AlertEvaluator({
-      db: db.pool, log, sshPort: config.sshPort,
-      sshHost: config.publicUrl ? new URL(config.publicUrl).hostname : config.host === "0.0.0.0" || config.host === "::" ? hostname() : config.host,
+      db: db.pool, log, sshPort: config.sshPort, sshHost,
       rollback: rollbackOnAlert(deps),
       onEvent: (e) => streamEvents.emit({ type: "alert", app: e.app, data: { ...e } }),
     });
@@ -370,6 +372,10 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const invoiceJobs = new InvoiceJobs({ db: db.pool, log, intervalMs: config.billingInterval * 1000 });
     invoiceJobs.start();
     started.push(() => invoiceJobs.stop());
+    // Spend caps: notices at 80% and 100% of an org's cap (builds stop at 100%: admitBuild).
+    const capWatch = new CapWatch({ db: db.pool, log, intervalMs: config.billingInterval * 1000, sshHost, sshPort: config.sshPort });
+    capWatch.start();
+    started.push(() => capWatch.stop());
     // Ships every app's log lines to its drains (drains:add) as they are written.
     const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), place: holder.prefix.replace(/:$/, ""), outboundAllow: config.outboundAllow, log });
     await drains.start();

@@ -53,7 +53,7 @@ defineCommands({
       io.out(`${u.org} on ${u.plan}, ${u.period.start.slice(0, 10)} to ${u.period.end.slice(0, 10)} (now ${u.now.slice(0, 16).replace("T", " ")} UTC)`);
       io.out(`so far ${formatDollars(u.soFarCents)}; forecast for the month ${formatDollars(u.forecastCents)}${u.spendCapCents !== null ? `; spend cap ${formatDollars(u.spendCapCents)}` : ""}`);
       const rows = u.meters.map((m) => [m.label, `${m.used} ${m.unit}`, m.included === null ? "unlimited" : `${m.included} ${m.unit}`, formatDollars(m.soFarCents), `${m.forecastUsed} ${m.unit}`, formatDollars(m.forecastCents)]);
-      for (const l of pad([["USAGE", "USED", "INCLUDED SO FAR", "COST", "FORECAST", "FORECAST COST"], ...rows])) io.out(l);
+      for (const l of pad([["USAGE", "USED", "INCLUDED", "COST", "FORECAST", "FORECAST COST"], ...rows])) io.out(l);
       if (u.apps.length === 0) return;
       io.out("");
       for (const l of pad([["APP", "COST SO FAR", "FORECAST"], ...u.apps.map((a) => [a.app ?? "(organisation)", formatDollars(a.soFarCents), formatDollars(a.forecastCents)])])) io.out(l);

@@ -148,7 +148,7 @@ export interface UsageView {
   plan: string;
   period: { start: string; end: string };
   now: string;
-  /** Cost so far this month (fees accrued with time, usage beyond what the plan includes so far). */
+  /** Cost so far this month: fees accrued until now, and usage so far beyond the whole month's allowance. */
   soFarCents: number;
   /** The month's cost if usage goes on as it has: the forecast at its end. */
   forecastCents: number;
@@ -161,7 +161,8 @@ export interface UsageView {
 export async function billingUsage(deps: DeployDeps, caller: Caller, slug: string): Promise<UsageView> {
   const org = await orgForBillingRead(deps, caller, slug);
   const [u, account] = await Promise.all([usageNow(deps.db, org.id), loadBillingAccount(deps.db, org.id)]);
-  const { soFar, forecast } = u.forecast;
+  const { forecast } = u.forecast;
+  const soFar = u.monthSoFar;
   const usageLines = (inv: RatedInvoice) => inv.lines.filter((l): l is UsageLine => l.kind === "usage");
   const sum = (values: string[]) => values.reduce((a, v) => a + Number(v), 0);
   const meters = BILLING_METERS.map((m) => {
@@ -180,7 +181,7 @@ export async function billingUsage(deps: DeployDeps, caller: Caller, slug: strin
   for (const a of forecast.apps) if (!apps.some((x) => x.app === a.app)) apps.push({ app: a.app, soFarCents: 0, forecastCents: a.amountCents });
   return {
     org: org.slug, plan: u.plan.name, period: u.input.period, now: u.forecast.now,
-    soFarCents: soFar.totalCents, forecastCents: forecast.totalCents, spendCapCents: account.spendCapCents, meters, apps,
+    soFarCents: u.spentCents, forecastCents: forecast.totalCents, spendCapCents: account.spendCapCents, meters, apps,
   };
 }
 

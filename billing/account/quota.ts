@@ -22,7 +22,7 @@ export async function admitBuild(db: Db, app: AppRow, now = new Date()): Promise
     }
   }
   if (account.spendCapCents !== null) {
-    const spent = u.forecast.soFar.totalCents;
+    const spent = u.spentCents;
     if (spent >= account.spendCapCents) {
       return `${org.slug} has reached its spend cap: ${formatDollars(spent)} of ${formatDollars(account.spendCapCents)} this month, so builds stop until next month; ` +
         `an owner can raise it with billing:cap ${org.slug} AMOUNT`;
