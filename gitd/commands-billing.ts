@@ -1,6 +1,6 @@
 import { DeckError, describeLine, formatDollars } from "../core/index.ts";
 import {
-  billingInvoice, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
+  billingAdvice, billingInvoice, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
   type PlanView,
 } from "../ops/billing.ts";
 import { defineCommands, pad, positionals } from "./command-kit.ts";
@@ -137,6 +137,16 @@ defineCommands({
       const [org, month] = positionals(args, ["ORG", "MONTH"], "billing:close ORG MONTH");
       const r = await closeBillingMonth(deps, caller, org!, month!);
       io.out(`${r.invoice.number} ${r.opened ? "issued" : "was already issued"} for ${r.invoice.orgSlug}, ${month}: ${formatDollars(r.invoice.totalCents)} (${r.invoice.status})`);
+    },
+  },
+  "billing:advice": {
+    usage: "billing:advice ORG [--json]", help: "where the org pays for more than it uses: idle apps, scale above what traffic needs, a cheaper plan for the last 3 months", bools: ["--json"],
+    run: async (deps, caller, args, io) => {
+      const [org] = positionals(args, ["ORG"], "billing:advice ORG [--json]");
+      const a = await billingAdvice(deps, caller, org!);
+      if (args.json) return io.out(JSON.stringify(a));
+      if (a.findings.length === 0) return io.out(`${a.org}: nothing to save: no idle apps, no scale above need, and its plan is the cheapest for its usage`);
+      for (const f of a.findings) io.out(`- ${f.text}: ${f.command}`);
     },
   },
 });

@@ -9,6 +9,7 @@ import {
   type BillingMeter, type Catalogue, type Plan, type RatedInvoice, type UsageLine,
 } from "../core/index.ts";
 import { usageNow } from "../billing/account/usage-now.ts";
+import { adviseOrg, type Finding } from "../billing/account/advice.ts";
 import { changeInvoiceStatus, closePeriod, renderInvoiceHtml, renderInvoicePdf, toInvoiceView, type InvoiceView } from "../billing/invoices/index.ts";
 import type { DeployDeps } from "../deploy/index.ts";
 import {
@@ -276,4 +277,10 @@ export async function closeBillingMonth(deps: DeployDeps, caller: Caller, slug: 
     return { invoice: r.invoice, opened: r.outcome === "opened" };
   }
   throw new DeckError(r.outcome === "period_not_ended" ? "conflict" : "not_found", r.reason);
+}
+
+/** Where the org pays for more than it uses: idle apps, scale above need, a cheaper plan (owners and admins). */
+export async function billingAdvice(deps: DeployDeps, caller: Caller, slug: string): Promise<{ org: string; findings: Finding[] }> {
+  const org = await orgForBillingRead(deps, caller, slug);
+  return { org: org.slug, findings: (await adviseOrg(deps.db, org.id, org.slug)).findings };
 }

@@ -1,6 +1,6 @@
 import { z } from "zod/v4";
 import {
-  billingInvoice, billingInvoiceHtml, billingInvoicePdf, billingInvoices, billingPlans, billingUsage, explainInvoiceLine, markInvoice, orgPlan,
+  billingAdvice, billingInvoice, billingInvoiceHtml, billingInvoicePdf, billingInvoices, billingPlans, billingUsage, explainInvoiceLine, markInvoice, orgPlan,
   setBillingCap, setBillingCatalogue, setOrgPlan,
 } from "../../ops/billing.ts";
 import { defineRoute } from "../registry.ts";
@@ -106,4 +106,11 @@ defineRoute({
   summary: "Record what became of an invoice: paid, void or uncollectible (platform admins; with Stripe, its webhooks do this)",
   params: invoiceParams, body: z.object({ status: z.enum(["paid", "void", "uncollectible"]) }).strict(),
   handler: async ({ deps, caller, params, body }) => markInvoice(deps, caller, params.org, params.number, body.status === "paid" ? "pay" : body.status),
+});
+
+defineRoute({
+  method: "get", path: "/orgs/:org/billing/advice", scope: "read", tag: "billing",
+  summary: "Where the organisation pays for more than it uses: idle apps (no requests in 7 days), scale above need, a cheaper plan for the last 3 months",
+  params: orgParams,
+  handler: async ({ deps, caller, params }) => billingAdvice(deps, caller, params.org),
 });
