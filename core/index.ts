@@ -16,3 +16,4 @@ export * from "./metrics.ts";
 export * from "./alerts.ts";
 export * from "./coalesced.ts";
 export * from "./billing/index.ts";
+export * from "./periodic.ts";

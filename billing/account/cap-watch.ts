@@ -4,7 +4,7 @@
  * markCapNotice makes it once however many servers look). At 100% builds stop (quota.ts admitBuild).
  */
 import { hostname } from "node:os";
-import { formatDollars, toMonthlyPeriod, type Notice } from "../../core/index.ts";
+import { formatDollars, Periodic, toMonthlyPeriod, type Notice } from "../../core/index.ts";
 import { enqueueNotice, markCapNotice, q, type Db } from "../../store/queries/index.ts";
 import { usageNow } from "./usage-now.ts";
 
@@ -20,35 +20,26 @@ export interface CapWatchOptions {
 }
 
 export class CapWatch {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | null = null;
-  private trouble = "";
+  private readonly periodic: Periodic;
 
-  constructor(private readonly o: CapWatchOptions) {}
+  constructor(private readonly o: CapWatchOptions) {
+    this.periodic = new Periodic({
+      intervalMs: o.intervalMs, run: (now) => this.check(now),
+      onTrouble: (m) => o.log(`billing: checking spend caps failed (tried again each round): ${m}`),
+    });
+  }
 
   start(): void {
-    this.timer = setInterval(() => void this.round(), this.o.intervalMs);
-    this.timer.unref();
-    void this.round();
+    this.periodic.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
-  /** Looks at every capped org once; one round at a time. */
+  /** One round now (or the one under way). */
   round(now = new Date()): Promise<void> {
-    this.running ??= this.check(now).then(
-      () => {
-        this.trouble = "";
-      },
-      (e: Error) => {
-        if (e.message !== this.trouble) this.o.log(`billing: checking spend caps failed (tried again each round): ${e.message}`);
-        this.trouble = e.message;
-      },
-    ).finally(() => (this.running = null));
-    return this.running;
+    return this.periodic.tick(now);
   }
 
   private async check(now: Date): Promise<void> {
