@@ -15,6 +15,7 @@ import "./routes/auth.ts";
 import "./routes/meta.ts";
 import "./routes/monitoring.ts";
 import "./routes/billing.ts";
+import "./routes/billing-stripe.ts";
 import "./routes/notify.ts";
 import "./routes/logs.ts";
 import "./routes/alerts.ts";

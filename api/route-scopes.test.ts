@@ -22,7 +22,7 @@ const RANK: Record<Scope, number> = { read: 0, deploy: 1, write: 2, admin: 3 };
 /** Routes that take no token, on purpose: a new public route must be added here knowingly. */
 const PUBLIC = [
   "GET /auth/jwks", "GET /auth/oidc/:provider/callback", "GET /auth/oidc/:provider/start", "GET /health", "GET /openapi.json",
-  "POST /apps/:app/webhooks/github", "POST /apps/:app/webhooks/gitlab", "POST /session",
+  "POST /apps/:app/webhooks/github", "POST /apps/:app/webhooks/gitlab", "POST /billing/stripe/webhook", "POST /session",
 ];
 
 const routeName = (def: RouteDef) => `${def.method.toUpperCase()} ${def.path}`;

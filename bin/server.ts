@@ -11,7 +11,7 @@ import { oauthProvidersFromConfig } from "../api/auth/oidc.ts";
 import { readImageRef, removeBuildLeftovers, runBuild } from "../builder/index.ts";
 import { ConfigError, SANDBOX_UID_RANGE, type DeckConfig } from "../config/index.ts";
 import { listenOn, type Listenable } from "../core/index.ts";
-import { AppQueue, BuildRuns, BuildSlots, DeployEvents, endOrphanedDeployments, holderName, pathsFor, reconcile, resendRoutes, RouteLocks, type DeployDeps } from "../deploy/index.ts";
+import { AppQueue, BuildRuns, BuildSlots, DeployEvents, endOrphanedDeployments, holderName, pathsFor, reconcile, refreshRoute, resendRoutes, RouteLocks, type DeployDeps } from "../deploy/index.ts";
 import { CertManager, pushCertificates } from "../deploy/index.ts";
 import { createSshServer, ensureRepo, installHook, loadOrCreateHostKey, PushRegistry, removeRepo, resumeQueuedPushes, startHookBridge } from "../gitd/index.ts";
 import { createRouterControl, ensureRouter } from "../router/index.ts";
@@ -31,10 +31,12 @@ import { DrainShipper, LogRetention, routerAccessLog, SUPERVISOR_MAX_LOG_BYTES }
 import { rollbackOnAlert } from "../ops/alerts.ts";
 import { admitBuild } from "../billing/account/quota.ts";
 import { CapWatch } from "../billing/account/cap-watch.ts";
+import { BandwidthWatch } from "../billing/account/bandwidth-watch.ts";
 import { InvoiceJobs } from "../billing/invoices/index.ts";
 import { LedgerJobs } from "../billing/ledger/index.ts";
+import { stripeSyncFromConfig } from "../billing/stripe-sync/index.ts";
 import { listenForNotifications } from "../store/notification-listener.ts";
-import { listKeptSlugPaths, listSandboxUidsOutside } from "../store/queries/index.ts";
+import { findApp, listKeptSlugPaths, listSandboxUidsOutside } from "../store/queries/index.ts";
 import { configureSecrets } from "../store/secret-box.ts";
 import { networkRulesSpecFor, probeMasterKey } from "./doctor.ts";
 import { networkInterfaces } from "node:os";
@@ -231,6 +233,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
       builds.stop();
       await queueWakeups.close();
     });
+    // Stripe, when STRIPE_SECRET_KEY is set: subscriptions, usage on its meters, its webhooks (billing/stripe-sync).
+    const stripe = stripeSyncFromConfig(config, db.pool, log);
     const base: DeployDeps = {
       db: db.pool,
       config,
@@ -261,6 +265,8 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
         : undefined,
       log,
       saveUsage: () => metering.saveAll(),
+      onPlanChanged: stripe ? async (orgId) => void (await stripe.onPlanChanged(orgId)) : undefined,
+      paymentPages: stripe ?? undefined,
       // Free plans stop at their build minutes, spend caps stop builds; a check that cannot be made lets the push through (and says so).
       admitBuild: (app) => admitBuild(db.pool, app).catch((e: Error) => {
         log(`billing: could not check ${app.name}'s quota, building anyway: ${e.message}`);
@@ -376,6 +382,20 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const capWatch = new CapWatch({ db: db.pool, log, intervalMs: config.billingInterval * 1000, sshHost, sshPort: config.sshPort });
     capWatch.start();
     started.push(() => capWatch.stop());
+    // Free plans: traffic past the month's bandwidth is throttled (DECK_FREE_THROTTLE), not billed.
+    const bandwidthWatch = new BandwidthWatch({
+      db: db.pool, log, intervalMs: config.billingInterval * 1000, throttleBytesPerSecond: config.freeThrottle, sshHost, sshPort: config.sshPort,
+      applyRoute: async (name) => {
+        const app = await findApp(db.pool, name);
+        if (app) await refreshRoute(deps, app);
+      },
+    });
+    bandwidthWatch.start();
+    started.push(() => bandwidthWatch.stop());
+    if (stripe) {
+      stripe.start();
+      started.push(() => stripe.stop());
+    }
     // Ships every app's log lines to its drains (drains:add) as they are written.
     const drains = new DrainShipper({ db: db.pool, appLog: paths.appLog, accessLog: routerAccessLog(config.dataDir), place: holder.prefix.replace(/:$/, ""), outboundAllow: config.outboundAllow, log });
     await drains.start();
@@ -385,7 +405,7 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     const ssh = createSshServer({ deps, pushes, hostKey });
     const auth = await createAuthDeps({ db: db.pool, dataDir: config.dataDir });
     const api = createApiServer(deps, pushes, {
-      extra: { auth, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics(), events: (l: (e: StreamEvent) => void) => streamEvents.subscribe(l) },
+      extra: { auth, stripe, oauth: oauthProvidersFromConfig(config), setPassword, routerMetrics: () => routerMetering.metrics(), events: (l: (e: StreamEvent) => void) => streamEvents.subscribe(l) },
     });
     await listen(ssh, config.sshPort, config.host);
     started.push(() => new Promise<void>((res) => ssh.close(() => res())));

@@ -158,6 +158,15 @@ export interface RouteSettings {
   redirectHttps?: boolean;
   /** HTTPS responses carry Strict-Transport-Security. */
   hsts?: boolean;
+  /**
+   * Response bandwidth (> 0): all the app's responses through one router together get at most this
+   * many body bytes per second, from a token bucket holding one second's worth (so a short response
+   * goes out at full speed). Response heads are never delayed; WebSocket and other upgraded
+   * connections are not limited. Each router counts on its own, so with several router nodes an app
+   * may get this much through each. Absent = no limit. Billing sets it for Free orgs past their
+   * bandwidth allowance (their traffic is slowed instead of billed).
+   */
+  bandwidthBytesPerSecond?: number;
 }
 
 export interface RouterControl {

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { sql } from "slonik";
 import { DeckError, type ProcessInfo, type Route } from "../core/index.ts";
 import {
-  deleteApp, findApp, finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setLiveDeployment, type AppRow,
+  deleteApp, findApp, finishBuild, insertApp, insertBuild, insertDeployment, insertOrganization, insertRelease, insertUser, setAppThrottle, setLiveDeployment, type AppRow,
 } from "../store/queries/index.ts";
 import { databaseBackends, openTestDatabase, type TestDatabase } from "../test/helpers/database.ts";
 import { parseUpstream } from "../router/route-table.ts";
@@ -142,6 +142,19 @@ for (const backend of await databaseBackends()) {
       await deleteApp(t.db.pool, app.id);
       await refreshRoute(deps, app);
       assert.deepEqual(sent, []);
+    });
+
+    it("an app's bandwidth throttle goes out in its route as bandwidthBytesPerSecond, and leaves with it", async () => {
+      const { deps, sent, app } = await setup("throttled");
+      assert.equal(await setAppThrottle(t.db.pool, app.id, 100_000), true);
+      assert.equal(await setAppThrottle(t.db.pool, app.id, 100_000), false, "setting the same value again changes nothing");
+      await refreshRoute(deps, app);
+      assert.deepEqual(sent.at(-1)?.settings, { bandwidthBytesPerSecond: 100_000 });
+      assert.equal(await setAppThrottle(t.db.pool, app.id, null), true);
+      await refreshRoute(deps, app);
+      assert.deepEqual(sent.at(-1)?.settings, {});
+      assert.equal(await setAppThrottle(t.db.pool, app.id, null), false);
+      await assert.rejects(setAppThrottle(t.db.pool, app.id, 0), RangeError);
     });
   });
 }

@@ -51,6 +51,7 @@ export function routeSettings(app: AppRow): RouteSettings {
   if (r.maxBodyBytes !== null) s.maxBodyBytes = r.maxBodyBytes;
   if (r.redirectHttps) s.redirectHttps = true;
   if (r.hsts) s.hsts = true;
+  if (r.throttleBytesPerSecond !== null) s.bandwidthBytesPerSecond = r.throttleBytesPerSecond;
   return s;
 }
 

@@ -47,6 +47,10 @@ export interface DeployDeps {
    * that refuses the push (used / allowed / how to upgrade). The live release is never touched.
    */
   admitBuild?(app: AppRow): Promise<string | null>;
+  /** Tells Stripe (billing/stripe-sync) that the org's plan changed; never throws. Absent without STRIPE_SECRET_KEY. */
+  onPlanChanged?(orgId: number): Promise<void>;
+  /** Stripe's pages for an org (Checkout to save a card; the billing portal). Absent without STRIPE_SECRET_KEY. */
+  paymentPages?: { paymentLink(orgId: number, returnUrl: string): Promise<string>; portalLink(orgId: number, returnUrl: string): Promise<string> };
 }
 
 export type DeployOutcome =

@@ -1,6 +1,6 @@
 import { DeckError, describeLine, formatDollars } from "../core/index.ts";
 import {
-  billingAdvice, billingInvoice, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
+  billingAdvice, billingInvoice, billingPaymentPage, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
   type PlanView,
 } from "../ops/billing.ts";
 import { defineCommands, pad, positionals } from "./command-kit.ts";
@@ -37,11 +37,14 @@ defineCommands({
         const v = await orgPlan(deps, caller, org);
         if (args.json) return io.out(JSON.stringify(v));
         io.out(`${v.org}: ${v.plan.name} since ${v.since.slice(0, 10)} — ${describePlan(v.plan)}`);
+        if (v.scheduled) io.out(`moves to ${v.scheduled.plan} on ${v.scheduled.from.slice(0, 10)}`);
         return;
       }
       const v = await setOrgPlan(deps, caller, org, code, terms.length ? terms.join(" ") : undefined);
       if (args.json) return io.out(JSON.stringify(v));
-      io.out(v.changed ? `${v.org} is on ${v.plan.name} from now — ${describePlan(v.plan)}` : `${v.org} is already on ${v.plan.name}`);
+      if (!v.changed) return io.out(`${v.org} is already on ${v.plan.name}`);
+      if (v.scheduled) return io.out(`${v.org} moves to ${v.scheduled.plan} when the month ends (${v.scheduled.from.slice(0, 10)}); until then it stays on ${v.plan.name}`);
+      io.out(v.kept ? `${v.org} stays on ${v.plan.name}` : `${v.org} is on ${v.plan.name} from now — ${describePlan(v.plan)}`);
     },
   },
   "billing:usage": {
@@ -147,6 +150,15 @@ defineCommands({
       if (args.json) return io.out(JSON.stringify(a));
       if (a.findings.length === 0) return io.out(`${a.org}: nothing to save: no idle apps, no scale above need, and its plan is the cheapest for its usage`);
       for (const f of a.findings) io.out(`- ${f.text}: ${f.command}`);
+    },
+  },
+  "billing:pay": {
+    usage: "billing:pay ORG [--portal]", help: "a Stripe page for the org's owners: save the card invoices are charged to, or (--portal) Stripe's billing portal with invoices and receipts",
+    bools: ["--portal"],
+    run: async (deps, caller, args, io) => {
+      const [org] = positionals(args, ["ORG"], "billing:pay ORG [--portal]");
+      const r = await billingPaymentPage(deps, caller, org!, args.flags.has("--portal") ? "portal" : "payment");
+      io.out(`${r.org}: open ${r.url}`);
     },
   },
 });

@@ -1,11 +1,12 @@
 /**
  * Billing operations (SSH `billing:*` and `/api/v1/orgs/ORG/billing/…`), each with its permission
- * check: anyone signed in reads the catalogue; an org's members read its plan and usage; its owners
- * manage billing (`billing:manage`: plan, spend cap); platform admins see every org, set the catalogue
- * and Enterprise terms, and mark invoices paid when deck has no Stripe.
+ * check: anyone signed in reads the catalogue; an org's admins and owners read its plan, usage and
+ * invoices; its owners manage billing (`billing:manage`: plan, spend cap, payment pages); platform
+ * admins see every org, set the catalogue (API) and Enterprise terms, close months and record what
+ * became of invoices when deck has no Stripe.
  */
 import {
-  BILLING_METERS, DeckError, decide, describeLine, findPlan, formatDollars, isInvoiceAction, METERS, parseCatalogue, parsePlan, toMonthlyPeriod,
+  BILLING_METERS, DeckError, decide, describeLine, findPlan, planInForce, startingPlan, formatDollars, isInvoiceAction, METERS, parseCatalogue, parsePlan, toMonthlyPeriod,
   type BillingMeter, type Catalogue, type Plan, type RatedInvoice, type UsageLine,
 } from "../core/index.ts";
 import { usageNow } from "../billing/account/usage-now.ts";
@@ -13,7 +14,7 @@ import { adviseOrg, type Finding } from "../billing/account/advice.ts";
 import { changeInvoiceStatus, closePeriod, renderInvoiceHtml, renderInvoicePdf, toInvoiceView, type InvoiceView } from "../billing/invoices/index.ts";
 import type { DeployDeps } from "../deploy/index.ts";
 import {
-  audit, findInvoice, insertPlanChange, ledgerEntriesOfLine, listInvoicesOfOrg, loadBillingAccount, loadCatalogue, planHistoryOf, saveCatalogue, setSpendCap,
+  audit, countPlanChangesSince, deleteScheduledPlanChanges, findInvoice, insertPlanChange, ledgerEntriesOfLine, listInvoicesOfOrg, loadBillingAccount, loadCatalogue, planHistoryOf, saveCatalogue, setSpendCap,
   type Invoice, type InvoiceSummary, type OrgRow, type PlanChangeRow,
 } from "../store/queries/index.ts";
 import type { Caller } from "./access.ts";
@@ -65,9 +66,21 @@ export async function setBillingCatalogue(deps: DeployDeps, caller: Caller, json
   requirePlatformAdmin(caller, "set the billing catalogue");
   const parsed = parseCatalogue(json);
   if (!parsed.ok) throw new DeckError("bad_argument", `the catalogue does not read: ${parsed.error}`);
-  const inUse = await deps.db.anyFirst(q`SELECT DISTINCT plan FROM organizations`);
-  const missing = inUse.map(String).filter((code) => !findPlan(parsed.catalogue, code));
-  if (missing.length > 0) throw new DeckError("conflict", `organisations are on ${missing.join(", ")}, which the new catalogue leaves out; move them to another plan first`);
+  // New organisations start on a plan without a fee (and its limits stop builds): there must be one.
+  if (!parsed.catalogue.plans.some((p) => p.monthlyCents === 0 && !p.custom)) throw new DeckError("bad_argument", "the catalogue needs a plan without a fee and not custom: the one organisations start on");
+  // Every plan an org is on, was on in a month not yet invoiced (last month and this one), or will move
+  // to, stays, custom as it was: invoices still to come are rated with it.
+  const since = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth() - 1, 1)).toISOString();
+  const inUse = await deps.db.any(q`
+    SELECT plan, bool_or(custom_plan IS NOT NULL) AS custom FROM subscriptions WHERE starts_at >= ${since}::timestamptz
+       OR id IN (SELECT DISTINCT ON (org_id) id FROM subscriptions ORDER BY org_id, starts_at DESC, id DESC) GROUP BY plan`);
+  const problems: string[] = [];
+  for (const r of inUse) {
+    const p = findPlan(parsed.catalogue, String(r.plan));
+    if (!p) problems.push(`${String(r.plan)} (organisations use it this month or last)`);
+    else if (Boolean(r.custom) && !p.custom) problems.push(`${p.code} (must stay custom: organisations have terms of their own on it)`);
+  }
+  if (problems.length > 0) throw new DeckError("conflict", `the new catalogue leaves out or changes ${[...new Set(problems)].join(", ")}; move those organisations to another plan first`);
   await saveCatalogue(deps.db, parsed.catalogue, caller.user.id);
   await recordAction(deps, caller, "billing:catalogue", "billing", { plans: parsed.catalogue.plans.map((p) => p.code) });
   return parsed.catalogue.plans.map((p) => viewPlan(parsed.catalogue, p));
@@ -77,29 +90,41 @@ export interface OrgPlanView {
   org: string;
   plan: PlanView;
   since: string;
+  /** A change not yet in force (a downgrade takes effect when the month ends). */
+  scheduled: { plan: string; from: string } | null;
   history: Array<{ plan: string; from: string }>;
 }
 
-/** The org's plan now (with an Enterprise org's own terms) and its history; any member may read it. */
+/** The org's plan now (with an Enterprise org's own terms), a scheduled change and its history (owners and admins). */
 export async function orgPlan(deps: DeployDeps, caller: Caller, slug: string): Promise<OrgPlanView> {
-  const org = await visibleOrg(deps, caller, slug);
+  const org = await orgForBillingRead(deps, caller, slug);
   return planViewOf(deps, org);
 }
 
 async function planViewOf(deps: DeployDeps, org: OrgRow): Promise<OrgPlanView> {
   const catalogue = await loadCatalogue(deps.db);
-  const history = await planHistoryOf(deps.db, org.id, catalogue.plans[0]!.code);
+  const history = await planHistoryOf(deps.db, org.id, startingPlan(catalogue).code);
   const now = Date.now();
   const current = [...history].reverse().find((h) => Date.parse(h.from) <= now) ?? history[0]!;
-  const plan = current.customPlan ?? findPlan(catalogue, current.plan) ?? catalogue.plans[0]!;
-  return { org: org.slug, plan: viewPlan(catalogue, plan), since: current.from, history: history.map((h) => ({ plan: h.plan, from: h.from })) };
+  const plan = planInForce(catalogue, history, now);
+  const next = history.find((h) => Date.parse(h.from) > now);
+  return {
+    org: org.slug, plan: viewPlan(catalogue, plan), since: current.from, scheduled: next ? { plan: next.plan, from: next.from } : null,
+    history: history.filter((h) => Date.parse(h.from) <= now).map((h) => ({ plan: h.plan, from: h.from })),
+  };
 }
 
+/** Plan changes an org's owners may make in a calendar month: each one splits the month's invoice. */
+export const PLAN_CHANGES_PER_MONTH = 5;
+
 /**
- * Moves the org to another plan from now on (owners); the period's invoice prorates both to the second.
- * Enterprise (a plan the catalogue marks custom) only by a platform admin, with the org's terms as JSON.
+ * Moves the org to another plan (owners). An upgrade takes effect now and the month's invoice prorates
+ * both plans to the second; a move to a plan with a lower fee takes effect when the month ends, so a
+ * plan is never worn for a moment to use its allowance (the org keeps what it pays for until then). A
+ * later change replaces a scheduled one. Enterprise (a plan the catalogue marks custom) only by a
+ * platform admin, with the org's terms as JSON, at once.
  */
-export async function setOrgPlan(deps: DeployDeps, caller: Caller, slug: string, code: string, termsJson?: string): Promise<OrgPlanView & { changed: boolean }> {
+export async function setOrgPlan(deps: DeployDeps, caller: Caller, slug: string, code: string, termsJson?: string): Promise<OrgPlanView & { changed: boolean; kept?: boolean }> {
   const org = await orgForBilling(deps, caller, slug);
   const catalogue = await loadCatalogue(deps.db);
   const plan = findPlan(catalogue, code);
@@ -121,9 +146,24 @@ export async function setOrgPlan(deps: DeployDeps, caller: Caller, slug: string,
     throw new DeckError("bad_argument", `${plan.name} has the catalogue's terms; only a custom plan takes terms of its own`);
   }
   const before = await planViewOf(deps, org);
-  if (before.plan.code === plan.code && custom === null) return { ...before, changed: false };
-  const row: PlanChangeRow = await insertPlanChange(deps.db, { orgId: org.id, plan: plan.code, customPlan: custom, createdBy: caller.user.id });
-  await recordAction(deps, caller, "billing:plan", `org:${org.slug}`, { orgId: org.id, from: before.plan.code, to: row.plan });
+  if (before.plan.code === plan.code && custom === null && !before.scheduled) return { ...before, changed: false };
+  const now = new Date();
+  const period = toMonthlyPeriod(now.toISOString());
+  if (!caller.actor.isAdmin && (await countPlanChangesSince(deps.db, org.id, period.start)) >= PLAN_CHANGES_PER_MONTH) {
+    throw new DeckError("conflict", `${org.slug} changed plan ${PLAN_CHANGES_PER_MONTH} times this month, the most; the next change can be made from ${period.end.slice(0, 10)}`);
+  }
+  const downgrade = custom === null && !before.plan.custom && plan.monthlyCents < before.plan.monthlyCents;
+  await deleteScheduledPlanChanges(deps.db, org.id);
+  if (before.plan.code === plan.code && custom === null) {
+    // Back to the plan in force: the scheduled change is gone, nothing else to do.
+    await recordAction(deps, caller, "billing:plan", `org:${org.slug}`, { orgId: org.id, kept: plan.code });
+    return { ...(await planViewOf(deps, org)), changed: true, kept: true };
+  }
+  const row: PlanChangeRow = await insertPlanChange(deps.db, {
+    orgId: org.id, plan: plan.code, customPlan: custom, createdBy: caller.user.id, ...(downgrade ? { startsAt: new Date(period.end) } : {}),
+  });
+  await recordAction(deps, caller, "billing:plan", `org:${org.slug}`, { orgId: org.id, from: before.plan.code, to: row.plan, from_at: row.from });
+  await deps.onPlanChanged?.(org.id);
   return { ...(await planViewOf(deps, org)), changed: true };
 }
 
@@ -212,7 +252,7 @@ export async function billingInvoices(deps: DeployDeps, caller: Caller, slug: st
 /** One invoice of the org by its number, with the lines as people read them. */
 export async function billingInvoice(deps: DeployDeps, caller: Caller, slug: string, number: string): Promise<{ invoice: Invoice; view: InvoiceView }> {
   const org = await orgForBillingRead(deps, caller, slug);
-  const invoice = /^[A-Z]{2,10}-\d{4}-\d{6}$/.test(number) ? await findInvoice(deps.db, { number, orgId: org.id }) : null;
+  const invoice = /^[A-Z]{2,10}-\d{4}-\d{6,12}$/.test(number) ? await findInvoice(deps.db, { number, orgId: org.id }) : null;
   if (!invoice) throw new DeckError("not_found", `${org.slug} has no invoice ${number.slice(0, 30)} (billing:invoices ${org.slug} lists them)`);
   return { invoice, view: toInvoiceView(invoice) };
 }
@@ -258,7 +298,7 @@ export async function explainInvoiceLine(deps: DeployDeps, caller: Caller, slug:
   if (line.kind !== "usage") return { ...base, entries: [], total: 0 };
   // A segment's usage is what the ledger stamped within it (the first segment from the period's start).
   const from = line.segment === 0 ? invoice.rated.period.start : line.from;
-  const found = await ledgerEntriesOfLine(deps.db, { orgId: invoice.orgId!, meter: METERS[line.meter].ledger, from, to: line.to, limit });
+  const found = await ledgerEntriesOfLine(deps.db, { orgId: invoice.orgId!, meter: METERS[line.meter].ledger, from, to: line.to, recordedBy: invoice.createdAt, limit });
   return { ...base, ...found };
 }
 
@@ -283,4 +323,13 @@ export async function closeBillingMonth(deps: DeployDeps, caller: Caller, slug: 
 export async function billingAdvice(deps: DeployDeps, caller: Caller, slug: string): Promise<{ org: string; findings: Finding[] }> {
   const org = await orgForBillingRead(deps, caller, slug);
   return { org: org.slug, findings: (await adviseOrg(deps.db, org.id, org.slug)).findings };
+}
+
+/** A Stripe page for the org's owners: Checkout to save the card invoices are charged to, or the billing portal. */
+export async function billingPaymentPage(deps: DeployDeps, caller: Caller, slug: string, page: "payment" | "portal"): Promise<{ org: string; url: string }> {
+  const org = await orgForBilling(deps, caller, slug);
+  if (!deps.paymentPages) throw new DeckError("not_found", "deck has no Stripe account configured (STRIPE_SECRET_KEY); invoices are paid as a platform admin records them");
+  const back = deps.config.publicUrl ?? `http://${deps.config.host}:${deps.config.apiPort}`;
+  const url = page === "payment" ? await deps.paymentPages.paymentLink(org.id, back) : await deps.paymentPages.portalLink(org.id, back);
+  return { org: org.slug, url };
 }

@@ -5,7 +5,11 @@
  * both ways.
  *
  * At most two attempts, as upstream-retry.ts allows (the same policy as for upgrade handshakes).
+ *
+ * HTTP/2 requests (tls-server.ts) are exchanges too, so the same backpressure and bandwidth limit
+ * (bandwidth-throttle.ts) apply to them; upgraded connections are tunnels (tunnel.ts), not exchanges.
  */
+import type { BandwidthThrottle } from "./bandwidth-throttle.ts";
 import type { ProxyRequest, ProxyResponse } from "./client-messages.ts";
 import type { Metering } from "./metering.ts";
 import type { InboundRequest } from "./proxy-context.ts";
@@ -21,6 +25,8 @@ import { mayRetry } from "./upstream-retry.ts";
 export interface ExchangeHost {
   readonly upstreams: Pick<UpstreamRegistry, "poolFor" | "loadFor">;
   readonly metering: Metering;
+  /** The buckets of apps with a bandwidth limit, shared by all exchanges of the process. */
+  readonly bandwidth: BandwidthThrottle;
   readonly log: (line: string) => void;
 }
 
@@ -54,6 +60,17 @@ type ExchangePhase = "idle" | "awaiting" | "relaying" | "complete" | "refused" |
  * - "stopped": the rest will not be sent (the answer came first, or the request ended otherwise).
  */
 type BodyPhase = "waiting" | "flowing" | "sent" | "stopped";
+
+/**
+ * Why the app's connection is not read while its answer is relayed:
+ * - "reading": it is read;
+ * - "client": the client is slow; its drain resumes reading;
+ * - "bandwidth": the app is over its bandwidth limit; the throttle timer resumes reading;
+ * - "both": the later of the two resumes reading.
+ * Only an answer being relayed pauses its connection, and a connection the exchange let go is never
+ * resumed by it, so the hold need not be reset when the connection changes.
+ */
+type UpstreamHold = "reading" | "client" | "bandwidth" | "both";
 
 export interface ExchangeOptions {
   readonly request: InboundRequest;
@@ -94,6 +111,9 @@ export class Exchange implements ConnectionOwner {
   bodyDoneAt: number | undefined;
   /** Called once the client's response is finished or abandoned (metering, access log). */
   onDone: (() => void) | undefined;
+  private hold: UpstreamHold = "reading";
+  /** Ends the wait of an app over its bandwidth limit; unset when none. */
+  private throttleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly host: ExchangeHost, options: ExchangeOptions) {
     const { req, res, fwd } = options.request;
@@ -127,7 +147,10 @@ export class Exchange implements ConnectionOwner {
     const wasActive = was === "awaiting" || was === "relaying";
     const active = next === "awaiting" || next === "relaying";
     if (active && !wasActive) this.load!.inflight++;
-    else if (wasActive && !active) this.load!.inflight--;
+    else if (wasActive && !active) {
+      this.load!.inflight--;
+      if (this.throttleTimer !== undefined) this.endThrottleWait();
+    }
     if (next === "refused" || next === "failed" || next === "abandoned") {
       this.moveBody("stopped");
       this.dropConnection();
@@ -265,6 +288,8 @@ export class Exchange implements ConnectionOwner {
   onBody(chunk: Buffer, last: boolean): void {
     const res = this.res;
     this.bodyBytesOut += chunk.length;
+    const rate = this.entry.settings.bandwidthBytesPerSecond;
+    if (rate !== undefined) this.throttle(rate, chunk.length, last);
     if (last) {
       // Complete before the client's response ends: ending it closes it, which must not read as the client leaving.
       this.moveTo("complete");
@@ -276,11 +301,51 @@ export class Exchange implements ConnectionOwner {
     // at every full socket buffer would stop and restart reading for each piece of a large body.
     if (!res.write(chunk) && res.writableLength >= RESPONSE_BUFFER_BYTES) {
       const conn = this.conn!;
-      conn.socket.pause();
-      res.once("drain", () => {
-        if (this.conn === conn) conn.socket.resume();
-      });
+      this.holdUpstream(conn, "client");
+      res.once("drain", () => this.releaseUpstream(conn, "client"));
     }
+  }
+
+  /** The one place the app's connection is paused for the answer's sake (see UpstreamHold). */
+  private holdUpstream(conn: UpstreamConnection, why: "client" | "bandwidth"): void {
+    conn.socket.pause();
+    const was = this.hold;
+    this.hold = was === "reading" || was === why ? why : "both";
+  }
+
+  /** Ends one reason to hold the connection; reading resumes when none is left. */
+  private releaseUpstream(conn: UpstreamConnection, why: "client" | "bandwidth"): void {
+    if (this.conn !== conn) return;
+    const was = this.hold;
+    if (was === "both") this.hold = why === "client" ? "bandwidth" : "client";
+    else if (was === why) {
+      this.hold = "reading";
+      conn.socket.resume();
+    }
+  }
+
+  /**
+   * Takes a piece of the response body from the app's bandwidth; in deficit, the app's connection is
+   * not read until the deficit has refilled. The piece itself goes out at once (the response head and
+   * the bytes read with it are never held back), and the last one needs no wait: the next response pays.
+   */
+  private throttle(rate: number, bytes: number, last: boolean): void {
+    const waitMs = this.host.bandwidth.take(this.entry.app, rate, bytes);
+    if (waitMs === 0 || last) return;
+    const conn = this.conn!;
+    this.holdUpstream(conn, "bandwidth");
+    // Another piece of the same read in deficit: the wait starts again from the deficit now.
+    if (this.throttleTimer !== undefined) clearTimeout(this.throttleTimer);
+    this.throttleTimer = setTimeout(() => {
+      this.throttleTimer = undefined;
+      this.releaseUpstream(conn, "bandwidth");
+    }, waitMs);
+  }
+
+  /** The exchange ended during a bandwidth wait: the connection is released or dropped as it ends. */
+  private endThrottleWait(): void {
+    clearTimeout(this.throttleTimer);
+    this.throttleTimer = undefined;
   }
 
   onEnd(): void {

@@ -2,6 +2,7 @@
  * What the parts of the proxy share (see proxy-server.ts for how they fit together): the route
  * table, the limits, the upstream connections, metering and the log.
  */
+import type { BandwidthThrottle } from "./bandwidth-throttle.ts";
 import type { ProxyRequest, ProxyResponse } from "./client-messages.ts";
 import type { ForwardHeaders } from "./forward-headers.ts";
 import type { RateLimiter, RouterLimits } from "./limits.ts";
@@ -19,6 +20,8 @@ export interface ProxyContext {
   readonly rateLimiter: RateLimiter;
   readonly upstreams: UpstreamRegistry;
   readonly metering: Metering;
+  /** Per-app response bandwidth buckets (routes with bandwidthBytesPerSecond). */
+  readonly bandwidth: BandwidthThrottle;
   /** Counts and logs each request once it is over. */
   readonly recorder: RequestRecorder;
   readonly log: (line: string) => void;

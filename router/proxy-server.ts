@@ -8,7 +8,8 @@
  *   shared with upgrades) to an answer, a wait (paused-starts.ts) or the app (exchange.ts);
  * - upgrade-flow.ts and tunnel.ts: upgrade handshakes and the tunnels they become;
  * - upstream-registry.ts: keep-alive pools and in-flight counts per app process;
- * - request-recorder.ts: metering and the access log; body-deadlines.ts: the body timeout.
+ * - request-recorder.ts: metering and the access log; body-deadlines.ts: the body timeout;
+ * - bandwidth-throttle.ts: the response bandwidth of apps with a limit.
  *
  * This is the hot path: requests are read and answered by the router's own HTTP/1.1 code, headers
  * are rewritten in one pass over `rawHeaders` (no header object, no URL parsing), bodies stream in
@@ -19,6 +20,7 @@ import type { Duplex } from "node:stream";
 import { listenOn } from "../core/index.ts";
 import type { AccessLog } from "./access-log.ts";
 import { AcmeChallenges } from "./acme-challenges.ts";
+import { BandwidthThrottle } from "./bandwidth-throttle.ts";
 import { ClientAdmission } from "./client-admission.ts";
 import { ClientConnection, type ConnectionHost } from "./client-connection.ts";
 import type { ProxyRequest, ProxyResponse } from "./client-messages.ts";
@@ -58,6 +60,8 @@ export class ProxyServer implements ConnectionHost {
   readonly server: net.Server;
   readonly limits: RouterLimits;
   readonly metering: Metering;
+  /** The response bandwidth buckets of apps with a limit (bandwidthBytesPerSecond). */
+  readonly bandwidth = new BandwidthThrottle();
   /** ACME HTTP-01 answers, served for any Host before route lookup (set through the control API). */
   readonly challenges = new AcmeChallenges();
   private state: ProxyState = "serving";
@@ -83,7 +87,8 @@ export class ProxyServer implements ConnectionHost {
     const recorder = new RequestRecorder(this.metering, this.accessLog, options.probeToken ?? process.env.DECK_PROBE_TOKEN);
     this.ctx = {
       table, limits: this.limits, policy: { limits: this.limits, httpsPort: options.httpsPort ?? 443 },
-      rateLimiter: options.rateLimiter ?? new LocalRateLimiter(), upstreams: this.upstreams, metering: this.metering, recorder, log,
+      rateLimiter: options.rateLimiter ?? new LocalRateLimiter(), upstreams: this.upstreams, metering: this.metering,
+      bandwidth: this.bandwidth, recorder, log,
       closing: () => this.state === "closing",
     };
     this.admission = new ClientAdmission(this.limits, this.metering, recorder);
@@ -98,6 +103,7 @@ export class ProxyServer implements ConnectionHost {
     table.onChange(() => {
       this.requests.paused.wakeReady(table.snapshot);
       this.upstreams.retireUnrouted(table.snapshot);
+      this.bandwidth.retainLimited(table.snapshot);
     });
     // Counters of upstreams that left the table are dropped once idle; done off the request path.
     this.forgetTimer = setInterval(() => this.upstreams.forgetUnused(), 30_000);
@@ -114,6 +120,7 @@ export class ProxyServer implements ConnectionHost {
     this.upstreams.sweepIdle(now);
     this.requests.bodies.sweep(now);
     this.admission.sweep(now);
+    this.bandwidth.sweep();
   }
 
   /**

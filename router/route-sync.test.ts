@@ -138,6 +138,19 @@ for (const backend of backends) {
       assert.deepEqual(table.routes(), local.routes());
     });
 
+    it("a route's settings reach a node as sent, a bandwidth limit included", async () => {
+      const { table, sync } = follower();
+      await sync.reloadAll();
+      const settings = { bandwidthBytesPerSecond: 50_000, hsts: true };
+      await publisher.setRoute({ ...route("tube"), settings });
+      await sync.catchUp();
+      assert.deepEqual(table.lookup("tube.localhost")?.settings, settings);
+      assert.deepEqual(local.lookup("tube.localhost")?.settings, settings, "the local router took it too");
+      await publisher.setRoute(route("tube"));
+      await sync.catchUp();
+      assert.deepEqual(table.lookup("tube.localhost")?.settings, {}, "and the limit lifted");
+    });
+
     it("each change is announced on deck_routes, and a listener that loses its connection reconnects and re-reads", async () => {
       const payloads: string[] = [];
       let connects = 0;

@@ -61,6 +61,8 @@ test("a host claimed by two apps is refused and leaves the table unchanged", () 
 test("validateRoute accepts a good route and names the problem in a bad one", () => {
   const ok = validateRoute({ app: "shop", hosts: ["Shop.localhost:8080"], upstreams: ["127.0.0.1:4000", "[::1]:4001"] });
   assert.deepEqual(ok, { ok: true, route: { app: "shop", hosts: ["shop.localhost"], upstreams: ["127.0.0.1:4000", "[::1]:4001"] } });
+  const limited = validateRoute({ app: "shop", hosts: ["shop.localhost"], upstreams: [], settings: { bandwidthBytesPerSecond: 100_000 } });
+  assert.deepEqual(limited.ok && limited.route.settings, { bandwidthBytesPerSecond: 100_000 });
   const cases: [unknown, RegExp][] = [
     [null, /must be an object/],
     [[], /must be an object/],
@@ -70,6 +72,9 @@ test("validateRoute accepts a good route and names the problem in a bad one", ()
     [{ app: "shop", hosts: ["x"], upstreams: "127.0.0.1:1" }, /upstreams must be an array/],
     [{ app: "shop", hosts: ["x"], upstreams: ["127.0.0.1"] }, /is not "host:port"/],
     [{ app: "shop", hosts: ["x"], upstreams: ["127.0.0.1:70000"] }, /is not "host:port"/],
+    [{ app: "shop", hosts: ["x"], upstreams: [], settings: { bandwidthBytesPerSecond: 0 } }, /settings\.bandwidthBytesPerSecond must be a number > 0/],
+    [{ app: "shop", hosts: ["x"], upstreams: [], settings: { bandwidthBytesPerSecond: "1m" } }, /settings\.bandwidthBytesPerSecond must be a number > 0/],
+    [{ app: "shop", hosts: ["x"], upstreams: [], settings: { bandwithBytesPerSecond: 1 } }, /unknown setting "bandwithBytesPerSecond"/],
   ];
   for (const [value, message] of cases) {
     const result = validateRoute(value);

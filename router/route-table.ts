@@ -90,6 +90,8 @@ export function validateRoute(value: unknown): RouteValidation {
 
 const BOOLEAN_SETTINGS = ["maintenance", "paused", "redirectHttps", "hsts"] as const;
 const NUMBER_SETTINGS = ["rateLimitRps", "rateLimitBurst", "maxBodyBytes"] as const;
+/** Settings that are left out rather than 0 when there is no limit (a zero rate would never refill). */
+const POSITIVE_SETTINGS = ["bandwidthBytesPerSecond"] as const;
 
 /** Checks `route.settings`; returns the message of the first problem, or the settings (undefined = none). */
 function validateSettings(app: string, value: unknown): RouteSettings | undefined | string {
@@ -104,6 +106,10 @@ function validateSettings(app: string, value: unknown): RouteSettings | undefine
     } else if ((NUMBER_SETTINGS as readonly string[]).includes(key)) {
       const n = v[key];
       if (typeof n !== "number" || !Number.isFinite(n) || n < 0) return `route "${app}": settings.${key} must be a number >= 0`;
+      (out as Record<string, unknown>)[key] = n;
+    } else if ((POSITIVE_SETTINGS as readonly string[]).includes(key)) {
+      const n = v[key];
+      if (typeof n !== "number" || !Number.isFinite(n) || n <= 0) return `route "${app}": settings.${key} must be a number > 0`;
       (out as Record<string, unknown>)[key] = n;
     } else {
       return `route "${app}": unknown setting ${JSON.stringify(key)}`;

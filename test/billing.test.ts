@@ -49,8 +49,10 @@ describe("billing", () => {
   });
 
   it("an org starts on Free; its owner moves it to Pro, a member may not, and the history keeps both", async () => {
-    const start = await sshAs(member, "billing:plan acme");
+    const start = await sshAs(owner, "billing:plan acme");
     assert.equal(start.code, 0, start.stderr);
+    const notForMembers = await sshAs(member, "billing:plan acme");
+    assert.match(notForMembers.stderr.trim(), /^deck: error \(forbidden\): permission denied: reading acme's billing needs the admin or owner role$/);
     assert.match(start.stdout, /^acme: Free since \d{4}-\d\d-\d\d — \$0\.00\/month; 100 min build minutes, 100 GB bandwidth included$/m);
 
     const denied = await sshAs(member, "billing:plan acme pro");
@@ -66,10 +68,20 @@ describe("billing", () => {
     assert.match(up.stdout, /^acme is on Pro from now — \$20\.00\/month; 1,000 min build minutes, 1,000 GB bandwidth included$/m);
     const again = await sshAs(owner, "billing:plan acme pro");
     assert.match(again.stdout, /^acme is already on Pro$/m);
-    const v = await api("GET", "/orgs/acme/billing/plan", undefined, { token: member.apiToken });
+    // A lower fee waits for the month's end, so no plan is worn for a moment; choosing Pro again cancels it.
+    const down = await sshAs(owner, "billing:plan acme free");
+    assert.equal(down.code, 0, down.stderr);
+    assert.match(down.stdout, /^acme moves to free when the month ends \(\d{4}-\d\d-01\); until then it stays on Pro$/m);
+    assert.match((await sshAs(owner, "billing:plan acme")).stdout, /^moves to free on \d{4}-\d\d-01$/m);
+    const keep = await sshAs(owner, "billing:plan acme pro");
+    assert.match(keep.stdout, /^acme stays on Pro$/m);
+    assert.doesNotMatch((await sshAs(owner, "billing:plan acme")).stdout, /moves to/);
+    const v = await api("GET", "/orgs/acme/billing/plan", undefined, { token: owner.apiToken });
     assert.equal(v.status, 200);
     assert.deepEqual((v.json.history as Array<{ plan: string }>).map((h) => h.plan), ["free", "pro"]);
     assert.equal((v.json.plan as { code: string }).code, "pro");
+    const pay = await sshAs(owner, "billing:pay acme");
+    assert.match(pay.stderr.trim(), /^deck: error \(not_found\): deck has no Stripe account configured \(STRIPE_SECRET_KEY\); invoices are paid as a platform admin records them$/);
   });
 
   it("Enterprise terms are set per org, by a platform admin only", async () => {

@@ -15,7 +15,11 @@ const planView = z.object({
     included: z.number().nullable().describe("billing units included a month; null: unlimited"), unitCents: z.number().describe("cents per unit beyond it"),
   })),
 });
-const orgPlanView = z.object({ org: z.string(), plan: planView, since: z.string(), history: z.array(z.object({ plan: z.string(), from: z.string() })) });
+const orgPlanView = z.object({
+  org: z.string(), plan: planView, since: z.string(),
+  scheduled: z.object({ plan: z.string(), from: z.string() }).nullable().describe("a change not yet in force: a move to a plan with a lower fee takes effect when the month ends"),
+  history: z.array(z.object({ plan: z.string(), from: z.string() })),
+});
 
 defineRoute({
   method: "get", path: "/billing/plans", scope: "read", tag: "billing", summary: "The plans: monthly fee, what each includes, and the price of usage beyond it",
@@ -32,24 +36,24 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/orgs/:org/billing/plan", scope: "read", tag: "billing", summary: "The organisation's plan now and its plan history",
+  method: "get", path: "/orgs/:org/billing/plan", scope: "read", tag: "billing", summary: "The organisation's plan now, a scheduled change and its plan history (owners and admins)",
   params: orgParams, response: orgPlanView,
   handler: async ({ deps, caller, params }) => orgPlan(deps, caller, params.org),
 });
 
 defineRoute({
   method: "put", path: "/orgs/:org/billing/plan", scope: "admin", tag: "billing",
-  summary: "Move the organisation to another plan from now (owners; the month's invoice prorates both to the second); Enterprise terms by platform admins",
+  summary: "Move the organisation to another plan (owners): an upgrade at once (the month's invoice prorates both to the second), a lower fee when the month ends; Enterprise terms by platform admins",
   params: orgParams,
   body: z.object({
     plan: z.string().min(1).max(40),
     terms: z.object({}).passthrough().optional().describe("an Enterprise organisation's own fee and allowances: { monthlyCents, allowances, prices }"),
   }).strict(),
-  response: orgPlanView.extend({ changed: z.boolean() }),
+  response: orgPlanView.extend({ changed: z.boolean(), kept: z.boolean().optional().describe("the plan in force was chosen again: a scheduled change was cancelled") }),
   handler: async ({ deps, caller, params, body }) => setOrgPlan(deps, caller, params.org, body.plan, body.terms ? JSON.stringify(body.terms) : undefined),
 });
 
-const invoiceParams = z.object({ org: orgSlug, number: z.string().regex(/^[A-Z]{2,10}-\d{4}-\d{6}$/, "an invoice number like DECK-2027-000042") }).strict();
+const invoiceParams = z.object({ org: orgSlug, number: z.string().regex(/^[A-Z]{2,10}-\d{4}-\d{6,12}$/, "an invoice number like DECK-2027-000042") }).strict();
 
 defineRoute({
   method: "get", path: "/orgs/:org/billing/usage", scope: "read", tag: "billing",

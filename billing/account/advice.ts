@@ -8,7 +8,7 @@
  *   (as if the org had been on it all along), against what its plans cost it; a plan without a fee only
  *   when no month's builds went past its minutes (it stops builds there).
  */
-import { findPlan, rateInvoice, toMonthlyPeriod, type Catalogue, type Plan } from "../../core/index.ts";
+import { findPlan, rateInvoice, startingPlan, toMonthlyPeriod, type Catalogue, type Plan } from "../../core/index.ts";
 import { loadCatalogue, planHistoryOf, q, toIso, usageEntriesOf, type Db } from "../../store/queries/index.ts";
 
 /** Requests per second one web process is taken to serve comfortably, for the scale check. */
@@ -69,7 +69,7 @@ export async function adviseOrg(db: Db, orgId: number, slug: string, now = new D
 /** The plan that would have cost least over the last closed months, when it is not what the org paid. */
 async function cheaperPlan(db: Db, orgId: number, now: Date): Promise<Omit<Extract<Finding, { kind: "cheaper_plan" }>, "command"> | null> {
   const catalogue: Catalogue = await loadCatalogue(db);
-  const history = await planHistoryOf(db, orgId, catalogue.plans[0]!.code);
+  const history = await planHistoryOf(db, orgId, startingPlan(catalogue).code);
   const created = Date.parse(history[0]?.from ?? now.toISOString());
   const months: Array<{ start: string; end: string }> = [];
   for (let i = 1; i <= PLAN_MONTHS; i++) {

@@ -50,7 +50,12 @@ export class CapWatch {
       const orgId = Number(row.org_id);
       const cap = Number(row.spend_cap_cents);
       const slug = String(row.slug);
-      const spent = (await usageNow(this.o.db, orgId, now)).spentCents;
+      // One org whose month cannot be rated (a plan the catalogue lost) must not keep the others' notices back.
+      const spent = await usageNow(this.o.db, orgId, now).then((u) => u.spentCents, (e: Error) => {
+        this.o.log(`billing: cannot rate ${slug}'s month for its spend cap: ${e.message}`);
+        return null;
+      });
+      if (spent === null) continue;
       for (const threshold of CAP_THRESHOLDS) {
         if (spent * 100 < cap * threshold) continue;
         if (!(await markCapNotice(this.o.db, orgId, periodKey, threshold))) continue;

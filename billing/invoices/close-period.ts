@@ -1,4 +1,4 @@
-import { parsePeriod, rateInvoice, type Catalogue, type Period, type RatedInvoice } from "../../core/index.ts";
+import { parsePeriod, rateInvoice, startingPlan, type Period, type RatedInvoice } from "../../core/index.ts";
 import { nextInvoiceStatus } from "../../core/billing/invoice-state.ts";
 import {
   findInvoice, findInvoiceOfPeriod, findOrgToInvoice, insertDraftInvoice, ledgerEntriesForRating, loadCatalogue, lockOrgInvoices, openCreditsOf, planHistoryOf,
@@ -30,11 +30,6 @@ export function hasSomethingToBill(rated: RatedInvoice): boolean {
   return rated.lines.some((l) => (l.kind === "fee" && l.monthlyCents > 0) || (l.kind === "usage" && l.ledgerQuantity !== "0"));
 }
 
-/** The plan an org is on before any plan change of its own: the catalogue's first plan without a fee. */
-function pickStartingPlan(catalogue: Catalogue): string {
-  return catalogue.plans.find((p) => p.monthlyCents === 0 && !p.custom)?.code ?? "free";
-}
-
 /**
  * Closes one org's billing period: rates its plan history, ledger and open credits for the period and,
  * in one transaction, writes the invoice as a draft with its lines, takes the credits it used and opens
@@ -55,7 +50,7 @@ export async function closePeriod(db: Db, o: ClosePeriodOptions): Promise<CloseP
     const org = await findOrgToInvoice(tx, o.orgId);
     if (!org) return { outcome: "org_not_found", reason: `org ${o.orgId} does not exist` };
     const catalogue = await loadCatalogue(tx);
-    const planHistory = await planHistoryOf(tx, o.orgId, pickStartingPlan(catalogue));
+    const planHistory = await planHistoryOf(tx, o.orgId, startingPlan(catalogue).code);
     if (!planHistory.some((c) => Date.parse(c.from) < endMs)) return { outcome: "nothing_to_bill", reason: `${org.slug} did not exist yet in the period` };
     const rated = rateInvoice({
       orgId: o.orgId, catalogue, planHistory, period,

@@ -165,3 +165,11 @@ function dropUndefined<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K],
 export function findPlan(catalogue: Catalogue, code: string): Plan | undefined {
   return catalogue.plans.find((p) => p.code === code);
 }
+
+/**
+ * The plan an org is on before any plan change of its own (and the one whose limits stop builds and
+ * throttle traffic): the catalogue's first plan without a fee that is not custom.
+ */
+export function startingPlan(catalogue: Catalogue): Plan {
+  return catalogue.plans.find((p) => p.monthlyCents === 0 && !p.custom) ?? catalogue.plans[0]!;
+}

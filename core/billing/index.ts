@@ -3,7 +3,7 @@
 export * from "./catalogue.ts";
 export * from "./period.ts";
 export { allocateCents } from "./allocation.ts";
-export { splitByPlan, type PlanChange, type PlanSegment, type PlanTerms } from "./plan-segments.ts";
+export { planInForce, splitByPlan, type PlanChange, type PlanSegment, type PlanTerms } from "./plan-segments.ts";
 export { countLedgerUnitsPerBillingUnit, type UsageEntry } from "./ledger-usage.ts";
 export type { Rational } from "./rational.ts";
 export {

@@ -1,4 +1,4 @@
-import { BILLING_METERS, findPlan, type BillingMeter, type Catalogue, type Plan } from "./catalogue.ts";
+import { BILLING_METERS, findPlan, startingPlan, type BillingMeter, type Catalogue, type Plan } from "./catalogue.ts";
 import { floorToSecond, parseInstant } from "./period.ts";
 import { parseDecimal, toRational, type Rational } from "./rational.ts";
 
@@ -83,4 +83,13 @@ export function splitByPlan(options: { catalogue: Catalogue; planHistory: readon
 /** A monthly amount (fee or allowance) for `seconds` of a period of `periodSeconds`, exact. */
 export function prorate(amount: Rational, seconds: number, periodSeconds: number): Rational {
   return toRational(amount.n * BigInt(seconds), amount.d * BigInt(periodSeconds));
+}
+
+/**
+ * The plan in force at `atMs` under an org's history (the latest change at or before it; before the
+ * first, the first): an Enterprise org's own terms, else the catalogue's plan, else the starting plan.
+ */
+export function planInForce(catalogue: Catalogue, history: readonly PlanChange[], atMs: number): Plan {
+  const change = [...history].reverse().find((h) => Date.parse(h.from) <= atMs) ?? history[0];
+  return change?.customPlan ?? (change ? findPlan(catalogue, change.plan) : undefined) ?? startingPlan(catalogue);
 }

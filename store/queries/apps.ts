@@ -33,7 +33,16 @@ export interface AppRouterSettings {
   maxBodyBytes: number | null;
   redirectHttps: boolean;
   hsts: boolean;
+  /**
+   * Response body bytes per second the router lets the app use (RouteSettings.bandwidthBytesPerSecond);
+   * null = no limit. Set by billing (setAppThrottle) for Free orgs past their bandwidth allowance, not
+   * by users: setAppRouterSettings leaves it alone.
+   */
+  throttleBytesPerSecond: number | null;
 }
+
+/** The router settings users change (router:set, maintenance mode). */
+export type UserRouterSettings = Omit<AppRouterSettings, "throttleBytesPerSecond">;
 
 function toApp(r: Record<string, unknown>): AppRow {
   return {
@@ -55,6 +64,7 @@ function toApp(r: Record<string, unknown>): AppRow {
       maxBodyBytes: r.max_body_bytes == null ? null : Number(r.max_body_bytes),
       redirectHttps: r.redirect_https === true,
       hsts: r.hsts === true,
+      throttleBytesPerSecond: r.throttle_bytes_per_second == null ? null : Number(r.throttle_bytes_per_second),
     },
     stopped: r.stopped === true,
     sandbox: { uid: Number(r.sandbox_uid), gid: Number(r.sandbox_uid) },
@@ -158,7 +168,7 @@ export async function setAppLimits(db: Db, appId: number, limits: { memoryLimit:
 }
 
 /** Changes some of an app's router settings; fields left out keep their value. */
-export async function setAppRouterSettings(db: Db, appId: number, s: Partial<AppRouterSettings>): Promise<void> {
+export async function setAppRouterSettings(db: Db, appId: number, s: Partial<UserRouterSettings>): Promise<void> {
   const sets = [];
   if (s.maintenance !== undefined) sets.push(sql.fragment`maintenance = ${s.maintenance}`);
   if (s.rateLimitRps !== undefined) sets.push(sql.fragment`rate_limit_rps = ${s.rateLimitRps}`);
@@ -169,6 +179,19 @@ export async function setAppRouterSettings(db: Db, appId: number, s: Partial<App
   if (sets.length === 0) return;
   sets.push(sql.fragment`updated_at = now()`);
   await db.query(q`UPDATE apps SET ${sql.join(sets, sql.fragment`, `)} WHERE id = ${appId}`);
+}
+
+/**
+ * Sets (or, with null, lifts) the app's bandwidth throttle; true when the stored value changed, so the
+ * caller knows to send the app's route again. Routers apply it once they get the route.
+ */
+export async function setAppThrottle(db: Db, appId: number, bytesPerSecond: number | null): Promise<boolean> {
+  if (bytesPerSecond !== null && !(Number.isSafeInteger(bytesPerSecond) && bytesPerSecond > 0)) {
+    throw new RangeError(`a bandwidth throttle is a whole number of bytes per second above 0, not ${bytesPerSecond}`);
+  }
+  const changed = await db.maybeOneFirst(q`UPDATE apps SET throttle_bytes_per_second = ${bytesPerSecond}, updated_at = now()
+    WHERE id = ${appId} AND throttle_bytes_per_second IS DISTINCT FROM ${bytesPerSecond}::bigint RETURNING id`);
+  return changed !== null;
 }
 
 /** Marks an app stopped (ps:stop) or running again. */

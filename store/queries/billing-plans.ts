@@ -83,12 +83,14 @@ export async function insertCredit(db: Db, c: { orgId: number; cents: number; re
   return Number(await db.oneFirst(q`INSERT INTO billing_credits (org_id, cents, reason, created_by) VALUES (${c.orgId}, ${c.cents}, ${c.reason}, ${c.createdBy}) RETURNING id`));
 }
 
-/** The org's ledger entries of one meter stamped in [from, to): what an invoice line came from (oldest first, at most `limit`). */
-export async function ledgerEntriesOfLine(db: Db, o: { orgId: number; meter: string; from: string; to: string; limit: number }): Promise<{
+/** The org's ledger entries of one meter stamped in [from, to) and recorded by `recordedBy`: what an invoice line came from (oldest first, at most `limit`). */
+export async function ledgerEntriesOfLine(db: Db, o: { orgId: number; meter: string; from: string; to: string; recordedBy: string; limit: number }): Promise<{
   entries: Array<{ key: string; app: string | null; meter: string; quantity: string; at: string }>;
   total: number;
 }> {
-  const where = sql.fragment`org_id = ${o.orgId} AND meter = ${o.meter} AND at >= ${o.from}::timestamptz AND at < ${o.to}::timestamptz`;
+  // Only what the ledger held when the invoice was made: entries recorded later are on no invoice.
+  const where = sql.fragment`org_id = ${o.orgId} AND meter = ${o.meter} AND at >= ${o.from}::timestamptz AND at < ${o.to}::timestamptz
+    AND recorded_at <= ${o.recordedBy}::timestamptz`;
   const [rows, total] = await Promise.all([
     db.any(q`SELECT key, app, meter, quantity::text AS quantity, at FROM usage_records WHERE ${where} ORDER BY at, id LIMIT ${o.limit}`),
     db.oneFirst(q`SELECT count(*) FROM usage_records WHERE ${where}`),
@@ -104,4 +106,14 @@ export async function listKeptSlugPaths(db: Db, app: string): Promise<string[]> 
   const rows = await db.anyFirst(q`SELECT b.slug_path FROM builds b JOIN apps a ON a.id = b.app_id
     WHERE a.name = ${app} AND b.slug_path IS NOT NULL AND b.pruned_at IS NULL AND b.status = 'succeeded'`);
   return rows.map(String);
+}
+
+/** Drops the org's plan changes not yet in force (a scheduled downgrade a later change replaces); they never applied. */
+export async function deleteScheduledPlanChanges(db: Db, orgId: number): Promise<number> {
+  return (await db.query(q`DELETE FROM subscriptions WHERE org_id = ${orgId} AND starts_at > now()`)).rowCount;
+}
+
+/** How many plan changes the org made since `since` (its own, scheduled ones included). */
+export async function countPlanChangesSince(db: Db, orgId: number, since: string): Promise<number> {
+  return Number(await db.oneFirst(q`SELECT count(*) FROM subscriptions WHERE org_id = ${orgId} AND created_at >= ${since}::timestamptz`));
 }

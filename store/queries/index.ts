@@ -20,3 +20,4 @@ export * from "./logs.ts";
 export * from "./billing-plans.ts";
 export * from "./billing-invoices.ts";
 export * from "./billing-ledger.ts";
+export * from "./billing-stripe.ts";
