@@ -1,6 +1,6 @@
 import { DeckError, describeLine, formatDollars } from "../core/index.ts";
 import {
-  billingAdvice, billingInvoice, billingPaymentPage, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
+  billingAdvice, billingCatalogue, billingInvoice, billingPaymentPage, setBillingCatalogue, billingInvoicePdf, closeBillingMonth, billingInvoices, billingPlans, billingUsage, describePlan, explainInvoiceLine, markInvoice, orgPlan, setBillingCap, setOrgPlan,
   type PlanView,
 } from "../ops/billing.ts";
 import { defineCommands, pad, positionals } from "./command-kit.ts";
@@ -159,6 +159,29 @@ defineCommands({
       const [org] = positionals(args, ["ORG"], "billing:pay ORG [--portal]");
       const r = await billingPaymentPage(deps, caller, org!, args.flags.has("--portal") ? "portal" : "payment");
       io.out(`${r.org}: open ${r.url}`);
+    },
+  },
+  "billing:catalogue": {
+    usage: "billing:catalogue", help: "the plan catalogue in force as JSON: currency, prices beyond a plan (cents per unit), plans",
+    run: async (deps, _caller, args, io) => {
+      positionals(args, [], "billing:catalogue");
+      io.out(JSON.stringify(await billingCatalogue(deps), null, 2));
+    },
+  },
+  "billing:catalogue:set": {
+    usage: "billing:catalogue:set < catalogue.json", help: "replace the plan catalogue (platform admins); every plan an org is on this month or last stays", stdin: true,
+    run: async (deps, caller, args, io) => {
+      positionals(args, [], "billing:catalogue:set < catalogue.json");
+      const text = (io.stdin ? await io.stdin() : "").trim();
+      if (!text) throw new DeckError("bad_argument", "send the catalogue as JSON on standard input: ssh deck@HOST billing:catalogue:set < catalogue.json (billing:catalogue shows the one in force)");
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new DeckError("bad_argument", "the catalogue is not JSON (billing:catalogue shows the one in force)");
+      }
+      const plans = await setBillingCatalogue(deps, caller, json);
+      io.out(`the catalogue has ${plans.length} plan(s): ${plans.map((p) => p.code).join(", ")}`);
     },
   },
 });

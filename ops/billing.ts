@@ -55,6 +55,11 @@ export function viewPlan(catalogue: Catalogue, plan: Plan): PlanView {
   };
 }
 
+/** The catalogue in force as JSON (what `billing:catalogue:set` and `PUT /billing/catalogue` take). */
+export async function billingCatalogue(deps: DeployDeps): Promise<Catalogue> {
+  return loadCatalogue(deps.db);
+}
+
 /** Every plan of the catalogue in force. */
 export async function billingPlans(deps: DeployDeps): Promise<PlanView[]> {
   const catalogue = await loadCatalogue(deps.db);

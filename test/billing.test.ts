@@ -113,7 +113,14 @@ describe("billing", () => {
     };
     const byMember = await api("PUT", "/billing/catalogue", catalogue, { token: member.apiToken });
     assert.equal(byMember.status, 403, "only a platform admin sets the catalogue");
-    assert.equal((await api("PUT", "/billing/catalogue", catalogue)).status, 200);
+    const memberArgs = deck.sshArgs();
+    memberArgs[1] = member.keyFile;
+    const memberSsh = await run("ssh", [...memberArgs, "deck@127.0.0.1", "billing:catalogue:set"], { input: JSON.stringify(catalogue) });
+    assert.match(memberSsh.stderr.trim(), /^deck: error \(forbidden\): permission denied: only a platform admin may set the billing catalogue$/);
+    const set = await run("ssh", [...deck.sshArgs(), "deck@127.0.0.1", "billing:catalogue:set"], { input: JSON.stringify(catalogue) });
+    assert.equal(set.stdout.trim(), "the catalogue has 4 plan(s): free, pro, business, enterprise", set.stderr);
+    const inForce = JSON.parse((await deck.ssh("billing:catalogue")).stdout) as { plans: Array<{ code: string; allowances: Record<string, number> }> };
+    assert.equal(inForce.plans[0]!.allowances.build_minutes, 0.05);
 
     assert.equal((await api("POST", "/orgs", { slug: "lean", name: "Lean Ltd" })).status, 201);
     const founder = await addUser(api, work, { email: "founder@lean.test", org: "lean", role: "owner" });
