@@ -6,7 +6,8 @@
  * upgrade, a larger allowance) is let go. One deck server at a time does the round.
  */
 import { hostname } from "node:os";
-import { Periodic, planInForce, startingPlan, toMonthlyPeriod, type Notice } from "../../core/index.ts";
+import { planInForce, startingPlan, toMonthlyPeriod, type Notice } from "../../core/index.ts";
+import { BillingRound } from "./billing-round.ts";
 import { enqueueNotice, loadCatalogue, planHistoryOf, q, setAppThrottle, usageTotals, type Db } from "../../store/queries/index.ts";
 
 export interface BandwidthWatchOptions {
@@ -24,30 +25,12 @@ export interface BandwidthWatchOptions {
 /** Advisory lock of a round (one server at a time). */
 const ROUND_LOCK = 4_711_031;
 
-export class BandwidthWatch {
-  private readonly periodic: Periodic;
-
+export class BandwidthWatch extends BillingRound {
   constructor(private readonly o: BandwidthWatchOptions) {
-    this.periodic = new Periodic({
-      intervalMs: o.intervalMs, run: (now) => this.check(now),
-      onTrouble: (m) => o.log(`billing: checking Free bandwidth failed (tried again each round): ${m}`),
-    });
+    super("checking Free bandwidth", o.intervalMs, o.log);
   }
 
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
-  }
-
-  /** One round now (or the one under way). */
-  round(now = new Date()): Promise<void> {
-    return this.periodic.tick(now);
-  }
-
-  private async check(now: Date): Promise<void> {
+  protected async check(now: Date): Promise<void> {
     const changed = await this.o.db.transaction(async (tx) => {
       if (!(await tx.oneFirst(q`SELECT pg_try_advisory_xact_lock(${ROUND_LOCK})`))) return [];
       const catalogue = await loadCatalogue(tx);

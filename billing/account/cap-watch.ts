@@ -4,8 +4,9 @@
  * markCapNotice makes it once however many servers look). At 100% builds stop (quota.ts admitBuild).
  */
 import { hostname } from "node:os";
-import { formatDollars, Periodic, toMonthlyPeriod, type Notice } from "../../core/index.ts";
+import { formatDollars, toMonthlyPeriod, type Notice } from "../../core/index.ts";
 import { enqueueNotice, markCapNotice, q, type Db } from "../../store/queries/index.ts";
+import { BillingRound } from "./billing-round.ts";
 import { usageNow } from "./usage-now.ts";
 
 export const CAP_THRESHOLDS = [80, 100] as const;
@@ -19,30 +20,12 @@ export interface CapWatchOptions {
   sshPort: number;
 }
 
-export class CapWatch {
-  private readonly periodic: Periodic;
-
+export class CapWatch extends BillingRound {
   constructor(private readonly o: CapWatchOptions) {
-    this.periodic = new Periodic({
-      intervalMs: o.intervalMs, run: (now) => this.check(now),
-      onTrouble: (m) => o.log(`billing: checking spend caps failed (tried again each round): ${m}`),
-    });
+    super("checking spend caps", o.intervalMs, o.log);
   }
 
-  start(): void {
-    this.periodic.start();
-  }
-
-  stop(): Promise<void> {
-    return this.periodic.stop();
-  }
-
-  /** One round now (or the one under way). */
-  round(now = new Date()): Promise<void> {
-    return this.periodic.tick(now);
-  }
-
-  private async check(now: Date): Promise<void> {
+  protected async check(now: Date): Promise<void> {
     const orgs = await this.o.db.any(q`SELECT a.org_id, a.spend_cap_cents, o.slug FROM billing_accounts a JOIN organizations o ON o.id = a.org_id
       WHERE a.spend_cap_cents IS NOT NULL`);
     const periodKey = toMonthlyPeriod(now.toISOString()).start.slice(0, 7);
