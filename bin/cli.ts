@@ -22,6 +22,7 @@ const USAGE = `Usage: deck COMMAND
   admin:bootstrap --email E --ssh-key FILE   create the first admin; prints an API token
   down                                       stop the deck server, the router and every app process deck started
   doctor                                     list every protection that keeps tenants apart, on or off
+  tui [--url URL] [--token TOKEN] [--readonly] the admin dashboard in this terminal (an API client of a deck server)
   help                                       show this text
 
 Settings come from DECK_* environment variables or deck.yaml (see README.md).`;
@@ -229,6 +230,11 @@ const commands: Record<string, () => Promise<void>> = {
   "admin:bootstrap": () => bootstrap(rest),
   down,
   doctor,
+  tui: async () => {
+    // Loaded only here: the dashboard's React and Ink are not for the server.
+    const { runTui } = await import("../tui/index.ts");
+    process.exitCode = await runTui(rest);
+  },
   help: async () => void process.stdout.write(`${USAGE}\n`),
 };
 const run = commands[command ?? "help"];
