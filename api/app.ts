@@ -19,6 +19,7 @@ import "./routes/billing-stripe.ts";
 import "./routes/notify.ts";
 import "./routes/logs.ts";
 import "./routes/alerts.ts";
+import "./routes/health.ts";
 import type { DeployDeps } from "../ops/index.ts";
 
 export { API_VERSION } from "./openapi.ts";

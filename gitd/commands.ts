@@ -13,6 +13,7 @@ import "./commands-notify.ts";
 import "./commands-logs.ts";
 import "./commands-alerts.ts";
 import "./commands-billing.ts";
+import "./commands-users.ts";
 import { parsePublicKey } from "./ssh-keys.ts";
 
 const shortTime = (iso: string) => iso.slice(0, 19).replace("T", " ");

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { isDeckError } from "../core/index.ts";
-import { callerFor, type Caller, type DeployDeps } from "../ops/index.ts";
+import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { findUserById, hashToken, usePersonalToken, type AppRow } from "../store/queries/index.ts";
 import { resolveGitTarget } from "./git-access.ts";
 import { abandonGit, gitServiceArgv, spawnGit, type GitService } from "./git-process.ts";
@@ -33,6 +33,8 @@ export async function handleGitHttp(deps: DeployDeps, pushes: PushRegistry, req:
 
   const auth = await authenticate(deps, req);
   if (!auth) return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });
+  const refusal = refusalFor(auth.user);
+  if (refusal) return plain(res, 403, `deck: ${refusal}`);
   // A token's scopes bound what it can do over git too: fetching needs read, pushing needs deploy.
   const needed = service === "receive-pack" ? ["deploy", "write", "admin"] : ["read", "deploy", "write", "admin"];
   if (!auth.scopes.some((s) => needed.includes(s))) {

@@ -3,7 +3,7 @@ import type { Connection, ServerChannel } from "ssh2";
 import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { isDeckError } from "../core/index.ts";
-import { callerFor, type Caller, type DeployDeps } from "../ops/index.ts";
+import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
 import { collectInput } from "./command-input.ts";
 import { runCommand } from "./commands.ts";
@@ -82,6 +82,9 @@ export function createSshServer(options: SshServerOptions): net.Server {
         session.on("exec", (accept, _reject, req) => {
           const stream = accept();
           if (!user) return refuse(stream, "deck: not authenticated");
+          // Refused here rather than at authentication, so the client sees why (commands and git alike).
+          const refusal = refusalFor(user);
+          if (refusal) return refuse(stream, `deck: ${refusal}`);
           void callerFor(deps.db, user, "ssh", info.ip).then((caller) => handleExec(options, caller, stream, req.command, env, tty));
         });
       });

@@ -2,11 +2,14 @@ import { DeckError, decide, isRole, type Role } from "../core/index.ts";
 import type { DeployDeps } from "../deploy/index.ts";
 import {
   addMember, audit, auditForOrg, auditForTargets, countOwners, deleteSshKey, findOrgBySlug, findSshKeyByFingerprint, findUserByEmail,
-  grantAppRole, insertOrganization, insertSshKey, insertUser, listAppMembers, listMembers, listOrgs, listSshKeys, listUsers, removeMember, revokeAppRole,
-  type AuditRow, type MemberRow, type OrgRow, type SshKeyRow,
+  grantAppRole, insertOrganization, insertSshKey, insertUser, listAppMembers, listMembers, listOrgs, listSshKeys, removeMember, revokeAppRole,
+  appsCreatedBy, clearMfa, countActiveAdmins, deleteAllSshKeys, deleteUserRow, findMfaState, findUserRowByEmail, listUsersForAdmin,
+  orgsSolelyOwnedBy, revokeAllPersonalTokens, setUserSuspension,
+  type AdminUserRow, type AuditRow, type MemberRow, type OrgRow, type SshKeyRow, type UserRow,
 } from "../store/queries/index.ts";
 import { authorizeApp, type Caller } from "./access.ts";
-import { recordAction } from "./audit.ts";
+import { recordAction, type Out } from "./audit.ts";
+import { stopApp } from "./processes.ts";
 
 /**
  * Organisations, members, per-app grants, SSH keys, users and the audit trail: the account side of
@@ -144,9 +147,9 @@ export async function removeKey(deps: DeployDeps, caller: Caller, idOrFingerprin
 
 // ---------- users ----------
 /** Every user, `limit` from `offset` on (platform admins). */
-export async function listAllUsers(deps: DeployDeps, caller: Caller, page: { limit: number; offset: number }): Promise<Awaited<ReturnType<typeof listUsers>>> {
+export async function listAllUsers(deps: DeployDeps, caller: Caller, page: { limit: number; offset: number }): Promise<AdminUserRow[]> {
   if (!caller.user.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins list users");
-  return listUsers(deps.db, page.limit, page.offset);
+  return listUsersForAdmin(deps.db, page.limit, page.offset);
 }
 
 export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input: { email: string; name?: string; isAdmin?: boolean; org?: string; role?: string }): Promise<{ id: number; email: string }> {
@@ -160,6 +163,125 @@ export async function createUserAsAdmin(deps: DeployDeps, caller: Caller, input:
   }
   await recordAction(deps, caller, "users:create", `user:${user.email}`, { isAdmin: Boolean(input.isAdmin) });
   return { id: user.id, email: user.email };
+}
+
+// ---------- suspending and deleting users (platform admins) ----------
+export const SUSPENDED_MESSAGE = "your account is suspended; ask a platform admin";
+
+/**
+ * The one check every way in makes once it knows who the user is (sign-in, bearer and personal
+ * tokens, SSH, git over HTTP): a suspended user is refused with one line.
+ */
+export function assertActive(user: Pick<UserRow, "suspendedAt">): void {
+  const refusal = refusalFor(user);
+  if (refusal) throw new DeckError("forbidden", refusal, { reason: "account_suspended" });
+}
+
+/** Why the user may not come in (one line), or null; for the ways in that answer without throwing (SSH, git over HTTP). */
+export function refusalFor(user: Pick<UserRow, "suspendedAt">): string | null {
+  return user.suspendedAt ? SUSPENDED_MESSAGE : null;
+}
+
+async function userForAdministering(deps: DeployDeps, caller: Caller, email: string, verb: string): Promise<UserRow> {
+  if (!caller.actor.isAdmin) throw new DeckError("forbidden", `permission denied: only platform admins ${verb} users`);
+  const user = await findUserRowByEmail(deps.db, email);
+  if (!user) throw new DeckError("not_found", `no user with email ${email.slice(0, 80)} (see users:list)`);
+  if (user.id === caller.user.id) throw new DeckError("conflict", `you cannot ${verb} your own account; ask another platform admin`);
+  return user;
+}
+
+export interface SuspendOptions {
+  reason?: string;
+  /** Also stop the apps the user created (ps:stop); otherwise they keep running. */
+  stopApps?: boolean;
+  /** Progress lines of the app stops. */
+  out?: Out;
+}
+
+export interface SuspendResult {
+  email: string;
+  suspendedAt: string;
+  appsStopped: string[];
+  /** Apps that could not be stopped, with the reason (the suspension holds regardless). */
+  appsNotStopped: { app: string; reason: string }[];
+}
+
+/** Suspends a user: every way in refuses them from now on (assertActive); their apps keep running unless `stopApps`. */
+export async function suspendUser(deps: DeployDeps, caller: Caller, email: string, options: SuspendOptions = {}): Promise<SuspendResult> {
+  const user = await userForAdministering(deps, caller, email, "suspend");
+  if (user.isAdmin && !user.suspendedAt && (await countActiveAdmins(deps.db)) <= 1) {
+    throw new DeckError("conflict", `${user.email} is the last active platform admin; make another user admin first`);
+  }
+  const reason = options.reason?.trim().slice(0, 500) || null;
+  await setUserSuspension(deps.db, user.id, { by: caller.user.id, reason });
+  const appsStopped: string[] = [];
+  const appsNotStopped: { app: string; reason: string }[] = [];
+  if (options.stopApps) {
+    for (const app of await appsCreatedBy(deps.db, user.id)) {
+      try {
+        await stopApp(deps, caller, app, options.out ?? (() => undefined));
+        appsStopped.push(app);
+      } catch (e) {
+        const message = e instanceof DeckError ? e.message : "deck hit an unexpected error; see the server log";
+        deps.log(`suspend ${user.email}: could not stop ${app}: ${(e as Error).message}`);
+        appsNotStopped.push({ app, reason: message });
+      }
+    }
+  }
+  await recordAction(deps, caller, "users:suspend", `user:${user.email}`, { userId: user.id, reason, stopApps: Boolean(options.stopApps), appsStopped, appsNotStopped: appsNotStopped.map((a) => a.app) });
+  const fresh = await findUserRowByEmail(deps.db, user.email);
+  return { email: user.email, suspendedAt: fresh?.suspendedAt ?? new Date().toISOString(), appsStopped, appsNotStopped };
+}
+
+/** Lets a suspended user in again (their tokens and keys work again; stopped apps stay stopped). */
+export async function unsuspendUser(deps: DeployDeps, caller: Caller, email: string): Promise<{ email: string }> {
+  const user = await userForAdministering(deps, caller, email, "unsuspend");
+  if (!user.suspendedAt) throw new DeckError("conflict", `${user.email} is not suspended`);
+  await setUserSuspension(deps.db, user.id, null);
+  await recordAction(deps, caller, "users:unsuspend", `user:${user.email}`, { userId: user.id });
+  return { email: user.email };
+}
+
+/**
+ * Deletes a user for good: their memberships, grants, SSH keys, tokens and identities go with them;
+ * their apps stay in their organisations and the audit trail keeps their actions (without the user).
+ * `confirm` must repeat the email.
+ */
+export async function deleteUser(deps: DeployDeps, caller: Caller, email: string, confirm: string | undefined): Promise<{ email: string }> {
+  if (!caller.actor.isAdmin) throw new DeckError("forbidden", "permission denied: only platform admins delete users");
+  if (confirm !== email) throw new DeckError("bad_argument", `this deletes ${email.slice(0, 80)}; run again with --confirm ${email.slice(0, 80)}`);
+  const user = await userForAdministering(deps, caller, email, "delete");
+  if (user.isAdmin && !user.suspendedAt && (await countActiveAdmins(deps.db)) <= 1) {
+    throw new DeckError("conflict", `${user.email} is the last active platform admin; make another user admin first`);
+  }
+  const owned = await orgsSolelyOwnedBy(deps.db, user.id);
+  if (owned.length) {
+    throw new DeckError("conflict", `${user.email} is the only owner of ${owned.join(", ")}; make another member owner first (PUT /api/v1/orgs/${owned[0]}/members), then delete the user`);
+  }
+  await deleteUserRow(deps.db, user.id);
+  await recordAction(deps, caller, "users:delete", `user:${user.email}`, { userId: user.id });
+  return { email: user.email };
+}
+
+/** Turns off a user's two-factor authentication (a lost authenticator): they sign in with the password alone and may enrol again. */
+export async function resetUserMfa(deps: DeployDeps, caller: Caller, email: string): Promise<{ email: string; mfaWasEnabled: boolean }> {
+  const user = await userForAdministering(deps, caller, email, "reset the MFA of");
+  const state = await findMfaState(deps.db, user.id);
+  await clearMfa(deps.db, user.id);
+  const mfaWasEnabled = state?.enabledAt != null;
+  await recordAction(deps, caller, "users:mfa:reset", `user:${user.email}`, { userId: user.id, mfaWasEnabled });
+  return { email: user.email, mfaWasEnabled };
+}
+
+/** Revokes every personal access token and removes every SSH key of a user (a leaked laptop). */
+export async function revokeUserCredentials(deps: DeployDeps, caller: Caller, email: string): Promise<{ email: string; tokensRevoked: number; keysRemoved: number }> {
+  const user = await userForAdministering(deps, caller, email, "revoke the credentials of");
+  const { tokensRevoked, keysRemoved } = await deps.db.transaction(async (tx) => ({
+    tokensRevoked: await revokeAllPersonalTokens(tx, user.id),
+    keysRemoved: await deleteAllSshKeys(tx, user.id),
+  }));
+  await recordAction(deps, caller, "users:revoke", `user:${user.email}`, { userId: user.id, tokensRevoked, keysRemoved });
+  return { email: user.email, tokensRevoked, keysRemoved };
 }
 
 // ---------- audit ----------

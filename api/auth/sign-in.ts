@@ -1,4 +1,5 @@
 import { DeckError } from "../../core/errors.ts";
+import { assertActive } from "../../ops/accounts.ts";
 import { audit, findSignInCandidate, findUserById, updatePasswordHash, type Db, type UserRow } from "../../store/queries/index.ts";
 import { checkTotpCode, mfaCheckError, useRecoveryCode } from "./mfa.ts";
 import { checkPasswordPolicy, dummyPasswordHash, hashPassword, verifyPassword } from "./passwords.ts";
@@ -47,7 +48,8 @@ const MAX_EMAIL_LENGTH = 254;
 /**
  * Password sign-in, then a second factor when MFA is on. Failures are DeckErrors with stable codes:
  * `invalid_credentials` (the same for an unknown email and a wrong password), `mfa_required`,
- * `invalid_mfa_code`, `rate_limited` (data.retryAfterSeconds). Every outcome is audited as
+ * `invalid_mfa_code`, `rate_limited` (data.retryAfterSeconds), `forbidden` for a suspended account
+ * (only once the password is right). Every outcome is audited as
  * "auth:sign-in", without the password or codes.
  */
 export async function signIn(deps: AuthDeps, input: SignInInput): Promise<Session> {
@@ -70,6 +72,11 @@ export async function signIn(deps: AuthDeps, input: SignInInput): Promise<Sessio
     throw new DeckError("invalid_credentials", "email or password is incorrect");
   }
   const user = candidate.user;
+  // Said only to someone who knows the password, so it does not tell strangers the account exists.
+  if (user.suspendedAt) {
+    await record("denied", user.id, { reason: "account_suspended" });
+    assertActive(user);
+  }
 
   let secondFactor: "totp" | "recovery_code" | undefined;
   if (candidate.mfaEnabled) {
@@ -102,6 +109,7 @@ export async function signIn(deps: AuthDeps, input: SignInInput): Promise<Sessio
 
 /** An access token for a user who has proven who they are (password sign-in here; identity providers elsewhere). */
 export async function issueSession(deps: Pick<AuthDeps, "keys" | "accessTokenTtlSeconds">, user: UserRow): Promise<Session> {
+  assertActive(user);
   const expiresIn = deps.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS;
   const accessToken = await deps.keys.signAccessToken({ userId: user.id, scopes: SESSION_SCOPES, ttlSeconds: expiresIn });
   return { accessToken, expiresIn, user };

@@ -1,7 +1,7 @@
 import { z } from "zod/v4";
 import {
-  addKey, createOrganization, createUserAsAdmin, listAllUsers, listKeys, listOrganizations, listOrgMembers, orgAudit, removeKey,
-  removeOrgMember, setOrgMember, visibleOrg,
+  addKey, createOrganization, createUserAsAdmin, deleteUser, listAllUsers, listKeys, listOrganizations, listOrgMembers, orgAudit, removeKey,
+  removeOrgMember, resetUserMfa, revokeUserCredentials, setOrgMember, suspendUser, unsuspendUser, visibleOrg,
 } from "../../ops/index.ts";
 import { parsePublicKey } from "../../gitd/index.ts";
 import { DeckError } from "../../core/index.ts";
@@ -101,4 +101,39 @@ defineRoute({
   handler: async ({ deps, caller, params }) => {
     await removeKey(deps, caller, params.key);
   },
+});
+
+// ---------- administering users (platform admins) ----------
+const userParams = z.object({ email }).strict();
+
+defineRoute({
+  method: "post", path: "/users/:email/suspend", scope: "admin", tag: "users", summary: "Suspend a user: no sign-in, tokens, SSH or git; their apps keep running unless stopApps (platform admins)",
+  params: userParams,
+  body: z.object({ reason: z.string().max(500).optional(), stopApps: z.boolean().optional() }).strict(),
+  handler: async ({ deps, caller, params, body }) => {
+    const output: string[] = [];
+    const result = await suspendUser(deps, caller, params.email, { reason: body.reason, stopApps: body.stopApps, out: (l) => output.push(l) });
+    return { ...result, output };
+  },
+});
+
+defineRoute({
+  method: "post", path: "/users/:email/unsuspend", scope: "admin", tag: "users", summary: "Let a suspended user in again (platform admins)", params: userParams,
+  handler: async ({ deps, caller, params }) => unsuspendUser(deps, caller, params.email),
+});
+
+defineRoute({
+  method: "delete", path: "/users/:email", scope: "admin", tag: "users", summary: "Delete a user; ?confirm= repeats the email (platform admins)", params: userParams,
+  query: z.object({ confirm: z.string().max(254).optional() }).strict(),
+  handler: async ({ deps, caller, params, query }) => ({ ...(await deleteUser(deps, caller, params.email, query.confirm)), deleted: true }),
+});
+
+defineRoute({
+  method: "post", path: "/users/:email/mfa/reset", scope: "admin", tag: "users", summary: "Turn off a user's two-factor authentication (platform admins)", params: userParams,
+  handler: async ({ deps, caller, params }) => resetUserMfa(deps, caller, params.email),
+});
+
+defineRoute({
+  method: "post", path: "/users/:email/credentials/revoke", scope: "admin", tag: "users", summary: "Revoke all of a user's personal tokens and SSH keys (platform admins)", params: userParams,
+  handler: async ({ deps, caller, params }) => revokeUserCredentials(deps, caller, params.email),
 });

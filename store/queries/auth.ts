@@ -1,10 +1,6 @@
 import { decryptSecret, encryptSecret } from "../secret-box.ts";
 import { q, sql, toIso, type Db } from "./db.ts";
-import type { UserRow } from "./users.ts";
-
-function toUser(r: Record<string, unknown>): UserRow {
-  return { id: Number(r.id), email: String(r.email), name: (r.name as string) ?? null, isAdmin: Boolean(r.is_admin) };
-}
+import { toUser, type UserRow } from "./users.ts";
 
 const isoOrNull = (v: unknown): string | null => (v == null ? null : toIso(v));
 
@@ -14,7 +10,7 @@ export interface SignInCandidate { user: UserRow; passwordHash: string | null; m
 
 /** The account an email signs in to: case-insensitive, an exact-case match first when older rows differ only in case. */
 export async function findSignInCandidate(db: Db, email: string): Promise<SignInCandidate | null> {
-  const r = await db.maybeOne(q`SELECT id, email, name, is_admin, password_hash, mfa_enabled_at FROM users
+  const r = await db.maybeOne(q`SELECT id, email, name, is_admin, suspended_at, password_hash, mfa_enabled_at FROM users
     WHERE lower(email) = lower(${email}) ORDER BY (email = ${email}) DESC, id LIMIT 1`);
   if (!r) return null;
   return { user: toUser(r), passwordHash: (r.password_hash as string) ?? null, mfaEnabled: r.mfa_enabled_at != null };
