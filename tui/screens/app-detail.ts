@@ -19,11 +19,12 @@ export function AppDetailScreen(props: ScreenProps & { app: string }): React.Rea
     const m: AppMetrics = polled.data;
     const chart = Math.max(8, props.width - 28);
     const series = (pick: (p: AppMetrics["points"][number]) => number | null) => sparkline(m.points.map(pick).slice(-chart));
-    rows.push(line("since", `last ${m.since}, ${m.points.length} steps of ${m.step}s`));
-    rows.push(line("rps", `requests/s ${formatRate(latestValue(m, (p) => p.requestsPerSecond)).padStart(7)}  ${series((p) => p.requestsPerSecond)}`));
-    rows.push(line("p95", `p95        ${formatMs(latestValue(m, (p) => p.p95Ms)).padStart(7)}  ${series((p) => p.p95Ms)}`));
-    rows.push(line("err", `5xx share  ${pct(latestValue(m, (p) => p.errorRate)).padStart(7)}  ${series((p) => p.errorRate)}`));
-    rows.push(line("mem", `memory     ${formatBytes(latestValue(m, (p) => p.rssBytes)).padStart(7)}  ${series((p) => p.rssBytes)}`));
+    const n = m.points.length;
+    rows.push(line("since", `the last hour (since ${m.since.slice(11, 16)} UTC): ${n} step${n === 1 ? "" : "s"} of ${m.step} s`));
+    rows.push(line("rps", `requests/s ${formatRate(latestValue(m, (p) => p.requestsPerSecond)).padStart(8)}  ${series((p) => p.requestsPerSecond)}`));
+    rows.push(line("p95", `p95        ${formatMs(latestValue(m, (p) => p.p95Ms)).padStart(8)}  ${series((p) => p.p95Ms)}`));
+    rows.push(line("err", `5xx share  ${pct(latestValue(m, (p) => p.errorRate)).padStart(8)}  ${series((p) => p.errorRate)}`));
+    rows.push(line("mem", `memory     ${formatBytes(latestValue(m, (p) => p.rssBytes)).padStart(8)}  ${series((p) => p.rssBytes)}`));
     if (polled.error) rows.push(line("err-msg", polled.error, "red"));
   }
   rows.push(line("events", "events (live: deploys, uptime, alerts)"));
