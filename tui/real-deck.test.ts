@@ -1,8 +1,10 @@
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import React from "react";
 import { render } from "ink-testing-library";
-import { Deck } from "../test/helpers/deck.ts";
+import { Deck, ROOT } from "../test/helpers/deck.ts";
 import { createApiClient } from "./api-client.ts";
 import { App } from "./app.ts";
 import { waitForFrame } from "./fake-api.ts";
@@ -31,4 +33,46 @@ test("a real deck's apps show in the table, and its overview renders", async (t)
   const o = await waitForFrame(ui.lastFrame, (f) => f.includes("requests "), 15_000);
   // Either this deck serves /health (services and the build queue) or it says it does not.
   assert.ok(/health: not available \(404\)/.test(o) || /builds\s+\d+ waiting, \d+ running/.test(o), o);
+});
+
+/** tmux is how a person's terminal is stood in for; under CI it must be there (.ci/run installs it). */
+function tmuxMissing(): string | null {
+  if (spawnSync("tmux", ["-V"]).status === 0) return null;
+  if (process.env.CI === "true") throw new Error("tmux is not installed (required when CI=true: .ci/run installs it)");
+  return "tmux is not installed, so the dashboard is not tried in a real terminal";
+}
+
+test("deck tui in a real terminal (tmux): the overview, then :apps, then q", async (t) => {
+  const missing = tmuxMissing();
+  if (missing) return t.skip(missing);
+  // A tmux server of its own (-L), started with a plain environment: not the test runner's.
+  const session = `deck-tui-${process.pid}`;
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/root", TERM: "xterm-256color" };
+  const tmux = (...args: string[]) => spawnSync("tmux", ["-L", session, ...args], { env, encoding: "utf8" });
+  const url = `http://127.0.0.1:${deck.ports.api}`;
+  const started = tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", "-e", `DECK_TOKEN=${deck.token}`, "-e", "NO_COLOR=1",
+    `${join(ROOT, "bin", "deck")} tui --url ${url}`);
+  assert.equal(started.status, 0, started.stderr);
+  t.after(() => void tmux("kill-server"));
+  const until = async (what: string, ok: (s: string) => boolean) => {
+    const deadline = Date.now() + 30_000;
+    let last = "";
+    while (Date.now() < deadline) {
+      last = tmux("has-session", "-t", session).status === 0 ? tmux("capture-pane", "-p", "-t", session).stdout : "(the dashboard exited)";
+      if (ok(last)) return last;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`${what} did not show; the terminal shows:\n${last}`);
+  };
+  const overview = await until("the overview", (s) => /services\s+api up\s+database up/.test(s));
+  assert.match(overview, /^deck http:\/\/127\.0\.0\.1:\d+ · overview\s+\d\d:\d\d:\d\d UTC$/m);
+  assert.match(overview, /^builds\s+\d+ waiting, \d+ running$/m);
+  assert.match(overview, /^q quit/m);
+  tmux("send-keys", "-t", session, ":apps", "Enter");
+  const apps = await until("the apps screen", (s) => /2 of 2 apps/.test(s));
+  assert.match(apps, /^>? *tui-blog\s/m);
+  assert.match(apps, /^\s*tui-shop\s/m);
+  assert.ok(apps.split("\n").every((l) => l.length <= 100), "nothing wider than the terminal");
+  tmux("send-keys", "-t", session, "q");
+  await until("the dashboard to exit", (s) => s === "(the dashboard exited)");
 });
