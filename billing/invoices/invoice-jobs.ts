@@ -1,4 +1,4 @@
-import { toMonthlyPeriod, type Period } from "../../core/index.ts";
+import { Periodic, toMonthlyPeriod, type Period } from "../../core/index.ts";
 import { listOrgsWithoutInvoice, tryInvoiceJobLock, type Db } from "../../store/queries/index.ts";
 import { closePeriod } from "./close-period.ts";
 
@@ -42,33 +42,26 @@ export function pickPeriodToClose(now: Date, graceMs: number): Period {
  */
 export class InvoiceJobs {
   readonly #o: InvoiceJobsOptions;
-  #timer: NodeJS.Timeout | null = null;
-  #pass: Promise<unknown> | null = null;
+  readonly #periodic: Periodic;
   /** The start of the last period this server finished: later passes have nothing left to do for it. */
   #finished: string | null = null;
 
   constructor(options: InvoiceJobsOptions) {
     this.#o = options;
+    this.#periodic = new Periodic({
+      intervalMs: options.intervalMs ?? 600_000, run: async () => void (await this.runOnce()),
+      onTrouble: (m) => options.log(`invoices: a pass failed: ${m}`),
+    });
   }
 
   /** Runs a pass now and then every interval, until stop. */
   start(): void {
-    if (this.#timer !== null) return;
-    const tick = () => {
-      this.#pass ??= this.runOnce()
-        .catch((e: unknown) => this.#o.log(`invoices: a pass failed: ${(e as Error).message}`))
-        .finally(() => (this.#pass = null));
-    };
-    this.#timer = setInterval(tick, this.#o.intervalMs ?? 600_000);
-    this.#timer.unref();
-    tick();
+    this.#periodic.start();
   }
 
   /** Stops the timer and waits for a pass in progress. */
-  async stop(): Promise<void> {
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#pass;
+  stop(): Promise<void> {
+    return this.#periodic.stop();
   }
 
   /** One pass: closes the last ended period for every org still without its invoice. */

@@ -12,6 +12,7 @@
  * Bandwidth is recorded with the router's counts as they are saved (saveUsageBatch).
  */
 import type { DatabasePool } from "slonik";
+import { Periodic } from "../../core/index.ts";
 import { recordBuildUsage, tryLedgerJobLock, type Db } from "../../store/queries/index.ts";
 import { recordDomainUsage } from "./domain-usage.ts";
 import { recordStorageUsage } from "./storage-usage.ts";
@@ -40,31 +41,26 @@ export type LedgerJobName = "builds" | "storage" | "domains";
 export const LEDGER_JOB_LOCKS: Readonly<Record<LedgerJobName, number>> = { builds: 1, storage: 2, domains: 3 };
 
 export class LedgerJobs {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | null = null;
+  private readonly periodic: Periodic;
   /** The last error of each kind of trouble, so a database away for an hour says so once. */
   private readonly trouble = new Map<string, string>();
 
-  constructor(private readonly options: LedgerJobsOptions) {}
-
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), this.options.intervalMs ?? 5 * 60_000);
-    this.timer.unref();
-    void this.tick();
+  constructor(private readonly options: LedgerJobsOptions) {
+    // Each job reports its own trouble (runJobs never rejects), so the runner has none to report.
+    this.periodic = new Periodic({ intervalMs: options.intervalMs ?? 5 * 60_000, run: (now) => this.runJobs(now), onTrouble: (m) => options.log(`ledger: ${m}`) });
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.timer = undefined;
-    await this.running;
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One run of every job, as of `now`; one run at a time. Never rejects: trouble goes to the log. */
   tick(now = new Date()): Promise<void> {
-    if (this.running) return this.running;
-    this.running = this.runJobs(now).finally(() => (this.running = null));
-    return this.running;
+    return this.periodic.tick(now);
   }
 
   private async runJobs(now: Date): Promise<void> {
