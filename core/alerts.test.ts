@@ -84,11 +84,13 @@ describe("what a rule observes in an app's samples", () => {
     assert.equal(o.words, "p95 975 ms over 100 requests in 1m");
   });
 
-  it("memory is the highest RSS as a share of the limit", () => {
+  it("memory is the latest RSS as a share of the limit", () => {
     const limit = 512 * 1048576;
     const o = observeAlert(rule("memory>90% for 5m"), [sample(T0 - 20_000, { rssBytes: limit * 0.8, memoryLimitBytes: limit }), sample(T0 - 10_000, { rssBytes: limit * 0.95, memoryLimitBytes: limit })], T0, { down: false });
     assert.equal(Math.round(o.value! * 10) / 10, 95);
     assert.equal(o.words, "95% of its 512 MiB memory limit (486 MiB RSS)");
+    const recovered = observeAlert(rule("memory>90% for 5m"), [sample(T0 - 20_000, { rssBytes: limit * 0.95, memoryLimitBytes: limit }), sample(T0 - 10_000, { rssBytes: limit * 0.25, memoryLimitBytes: limit })], T0, { down: false });
+    assert.equal(recovered.words, "25% of its 512 MiB memory limit (128 MiB RSS)", "memory let go counts at once");
   });
 
   it("down comes from the app's uptime", () => {

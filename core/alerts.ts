@@ -34,7 +34,7 @@ export interface AlertRuleSpec {
 
 export const CRASH_LOOP_DEFAULT = { threshold: 3, windowSeconds: 300 };
 export const DEFAULT_MIN_REQUESTS = 20;
-/** http_5xx, p95 and memory look at the last minute of samples. */
+/** http_5xx and p95 look at the last minute of samples; memory at the latest reading in it. */
 export const VALUE_WINDOW_SECONDS = 60;
 /** A rule resolves only once its value is below threshold × this. */
 export const HYSTERESIS = 0.9;
@@ -197,9 +197,12 @@ export function observeAlert(rule: AlertRuleSpec, samples: readonly MetricSample
       return { value: point.p95Ms, words: `p95 ${fmt(point.p95Ms)} ms over ${fmt(sum.requests)} requests in ${label}` };
     }
     case "memory": {
-      if (point.memoryUse === null || sum.rssBytes === null || sum.memoryLimitBytes === null) return { value: null, words: `no memory limit or no memory reading in ${label}` };
-      const pct = point.memoryUse * 100;
-      return { value: pct, words: `${fmt(pct, 1)}% of its ${mib(sum.memoryLimitBytes)} memory limit (${mib(sum.rssBytes)} RSS)` };
+      // The latest reading: memory let go ends the alert at once (its `for` is the hold), where a
+      // highest-in-the-window value would keep it firing a minute after the app recovered.
+      const last = recent.filter((s) => s.rssBytes !== null).reduce<MetricSample | null>((a, s) => (a === null || s.at >= a.at ? s : a), null);
+      if (!last || last.rssBytes === null || !last.memoryLimitBytes) return { value: null, words: `no memory limit or no memory reading in ${label}` };
+      const pct = (last.rssBytes * 100) / last.memoryLimitBytes;
+      return { value: pct, words: `${fmt(pct, 1)}% of its ${mib(last.memoryLimitBytes)} memory limit (${mib(last.rssBytes)} RSS)` };
     }
   }
 }

@@ -8,7 +8,15 @@ export interface ApiClientOptions {
   url: string;
   token: string;
   fetch?: typeof fetch;
+  /**
+   * A platform admin looking as another user (the Support screen's "view as"): every request carries
+   * `X-Deck-View-As: EMAIL`, which deck honours for platform admins on reads only.
+   */
+  viewAs?: string;
 }
+
+/** `GET /users/me`: who the token belongs to, their organisations and roles, the token's scopes. */
+export interface Me { id: number; email: string; name: string | null; isAdmin: boolean; scopes: string[]; organizations: { slug: string; role: string }[] }
 
 export interface AppSummary { name: string; status: string; framework: string | null; createdAt: string }
 
@@ -53,6 +61,15 @@ export const TOKEN_REFUSED = "the token was refused: sign in again (deck tui --t
 
 export interface ApiClient {
   url: string;
+  /** Whose eyes the dashboard looks through when a platform admin views as another user; absent otherwise. */
+  viewAs?: string;
+  /** Any API call: the JSON answer (undefined for 204), or an ApiError with one line to show. */
+  request<T = unknown>(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T>;
+  /** Streams a text body (logs, a build's output) line by line until it ends or `signal` aborts. */
+  streamLines(path: string, onLine: (line: string) => void, signal: AbortSignal): Promise<void>;
+  /** A client for the same deck looking as `email` (reads only); `undefined` returns to the caller's own view. */
+  as(email: string | undefined): ApiClient;
+  me(): Promise<Me>;
   apps(): Promise<AppSummary[]>;
   appMetrics(app: string, since: string): Promise<AppMetrics>;
   lastDeployment(app: string): Promise<Deployment | null>;
@@ -68,7 +85,7 @@ const LAST_RETRY_MS = 30_000;
 export function createApiClient(options: ApiClientOptions): ApiClient {
   const base = options.url.replace(/\/+$/, "") + "/api/v1";
   const doFetch = options.fetch ?? fetch;
-  const headers = { authorization: `Bearer ${options.token}`, accept: "application/json" };
+  const headers: Record<string, string> = { authorization: `Bearer ${options.token}`, accept: "application/json", ...(options.viewAs ? { "x-deck-view-as": options.viewAs } : {}) };
 
   async function send(path: string, init: RequestInit = {}): Promise<Response> {
     let res: Response;
@@ -88,6 +105,39 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
 
   return {
     url: options.url,
+    ...(options.viewAs ? { viewAs: options.viewAs } : {}),
+    request: async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+      const res = await send(path, body === undefined ? { method } : { method, body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+      if (res.status === 204) return undefined as T;
+      const text = await res.text();
+      return (text ? JSON.parse(text) : undefined) as T;
+    },
+    streamLines: async (path, onLine, signal) => {
+      const res = await send(path, { signal, headers: { accept: "text/plain" } });
+      if (!res.body) return;
+      const decoder = new TextDecoder();
+      const reader = res.body.getReader();
+      const stop = () => void reader.cancel().catch(() => undefined); // cancelling a closed stream has nothing to report
+      signal.addEventListener("abort", stop, { once: true });
+      let rest = "";
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          rest += decoder.decode(value, { stream: true });
+          const lines = rest.split("\n");
+          rest = lines.pop()!;
+          for (const l of lines) onLine(l);
+        }
+        if (rest) onLine(rest);
+      } catch (err) {
+        if (!signal.aborted) throw new ApiError("failed", `the stream broke: ${describeCause(err)}`);
+      } finally {
+        signal.removeEventListener("abort", stop);
+      }
+    },
+    as: (email) => createApiClient({ ...options, viewAs: email }),
+    me: () => getJson<Me>("/users/me"),
     apps: async () => (await getJson<{ items: AppSummary[] }>("/apps?limit=100")).items,
     appMetrics: (app, since) => getJson<AppMetrics>(`/apps/${encodeURIComponent(app)}/metrics?since=${encodeURIComponent(since)}`),
     lastDeployment: async (app) => (await getJson<{ items: Deployment[] }>(`/apps/${encodeURIComponent(app)}/deployments?limit=1`)).items[0] ?? null,

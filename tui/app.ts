@@ -5,49 +5,51 @@
  */
 import React from "react";
 import { Box, Text, useApp, useInput, useStdout, type Key } from "ink";
-import type { ApiClient, DeckEvent } from "./api-client.ts";
-import type { ScreenProps } from "./screen.ts";
-import { AppDetailScreen } from "./screens/app-detail.ts";
-import { AppsScreen } from "./screens/apps.ts";
-import { OverviewScreen } from "./screens/overview.ts";
+import type { ApiClient, DeckEvent, Me } from "./api-client.ts";
+import type { ScreenDef, ScreenProps } from "./screen.ts";
+import { SCREENS } from "./screens/index.ts";
 import { truncateText } from "./table.ts";
 
 const h = React.createElement;
 
-export type ListScreen = "overview" | "apps";
-export type Screen = { name: ListScreen } | { name: "app"; app: string };
+export type Screen = { name: string; arg?: string };
 
-/** What the keyboard is typing into: nothing (keys act), the `:` command line, or the `/` filter. */
-type Mode = { name: "keys" } | { name: "command"; text: string } | { name: "filter"; text: string };
+/** What the keyboard is typing into: nothing (keys act), the `:` command line, the `/` filter, or an answer to a question. */
+type Mode =
+  | { name: "keys" }
+  | { name: "command"; text: string }
+  | { name: "filter"; text: string }
+  | { name: "ask"; text: string; prompt: string; onAnswer: (text: string) => void };
 
 export interface AppProps {
   client: ApiClient;
   color: boolean;
   readonly?: boolean;
   /** The first screen (the overview unless given). */
-  start?: ListScreen;
+  start?: string;
   /** Called as the dashboard quits, before Ink unmounts it. */
   onExit?: () => void;
 }
 
-const COMMANDS: Record<string, ListScreen | "quit"> = {
-  overview: "overview", o: "overview", home: "overview",
-  apps: "apps", a: "apps",
-  q: "quit", quit: "quit", "q!": "quit",
-};
+const byName = new Map<string, ScreenDef>(SCREENS.map((d) => [d.name, d]));
+const COMMANDS = new Map<string, string>();
+for (const d of SCREENS) {
+  if (d.aliases === undefined) continue;
+  for (const c of [d.name, ...d.aliases]) COMMANDS.set(c, d.name);
+}
 
 const KEEP_EVENTS = 50;
 
+const QUIT = new Set(["q", "quit", "q!"]);
+
 export const HELP_LINES = [
-  ":apps, :a        the apps table",
-  ":overview, :o    host, services, build queue, alerts, traffic",
-  ":q               quit (also q)",
-  "/TEXT            filter the list (Esc clears)",
-  "Enter            open the selected app",
-  "Esc              back",
-  "s                sort the apps table (name, requests/s, p95, memory, last deploy)",
-  "↑ ↓ (k j)        move the selection",
-  "?                this help",
+  ...SCREENS.filter((d) => d.aliases !== undefined).map((d) => `${[d.name, ...d.aliases!].map((c) => ":" + c).join(", ").padEnd(28)} ${d.title?.(undefined) ?? d.name}`),
+  ":q                           quit (also q)",
+  "/TEXT                        filter the list (Esc clears)",
+  "Enter                        open the selected row",
+  "Esc                          back (or cancel a question)",
+  "↑ ↓ (k j)                    move the selection",
+  "?                            this help",
 ];
 
 /** Keeps one screen's failure (an answer of an unexpected shape) on that screen, as one line, instead of blanking the terminal. */
@@ -62,7 +64,8 @@ class ScreenBoundary extends React.Component<{ children?: React.ReactNode }, { e
 }
 
 function screenTitle(s: Screen): string {
-  return s.name === "app" ? `app ${s.app}` : s.name;
+  const def = byName.get(s.name);
+  return def?.title ? def.title(s.arg) : s.arg ? `${s.name} ${s.arg}` : s.name;
 }
 
 function useTerminalSize(): { columns: number; rows: number } {
@@ -100,12 +103,28 @@ function useEventStream(client: ApiClient): { events: DeckEvent[]; problem: stri
   return { events, problem };
 }
 
+function useMe(client: ApiClient): Me | undefined {
+  const [me, setMe] = React.useState<Me>();
+  React.useEffect(() => {
+    let live = true;
+    setMe(undefined);
+    // Without an answer the screens show no action keys: the safe side.
+    void client.me().then((m) => live && setMe(m), () => undefined);
+    return () => void (live = false);
+  }, [client]);
+  return me;
+}
+
 export function App(props: AppProps): React.ReactElement {
   const { exit } = useApp();
   const size = useTerminalSize();
   const now = useClock();
-  const { events, problem } = useEventStream(props.client);
-  const [stack, setStack] = React.useState<Screen[]>([{ name: props.start ?? "overview" }]);
+  const [viewAs, setViewAs] = React.useState<string>();
+  const client = React.useMemo(() => (viewAs ? props.client.as(viewAs) : props.client), [props.client, viewAs]);
+  const { events, problem } = useEventStream(client);
+  const me = useMe(client);
+  const readonly = Boolean(props.readonly || viewAs);
+  const [stack, setStack] = React.useState<Screen[]>([{ name: props.start && byName.has(props.start) ? props.start : "overview" }]);
   const [filters, setFilters] = React.useState<Record<string, string>>({});
   // Keys can arrive faster than React renders (a paste, a fast typist): the key handler reads and
   // writes the mode and help through refs so that each key sees the one before it.
@@ -121,7 +140,8 @@ export function App(props: AppProps): React.ReactElement {
     helpRef.current = v;
     setHelpState(v);
   };
-  const [notice, setNotice] = React.useState<string>();
+  const [notice, setNoticeState] = React.useState<{ text: string; tone?: "ok" | "error" }>();
+  const setNotice = (text: string | undefined, tone?: "ok" | "error") => setNoticeState(text === undefined ? undefined : { text, tone });
   const screen = stack[stack.length - 1]!;
   const screenKey = screenTitle(screen);
   const filter = filters[screenKey] ?? "";
@@ -130,12 +150,12 @@ export function App(props: AppProps): React.ReactElement {
     props.onExit?.();
     exit();
   };
-  const go = (name: ListScreen) => setStack([{ name }]);
   const runCommand = (text: string) => {
-    const target = COMMANDS[text.trim().toLowerCase()];
-    if (target === "quit") quit();
-    else if (target) go(target);
-    else if (text.trim()) setNotice(`unknown command :${text.trim()} (try :apps, :overview, :q)`);
+    const word = text.trim().toLowerCase();
+    const target = COMMANDS.get(word);
+    if (QUIT.has(word)) quit();
+    else if (target) setStack([{ name: target }]);
+    else if (word) setNotice(`unknown command :${text.trim()} (try ${[...COMMANDS.keys()].filter((c) => byName.has(c)).map((c) => ":" + c).join(", ")}, :q)`);
   };
 
   const onKey = (input: string, key: Key) => {
@@ -145,9 +165,14 @@ export function App(props: AppProps): React.ReactElement {
       if (key.escape) {
         setMode({ name: "keys" });
         if (mode.name === "filter") setFilters((f) => ({ ...f, [screenKey]: "" }));
+        if (mode.name === "ask") setNotice("cancelled");
       } else if (key.return) {
         setMode({ name: "keys" });
         if (mode.name === "command") runCommand(mode.text);
+        if (mode.name === "ask") {
+          setNotice(undefined);
+          mode.onAnswer(mode.text);
+        }
       } else if (key.backspace || key.delete) {
         const text = mode.text.slice(0, -1);
         setMode({ ...mode, text });
@@ -181,26 +206,43 @@ export function App(props: AppProps): React.ReactElement {
   const width = Math.max(20, size.columns);
   // Header, rule, and the two footer lines take four rows.
   const bodyHeight = Math.max(3, size.rows - 4);
+  const open = (name: string, arg?: string) => setStack((s) => [...s, { name, ...(arg === undefined ? {} : { arg }) }]);
+  const ask = (prompt: string, onAnswer: (text: string) => void) => setMode({ name: "ask", text: "", prompt, onAnswer });
   const screenProps: ScreenProps = {
-    client: props.client, width, height: bodyHeight, color: props.color, filter, events,
+    client, width, height: bodyHeight, color: props.color, filter, events, readonly, me,
     keysLive: () => modeRef.current.name === "keys" && !helpRef.current,
-    openApp: (app) => setStack((s) => [...s, { name: "app", app }]),
+    openApp: (app) => open("app", app),
+    open,
+    ask,
+    confirm: (prompt, expect, run) => ask(`${prompt} (type ${expect} to confirm, Esc cancels): `, (text) => {
+      if (text.trim() === expect) run();
+      else setNotice(`not confirmed: you typed "${text.trim()}", not ${expect}; nothing changed`, "error");
+    }),
+    notify: (text, tone) => setNotice(text, tone),
+    setViewAs: (email) => {
+      setViewAs(email);
+      setStack([{ name: "apps" }]);
+      setNotice(email ? `viewing as ${email}: read-only (:support, then x, to stop)` : "back to your own view", "ok");
+    },
   };
+  const def = byName.get(screen.name) ?? byName.get("overview")!;
+  const helpLines = [...(def.help ?? []), ...HELP_LINES];
   const body = help
-    ? h(Box, { flexDirection: "column" }, ...HELP_LINES.map((l) => h(Text, { key: l, wrap: "truncate" }, truncateText(l, width))))
-    : screen.name === "app" ? h(AppDetailScreen, { ...screenProps, app: screen.app })
-    : screen.name === "apps" ? h(AppsScreen, screenProps)
-    : h(OverviewScreen, screenProps);
+    ? h(Box, { flexDirection: "column" }, ...helpLines.map((l, i) => h(Text, { key: `${i}`, wrap: "truncate" }, truncateText(l, width))))
+    : h(def.component, { ...screenProps, ...(screen.arg === undefined ? {} : { arg: screen.arg }) });
 
   const clock = now.toISOString().slice(11, 19) + " UTC";
-  const title = `deck ${props.client.url} · ${screenTitle(screen)}${props.readonly ? " · read-only" : ""}`;
+  const title = `deck ${props.client.url} · ${screenTitle(screen)}${viewAs ? ` · viewing as ${viewAs}` : ""}${readonly ? " · read-only" : ""}`;
   const header = truncateText(title, Math.max(1, width - clock.length - 1)).padEnd(Math.max(1, width - clock.length - 1)) + " " + clock;
-  const prompt = mode.name === "command" ? `:${mode.text}` : mode.name === "filter" ? `/${mode.text}` : notice ?? problem ?? (filter ? `filter: ${filter} (Esc clears)` : "");
-  const keys = stack.length > 1 ? "q quit  : command  / filter  Enter open  Esc back  ? help" : "q quit  : command  / filter  Enter open  s sort  ? help";
+  const prompt = mode.name === "command" ? `:${mode.text}` : mode.name === "filter" ? `/${mode.text}` : mode.name === "ask" ? `${mode.prompt}${mode.text}`
+    : notice?.text ?? problem ?? (filter ? `filter: ${filter} (Esc clears)` : "");
+  const own = typeof def.keys === "function" ? def.keys({ readonly, me }) : def.keys;
+  const keys = `q quit  : command  / filter${stack.length > 1 ? "  Esc back" : ""}  ? help${own ? "  " + own : ""}`;
+  const promptColor = !props.color ? undefined : mode.name === "ask" ? "magenta" : notice?.tone === "error" ? "red" : notice?.tone === "ok" ? "green" : notice || problem ? "yellow" : undefined;
   return h(Box, { flexDirection: "column", width },
-    h(Text, { wrap: "truncate", bold: props.color, color: props.color ? "cyan" : undefined }, header),
+    h(Text, { wrap: "truncate", bold: props.color, color: props.color ? (viewAs ? "magenta" : "cyan") : undefined }, header),
     h(Text, { wrap: "truncate", dimColor: props.color }, "─".repeat(width)),
     h(Box, { flexDirection: "column", height: bodyHeight, overflow: "hidden" }, h(ScreenBoundary, { key: help ? "help" : screenKey }, body)),
-    h(Text, { wrap: "truncate", color: props.color && (notice || problem) ? "yellow" : undefined }, truncateText(prompt, width) || " "),
+    h(Text, { wrap: "truncate", color: promptColor }, truncateText(prompt, width) || " "),
     h(Text, { wrap: "truncate", dimColor: props.color }, truncateText(keys, width)));
 }

@@ -4,7 +4,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { AppSummary, Deployment, Health, MetricPoint } from "./api-client.ts";
+import type { AppSummary, Deployment, Health, Me, MetricPoint } from "./api-client.ts";
 
 export interface FakeApiData {
   token: string;
@@ -14,10 +14,20 @@ export interface FakeApiData {
   deployments: Record<string, Deployment>;
   /** null: this deck has no platform health route (404); "forbidden": the token is not a platform admin's (403). */
   health: Health | null | "forbidden";
+  /** `GET /users/me` (a platform admin by default). */
+  me?: Me;
+  /**
+   * More routes, keyed "METHOD /path" (the path after /api/v1, without the query; `:name` matches one
+   * segment). A handler answers with [status, JSON body], or a string body sent as text/plain.
+   */
+  routes?: Record<string, (req: FakeRequest) => [number, unknown] | Promise<[number, unknown]>>;
 }
+
+export interface FakeRequest { params: Record<string, string>; query: URLSearchParams; body: unknown; headers: http.IncomingHttpHeaders }
 
 export interface FakeApi {
   url: string;
+  /** "PATH?QUERY" of every GET, and "METHOD PATH?QUERY" of every other request, in order. */
   requests: string[];
   /** Sends one event to every open event stream. */
   emit(type: string, data: Record<string, unknown>): void;
@@ -42,11 +52,30 @@ export async function startFakeApi(data: FakeApiData): Promise<FakeApi> {
     res.end(JSON.stringify(body));
   };
   const fail = (res: http.ServerResponse, status: number, code: string, message: string) => send(res, status, { error: { code, message, requestId: "r1" } });
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
-    requests.push(url.pathname + url.search);
+    const method = req.method ?? "GET";
+    requests.push((method === "GET" ? "" : `${method} `) + url.pathname + url.search);
+    let raw = "";
+    for await (const chunk of req) raw += String(chunk);
     if (req.headers.authorization !== `Bearer ${data.token}`) return fail(res, 401, "unauthenticated", "send `Authorization: Bearer <token>`");
     const path = url.pathname.replace(/^\/api\/v1/, "");
+    for (const [key, handler] of Object.entries(data.routes ?? {})) {
+      const [m, pattern] = key.split(" ") as [string, string];
+      const params = m === method ? matchPath(pattern, path) : null;
+      if (!params) continue;
+      const [status, body] = await handler({ params, query: url.searchParams, body: raw ? JSON.parse(raw) : undefined, headers: req.headers });
+      if (typeof body === "string") {
+        res.writeHead(status, { "content-type": "text/plain" });
+        return void res.end(body);
+      }
+      if (status === 204) {
+        res.writeHead(204);
+        return void res.end();
+      }
+      return send(res, status, body);
+    }
+    if (path === "/users/me" && method === "GET") return send(res, 200, data.me ?? { id: 1, email: "admin@example.com", name: "Admin", isAdmin: true, scopes: ["admin"], organizations: [{ slug: "default", role: "owner" }] });
     if (path === "/apps") return send(res, 200, { items: data.apps, next: null });
     if (path === "/health/platform") {
       if (data.health === "forbidden") return fail(res, 403, "forbidden", "permission denied: only platform admins see the platform's health");
@@ -81,6 +110,18 @@ export async function startFakeApi(data: FakeApiData): Promise<FakeApi> {
       server.close(() => resolve());
     }),
   };
+}
+
+function matchPath(pattern: string, path: string): Record<string, string> | null {
+  const want = pattern.split("/");
+  const got = path.split("/");
+  if (want.length !== got.length) return null;
+  const params: Record<string, string> = {};
+  for (const [i, w] of want.entries()) {
+    if (w.startsWith(":")) params[w.slice(1)] = decodeURIComponent(got[i]!);
+    else if (w !== got[i]) return null;
+  }
+  return params;
 }
 
 /** Waits until the latest frame passes `test` (frames arrive as data loads); fails with the last frame seen. */
