@@ -4,6 +4,8 @@
  */
 import { parseEventStream, type ServerEvent } from "./event-stream-parser.ts";
 
+export type { ServerEvent };
+
 export interface ApiClientOptions {
   url: string;
   token: string;
@@ -67,6 +69,8 @@ export interface ApiClient {
   request<T = unknown>(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<T>;
   /** Streams a text body (logs, a build's output) line by line until it ends or `signal` aborts. */
   streamLines(path: string, onLine: (line: string) => void, signal: AbortSignal): Promise<void>;
+  /** Follows a server-sent-events answer (`?follow=true` of logs and builds) until it ends or `signal` aborts. */
+  followEvents(path: string, onEvent: (e: ServerEvent) => void, signal: AbortSignal): Promise<void>;
   /** A client for the same deck looking as `email` (reads only); `undefined` returns to the caller's own view. */
   as(email: string | undefined): ApiClient;
   me(): Promise<Me>;
@@ -134,6 +138,14 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         if (!signal.aborted) throw new ApiError("failed", `the stream broke: ${describeCause(err)}`);
       } finally {
         signal.removeEventListener("abort", stop);
+      }
+    },
+    followEvents: async (path, onEvent, signal) => {
+      const res = await send(path, { signal, headers: { accept: "text/event-stream" } });
+      try {
+        await readEvents(res, onEvent, signal);
+      } catch (err) {
+        if (!signal.aborted) throw new ApiError("failed", `the stream broke: ${describeCause(err)}`);
       }
     },
     as: (email) => createApiClient({ ...options, viewAs: email }),

@@ -29,28 +29,35 @@ export interface AppProps {
   start?: string;
   /** Called as the dashboard quits, before Ink unmounts it. */
   onExit?: () => void;
+  /** The screens it knows (the registry unless given: tests add their own). */
+  screens?: readonly ScreenDef[];
 }
 
-const byName = new Map<string, ScreenDef>(SCREENS.map((d) => [d.name, d]));
-const COMMANDS = new Map<string, string>();
-for (const d of SCREENS) {
-  if (d.aliases === undefined) continue;
-  for (const c of [d.name, ...d.aliases]) COMMANDS.set(c, d.name);
+/** The registry's lookups: screens by name, and `:` commands to screen names. */
+function indexScreens(screens: readonly ScreenDef[]): { byName: Map<string, ScreenDef>; commands: Map<string, string>; help: string[] } {
+  const byName = new Map<string, ScreenDef>(screens.map((d) => [d.name, d]));
+  const commands = new Map<string, string>();
+  for (const d of screens) {
+    if (d.aliases === undefined) continue;
+    for (const c of [d.name, ...d.aliases]) commands.set(c, d.name);
+  }
+  const help = [
+    ...screens.filter((d) => d.aliases !== undefined).map((d) => `${[d.name, ...d.aliases!].map((c) => ":" + c).join(", ").padEnd(28)} ${d.title?.(undefined) ?? d.name}`),
+    ":q                           quit (also q)",
+    "/TEXT                        filter the list (Esc clears)",
+    "Enter                        open the selected row",
+    "Esc                          back (or cancel a question)",
+    "↑ ↓ (k j)                    move the selection",
+    "?                            this help",
+  ];
+  return { byName, commands, help };
 }
 
 const KEEP_EVENTS = 50;
 
 const QUIT = new Set(["q", "quit", "q!"]);
 
-export const HELP_LINES = [
-  ...SCREENS.filter((d) => d.aliases !== undefined).map((d) => `${[d.name, ...d.aliases!].map((c) => ":" + c).join(", ").padEnd(28)} ${d.title?.(undefined) ?? d.name}`),
-  ":q                           quit (also q)",
-  "/TEXT                        filter the list (Esc clears)",
-  "Enter                        open the selected row",
-  "Esc                          back (or cancel a question)",
-  "↑ ↓ (k j)                    move the selection",
-  "?                            this help",
-];
+export const HELP_LINES = indexScreens(SCREENS).help;
 
 /** Keeps one screen's failure (an answer of an unexpected shape) on that screen, as one line, instead of blanking the terminal. */
 class ScreenBoundary extends React.Component<{ children?: React.ReactNode }, { error: string | undefined }> {
@@ -63,7 +70,7 @@ class ScreenBoundary extends React.Component<{ children?: React.ReactNode }, { e
   }
 }
 
-function screenTitle(s: Screen): string {
+function screenTitle(s: Screen, byName: Map<string, ScreenDef>): string {
   const def = byName.get(s.name);
   return def?.title ? def.title(s.arg) : s.arg ? `${s.name} ${s.arg}` : s.name;
 }
@@ -116,6 +123,7 @@ function useMe(client: ApiClient): Me | undefined {
 }
 
 export function App(props: AppProps): React.ReactElement {
+  const { byName, commands: COMMANDS, help: HELP } = React.useMemo(() => indexScreens(props.screens ?? SCREENS), [props.screens]);
   const { exit } = useApp();
   const size = useTerminalSize();
   const now = useClock();
@@ -143,7 +151,7 @@ export function App(props: AppProps): React.ReactElement {
   const [notice, setNoticeState] = React.useState<{ text: string; tone?: "ok" | "error" }>();
   const setNotice = (text: string | undefined, tone?: "ok" | "error") => setNoticeState(text === undefined ? undefined : { text, tone });
   const screen = stack[stack.length - 1]!;
-  const screenKey = screenTitle(screen);
+  const screenKey = screenTitle(screen, byName);
   const filter = filters[screenKey] ?? "";
 
   const quit = () => {
@@ -226,13 +234,13 @@ export function App(props: AppProps): React.ReactElement {
     },
   };
   const def = byName.get(screen.name) ?? byName.get("overview")!;
-  const helpLines = [...(def.help ?? []), ...HELP_LINES];
+  const helpLines = [...(def.help ?? []), ...HELP];
   const body = help
     ? h(Box, { flexDirection: "column" }, ...helpLines.map((l, i) => h(Text, { key: `${i}`, wrap: "truncate" }, truncateText(l, width))))
     : h(def.component, { ...screenProps, ...(screen.arg === undefined ? {} : { arg: screen.arg }) });
 
   const clock = now.toISOString().slice(11, 19) + " UTC";
-  const title = `deck ${props.client.url} · ${screenTitle(screen)}${viewAs ? ` · viewing as ${viewAs}` : ""}${readonly ? " · read-only" : ""}`;
+  const title = `deck ${props.client.url} · ${screenTitle(screen, byName)}${viewAs ? ` · viewing as ${viewAs}` : ""}${readonly ? " · read-only" : ""}`;
   const header = truncateText(title, Math.max(1, width - clock.length - 1)).padEnd(Math.max(1, width - clock.length - 1)) + " " + clock;
   const prompt = mode.name === "command" ? `:${mode.text}` : mode.name === "filter" ? `/${mode.text}` : mode.name === "ask" ? `${mode.prompt}${mode.text}`
     : notice?.text ?? problem ?? (filter ? `filter: ${filter} (Esc clears)` : "");
