@@ -20,6 +20,8 @@ import "./routes/notify.ts";
 import "./routes/logs.ts";
 import "./routes/alerts.ts";
 import "./routes/health.ts";
+import "./routes/admin.ts";
+import "./routes/support.ts";
 import type { DeployDeps } from "../ops/index.ts";
 
 export { API_VERSION } from "./openapi.ts";

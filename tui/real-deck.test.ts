@@ -1,22 +1,33 @@
 import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import React from "react";
 import { render } from "ink-testing-library";
-import { Deck, ROOT } from "../test/helpers/deck.ts";
+import { Deck, makeRepo, ROOT } from "../test/helpers/deck.ts";
 import { createApiClient } from "./api-client.ts";
 import { App } from "./app.ts";
 import { waitForFrame } from "./fake-api.ts";
 
 // The dashboard against a real deck: the shapes it reads are deck's own, not a copy of them.
 let deck: Deck;
+let work: string;
 before(async () => {
-  deck = await Deck.start({ backend: { name: "embedded" } });
+  work = await mkdtemp(join(tmpdir(), "deck-tui-"));
+  // Traffic sampled every second, so a request count moves while the test watches.
+  deck = await Deck.start({ backend: { name: "embedded" }, env: { DECK_METRICS_INTERVAL: "1" } });
 });
 after(async () => {
   await deck?.stop();
+  await rm(work, { recursive: true, force: true });
 });
+
+const LIVE_APP: Record<string, string> = {
+  "package.json": JSON.stringify({ name: "tui-live", version: "1.0.0", private: true, scripts: { start: "node server.js" } }),
+  "server.js": `require("http").createServer((req, res) => res.end("live\\n")).listen(process.env.PORT);\n`,
+};
 
 test("a real deck's apps show in the table, and its overview renders", async (t) => {
   const url = `http://127.0.0.1:${deck.ports.api}`;
@@ -73,6 +84,25 @@ test("deck tui in a real terminal (tmux): the overview, then :apps, then q", asy
   assert.match(apps, /^>? *tui-blog\s/m);
   assert.match(apps, /^\s*tui-shop\s/m);
   assert.ok(apps.split("\n").every((l) => l.length <= 100), "nothing wider than the terminal");
+
+  // A push shows up as a row of its own, running its first release, without a key pressed.
+  const push = await deck.push(await makeRepo(join(work, "tui-live"), LIVE_APP), "tui-live");
+  assert.equal(push.code, 0, push.stderr);
+  const pushed = await until("the pushed app's row", (s) => /^\s*tui-live\s+running\s+v1\s/m.test(s));
+  assert.match(pushed, /3 of 3 apps/);
+  // Under load its requests/s column moves from nothing to a number.
+  assert.match(pushed, /^\s*tui-live\s+running\s+v1\s+(–|0\.0)\s/m, "no traffic before the load");
+  let loading = true;
+  const load = (async () => {
+    while (loading) await deck.get("tui-live", "/").catch(() => undefined);
+  })();
+  try {
+    const busy = await until("a request rate on the pushed app's row", (s) => /^\s*tui-live\s+running\s+v1\s+(\d+(\.\d)?)\s/m.test(s) && Number(/^\s*tui-live\s+running\s+v1\s+(\d+(?:\.\d)?)\s/m.exec(s)![1]) > 0);
+    assert.match(busy, /^\s*tui-live\s+running\s+v1\s+\d/m);
+  } finally {
+    loading = false;
+    await load;
+  }
   tmux("send-keys", "-t", session, "q");
   await until("the dashboard to exit", (s) => s === "(the dashboard exited)");
 });

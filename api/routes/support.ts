@@ -1,0 +1,2 @@
+/** Support and business views for platform admins: one user, every org, the billing overview. */
+export {};
