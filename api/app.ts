@@ -43,8 +43,10 @@ export function createApiApp(deployDeps: DeployDeps, extra: Partial<ApiDeps> = {
       const token = bearerToken(ctx.get("authorization"));
       if (!token) return null;
       const auth = deps.extra.auth as AuthDeps;
-      const principal = await authenticateBearer({ db: auth.db, keys: auth.keys }, token);
-      return { ...(await callerFor(deployDeps.db, principal.user, "http", ctx.ip)), scopes: principal.scopes };
+      // A platform admin's `X-Deck-View-As: EMAIL` reads as that user (GET and HEAD only; see authenticate.ts).
+      const principal = await authenticateBearer({ db: auth.db, keys: auth.keys }, token, { method: ctx.method, viewAs: ctx.get("x-deck-view-as") || undefined, sourceIp: ctx.ip });
+      const caller = await callerFor(deployDeps.db, principal.user, "http", ctx.ip);
+      return { ...caller, scopes: principal.scopes, ...(principal.viewedBy ? { viewedBy: { id: principal.viewedBy.id, email: principal.viewedBy.email } } : {}) };
     },
     extra: {},
     ...extra,

@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
-import { findUserById, hashToken, usePersonalToken, type AppRow } from "../store/queries/index.ts";
+import { audit, findUserById, hashToken, usePersonalToken, type AppRow } from "../store/queries/index.ts";
 import { resolveGitTarget } from "./git-access.ts";
 import { abandonGit, gitServiceArgv, spawnGit, type GitService } from "./git-process.ts";
 import { parseGitHttpRequest } from "./git-url.ts";
@@ -32,7 +32,16 @@ export async function handleGitHttp(deps: DeployDeps, pushes: PushRegistry, req:
   }
 
   const auth = await authenticate(deps, req);
-  if (!auth) return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });
+  if (!auth) {
+    // git asks without credentials first and sends them once challenged: only credentials refused are a failed sign-in.
+    if (req.headers.authorization !== undefined) {
+      await audit(deps.db, {
+        userId: null, action: "auth:sign-in", target: `git:${parsed.app}`, sourceIp: req.socket.remoteAddress ?? null, result: "failed",
+        data: { via: "git-http", reason: "invalid_token", app: parsed.app },
+      });
+    }
+    return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });
+  }
   const refusal = refusalFor(auth.user);
   if (refusal) return plain(res, 403, `deck: ${refusal}`);
   // A token's scopes bound what it can do over git too: fetching needs read, pushing needs deploy.

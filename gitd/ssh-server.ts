@@ -4,7 +4,7 @@ import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
-import { findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
+import { audit, findUserById, findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
 import { collectInput } from "./command-input.ts";
 import { runCommand } from "./commands.ts";
 import { resolveGitTarget } from "./git-access.ts";
@@ -14,6 +14,7 @@ import { PushMeter, pushTooLargeLine } from "./push-request.ts";
 import { finishPush } from "./repo-size.ts";
 import { PreAuthGate } from "./ssh-admission.ts";
 import { fingerprintOfBlob } from "./ssh-keys.ts";
+import { SshSignInAttempts } from "./ssh-sign-in-audit.ts";
 import { splitShellWords } from "./shell-words.ts";
 
 const { Server, utils } = ssh2;
@@ -22,7 +23,18 @@ export interface SshServerOptions {
   deps: DeployDeps;
   pushes: PushRegistry;
   hostKey: string;
+  /** How often an open connection looks its user up again (a suspension ends it); 15 s unless given. */
+  accountRecheckMs?: number;
 }
+
+/** An open connection looks its user up again this often, so a suspension ends a command already running. */
+const ACCOUNT_RECHECK_MS = 15_000;
+
+/**
+ * Whether the user may run a command now, as the database has them (a connection authenticates once,
+ * its commands come later): active, refused (suspended or deleted), or not known (the lookup failed).
+ */
+type Admission = { state: "active"; user: UserRow } | { state: "refused"; line: string } | { state: "unknown"; line: string };
 
 /**
  * deck's SSH endpoint: public-key auth against users' keys, then either the real git programs
@@ -38,18 +50,35 @@ export function createSshServer(options: SshServerOptions): net.Server {
   }, deps.log);
   const ssh = new Server({ hostKeys: [options.hostKey], ident: "deck" }, (client: Connection, info) => {
     let user: UserRow | null = null;
+    // What the connection tried; audited as one failed sign-in if it closes without signing in.
+    const attempts = new SshSignInAttempts();
     client.on("error", () => undefined);
+    client.on("close", () => {
+      const entry = user ? null : attempts.entry(info.ip);
+      if (entry) void audit(deps.db, entry).catch((e: Error) => deps.log(`ssh auth: recording a failed sign-in from ${info.ip}: ${e.message}`));
+    });
     client.on("authentication", (ctx) => {
-      if (ctx.method !== "publickey") return ctx.reject(["publickey"]);
+      if (ctx.method !== "publickey") {
+        if (ctx.method !== "none") attempts.note(ctx.username, { reason: "method_refused", method: ctx.method });
+        return ctx.reject(["publickey"]);
+      }
       void (async () => {
-        const found = await findUserBySshFingerprint(deps.db, fingerprintOfBlob(ctx.key.data));
-        if (!found) return ctx.reject(["publickey"]);
+        const fingerprint = fingerprintOfBlob(ctx.key.data);
+        const unknown = () => {
+          attempts.note(ctx.username, { reason: "unknown_key", fingerprint });
+          ctx.reject(["publickey"]);
+        };
+        const found = await findUserBySshFingerprint(deps.db, fingerprint);
+        if (!found) return unknown();
         const stored = utils.parseKey(found.publicKey);
-        if (stored instanceof Error || Array.isArray(stored)) return ctx.reject(["publickey"]);
+        if (stored instanceof Error || Array.isArray(stored)) return unknown();
         const blob = stored.getPublicSSH();
-        if (blob.length !== ctx.key.data.length || !timingSafeEqual(blob, ctx.key.data)) return ctx.reject(["publickey"]);
+        if (blob.length !== ctx.key.data.length || !timingSafeEqual(blob, ctx.key.data)) return unknown();
         if (ctx.signature && ctx.blob) {
-          if (stored.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return ctx.reject(["publickey"]);
+          if (stored.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) {
+            attempts.note(ctx.username, { reason: "bad_signature", userId: found.id, email: found.email, fingerprint });
+            return ctx.reject(["publickey"]);
+          }
           user = found;
         }
         ctx.accept();
@@ -60,6 +89,9 @@ export function createSshServer(options: SshServerOptions): net.Server {
     });
     client.on("ready", () => {
       gate.authenticated(info.ip, info.port);
+      // Channels running a command, ended with the reason when the account is suspended meanwhile.
+      const running = new Set<ServerChannel>();
+      if (user) watchAccount(options, client, user.id, running);
       client.on("session", (acceptSession) => {
         const session = acceptSession();
         const env: Record<string, string> = {};
@@ -75,17 +107,23 @@ export function createSshServer(options: SshServerOptions): net.Server {
         });
         session.on("shell", (accept) => {
           const stream = accept();
-          stream.stderr.write("deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r\n");
-          stream.exit(1);
-          stream.end();
+          if (!user) return refuse(stream, "deck: not authenticated");
+          void admit(deps, user.id).then((a) => refuse(stream, a.state === "active" ? "deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r" : a.line));
         });
         session.on("exec", (accept, _reject, req) => {
           const stream = accept();
           if (!user) return refuse(stream, "deck: not authenticated");
-          // Refused here rather than at authentication, so the client sees why (commands and git alike).
-          const refusal = refusalFor(user);
-          if (refusal) return refuse(stream, `deck: ${refusal}`);
-          void callerFor(deps.db, user, "ssh", info.ip).then((caller) => handleExec(options, caller, stream, req.command, env, tty));
+          // Refused here rather than at authentication, so the client sees why (commands and git alike);
+          // and for every command, so one on a connection opened before a suspension is refused too.
+          void admit(deps, user.id).then(async (a) => {
+            if (a.state !== "active") return refuse(stream, a.line);
+            running.add(stream);
+            stream.once("close", () => running.delete(stream));
+            await handleExec(options, await callerFor(deps.db, a.user, "ssh", info.ip), stream, req.command, env, tty);
+          }).catch((e: Error) => {
+            deps.log(`ssh command: ${e.stack}`);
+            refuse(stream, "deck: internal error; details are in the deck server log");
+          });
         });
       });
     });
@@ -94,6 +132,47 @@ export function createSshServer(options: SshServerOptions): net.Server {
   // limits hold even for a client that never sends its SSH version line.
   return net.createServer((socket) => {
     if (gate.admit(socket)) ssh.injectSocket(socket);
+  });
+}
+
+/** The user as the database has them now; a lookup that fails refuses (and is logged). */
+async function admit(deps: DeployDeps, userId: number): Promise<Admission> {
+  try {
+    const user = await findUserById(deps.db, userId);
+    if (!user) return { state: "refused", line: "deck: your account no longer exists; ask a platform admin" };
+    const refusal = refusalFor(user);
+    return refusal ? { state: "refused", line: `deck: ${refusal}` } : { state: "active", user };
+  } catch (e) {
+    deps.log(`ssh: cannot look up user ${userId}: ${(e as Error).message}`);
+    return { state: "unknown", line: "deck: internal error; details are in the deck server log" };
+  }
+}
+
+/**
+ * Looks the connection's user up again every few seconds while it is open: once they are suspended (or
+ * deleted), a command still running (a followed log, a push) ends with the reason and exit status 1,
+ * and the connection closes. A lookup that fails leaves the connection be until the next one.
+ */
+function watchAccount(options: SshServerOptions, client: Connection, userId: number, running: Set<ServerChannel>): void {
+  const { deps } = options;
+  let timer: NodeJS.Timeout | undefined;
+  let open = true;
+  const check = async () => {
+    const a = await admit(deps, userId);
+    if (a.state !== "refused") return schedule();
+    for (const stream of running) refuse(stream, a.line);
+    running.clear();
+    client.end();
+  };
+  const schedule = () => {
+    if (!open) return;
+    timer = setTimeout(() => void check(), options.accountRecheckMs ?? ACCOUNT_RECHECK_MS);
+    timer.unref();
+  };
+  schedule();
+  client.once("close", () => {
+    open = false;
+    clearTimeout(timer);
   });
 }
 

@@ -1,7 +1,19 @@
 import { canSee, checkAppName, decide, DeckError, type Action, type Actor, type Role } from "../core/index.ts";
 import { appRolesOf, audit, findApp, membershipsOf, type AppRow, type Db, type UserRow } from "../store/queries/index.ts";
 
-export interface Caller { user: UserRow; actor: Actor; sourceIp?: string | null; via: "ssh" | "http" | "git" | "cli" }
+export interface Caller {
+  user: UserRow; actor: Actor; sourceIp?: string | null; via: "ssh" | "http" | "git" | "cli";
+  /** The platform admin looking through this user's eyes (`X-Deck-View-As`, reads only); absent otherwise. */
+  viewedBy?: { id: number; email: string };
+}
+
+/**
+ * Who a refusal is written down against: the caller, or, while a platform admin views as them, the
+ * admin (the user tried nothing), with the user named in the data.
+ */
+export function refusedBy(caller: Caller): { userId: number; via: Caller["via"]; viewingAs?: string } {
+  return caller.viewedBy ? { userId: caller.viewedBy.id, via: caller.via, viewingAs: caller.user.email } : { userId: caller.user.id, via: caller.via };
+}
 
 export async function callerFor(db: Db, user: UserRow, via: Caller["via"], sourceIp?: string | null): Promise<Caller> {
   const roles = new Map<number, Role>();
@@ -23,7 +35,8 @@ export async function authorizeApp(db: Db, caller: Caller, action: Action, rawNa
   if (!app || !canSee(caller.actor, target)) throw new DeckError("app_not_found", `app "${check.name}" does not exist (see apps:list)`);
   const d = decide(caller.actor, action, target);
   if (!d.allow) {
-    await audit(db, { userId: caller.user.id, action, target: app.name, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via } });
+    const { userId, ...data } = refusedBy(caller);
+    await audit(db, { userId, action, target: app.name, sourceIp: caller.sourceIp, result: "denied", data });
     throw new DeckError("forbidden", `permission denied: ${action} on ${app.name} needs a role that grants it (ask an owner or admin of the app's organisation)`);
   }
   return app;

@@ -7,7 +7,7 @@ import {
   orgsSolelyOwnedBy, revokeAllPersonalTokens, setUserSuspension,
   type AdminUserRow, type AuditRow, type MemberRow, type OrgRow, type SshKeyRow, type UserRow,
 } from "../store/queries/index.ts";
-import { authorizeApp, type Caller } from "./access.ts";
+import { authorizeApp, refusedBy, type Caller } from "./access.ts";
 import { recordAction, type Out } from "./audit.ts";
 import { stopApp } from "./processes.ts";
 
@@ -47,7 +47,8 @@ async function orgForManaging(deps: DeployDeps, caller: Caller, slug: string, ac
   const org = await visibleOrg(deps, caller, slug);
   const d = decide(caller.actor, action, org.id);
   if (!d.allow) {
-    await audit(deps.db, { userId: caller.user.id, action, target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via, orgId: org.id } });
+    const { userId, ...by } = refusedBy(caller);
+    await audit(deps.db, { userId, action, target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { ...by, orgId: org.id } });
     throw new DeckError("forbidden", `permission denied: ${action} in ${org.slug} needs the admin or owner role`);
   }
   return org;
@@ -56,7 +57,8 @@ async function orgForManaging(deps: DeployDeps, caller: Caller, slug: string, ac
 /** Owners answer only to owners: an org admin manages members, but cannot demote or remove an owner. */
 async function refuseUnlessOwner(deps: DeployDeps, caller: Caller, org: OrgRow, what: string): Promise<void> {
   if (caller.actor.isAdmin || caller.actor.roles.get(org.id) === "owner") return;
-  await audit(deps.db, { userId: caller.user.id, action: "members:manage", target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via, orgId: org.id, reason: "owner_only" } });
+  const { userId, ...by } = refusedBy(caller);
+  await audit(deps.db, { userId, action: "members:manage", target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { ...by, orgId: org.id, reason: "owner_only" } });
   throw new DeckError("forbidden", `permission denied: members:manage in ${org.slug} needs the owner role to ${what}`);
 }
 
@@ -132,7 +134,7 @@ export async function listKeys(deps: DeployDeps, caller: Caller): Promise<SshKey
 export async function addKey(deps: DeployDeps, caller: Caller, key: { publicKey: string; fingerprint: string; name: string }): Promise<SshKeyRow> {
   if (await findSshKeyByFingerprint(deps.db, key.fingerprint)) throw new DeckError("conflict", `the key ${key.fingerprint} is already registered`);
   await insertSshKey(deps.db, { userId: caller.user.id, name: key.name.slice(0, 100) || "key", publicKey: key.publicKey, fingerprint: key.fingerprint });
-  await recordAction(deps, caller, "keys:add", `user:${caller.user.email}`, { fingerprint: key.fingerprint });
+  await recordAction(deps, caller, "keys:add", `user:${caller.user.email}`, { fingerprint: key.fingerprint, name: key.name.slice(0, 100) || "key" });
   return (await listSshKeys(deps.db, caller.user.id)).find((k) => k.fingerprint === key.fingerprint)!;
 }
 

@@ -17,7 +17,7 @@ import {
   audit, countPlanChangesSince, deleteScheduledPlanChanges, findInvoice, insertPlanChange, ledgerEntriesOfLine, listInvoicesOfOrg, loadBillingAccount, loadCatalogue, planHistoryOf, saveCatalogue, setSpendCap,
   type Invoice, type InvoiceSummary, type OrgRow, type PlanChangeRow,
 } from "../store/queries/index.ts";
-import type { Caller } from "./access.ts";
+import { refusedBy, type Caller } from "./access.ts";
 import { visibleOrg } from "./accounts.ts";
 import { recordAction } from "./audit.ts";
 import { q } from "../store/queries/db.ts";
@@ -26,7 +26,8 @@ import { q } from "../store/queries/db.ts";
 export async function orgForBilling(deps: DeployDeps, caller: Caller, slug: string): Promise<OrgRow> {
   const org = await visibleOrg(deps, caller, slug);
   if (!decide(caller.actor, "billing:manage", org.id).allow) {
-    await audit(deps.db, { userId: caller.user.id, action: "billing:manage", target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { via: caller.via, orgId: org.id } });
+    const { userId, ...by } = refusedBy(caller);
+    await audit(deps.db, { userId, action: "billing:manage", target: `org:${org.slug}`, sourceIp: caller.sourceIp, result: "denied", data: { ...by, orgId: org.id } });
     throw new DeckError("forbidden", `permission denied: billing:manage in ${org.slug} needs the owner role`);
   }
   return org;

@@ -207,6 +207,14 @@ for (const backend of backends) {
       });
     }
 
+    it("tells each role its role on the app in GET /apps/:app, so a client can hide what it would be refused", async () => {
+      for (const role of ROLES) {
+        const r = await api("GET", `/apps/${APP}`, undefined, { token: users.get(role)!.accessToken });
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.role, role, `${role}: ${r.text}`);
+      }
+    });
+
     it("records every denial in the organisation's audit log", async () => {
       assert.ok(denials.length > 20, `the matrix saw ${denials.length} denials`);
       const rows = await orgAuditRows(api, "default");
@@ -244,6 +252,12 @@ for (const backend of backends) {
         outsider = await addUser(api, work, { email: "outsider@example.com" });
         assert.equal((await api("POST", "/orgs", { slug: "elsewhere" }, { token: outsider.accessToken })).status, 201);
         assert.equal((await api("POST", "/apps", { name: "theirs" }, { token: outsider.accessToken })).status, 201);
+      });
+
+      it("shows a platform admin, who has no role in that organisation, as platform-admin on its app", async () => {
+        const r = await api("GET", "/apps/theirs");
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.role, "platform-admin");
       });
 
       it("answers every SSH command about them exactly as for a missing app", async () => {
@@ -333,6 +347,8 @@ for (const backend of backends) {
         assert.match(logs.stdout, /v3 listening on/);
         const restLogs = await api("GET", `/apps/${APP}/logs?lines=10`, undefined, { token: grantee.accessToken });
         assert.equal(restLogs.status, 200, restLogs.text);
+        // The grant is the role GET /apps/:app reports (the grantee has no org role at all).
+        assert.equal((await api("GET", `/apps/${APP}`, undefined, { token: grantee.accessToken })).json.role, "member");
         // member, not admin: config changes stay out of reach.
         assertSshDenied(await deck.ssh(`config:set ${APP} X=1`, { keyFile: grantee.keyFile }), "config:set", "grantee config:set");
       });

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import ssh2 from "ssh2";
 import { addUser, apiClient, deckDatabaseUrl, gitAs, queryDeckDatabase, type Api, type TestUser } from "./helpers/accounts.ts";
 import { embeddedBackendOnly } from "./helpers/database.ts";
 import { commitFiles, Deck, makeRepo, nodeApp } from "./helpers/deck.ts";
@@ -21,6 +22,50 @@ const DEV = "dev@example.com";
 const APP = "devapp";
 const SUSPENDED = /your account is suspended; ask a platform admin/;
 const path = (email: string) => `/users/${encodeURIComponent(email)}`;
+
+/** One SSH connection held open, as a ControlMaster or a long `git push` holds it: commands run on it one after another. */
+async function connectSsh(deck: Deck, keyFile: string): Promise<ssh2.Client> {
+  const privateKey = await readFile(keyFile);
+  return new Promise((resolve, reject) => {
+    const client = new ssh2.Client();
+    client.once("ready", () => resolve(client));
+    client.once("error", reject);
+    client.connect({ host: "127.0.0.1", port: deck.ports.ssh, username: "deck", privateKey, readyTimeout: 20_000 });
+  });
+}
+
+interface Started {
+  /** What the command wrote to standard output so far. */
+  stdout(): string;
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+}
+
+/** Starts one command on an open connection. */
+function startOn(client: ssh2.Client, command: string): Started {
+  let stdout = "";
+  let stderr = "";
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    client.exec(command, (err, stream) => {
+      if (err) return reject(err);
+      let code: number | null = null;
+      stream.on("data", (c: Buffer) => (stdout += c));
+      stream.stderr.on("data", (c: Buffer) => (stderr += c));
+      stream.on("exit", (c: number | null) => (code = c));
+      stream.on("close", () => resolve({ code, stdout, stderr }));
+    });
+  });
+  return { stdout: () => stdout, done };
+}
+
+const execOn = (client: ssh2.Client, command: string) => startOn(client, command).done;
+
+async function waitFor(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 for (const backend of backends) {
   describe(`suspending and deleting users (${backend.name} PostgreSQL)`, () => {
@@ -108,6 +153,35 @@ for (const backend of backends) {
       const actions = audit.map((r) => r.action);
       assert.ok(actions.includes("users:suspend") && actions.includes("users:unsuspend"), actions.join(", "));
       assert.ok(audit.some((r) => r.action === "auth:sign-in" && r.data.reason === "account_suspended"), "the refused sign-in is audited");
+    });
+
+    it("refuses the next command on an SSH connection opened before the suspension, ends a command still running, and closes the connection", async () => {
+      const client = await connectSsh(deck, dev.keyFile);
+      const closed = new Promise<void>((r) => client.once("close", () => r()));
+      try {
+        const first = await execOn(client, "apps:list");
+        assert.equal(first.code, 0, first.stderr);
+        assert.match(first.stdout, new RegExp(APP));
+        // A followed log runs until the client stops it; it has begun once the app's lines so far are shown.
+        const following = startOn(client, `logs ${APP} -t`);
+        await waitFor("the log to show the app's lines", () => following.stdout().includes("listening on"), 15_000);
+        const suspend = await api("POST", `${path(DEV)}/suspend`, { reason: "investigating" });
+        assert.equal(suspend.status, 200, suspend.text);
+
+        const next = await execOn(client, "apps:list");
+        assert.equal(next.code, 1);
+        assert.equal(next.stderr.trim(), "deck: your account is suspended; ask a platform admin");
+        assert.equal(next.stdout, "");
+        const ended = await Promise.race([following.done, new Promise<null>((r) => setTimeout(() => r(null), 40_000))]);
+        assert.ok(ended, "the followed log ends once the suspension is noticed");
+        assert.equal(ended.code, 1);
+        assert.match(ended.stderr, SUSPENDED);
+        const gone = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 10_000))]);
+        assert.ok(gone, "the connection is closed");
+      } finally {
+        client.end();
+        assert.equal((await api("POST", `${path(DEV)}/unsuspend`)).status, 200);
+      }
     });
 
     it("suspends over SSH with --stop-apps, which stops the apps the user created", async () => {

@@ -148,6 +148,7 @@ export function App(props: AppProps): React.ReactElement {
     helpRef.current = v;
     setHelpState(v);
   };
+  const consumed = React.useRef(false);
   const [notice, setNoticeState] = React.useState<{ text: string; tone?: "ok" | "error" }>();
   const setNotice = (text: string | undefined, tone?: "ok" | "error") => setNoticeState(text === undefined ? undefined : { text, tone });
   const screen = stack[stack.length - 1]!;
@@ -170,6 +171,9 @@ export function App(props: AppProps): React.ReactElement {
     const mode = modeRef.current;
     const help = helpRef.current;
     if (mode.name !== "keys") {
+      // This key belongs to the line being typed: a screen's handler that runs after this one must not act on it too.
+      consumed.current = true;
+      queueMicrotask(() => void (consumed.current = false));
       if (key.escape) {
         setMode({ name: "keys" });
         if (mode.name === "filter") setFilters((f) => ({ ...f, [screenKey]: "" }));
@@ -215,10 +219,12 @@ export function App(props: AppProps): React.ReactElement {
   // Header, rule, and the two footer lines take four rows.
   const bodyHeight = Math.max(3, size.rows - 4);
   const open = (name: string, arg?: string) => setStack((s) => [...s, { name, ...(arg === undefined ? {} : { arg }) }]);
-  const ask = (prompt: string, onAnswer: (text: string) => void) => setMode({ name: "ask", text: "", prompt, onAnswer });
+  // The question opens after every handler of the key that asked it has run: otherwise the root's
+  // handler, running after the screen's, would type that key into the answer.
+  const ask = (prompt: string, onAnswer: (text: string) => void) => queueMicrotask(() => setMode({ name: "ask", text: "", prompt, onAnswer }));
   const screenProps: ScreenProps = {
     client, width, height: bodyHeight, color: props.color, filter, events, readonly, me,
-    keysLive: () => modeRef.current.name === "keys" && !helpRef.current,
+    keysLive: () => modeRef.current.name === "keys" && !helpRef.current && !consumed.current,
     openApp: (app) => open("app", app),
     open,
     ask,

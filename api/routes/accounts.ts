@@ -3,6 +3,7 @@ import {
   addKey, createOrganization, createUserAsAdmin, deleteUser, listAllUsers, listKeys, listOrganizations, listOrgMembers, orgAudit, removeKey,
   removeOrgMember, resetUserMfa, revokeUserCredentials, setOrgMember, suspendUser, unsuspendUser, visibleOrg,
 } from "../../ops/index.ts";
+import { listEveryOrganization } from "../../ops/support.ts";
 import { parsePublicKey } from "../../gitd/index.ts";
 import { DeckError } from "../../core/index.ts";
 import { defineRoute } from "../registry.ts";
@@ -39,8 +40,11 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/orgs", scope: "read", tag: "orgs", summary: "Your organisations",
-  handler: async ({ deps, caller }) => ({ items: await listOrganizations(deps, caller) }),
+  method: "get", path: "/orgs", scope: "read", tag: "orgs",
+  summary: "Your organisations; ?all=true every organisation with its plan, members and apps (platform admins)",
+  scopeWhen: { query: "all", equals: "true", scope: "admin" },
+  query: z.object({ all: z.enum(["true", "false"]).optional() }).strict(),
+  handler: async ({ deps, caller, query }) => ({ items: query.all === "true" ? await listEveryOrganization(deps, caller) : await listOrganizations(deps, caller) }),
 });
 
 defineRoute({

@@ -1,5 +1,5 @@
 import { z } from "zod/v4";
-import { DeckError } from "../../core/index.ts";
+import { DeckError, roleFor } from "../../core/index.ts";
 import {
   addAppDomain, addOwnCertificate, appAudit, cancelBuilds, changeConfig, clearBuildCache, createApp, deploymentsOf, deploymentWithLog, destroyApp, domainsOf,
   findBuildOutput, grantAppAccess, listAppAccess, listBuilds, listVisibleApps, releasesOf, removeAppDomain, removeCertificate, removeDefaultCertificate,
@@ -31,11 +31,14 @@ defineRoute({
 });
 
 defineRoute({
-  method: "get", path: "/apps/:app", scope: "read", tag: "apps", summary: "An app's status, release, formation and processes", params: appParams,
+  method: "get", path: "/apps/:app", scope: "read", tag: "apps", summary: "An app's status, release, formation, processes and your role on it", params: appParams,
   handler: async ({ deps, caller, params }) => {
     const r = await report(deps, caller, params.app);
+    // The role that decides what the caller may do here (a per-app grant wins over the org role), so a
+    // client can hide what it would be refused; a platform admin with neither acts as "platform-admin".
+    const role = roleFor(caller.actor, { orgId: r.app.orgId, appId: r.app.id }) ?? (caller.actor.isAdmin ? "platform-admin" : null);
     return {
-      name: r.app.name, status: r.app.stopped ? "stopped" : r.app.status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, router: r.router.state,
+      name: r.app.name, status: r.app.stopped ? "stopped" : r.app.status, stopped: r.app.stopped, maintenance: r.app.router.maintenance, router: r.router.state, role,
       url: r.url, framework: r.app.framework, healthCheckPath: r.app.healthCheckPath,
       release: r.release ? { version: r.release.version, description: r.release.description, commit: r.release.commitSha } : null,
       formation: Object.fromEntries(r.formation),

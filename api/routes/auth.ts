@@ -63,7 +63,7 @@ defineRoute({
     const over = body.scopes.find((s) => rank(s) > ceiling);
     if (over) throw new DeckError("insufficient_scope", `this token cannot create a token with the "${over}" scope`);
     const t = await createPersonalToken(deps.db, { userId: caller.user.id, name: body.name, scopes: body.scopes, expiresInDays: body.expiresInDays });
-    await audit(deps.db, { userId: caller.user.id, action: "tokens:create", target: `user:${caller.user.email}`, sourceIp: ctx.ip, result: "ok", data: { via: "http", scopes: body.scopes } });
+    await audit(deps.db, { userId: caller.user.id, action: "tokens:create", target: `user:${caller.user.email}`, sourceIp: ctx.ip, result: "ok", data: { via: "http", scopes: body.scopes, name: body.name } });
     return t;
   },
 });

@@ -1,7 +1,10 @@
 /** Every screen of the dashboard: the root shows them by name and opens them with their `:` commands. */
-import React from "react";
 import type { ScreenDef } from "../screen.ts";
-import { AppDetailScreen } from "./app-detail.ts";
+import { ALERTS_SCREEN } from "./alerts.ts";
+import { APP_DETAIL_SCREEN } from "./app-detail.ts";
+import { AUDIT_SCREEN } from "./audit.ts";
+import { BUILD_SCREEN, DEPLOYS_SCREEN } from "./deploys.ts";
+import { SECURITY_SCREEN } from "./security.ts";
 import { AppsScreen } from "./apps.ts";
 import { OverviewScreen } from "./overview.ts";
 
@@ -11,5 +14,6 @@ export const SCREENS: ScreenDef[] = [
     name: "apps", aliases: ["a"], title: () => "apps", component: AppsScreen, keys: "Enter open  s sort",
     help: ["s                            sort the apps table (name, requests/s, p95, memory, last deploy)"],
   },
-  { name: "app", title: (arg) => `app ${arg ?? ""}`, component: (p) => React.createElement(AppDetailScreen, { ...p, app: p.arg ?? "" }) },
+  APP_DETAIL_SCREEN,
+  DEPLOYS_SCREEN, BUILD_SCREEN, ALERTS_SCREEN, SECURITY_SCREEN, AUDIT_SCREEN,
 ];
