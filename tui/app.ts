@@ -232,12 +232,13 @@ export function App(props: AppProps): React.ReactElement {
       if (text.trim() === expect) run();
       else setNotice(`not confirmed: you typed "${text.trim()}", not ${expect}; nothing changed`, "error");
     }),
-    notify: (text, tone) => setNotice(text, tone),
-    setViewAs: (email) => {
+    // After every handler of the current key: the root clears the footer's notice on each key.
+    notify: (text, tone) => queueMicrotask(() => setNotice(text, tone)),
+    setViewAs: (email) => queueMicrotask(() => {
       setViewAs(email);
       setStack([{ name: "apps" }]);
       setNotice(email ? `viewing as ${email}: read-only (:support, then x, to stop)` : "back to your own view", "ok");
-    },
+    }),
   };
   const def = byName.get(screen.name) ?? byName.get("overview")!;
   const helpLines = [...(def.help ?? []), ...HELP];
@@ -250,7 +251,7 @@ export function App(props: AppProps): React.ReactElement {
   const header = truncateText(title, Math.max(1, width - clock.length - 1)).padEnd(Math.max(1, width - clock.length - 1)) + " " + clock;
   const prompt = mode.name === "command" ? `:${mode.text}` : mode.name === "filter" ? `/${mode.text}` : mode.name === "ask" ? `${mode.prompt}${mode.text}`
     : notice?.text ?? problem ?? (filter ? `filter: ${filter} (Esc clears)` : "");
-  const own = typeof def.keys === "function" ? def.keys({ readonly, me }) : def.keys;
+  const own = typeof def.keys === "function" ? def.keys({ readonly, me, viewAs, arg: screen.arg }) : def.keys;
   const keys = `q quit  : command  / filter${stack.length > 1 ? "  Esc back" : ""}  ? help${own ? "  " + own : ""}`;
   const promptColor = !props.color ? undefined : mode.name === "ask" ? "magenta" : notice?.tone === "error" ? "red" : notice?.tone === "ok" ? "green" : notice || problem ? "yellow" : undefined;
   return h(Box, { flexDirection: "column", width },

@@ -46,6 +46,30 @@ test("a real deck's apps show in the table, and its overview renders", async (t)
   assert.ok(/health: not available \(404\)/.test(o) || /builds\s+\d+ waiting, \d+ running/.test(o), o);
 });
 
+test("every screen reads a real deck's answers: deploys, alerts, security, audit, users, orgs, billing, support", async (t) => {
+  const url = `http://127.0.0.1:${deck.ports.api}`;
+  const made = await fetch(`${url}/api/v1/users`, { method: "POST", headers: { authorization: `Bearer ${deck.token}`, "content-type": "application/json" }, body: JSON.stringify({ email: "screens@example.com", org: "default", role: "viewer" }) });
+  assert.equal(made.status, 201, await made.text());
+  const ui = render(React.createElement(App, { client: createApiClient({ url, token: deck.token }), color: false }));
+  t.after(() => ui.unmount());
+  const expected: Record<string, RegExp> = {
+    deploys: /recent|no build|queue/i, alerts: /firing|history|no alert/i, security: /failed sign-ins/i, audit: /ACTION|action/,
+    users: /screens@example\.com/, orgs: /default/, billing: /MRR/,
+  };
+  for (const [screen, shows] of Object.entries(expected)) {
+    ui.stdin.write(`:${screen}\r`);
+    const f = await waitForFrame(ui.lastFrame, (f) => f.split("\n")[0]!.includes(` · ${screen === "orgs" ? "organisations" : screen}`) && !f.includes("loading…") && shows.test(f), 15_000)
+      .catch((err: Error) => assert.fail(`:${screen}: ${err.message}`));
+    assert.doesNotMatch(f, /this screen failed|deck answered|not allowed|not found|unexpected/, `:${screen} shows a real answer:\n${f}`);
+  }
+  // Support: a user found by email shows their organisation and role.
+  ui.stdin.write(":support\r");
+  await waitForFrame(ui.lastFrame, (f) => /find user by email/.test(f), 10_000);
+  ui.stdin.write("screens@example.com\r");
+  const support = await waitForFrame(ui.lastFrame, (f) => /default/.test(f) && /viewer/.test(f), 15_000);
+  assert.doesNotMatch(support, /this screen failed|deck answered|not found/);
+});
+
 /** tmux is how a person's terminal is stood in for; under CI it must be there (.ci/run installs it). */
 function tmuxMissing(): string | null {
   if (spawnSync("tmux", ["-V"]).status === 0) return null;
@@ -103,6 +127,30 @@ test("deck tui in a real terminal (tmux): the overview, then :apps, then q", asy
     loading = false;
     await load;
   }
+
+  // A platform admin suspends a user from the users screen; the row then says so, and deck refuses them.
+  const made = await fetch(`${url}/api/v1/users`, { method: "POST", headers: { authorization: `Bearer ${deck.token}`, "content-type": "application/json" }, body: JSON.stringify({ email: "tui-victim@example.com" }) });
+  assert.equal(made.status, 201, await made.text());
+  const keys = async (...k: string[]) => {
+    for (const key of k) {
+      tmux("send-keys", "-t", session, ...(key === "Enter" || key === "Escape" ? [key] : ["-l", key]));
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  };
+  await keys(":users", "Enter");
+  await until("the users screen", (s) => /tui-victim@example\.com\s.*active/.test(s));
+  await keys("/tui-victim", "Enter");
+  await until("the filtered user", (s) => /^> *tui-victim@example\.com/m.test(s));
+  await keys("S");
+  await until("the question", (s) => /suspend tui-victim@example\.com\? \(type y to confirm/.test(s));
+  await keys("y", "Enter");
+  await until("the reason question", (s) => /reason \(optional\):/.test(s));
+  await keys("laptop lost", "Enter");
+  const suspended = await until("the suspended row", (s) => /^> *tui-victim@example\.com\s.*suspended since/m.test(s));
+  assert.ok(suspended.split("\n").every((l) => l.length <= 100));
+  const listed = await deck.ssh("users:list --json");
+  assert.match(listed.stdout, /"email":"tui-victim@example\.com"[^}]*"suspendedAt":"\d{4}-/, "deck has the user suspended");
+
   tmux("send-keys", "-t", session, "q");
   await until("the dashboard to exit", (s) => s === "(the dashboard exited)");
 });

@@ -54,7 +54,7 @@ export interface ScreenDef {
   /** Lines of `?` help for this screen (keys it adds), each "KEY   what it does". */
   help?: string[];
   /** The footer's key hint for this screen, e.g. "Enter follow  c cancel". */
-  keys?: string | ((props: { readonly: boolean; me: Me | undefined }) => string);
+  keys?: string | ((props: { readonly: boolean; me: Me | undefined; viewAs: string | undefined; arg: string | undefined }) => string);
 }
 
 /** The usual way a screen runs an action: says it started, then how it ended, on the footer. */

@@ -5,6 +5,10 @@ import { APP_DETAIL_SCREEN } from "./app-detail.ts";
 import { AUDIT_SCREEN } from "./audit.ts";
 import { BUILD_SCREEN, DEPLOYS_SCREEN } from "./deploys.ts";
 import { SECURITY_SCREEN } from "./security.ts";
+import { BILLING_SCREEN } from "./billing.ts";
+import { ORG_SCREEN, ORGS_SCREEN } from "./orgs.ts";
+import { SUPPORT_SCREEN } from "./support.ts";
+import { USERS_SCREEN } from "./users.ts";
 import { AppsScreen } from "./apps.ts";
 import { OverviewScreen } from "./overview.ts";
 
@@ -16,4 +20,5 @@ export const SCREENS: ScreenDef[] = [
   },
   APP_DETAIL_SCREEN,
   DEPLOYS_SCREEN, BUILD_SCREEN, ALERTS_SCREEN, SECURITY_SCREEN, AUDIT_SCREEN,
+  USERS_SCREEN, ORGS_SCREEN, ORG_SCREEN, BILLING_SCREEN, SUPPORT_SCREEN,
 ];

@@ -185,7 +185,7 @@ export const ORG_SCREEN: ScreenDef = {
   component: (p) => h(OrgScreen, { ...p, org: p.arg ?? "" }),
   // Whether the keys apply depends on the role in this org; the footer cannot know which org, so it
   // shows them to anyone who could hold such a role and the screen's body says when they do not apply.
-  keys: (p) => (p.readonly || !p.me ? "" : p.me.isAdmin || p.me.organizations.some((o) => o.role === "owner" || o.role === "admin") ? "r role  a add  x remove  p plan" : ""),
+  keys: (p) => (mayManageOrg(p, p.arg ?? "") ? "r role  a add  x remove  p plan" : ""),
   help: [
     "r                            change the selected member's role",
     "a                            add a member (email, then role)",

@@ -134,7 +134,7 @@ export const SUPPORT_SCREEN: ScreenDef = {
   component: (p) => h(SupportScreen, p),
   // `x` (stop viewing) is shown on the screen itself while viewing: the footer cannot tell viewing
   // from `--readonly`.
-  keys: (p) => `f find  Enter open app${mayViewAs(p) ? "  v view as" : ""}`,
+  keys: (p) => `f find  Enter open app${p.viewAs ? "  x stop viewing" : mayViewAs(p) ? "  v view as" : ""}`,
   help: [
     "f                            find a user by email",
     "Enter                        open the selected app",
