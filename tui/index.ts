@@ -19,8 +19,9 @@ export const DEFAULT_URL = "http://127.0.0.1:3000";
 
 export const TUI_HELP = `usage: deck tui [--url URL] [--token TOKEN] [--readonly]
 
-The admin dashboard: host and service health, the build queue, alerts, and every app's traffic,
-latency, memory and deploys, live. It talks to deck's REST API only.
+The admin dashboard: host and service health, every app's traffic, latency, memory and deploys,
+the build queue, alerts, security, users, organisations, billing and support, live. It talks to
+deck's REST API only.
 
   --url URL        deck's API (default ${DEFAULT_URL})
   --token TOKEN    an API token; otherwise $DECK_TOKEN, otherwise ~/.config/deck/token
@@ -28,7 +29,8 @@ latency, memory and deploys, live. It talks to deck's REST API only.
   --readonly       show only; never change anything
   --help           this help
 
-Keys: :apps  :overview  :q   / filter   Enter open   Esc back   s sort   ? help   q quit
+Screens: :overview :apps :deploys :alerts :security :audit :users :orgs :billing :support
+Keys: / filter   Enter open   Esc back   ? help (each screen's keys)   :q or q quit
 Colours are off when NO_COLOR is set or the output is not a terminal.`;
 
 export interface TuiIo {
