@@ -45,6 +45,8 @@ export interface Health {
   services: ServiceHealth[];
   buildQueue: { waiting: number; running: number };
   alertsFiring: number;
+  /** Every app's traffic through the router per 10 seconds, oldest first (absent from an older deck). */
+  traffic?: { at: string; requestsPerSecond: number; p95Ms: number | null }[];
 }
 
 /** One event from `GET /api/v1/events`: its kind and its JSON data (which names the app). */

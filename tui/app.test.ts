@@ -2,7 +2,7 @@ import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import React from "react";
 import { render } from "ink-testing-library";
-import { createApiClient, TOKEN_REFUSED } from "./api-client.ts";
+import { createApiClient, TOKEN_REFUSED, type Health } from "./api-client.ts";
 import { sparkline } from "../core/index.ts";
 import { App, type AppProps } from "./app.ts";
 import { startFakeApi, waitForFrame, type FakeApiData } from "./fake-api.ts";
@@ -70,6 +70,20 @@ test("the overview says health is not available when deck has no health route", 
   const { frame } = await open(t, { data });
   const f = await frame((f) => f.includes("requests"));
   assert.match(f, /health: not available \(404\)/);
+});
+
+test("a deck that sends the router's traffic in its health draws requests/s and p95 from it", async (t) => {
+  const data = deckData();
+  (data.health as Health).traffic = [
+    { at: "2026-12-07T11:59:40Z", requestsPerSecond: 5, p95Ms: 40 },
+    { at: "2026-12-07T11:59:50Z", requestsPerSecond: 9, p95Ms: null },
+    { at: "2026-12-07T12:00:00Z", requestsPerSecond: 12.5, p95Ms: 120 },
+  ];
+  const { frame, api } = await open(t, { data });
+  const f = await frame((f) => f.includes("p95 "));
+  assert.ok(f.includes(`requests  12.5/s now  ${sparkline([5, 9, 12.5])}`), f);
+  assert.ok(f.includes(`p95       120 ms now  ${sparkline([40, null, 120])}`), f);
+  assert.ok(!api.requests.some((r) => r.includes("/metrics")), "no per-app metrics needed");
 });
 
 test("someone who is not a platform admin sees why there is no health, and still the traffic", async (t) => {

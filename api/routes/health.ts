@@ -1,7 +1,8 @@
 import { statfs } from "node:fs/promises";
 import { cpus, loadavg, freemem, totalmem } from "node:os";
 import { z } from "zod/v4";
-import { DeckError } from "../../core/index.ts";
+import { DeckError, mergeSources, toPoint, type MetricSample } from "../../core/index.ts";
+import { listAppSamplesBetween } from "../../store/queries/metrics.ts";
 import type { DeployDeps } from "../../ops/index.ts";
 import { probeRouter } from "../../router/control-client.ts";
 import { q, toIso } from "../../store/queries/db.ts";
@@ -25,7 +26,27 @@ export const platformHealth = z.object({
   ]),
   buildQueue: z.object({ waiting: z.number(), running: z.number() }),
   alertsFiring: z.number(),
+  /** Every app's traffic through the router, added up per 10 seconds over the last 10 minutes, oldest first. */
+  traffic: z.array(z.object({ at: z.string(), requestsPerSecond: z.number(), p95Ms: z.number().nullable() })),
 });
+
+/** How far back the platform's traffic series reaches. */
+const TRAFFIC_WINDOW_MS = 10 * 60_000;
+
+/** The apps' whole-app 10-second rows as one series: each period's rows (every app, every machine) added together. */
+export function platformTraffic(rows: readonly MetricSample[]): { at: string; requestsPerSecond: number; p95Ms: number | null }[] {
+  const periods = new Map<number, MetricSample[]>();
+  for (const r of rows) {
+    if (r.process !== "") continue;
+    const list = periods.get(r.at);
+    if (list) list.push(r);
+    else periods.set(r.at, [r]);
+  }
+  return [...periods.entries()].sort((a, b) => a[0] - b[0]).map(([, list]) => {
+    const p = toPoint(mergeSources(list));
+    return { at: p.at, requestsPerSecond: p.requestsPerSecond, p95Ms: p.p95Ms };
+  });
+}
 
 export type PlatformHealth = z.infer<typeof platformHealth>;
 
@@ -50,7 +71,8 @@ export async function readPlatformHealth(deps: DeployDeps): Promise<PlatformHeal
     return false;
   });
   const latencyMs = dbUp ? Math.round((performance.now() - started) * 10) / 10 : null;
-  const [disk, router, routerRows, builderRows, queue, firing] = await Promise.all([
+  const now = Date.now();
+  const [disk, router, routerRows, builderRows, queue, firing, samples] = await Promise.all([
     readDisk(deps.config.dataDir),
     probeRouter(deps.paths.routerSocket, ROUTER_PROBE_MS),
     dbUp ? deps.db.any(q`SELECT id, label, last_seen, route_version, extract(epoch FROM now() - last_seen) AS age FROM router_nodes ORDER BY label, id`) : [],
@@ -59,6 +81,7 @@ export async function readPlatformHealth(deps: DeployDeps): Promise<PlatformHeal
       FROM builder_nodes b ORDER BY b.name`) : [],
     dbUp ? deps.db.one(q`SELECT count(*) FILTER (WHERE NOT running) AS waiting, count(*) FILTER (WHERE running) AS running FROM build_queue`) : { waiting: 0, running: 0 },
     dbUp ? deps.db.oneFirst(q`SELECT count(*) FROM alert_states WHERE status = 'firing'`) : 0,
+    dbUp ? listAppSamplesBetween(deps.db, 10, now - TRAFFIC_WINDOW_MS, now) : [],
   ]);
   const age = (v: unknown) => Math.max(0, Math.round(Number(v)));
   return {
@@ -78,6 +101,7 @@ export async function readPlatformHealth(deps: DeployDeps): Promise<PlatformHeal
     ],
     buildQueue: { waiting: Number(queue.waiting), running: Number(queue.running) },
     alertsFiring: Number(firing),
+    traffic: platformTraffic(samples),
   };
 }
 

@@ -68,6 +68,14 @@ export async function listSamplesBetween(db: Db, resolution: number, fromMs: num
   return rows.map(toSample);
 }
 
+/** Every app's whole-app rows (process '') of a resolution in [fromMs, toMs), each source's row apart. */
+export async function listAppSamplesBetween(db: Db, resolution: number, fromMs: number, toMs: number): Promise<StoredSample[]> {
+  const rows = await db.any(q`
+    SELECT * FROM metric_samples
+     WHERE resolution = ${resolution} AND process = '' AND at >= to_timestamp(${fromMs} / 1000.0) AND at < to_timestamp(${toMs} / 1000.0)`);
+  return rows.map(toSample);
+}
+
 /** The newest sample time of a resolution (ms), or null when there is none. */
 export async function latestSampleAt(db: Db, resolution: number): Promise<number | null> {
   const v = await db.oneFirst(q`SELECT extract(epoch FROM max(at)) * 1000 FROM metric_samples WHERE resolution = ${resolution}`);

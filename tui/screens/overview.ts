@@ -4,13 +4,16 @@ import { Box, Text } from "ink";
 import { sparkline } from "../../core/index.ts";
 import { ApiError, type ApiClient, type AppMetrics, type Health, type ServiceHealth } from "../api-client.ts";
 import type { ScreenProps } from "../screen.ts";
-import { formatBytes, formatRate, sumRequests, truncateText } from "../table.ts";
+import { formatBytes, formatMs, formatRate, sumRequests, truncateText } from "../table.ts";
 import { usePoll } from "../use-poll.ts";
 
 const h = React.createElement;
 
-/** `health` is a line saying why there is none when deck would not give it (not an admin, an older deck). */
-interface OverviewData { health: Health | string; requests: number[] }
+/**
+ * `health` is a line saying why there is none when deck would not give it (not an admin, an older deck);
+ * `p95` is the router's p95 across every app per step, when deck sends it.
+ */
+interface OverviewData { health: Health | string; requests: number[]; p95: (number | null)[] | null }
 
 async function loadHealth(client: ApiClient): Promise<Health | string> {
   try {
@@ -30,10 +33,15 @@ export function describeService(s: ServiceHealth): string {
 }
 
 async function loadOverview(client: ApiClient): Promise<OverviewData> {
-  const [health, apps] = await Promise.all([loadHealth(client), client.apps()]);
-  // One app's metrics failing leaves the others' traffic in the sum.
+  const health = await loadHealth(client);
+  // A platform admin gets the router's traffic and p95 across every app in one answer.
+  if (typeof health !== "string" && health.traffic) {
+    return { health, requests: health.traffic.map((p) => p.requestsPerSecond), p95: health.traffic.map((p) => p.p95Ms) };
+  }
+  // Anyone else: their own apps' request rates added up. One app's metrics failing leaves the others in the sum.
+  const apps = await client.apps();
   const metrics = await Promise.all(apps.map((a) => client.appMetrics(a.name, "5m").catch((): AppMetrics | null => null)));
-  return { health, requests: sumRequests(metrics.filter((m): m is AppMetrics => m !== null)) };
+  return { health, requests: sumRequests(metrics.filter((m): m is AppMetrics => m !== null)), p95: null };
 }
 
 export function OverviewScreen(props: ScreenProps): React.ReactElement {
@@ -61,6 +69,11 @@ export function OverviewScreen(props: ScreenProps): React.ReactElement {
   const now = requests.length ? requests[requests.length - 1]! : null;
   const chartWidth = Math.max(8, props.width - 30);
   rows.push(line(`requests  ${formatRate(now)}/s now  ${sparkline(requests.slice(-chartWidth))}`));
+  const { p95 } = polled.data;
+  if (p95) {
+    const last = [...p95].reverse().find((v) => v !== null) ?? null;
+    rows.push(line(`p95       ${formatMs(last)} now  ${sparkline(p95.slice(-chartWidth))}`));
+  }
   if (polled.error) rows.push(line(polled.error, "red"));
   return h(Box, { flexDirection: "column" }, ...rows.map((r, i) => React.cloneElement(r, { key: i })));
 }
