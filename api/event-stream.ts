@@ -50,7 +50,8 @@ export function eventStreamHandler(deps: ApiDeps, source: EventSource): (ctx: Ko
     };
     if (only !== undefined && !(await mayRead(only))) throw new DeckError("app_not_found", `app ${only.slice(0, 63)} not found (or you may not see it)`);
 
-    const userId = caller.user.id;
+    // Counted against whoever holds the stream open: the admin viewing as a user, not that user.
+    const userId = caller.viewedBy?.id ?? caller.user.id;
     if ((open.get(userId) ?? 0) >= MAX_STREAMS_PER_USER) throw new DeckError("conflict", `you have ${MAX_STREAMS_PER_USER} event streams open, the most at once; close one first`);
     if (total >= MAX_STREAMS) throw new DeckError("conflict", "deck serves as many event streams as it can; try again later");
     open.set(userId, (open.get(userId) ?? 0) + 1);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
+import { failedSignIns } from "../core/audit-throttle.ts";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { audit, findUserById, hashToken, usePersonalToken, type AppRow } from "../store/queries/index.ts";
@@ -34,10 +35,13 @@ export async function handleGitHttp(deps: DeployDeps, pushes: PushRegistry, req:
   const auth = await authenticate(deps, req);
   if (!auth) {
     // git asks without credentials first and sends them once challenged: only credentials refused are a failed sign-in.
-    if (req.headers.authorization !== undefined) {
+    // Anyone can send a wrong token: a source's rows are bounded per minute, the rest counted on its next row.
+    const ip = req.socket.remoteAddress ?? null;
+    const turn = req.headers.authorization !== undefined ? failedSignIns.take(`git-http:${ip ?? ""}`) : null;
+    if (turn?.write) {
       await audit(deps.db, {
-        userId: null, action: "auth:sign-in", target: `git:${parsed.app}`, sourceIp: req.socket.remoteAddress ?? null, result: "failed",
-        data: { via: "git-http", reason: "invalid_token", app: parsed.app },
+        userId: null, action: "auth:sign-in", target: `git:${parsed.app}`, sourceIp: ip, result: "failed",
+        data: { via: "git-http", reason: "invalid_token", app: parsed.app, ...(turn.suppressed ? { moreFailuresNotRecorded: turn.suppressed } : {}) },
       });
     }
     return plain(res, 401, "authentication required: use your deck API token as the password", { "www-authenticate": 'Basic realm="deck"' });

@@ -2,6 +2,7 @@ import ssh2 from "ssh2";
 import type { Connection, ServerChannel } from "ssh2";
 import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
+import { failedSignIns } from "../core/audit-throttle.ts";
 import { isDeckError } from "../core/index.ts";
 import { callerFor, refusalFor, type Caller, type DeployDeps } from "../ops/index.ts";
 import { audit, findUserById, findUserBySshFingerprint, type UserRow } from "../store/queries/index.ts";
@@ -50,12 +51,19 @@ export function createSshServer(options: SshServerOptions): net.Server {
   }, deps.log);
   const ssh = new Server({ hostKeys: [options.hostKey], ident: "deck" }, (client: Connection, info) => {
     let user: UserRow | null = null;
+    // The fingerprint of the key the connection signed in with: removing that key ends the connection.
+    let signedWith = "";
     // What the connection tried; audited as one failed sign-in if it closes without signing in.
     const attempts = new SshSignInAttempts();
     client.on("error", () => undefined);
     client.on("close", () => {
       const entry = user ? null : attempts.entry(info.ip);
-      if (entry) void audit(deps.db, entry).catch((e: Error) => deps.log(`ssh auth: recording a failed sign-in from ${info.ip}: ${e.message}`));
+      // Anyone can fail to sign in: a source's rows are bounded per minute, the rest counted on its next row.
+      const turn = entry ? failedSignIns.take(`ssh:${info.ip}`) : null;
+      if (entry && turn?.write) {
+        if (turn.suppressed) entry.data.moreFailuresNotRecorded = turn.suppressed;
+        void audit(deps.db, entry).catch((e: Error) => deps.log(`ssh auth: recording a failed sign-in from ${info.ip}: ${e.message}`));
+      }
     });
     client.on("authentication", (ctx) => {
       if (ctx.method !== "publickey") {
@@ -80,6 +88,7 @@ export function createSshServer(options: SshServerOptions): net.Server {
             return ctx.reject(["publickey"]);
           }
           user = found;
+          signedWith = fingerprint;
         }
         ctx.accept();
       })().catch((e) => {
@@ -91,7 +100,7 @@ export function createSshServer(options: SshServerOptions): net.Server {
       gate.authenticated(info.ip, info.port);
       // Channels running a command, ended with the reason when the account is suspended meanwhile.
       const running = new Set<ServerChannel>();
-      if (user) watchAccount(options, client, user.id, running);
+      if (user) watchAccount(options, client, user.id, signedWith, running);
       client.on("session", (acceptSession) => {
         const session = acceptSession();
         const env: Record<string, string> = {};
@@ -108,14 +117,14 @@ export function createSshServer(options: SshServerOptions): net.Server {
         session.on("shell", (accept) => {
           const stream = accept();
           if (!user) return refuse(stream, "deck: not authenticated");
-          void admit(deps, user.id).then((a) => refuse(stream, a.state === "active" ? "deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r" : a.line));
+          void admit(deps, user.id, signedWith).then((a) => refuse(stream, a.state === "active" ? "deck: there is no interactive shell here; run a command, e.g. `ssh deck@host help`\r" : a.line));
         });
         session.on("exec", (accept, _reject, req) => {
           const stream = accept();
           if (!user) return refuse(stream, "deck: not authenticated");
           // Refused here rather than at authentication, so the client sees why (commands and git alike);
           // and for every command, so one on a connection opened before a suspension is refused too.
-          void admit(deps, user.id).then(async (a) => {
+          void admit(deps, user.id, signedWith).then(async (a) => {
             if (a.state !== "active") return refuse(stream, a.line);
             running.add(stream);
             stream.once("close", () => running.delete(stream));
@@ -136,12 +145,15 @@ export function createSshServer(options: SshServerOptions): net.Server {
 }
 
 /** The user as the database has them now; a lookup that fails refuses (and is logged). */
-async function admit(deps: DeployDeps, userId: number): Promise<Admission> {
+async function admit(deps: DeployDeps, userId: number, fingerprint: string): Promise<Admission> {
   try {
-    const user = await findUserById(deps.db, userId);
+    const [user, owner] = await Promise.all([findUserById(deps.db, userId), findUserBySshFingerprint(deps.db, fingerprint)]);
     if (!user) return { state: "refused", line: "deck: your account no longer exists; ask a platform admin" };
     const refusal = refusalFor(user);
-    return refusal ? { state: "refused", line: `deck: ${refusal}` } : { state: "active", user };
+    if (refusal) return { state: "refused", line: `deck: ${refusal}` };
+    // A key removed (users:revoke, keys:remove) ends what was signed in with it, however long the connection stays open.
+    if (owner?.id !== userId) return { state: "refused", line: "deck: the SSH key this connection signed in with was removed; connect with a key deck knows" };
+    return { state: "active", user };
   } catch (e) {
     deps.log(`ssh: cannot look up user ${userId}: ${(e as Error).message}`);
     return { state: "unknown", line: "deck: internal error; details are in the deck server log" };
@@ -153,12 +165,12 @@ async function admit(deps: DeployDeps, userId: number): Promise<Admission> {
  * deleted), a command still running (a followed log, a push) ends with the reason and exit status 1,
  * and the connection closes. A lookup that fails leaves the connection be until the next one.
  */
-function watchAccount(options: SshServerOptions, client: Connection, userId: number, running: Set<ServerChannel>): void {
+function watchAccount(options: SshServerOptions, client: Connection, userId: number, fingerprint: string, running: Set<ServerChannel>): void {
   const { deps } = options;
   let timer: NodeJS.Timeout | undefined;
   let open = true;
   const check = async () => {
-    const a = await admit(deps, userId);
+    const a = await admit(deps, userId, fingerprint);
     if (a.state !== "refused") return schedule();
     for (const stream of running) refuse(stream, a.line);
     running.clear();

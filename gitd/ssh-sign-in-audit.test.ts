@@ -7,15 +7,15 @@ describe("failed SSH sign-ins for the audit log", () => {
     assert.equal(new SshSignInAttempts().entry("192.0.2.1"), null);
   });
 
-  it("writes one entry per connection, reporting the attempt that says most about who it was", () => {
+  it("writes one entry per connection, reporting the attempt that says most about who it was, not against the key's owner", () => {
     const a = new SshSignInAttempts();
     a.note("deck", { reason: "method_refused", method: "password" });
     a.note("deck", { reason: "unknown_key", fingerprint: "SHA256:one" });
     a.note("deck", { reason: "bad_signature", userId: 7, email: "kim@example.com", fingerprint: "SHA256:two" });
     a.note("deck", { reason: "unknown_key", fingerprint: "SHA256:three" });
     assert.deepEqual(a.entry("192.0.2.1"), {
-      userId: 7, action: "auth:sign-in", target: "user:kim@example.com", sourceIp: "192.0.2.1", result: "failed",
-      data: { via: "ssh", reason: "bad_signature", username: "deck", fingerprint: "SHA256:two", keysOffered: 3 },
+      userId: null, action: "auth:sign-in", target: "key:SHA256:two", sourceIp: "192.0.2.1", result: "failed",
+      data: { via: "ssh", reason: "bad_signature", username: "deck", fingerprint: "SHA256:two", keysOffered: 3, keyOwner: "kim@example.com" },
     });
   });
 

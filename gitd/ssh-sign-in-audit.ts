@@ -43,7 +43,10 @@ export class SshSignInAttempts {
     const data: Record<string, unknown> = { via: "ssh", reason: f.reason, username: this.username };
     if ("fingerprint" in f) Object.assign(data, { fingerprint: f.fingerprint, keysOffered: this.keys.size });
     if (f.reason === "method_refused") data.method = f.method;
-    const target = f.reason === "bad_signature" ? `user:${f.email}` : f.reason === "unknown_key" ? `key:${f.fingerprint}` : "ssh";
-    return { userId: f.reason === "bad_signature" ? f.userId : null, action: "auth:sign-in", target, sourceIp, result: "failed", data };
+    // A public key is no secret: whoever offered a registered key without its private half proved
+    // nothing, so the entry names the key's owner but is not written against them.
+    if (f.reason === "bad_signature") data.keyOwner = f.email;
+    const target = `key:${"fingerprint" in f ? f.fingerprint : "none"}`;
+    return { userId: null, action: "auth:sign-in", target: f.reason === "method_refused" ? "ssh" : target, sourceIp, result: "failed", data };
   }
 }

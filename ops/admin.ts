@@ -14,12 +14,15 @@ import { audit } from "../store/queries/index.ts";
 import { refusedBy, type Caller } from "./access.ts";
 import { classifyFailure } from "./builds.ts";
 
-/** Refuses anyone but a platform admin, naming what they asked to see; the refusal goes to the audit log. */
-async function requirePlatformAdmin(deps: Pick<DeployDeps, "db">, caller: Caller, view: string, what: string): Promise<void> {
+/**
+ * Refuses anyone but a platform admin, naming what they asked for ("see the build queue"); the refusal
+ * goes to the audit log as `admin:view` of `view`.
+ */
+export async function requirePlatformAdmin(deps: Pick<DeployDeps, "db">, caller: Caller, view: string, what: string): Promise<void> {
   if (caller.user.isAdmin) return;
   const { userId, ...data } = refusedBy(caller);
   await audit(deps.db, { userId, action: "admin:view", target: view, sourceIp: caller.sourceIp, result: "denied", data });
-  throw new DeckError("forbidden", `permission denied: only platform admins see ${what}`);
+  throw new DeckError("forbidden", `permission denied: only platform admins ${what}`);
 }
 
 const ageSeconds = (from: string, to: string | null): number | null => (to === null ? null : Math.max(0, Math.round((Date.parse(to) - Date.parse(from)) / 1000)));
@@ -56,7 +59,7 @@ export interface RecentBuildView {
 
 /** The build queue across every app, and the `recent` newest builds that are over. */
 export async function buildQueueOverview(deps: DeployDeps, caller: Caller, recent: number): Promise<{ items: QueuedBuildView[]; recent: RecentBuildView[] }> {
-  await requirePlatformAdmin(deps, caller, "builds", "the build queue of every app");
+  await requirePlatformAdmin(deps, caller, "builds", "see the build queue of every app");
   const [queued, finished] = await Promise.all([listQueuedBuilds(deps.db), recent > 0 ? listFinishedBuilds(deps.db, recent) : []]);
   return {
     items: queued.map((b) => ({
@@ -113,7 +116,7 @@ function rollbackWords(data: Record<string, unknown>, ok: boolean): string | nul
 
 /** Every rule pending or firing now across all apps, firing first; and the `history` newest alert events. */
 export async function alertsOverview(deps: DeployDeps, caller: Caller, history: number): Promise<{ firing: ActiveAlertView[]; history: AlertHistoryView[] }> {
-  await requirePlatformAdmin(deps, caller, "alerts", "the alerts of every app");
+  await requirePlatformAdmin(deps, caller, "alerts", "see the alerts of every app");
   const apps = await listAlertingApps(deps.db);
   const ids = apps.map((a) => a.id);
   const [stored, states, events] = await Promise.all([
@@ -200,7 +203,7 @@ export async function unusualTraffic(deps: Pick<DeployDeps, "db">, nowMs: number
 
 /** What a platform admin should look at from the last `sinceSeconds`: failed sign-ins, refusals, new credentials, traffic spikes. */
 export async function securityOverview(deps: DeployDeps, caller: Caller, sinceSeconds: number): Promise<SecurityView> {
-  await requirePlatformAdmin(deps, caller, "security", "the platform's security events");
+  await requirePlatformAdmin(deps, caller, "security", "see the platform's security events");
   const now = Date.now();
   const sinceMs = now - sinceSeconds * 1000;
   const [failed, denied, keys, tokens, traffic] = await Promise.all([
@@ -227,6 +230,6 @@ export const MAX_AUDIT_LIMIT = 200;
 
 /** The whole audit trail, narrowed by every filter given, newest first. */
 export async function auditTrail(deps: DeployDeps, caller: Caller, filter: AuditFilter, limit: number): Promise<{ items: AuditEntryRow[] }> {
-  await requirePlatformAdmin(deps, caller, "audit", "the whole audit trail");
+  await requirePlatformAdmin(deps, caller, "audit", "see the whole audit trail");
   return { items: await listAuditEntries(deps.db, filter, Math.min(Math.max(1, limit), MAX_AUDIT_LIMIT)) };
 }

@@ -11,10 +11,8 @@ import {
   type UserTroubleRow,
 } from "../store/queries/support.ts";
 import type { Caller } from "./access.ts";
+import { requirePlatformAdmin } from "./admin.ts";
 
-function requirePlatformAdmin(caller: Caller, what: string): void {
-  if (!caller.user.isAdmin) throw new DeckError("forbidden", `permission denied: only platform admins ${what}`);
-}
 
 const DAY_MS = 86_400_000;
 
@@ -48,7 +46,7 @@ export interface SupportUserView {
 
 /** One user as support sees them: who they are, where they belong, and what went wrong for them in the last 7 days. */
 export async function supportUser(deps: DeployDeps, caller: Caller, email: string, now = new Date()): Promise<SupportUserView> {
-  requirePlatformAdmin(caller, "look users up");
+  await requirePlatformAdmin(deps, caller, "support:user", "look users up");
   const user = await findSupportUser(deps.db, email);
   if (!user) throw new DeckError("not_found", `no user with email ${email.slice(0, 80)} (see users:list)`);
   const since = new Date(now.getTime() - RECENT_ERRORS_DAYS * DAY_MS).toISOString();
@@ -99,7 +97,7 @@ export interface OrgSummary {
 
 /** Every organisation with its plan in force now and how many members and apps it has (platform admins). */
 export async function listEveryOrganization(deps: DeployDeps, caller: Caller, now = new Date()): Promise<OrgSummary[]> {
-  requirePlatformAdmin(caller, "list every organisation");
+  await requirePlatformAdmin(deps, caller, "orgs:all", "list every organisation");
   const catalogue = await loadCatalogue(deps.db);
   const [orgs, histories] = await Promise.all([listOrgsWithCounts(deps.db), planHistoriesOfAllOrgs(deps.db, startingPlan(catalogue).code)]);
   return orgs.map((o) => {
@@ -132,7 +130,7 @@ export interface BillingOverview {
 
 /** Revenue, recurring revenue by plan, overdue invoices and this month's heaviest users, in a handful of queries (platform admins). */
 export async function billingOverview(deps: DeployDeps, caller: Caller, now = new Date()): Promise<BillingOverview> {
-  requirePlatformAdmin(caller, "see the billing overview");
+  await requirePlatformAdmin(deps, caller, "billing:overview", "see the billing overview");
   const catalogue = await loadCatalogue(deps.db);
   const period = toMonthlyPeriod(now.toISOString());
   const dueAfterMs = PAYMENT_TERMS_DAYS * DAY_MS;

@@ -125,7 +125,12 @@ for (const backend of backends) {
       const business = await deck.ssh("billing:plan beta business");
       assert.equal(business.code, 0, business.stderr);
 
-      const now = await api("GET", "/billing/overview");
+      // The ledger takes in beta's build on its next round: wait for it rather than for a fixed time.
+      let now = await api("GET", "/billing/overview");
+      for (const until = Date.now() + 30_000; Date.now() < until; now = await api("GET", "/billing/overview")) {
+        if (now.status !== 200 || now.json.topUsage.some((u: { org: string; buildMinutes: number }) => u.org === "beta" && u.buildMinutes > 0)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
       assert.equal(now.status, 200, now.text);
       assert.equal(now.json.currency, "usd");
       assert.equal(now.json.mrrCents, 2000 + 9900);
@@ -234,11 +239,16 @@ for (const backend of backends) {
         req.destroy();
       }
 
-      const rows = await queryDeckDatabase(db, "SELECT u.email, a.target FROM audit_log a JOIN users u ON u.id = a.user_id WHERE a.action = 'support:view-as' ORDER BY a.id");
+      const rows = await queryDeckDatabase(db, "SELECT u.email, a.target FROM audit_log a JOIN users u ON u.id = a.user_id WHERE a.action = 'support:view-as' AND a.result = 'ok' ORDER BY a.id");
       assert.deepEqual(rows.map((r) => [r.email, r.target]), [
         ["admin@example.com", `user:${alice.email}`],
         ["admin@example.com", `user:${carol.email}`],
       ], "one entry per admin and user, however many requests");
+      const refused = await queryDeckDatabase(db, "SELECT u.email, a.target, a.data->>'method' AS method FROM audit_log a JOIN users u ON u.id = a.user_id WHERE a.action = 'support:view-as' AND a.result = 'denied' ORDER BY a.id");
+      assert.deepEqual(refused.map((r) => [r.email, r.target, r.method]), [
+        ["admin@example.com", `user:${alice.email}`, "POST"],
+        [alice.email, `user:${bob.email}`, "GET"],
+      ], "each refused try is written down");
     });
   });
 }

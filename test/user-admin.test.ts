@@ -184,6 +184,22 @@ for (const backend of backends) {
       }
     });
 
+    it("refuses the next command on an SSH connection whose key was revoked meanwhile", async () => {
+      const holder = await addUser(api, work, { email: "keyholder@example.com", org: "default", role: "member" });
+      const client = await connectSsh(deck, holder.keyFile);
+      try {
+        const first = await execOn(client, "apps:list");
+        assert.equal(first.code, 0, first.stderr);
+        const revoke = await api("POST", `${path("keyholder@example.com")}/credentials/revoke`);
+        assert.equal(revoke.status, 200, revoke.text);
+        const next = await execOn(client, "apps:list");
+        assert.equal(next.code, 1);
+        assert.equal(next.stderr.trim(), "deck: the SSH key this connection signed in with was removed; connect with a key deck knows");
+      } finally {
+        client.end();
+      }
+    });
+
     it("suspends over SSH with --stop-apps, which stops the apps the user created", async () => {
       const r = await deck.ssh(`users:suspend ${DEV} --reason "left the company" --stop-apps`);
       assert.equal(r.code, 0, r.stderr);

@@ -71,47 +71,51 @@ async function verifyBearer(deps: { db: Db; keys: SigningKeys }, token: string):
  * most once per admin and user every `VIEW_AS_AUDIT_EVERY_MS`.
  */
 async function viewAs(db: Db, admin: Principal, request: BearerRequest & { viewAs: string }): Promise<Principal> {
-  if (!admin.user.isAdmin) throw new DeckError("forbidden", "only platform admins may view deck as another user (X-Deck-View-As)");
-  if (request.method !== "GET" && request.method !== "HEAD") throw new DeckError("forbidden", "viewing as another user is read-only");
   const email = request.viewAs.trim();
+  const refuse = async (message: string): Promise<never> => {
+    // A refused try is what the security view is for: written down, each one.
+    await audit(db, {
+      userId: admin.user.id, action: "support:view-as", target: `user:${email.slice(0, 254)}`, sourceIp: request.sourceIp, result: "denied",
+      data: { via: "http", method: request.method, reason: message },
+    });
+    throw new DeckError("forbidden", message);
+  };
+  if (!admin.user.isAdmin) return refuse("only platform admins may view deck as another user (X-Deck-View-As)");
+  if (request.method !== "GET" && request.method !== "HEAD") return refuse("viewing as another user is read-only");
   const target = email.length <= 254 ? await findUserRowByEmail(db, email) : null;
   if (!target) throw new DeckError("not_found", `no user with email ${email.slice(0, 80)} to view deck as`);
-  if (recentViews.firstIn(`${admin.user.id}:${target.id}`, Date.now())) {
-    try {
-      await audit(db, {
-        userId: admin.user.id, action: "support:view-as", target: `user:${target.email}`, sourceIp: request.sourceIp, result: "ok",
-        data: { via: "http", userId: target.id },
-      });
-    } catch (e) {
-      // Unrecorded, the next request tries again.
-      recentViews.forget(`${admin.user.id}:${target.id}`);
-      throw e;
-    }
-  }
+  await recentViews.recorded(`${admin.user.id}:${target.id}`, Date.now(), () => audit(db, {
+    userId: admin.user.id, action: "support:view-as", target: `user:${target.email}`, sourceIp: request.sourceIp, result: "ok",
+    data: { via: "http", userId: target.id },
+  }));
   return { user: target, scopes: VIEW_AS_SCOPES.filter((s) => scopeCovers(admin.scopes, s)), via: admin.via, viewedBy: admin.user };
 }
 
-/** When each admin last began viewing as each user, in this server's memory (a restart audits again, which is harmless). */
+/**
+ * When each admin last began viewing as each user, in this server's memory (a restart audits again,
+ * which is harmless), with the audit write of that start: every request of the window waits for it, so
+ * nothing is served as the user before the view is on record.
+ */
 class RecentViews {
-  private readonly since = new Map<string, number>();
+  private readonly since = new Map<string, { at: number; recorded: Promise<void> }>();
   /** Most pairs kept; past it the ones older than the window go. */
   private static readonly MAX = 10_000;
 
   constructor(private readonly windowMs: number) {}
 
-  /** Whether `key` starts a new window at `nowMs` (and marks it, so requests at once count once). */
-  firstIn(key: string, nowMs: number): boolean {
+  /** The record of `key`'s current window, started with `record` when there is none; a failed record is forgotten so the next request tries again. */
+  recorded(key: string, nowMs: number, record: () => Promise<void>): Promise<void> {
     const last = this.since.get(key);
-    if (last !== undefined && nowMs - last < this.windowMs) return false;
+    if (last !== undefined && nowMs - last.at < this.windowMs) return last.recorded;
     if (this.since.size >= RecentViews.MAX) {
-      for (const [k, at] of this.since) if (nowMs - at >= this.windowMs) this.since.delete(k);
+      for (const [k, v] of this.since) if (nowMs - v.at >= this.windowMs) this.since.delete(k);
     }
-    this.since.set(key, nowMs);
-    return true;
-  }
-
-  forget(key: string): void {
-    this.since.delete(key);
+    const recorded = record().catch((e: unknown) => {
+      if (this.since.get(key)?.recorded === recorded) this.since.delete(key);
+      throw e;
+    });
+    this.since.set(key, { at: nowMs, recorded });
+    return recorded;
   }
 }
 

@@ -1,5 +1,5 @@
 import { z } from "zod/v4";
-import { alertsOverview, auditTrail, buildQueueOverview, MAX_AUDIT_LIMIT, parseSecuritySince, securityOverview } from "../../ops/admin.ts";
+import { alertsOverview, auditTrail, buildQueueOverview, MAX_AUDIT_LIMIT, parseSecuritySince, requirePlatformAdmin, securityOverview } from "../../ops/admin.ts";
 import { defineRoute } from "../registry.ts";
 import { email } from "../schemas.ts";
 
@@ -52,7 +52,11 @@ defineRoute({
     newTokens: z.array(z.object({ at: z.string(), user: nullableString, name: nullableString, scopes: z.array(z.string()), auditId: z.number() })),
     unusualTraffic: z.array(z.object({ app: z.string(), org: z.string(), at: z.string(), requestsPerSecond: z.number(), baselinePerSecond: z.number(), ratio: z.number() })),
   }),
-  handler: async ({ deps, caller, query }) => securityOverview(deps, caller, parseSecuritySince(query.since)),
+  handler: async ({ deps, caller, query }) => {
+    // Who may ask comes before whether the question is well formed: a non-admin's try is refused (and audited) either way.
+    await requirePlatformAdmin(deps, caller, "security", "see the platform's security events");
+    return securityOverview(deps, caller, parseSecuritySince(query.since));
+  },
 });
 
 defineRoute({

@@ -159,7 +159,7 @@ export interface FailedSignInRow { id: number; at: string; email: string | null;
 export async function listFailedSignIns(db: Db, sinceMs: number, limit: number): Promise<FailedSignInRow[]> {
   const rows = await db.any(q`
     SELECT l.id, l.created_at, l.source_ip,
-           CASE WHEN l.target LIKE 'user:%' THEN substr(l.target, 6) ELSE u.email END AS email,
+           CASE WHEN l.target LIKE 'user:%' THEN substr(l.target, 6) ELSE coalesce(u.email, l.data->>'keyOwner') END AS email,
            CASE WHEN l.action = 'oauth:sign-in' THEN 'oauth' ELSE coalesce(l.data->>'via', 'api') END AS via,
            coalesce(l.data->>'reason', l.data->>'code') AS reason
       FROM audit_log l LEFT JOIN users u ON u.id = l.user_id
