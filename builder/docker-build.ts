@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
@@ -121,9 +122,9 @@ export function slugDockerfile(baseImage: string, sandbox?: SandboxIdentity): st
   return [`FROM ${baseImage}`, `COPY --chown=${user} app/ ${SLUG_APP_DIR}/`, `WORKDIR ${SLUG_APP_DIR}`, `ENV HOME=${SLUG_APP_DIR}`, `USER ${user}`, ""].join("\n");
 }
 
-/** tar of `contextDir/Dockerfile` plus `slugDir` as `app/` (symlink targets untouched). */
-export function slugContextArgv(contextDir: string, slugDir: string): string[] {
-  return ["tar", "-c", "-f", "-", "--owner=0", "--group=0", "--transform", "s,^\\.,app,S", "-C", contextDir, "Dockerfile", "-C", slugDir, "."];
+/** tar of `contextDir/Dockerfile` plus `slugDir` as `app/` (symlink targets untouched), written to `out` ("-": standard output). */
+export function slugContextArgv(contextDir: string, slugDir: string, out = "-"): string[] {
+  return ["tar", "-c", "-f", out, "--owner=0", "--group=0", "--transform", "s,^\\.,app,S", "-C", contextDir, "Dockerfile", "-C", slugDir, "."];
 }
 
 /**
@@ -381,53 +382,55 @@ export async function buildSlugImage(req: SlugImageRequest): Promise<BuiltImage>
   const contextDir = await mkdtemp(join(dirname(req.slugDir), ".image-context-"));
   try {
     await writeFile(join(contextDir, "Dockerfile"), slugDockerfile(req.baseImage, req.sandbox));
-    // Now and then, on a busy machine, the engine answers that it found no Dockerfile in a context that
-    // holds one: the context is sent once more, for that answer only.
-    try {
-      return await packSlugImage(req, contextDir);
-    } catch (e) {
-      if (!(e instanceof Error) || !/Cannot locate specified Dockerfile/.test(e.message) || req.signal.aborted) throw e;
-      req.onLine("       (the Docker engine did not see the image's Dockerfile; sending the slug again)");
-      return await packSlugImage(req, contextDir);
+    // The archive is packed whole into a file first (tar's exit status known, its size sent up front),
+    // then sent. Now and then, on a busy machine, the engine still answers that it found no Dockerfile
+    // in it: the same archive is sent again after a pause, a few times, for that answer only.
+    const archive = await packSlugArchive(contextDir, req.dir);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await sendSlugImage(req, archive);
+      } catch (e) {
+        const missing = e instanceof Error && /Cannot locate specified Dockerfile/.test(e.message);
+        if (!missing || req.signal.aborted || attempt >= SLUG_SEND_ATTEMPTS) throw e;
+        req.onLine(`       (the Docker engine did not see the image's Dockerfile in the ${Math.round(archive.bytes / 1024)} KiB archive; sending it again)`);
+        await new Promise((r) => setTimeout(r, 2000 * attempt));
+      }
     }
   } finally {
     await rm(contextDir, { recursive: true, force: true });
   }
 }
 
-/** Sends the slug under app/ with the Dockerfile in `contextDir` to the engine as one tar, and builds it. */
-async function packSlugImage(req: SlugImageRequest, contextDir: string): Promise<BuiltImage> {
-  const [cmd, ...args] = slugContextArgv(contextDir, req.dir);
-  // A raw byte stream for the engine (not lines), so tar is spawned here rather than through exec.ts.
-  const tar = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-  let tarError = "";
-  tar.stderr.on("data", (c) => (tarError += c));
-  const tarExit = new Promise<number | null>((resolve) => {
-    tar.once("error", (e) => {
-      tarError += e.message;
-      resolve(null);
-    });
-    tar.once("close", (code) => resolve(code));
+/** How many times a slug's archive is sent to an engine that answers it found no Dockerfile in it. */
+const SLUG_SEND_ATTEMPTS = 3;
+
+/** Packs the Dockerfile in `contextDir` and the slug under app/ into `contextDir`/context.tar. */
+async function packSlugArchive(contextDir: string, slugDir: string): Promise<{ path: string; bytes: number }> {
+  const path = join(contextDir, "context.tar");
+  const [cmd, ...args] = slugContextArgv(contextDir, slugDir, path);
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    // tar names only the Dockerfile of contextDir, so the archive it writes there is not packed into itself.
+    const tar = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    tar.stderr.on("data", (c) => (stderr += c));
+    tar.once("error", (e) => resolve({ code: null, stderr: stderr + e.message }));
+    tar.once("close", (code) => resolve({ code, stderr }));
   });
-  try {
-    const image = await buildImage({
-      engine: req.engine,
-      context: tar.stdout,
-      tag: imageTag(req.app, req.slugDir),
-      labels: { "deck.app": req.app, "deck.commit": req.commitSha },
-      signal: req.signal,
-      onLine: req.onLine,
-    }).catch(async (e: unknown) => {
-      // An engine that found no Dockerfile in the context was most likely sent a cut-short archive: say why.
-      const code = await Promise.race([tarExit, new Promise<"running">((r) => setTimeout(() => r("running"), 1000))]);
-      if (code !== 0 && code !== "running") throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`, { cause: e });
-      throw e;
-    });
-    const code = await tarExit;
-    if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${tarError.trim() || `tar exited with ${code}`}`);
-    await writeImageRef(req.dir, image, SLUG_APP_DIR);
-    return image;
-  } finally {
-    tar.kill("SIGKILL");
-  }
+  if (code !== 0) throw new BuildStepError(`packing the slug for the image failed: ${stderr.trim() || `tar exited with ${code}`}`);
+  return { path, bytes: (await stat(path)).size };
 }
+
+/** Sends a packed slug archive to the engine and builds its image. */
+async function sendSlugImage(req: SlugImageRequest, archive: { path: string }): Promise<BuiltImage> {
+  const image = await buildImage({
+    engine: req.engine,
+    context: createReadStream(archive.path),
+    tag: imageTag(req.app, req.slugDir),
+    labels: { "deck.app": req.app, "deck.commit": req.commitSha },
+    signal: req.signal,
+    onLine: req.onLine,
+  });
+  await writeImageRef(req.dir, image, SLUG_APP_DIR);
+  return image;
+}
+

@@ -17,3 +17,4 @@ export * from "./alerts.ts";
 export * from "./coalesced.ts";
 export * from "./billing/index.ts";
 export * from "./periodic.ts";
+export * from "./autoscale.ts";

@@ -21,3 +21,4 @@ export * from "./billing-plans.ts";
 export * from "./billing-invoices.ts";
 export * from "./billing-ledger.ts";
 export * from "./billing-stripe.ts";
+export * from "./autoscale.ts";
