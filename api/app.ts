@@ -19,6 +19,7 @@ import "./routes/billing-stripe.ts";
 import "./routes/notify.ts";
 import "./routes/logs.ts";
 import "./routes/alerts.ts";
+import "./routes/autoscale.ts";
 import "./routes/health.ts";
 import "./routes/admin.ts";
 import "./routes/support.ts";

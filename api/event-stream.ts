@@ -1,7 +1,7 @@
 /**
  * `GET /api/v1/events`: a live stream (server-sent events) of what happens to the apps the caller may
  * see: deploy state changes (every push, config change, scale, restart, rollback), uptime changes and
- * alerts. One `event:` per kind (`deploy`, `uptime`, `alert`), `data:` a JSON object naming the app;
+ * alerts, autoscaling decisions. One `event:` per kind (`deploy`, `uptime`, `alert`, `scale`), `data:` a JSON object naming the app;
  * a comment line every 15 s keeps proxies from closing a quiet stream. `?app=NAME` narrows it to one app.
  */
 import { PassThrough } from "node:stream";
@@ -12,7 +12,7 @@ import type { ApiDeps } from "./registry.ts";
 
 /** One event for the stream: its kind and what to send, naming the app it concerns. */
 export interface StreamEvent {
-  type: "deploy" | "uptime" | "alert";
+  type: "deploy" | "uptime" | "alert" | "scale";
   app: string;
   data: Record<string, unknown>;
 }

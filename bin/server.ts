@@ -27,8 +27,10 @@ import { MetricsCollector } from "../monitor/collector.ts";
 import { NotifyWorker } from "../monitor/notify/index.ts";
 import { UptimeProber } from "../monitor/uptime/index.ts";
 import { AlertEvaluator } from "../monitor/alerts/index.ts";
+import { AutoscaleController } from "../monitor/autoscale/index.ts";
 import { DrainShipper, LogRetention, routerAccessLog, SUPERVISOR_MAX_LOG_BYTES } from "../monitor/logs/index.ts";
 import { rollbackOnAlert } from "../ops/alerts.ts";
+import { scaleForAutoscale } from "../ops/autoscale.ts";
 import { admitBuild } from "../billing/account/quota.ts";
 import { CapWatch } from "../billing/account/cap-watch.ts";
 import { BandwidthWatch } from "../billing/account/bandwidth-watch.ts";
@@ -345,6 +347,14 @@ export async function startServer(config: DeckConfig, log: (line: string) => voi
     });
     alerts.start();
     started.push(() => alerts.stop());
+    // Scales autoscaled process types (ps:autoscale) on their app's samples; servers sharing the database take turns.
+    const autoscale = new AutoscaleController({
+      db: db.pool, log, sshPort: config.sshPort, sshHost, intervalMs: config.autoscaleInterval * 1000,
+      scale: scaleForAutoscale(deps),
+      onEvent: (e) => streamEvents.emit({ type: "scale", app: e.app, data: { ...e } }),
+    });
+    autoscale.start();
+    started.push(() => autoscale.stop());
     // Samples of every app's CPU, memory, restarts and traffic (metrics APP), rolled up and kept by age.
     const collector = new MetricsCollector({
       db: db.pool, intervalSeconds: config.metricsInterval, log, onSample: (at) => alerts.onSample(at), source: holder.prefix.replace(/:$/, ""),

@@ -12,6 +12,7 @@ import "./commands-monitoring.ts";
 import "./commands-notify.ts";
 import "./commands-logs.ts";
 import "./commands-alerts.ts";
+import "./commands-autoscale.ts";
 import "./commands-billing.ts";
 import "./commands-users.ts";
 import { parsePublicKey } from "./ssh-keys.ts";

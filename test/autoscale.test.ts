@@ -5,6 +5,8 @@
  * `ps:report` shows the new processes, `ps:autoscale` lists the decision with its reason, the org's
  * webhook gets one notice, the event stream carries it and the audit log names it. Scaling in takes
  * five quiet minutes and is covered by core/autoscale.test.ts and monitor/autoscale/controller.test.ts.
+ * Run on both runtimes: supervised processes and Docker containers (skipped without a Docker engine,
+ * except under CI=true).
  */
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -12,7 +14,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { buildBaseImage, dockerSkipReason, type BaseImage } from "./helpers/base-image.ts";
 import { Deck, makeRepo } from "./helpers/deck.ts";
 
 /** Slow on /slow, fast elsewhere; every answer names the process that gave it. */
@@ -31,14 +35,21 @@ process.on("SIGTERM", () => process.exit(0));
 interface AlertmanagerBody { alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string> }[] }
 interface ReportJson { formation: Record<string, number>; processes: { name: string; state: string }[] }
 
-describe("autoscaling of an app", () => {
+const RUNTIMES = [
+  { name: "process", skip: undefined },
+  { name: "docker", skip: dockerSkipReason() },
+] as const;
+
+for (const runtime of RUNTIMES) describe(`autoscaling of an app (${runtime.name} runtime)`, { skip: runtime.skip }, () => {
   let deck: Deck;
   let work: string;
   let receiver: http.Server;
+  let base: BaseImage | undefined;
   const received: AlertmanagerBody[] = [];
 
   before(async () => {
     work = await mkdtemp(join(tmpdir(), "deck-autoscale-"));
+    if (runtime.name === "docker") base = await buildBaseImage();
     receiver = http.createServer((req, res) => {
       let body = "";
       req.on("data", (c) => (body += c));
@@ -50,11 +61,20 @@ describe("autoscaling of an app", () => {
     await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", () => r()));
     deck = await Deck.start({
       backend: { name: "embedded" },
-      env: { DECK_METRICS_INTERVAL: "1", DECK_AUTOSCALE_INTERVAL: "2", DECK_UPTIME_INTERVAL: "86400", DECK_OUTBOUND_ALLOW: "127.0.0.1/32" },
+      env: {
+        DECK_METRICS_INTERVAL: "1", DECK_AUTOSCALE_INTERVAL: "2", DECK_UPTIME_INTERVAL: "86400", DECK_OUTBOUND_ALLOW: "127.0.0.1/32",
+        ...(base ? { DECK_RUNTIME: "docker", DECK_BASE_IMAGE: base.tag, DECK_APP_MEMORY: "256m", DECK_UPSTREAM_HOST: "127.0.0.2" } : {}),
+      },
     });
   });
   after(async () => {
     await deck?.stop();
+    if (base) {
+      // The app's images (deck.stop removes its containers and networks), then the base image.
+      const images = execFileSync("docker", ["images", "--quiet", "--filter", "label=deck.app=sluggish"], { encoding: "utf8" }).split("\n").filter(Boolean);
+      for (const id of new Set(images)) execFileSync("docker", ["rmi", "--force", id], { stdio: "ignore" });
+      await base.remove();
+    }
     await new Promise((r) => receiver.close(r));
     await rm(work, { recursive: true, force: true });
   });
@@ -107,7 +127,7 @@ describe("autoscaling of an app", () => {
       assert.ok(reportedAt, `web scaled out within 60 s: ${JSON.stringify(report)}\n${deck.log().split("\n").filter((l) => l.includes("autoscale")).slice(-20).join("\n")}`);
       assert.ok((report!.formation.web ?? 0) >= 2, JSON.stringify(report));
       const serving = [...answeredBy.values()].sort((a, b) => a - b);
-      process.stderr.write(`autoscale: first slow request → first new process answering ${serving[0]! - firstSlowAt} ms, → a second new process answering ${serving[1]! - firstSlowAt} ms, → ps:report showing them ${reportedAt - firstSlowAt} ms\n`);
+      process.stderr.write(`autoscale (${runtime.name} runtime): first slow request → first new process answering ${serving[0]! - firstSlowAt} ms, → a second new process answering ${serving[1]! - firstSlowAt} ms, → ps:report showing them ${reportedAt - firstSlowAt} ms\n`);
     } finally {
       slow = false;
       await Promise.all(clients);

@@ -1,12 +1,10 @@
 import { hostname } from "node:os";
 import type { DatabasePool } from "slonik";
 import { decideScale, Periodic, processCount, SCALE_IN_WINDOW_MS, type AutoscaleStep, type MetricSample, type Notice, type ScaleDecision } from "../../core/index.ts";
-import { listRecentAppSamples } from "../../store/queries/alerts.ts";
 import {
-  abandonAutoscaleDecisions, audit, finishAutoscaleDecision, insertAutoscaleDecision, listAutoscaleTargets, listRecentProcessSamples,
-  pruneAutoscaleDecisions, saveExceededRounds, tryAutoscaleRoundLock, type AutoscaleTarget,
+  abandonAutoscaleDecisions, audit, enqueueNotice, finishAutoscaleDecision, insertAutoscaleDecision, listAutoscaleTargets, listRecentAppSamples,
+  listRecentProcessSamples, pruneAutoscaleDecisions, saveExceededRounds, tryAutoscaleRoundLock, type AutoscaleTarget,
 } from "../../store/queries/index.ts";
-import { enqueueNotice } from "../../store/queries/notify.ts";
 
 /**
  * Autoscaling (ps:autoscale): every DECK_AUTOSCALE_INTERVAL seconds, a round judges each autoscaled
