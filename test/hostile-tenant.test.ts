@@ -9,7 +9,7 @@
  * attacks ran at all.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -41,10 +41,19 @@ const fs = require("fs");
 const net = require("net");
 const path = require("path");
 
+/** false, or what answered: the first bytes it sent (within half a second), which name the server. */
 function connects(host, port) {
   return new Promise((resolve) => {
     const s = net.connect({ host, port, timeout: 1500 });
-    s.once("connect", () => { s.destroy(); resolve(true); });
+    s.once("connect", () => {
+      s.setTimeout(0);
+      let first = "";
+      const done = () => { s.destroy(); resolve("answered " + JSON.stringify(first.slice(0, 60))); };
+      s.on("data", (c) => { first += c; done(); });
+      s.once("error", done);
+      s.once("end", done);
+      setTimeout(done, 500);
+    });
     s.once("timeout", () => { s.destroy(); resolve(false); });
     s.once("error", () => resolve(false));
   });
@@ -117,7 +126,8 @@ async function attack(t) {
   for (const [name, port] of Object.entries(t.ports)) {
     for (const host of hosts) {
       tried++;
-      if (await connects(host, port)) found.push("connected to " + name + " at " + host + ":" + port);
+      const answer = await connects(host, port);
+      if (answer) found.push("connected to " + name + " at " + host + ":" + port + " (" + answer + ")");
     }
   }
   return { found, tried, uid: process.getuid ? process.getuid() : -1 };
@@ -316,7 +326,11 @@ for (const runtime of ["process", "docker"] as const) {
       assert.equal(r.status, 200, r.body);
       const result = JSON.parse(r.body) as { found: string[]; tried: number; uid: number };
       assert.ok(result.tried > 50, `attempts made: ${result.tried}`);
-      assert.deepEqual(result.found, []);
+      // Should anything answer, what the host listens on at that port and its firewall tables say which way it got through.
+      const seen = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" }).stdout;
+      const why = result.found.map((f) => /:(\d+) \(/.exec(f)?.[1]).filter(Boolean)
+        .map((port) => `${seen(["ss", "-ltnpH", `sport = :${port}`])}${seen(["nft", "list", "tables"])}${seen(["iptables-save", "-t", "nat"]).split("\n").filter((l) => l.includes(port!)).join("\n")}`);
+      assert.deepEqual(result.found, [], why.join("\n"));
       assert.notEqual(result.uid, 0, "the app does not run as root");
       assert.equal(canary.connections(), 0, "the host service saw no connection from a tenant");
     });
