@@ -1,7 +1,8 @@
 /**
  * The measuring instruments of `npm run bench:router`: processes it starts (and stops by pid), wrk
  * runs (as many requests as possible, or at a fixed rate), percentiles, RSS, nginx configurations
- * and a steady load generator for the blue-green switches.
+ * and a steady load generator for the blue-green switches. HAProxy's and Caddy's configurations are
+ * in bench-router-peers.ts.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
@@ -185,7 +186,10 @@ export function wrkScript(o: WrkScriptOptions = {}): string {
 }
 
 export interface WrkOptions {
+  /** The cores wrk is pinned to, as taskset takes them ("1", "0,1"). */
   core: string;
+  /** wrk's threads (default 1): one per core it may use. */
+  threads?: number;
   port: number;
   host: string;
   path?: string;
@@ -198,7 +202,7 @@ export interface WrkOptions {
 export async function wrk(o: WrkOptions): Promise<WrkResult> {
   const { stdout: out } = await execFileAsync(
     "taskset",
-    ["-c", o.core, "wrk", "-t1", `-c${o.connections}`, `-d${o.seconds}s`, "--timeout", "10s", "-s", o.script, "-H", `Host: ${o.host}`, `http://127.0.0.1:${o.port}${o.path ?? "/"}`],
+    ["-c", o.core, "wrk", `-t${o.threads ?? 1}`, `-c${o.connections}`, `-d${o.seconds}s`, "--timeout", "10s", "-s", o.script, "-H", `Host: ${o.host}`, `http://127.0.0.1:${o.port}${o.path ?? "/"}`],
     { encoding: "utf8" },
   );
   const m = /BENCH requests=(\d+) us=(\d+) p50=(\d+) p99=(\d+) p999=(\d+) status=(\d+) socket=(\d+)/.exec(out);
@@ -301,6 +305,8 @@ export interface NginxProxyOptions {
   /** Port served with access_log off. */
   portNoLog: number;
   sites: NginxSite[];
+  /** Worker processes (default 1: the one core nginx is given). */
+  workers?: number;
 }
 
 function tempPaths(dir: string): string {
@@ -308,7 +314,7 @@ function tempPaths(dir: string): string {
 }
 
 /**
- * nginx as a reverse proxy as users run it: one worker, keep-alive upstream pool
+ * nginx as a reverse proxy as users run it: one worker per core it is given, keep-alive upstream pool
  * (proxy_http_version 1.1, Connection ""), the forwarding headers deck also sets. Upstream
  * connections are reused without a request cap (keepalive_requests), like deck's pool.
  */
@@ -330,7 +336,7 @@ export function nginxProxyConf(o: NginxProxyOptions): string {
       `  server { listen 127.0.0.1:${o.portNoLog}; server_name ${s.host}; access_log off;${location(i, s)}\n  }`,
     ])
     .join("\n");
-  return `worker_processes 1;
+  return `worker_processes ${o.workers ?? 1};
 daemon off;
 pid ${o.dir}/nginx.pid;
 error_log ${o.dir}/error.log;
@@ -348,8 +354,8 @@ ${servers}
  * stub_status counting the connections it accepted. It announces its keep-alive timeout. (A Node.js responder sharing the load
  * generator's core tops out near the proxies' own rate and would hide the difference between them.)
  */
-export function nginxStaticConf(dir: string, port: number): string {
-  return `worker_processes 1;
+export function nginxStaticConf(dir: string, port: number, workers = 1): string {
+  return `worker_processes ${workers};
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log;

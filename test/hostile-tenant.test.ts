@@ -329,7 +329,8 @@ for (const runtime of ["process", "docker"] as const) {
       // Should anything answer, what the host listens on at that port and its firewall tables say which way it got through.
       const seen = (argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" }).stdout;
       const why = result.found.map((f) => /:(\d+) \(/.exec(f)?.[1]).filter(Boolean)
-        .map((port) => `${seen(["ss", "-ltnpH", `sport = :${port}`])}${seen(["nft", "list", "tables"])}${seen(["iptables-save", "-t", "nat"]).split("\n").filter((l) => l.includes(port!)).join("\n")}`);
+        .map((port) => `${seen(["ss", "-ltnpH", `sport = :${port}`])}${seen(["nft", "list", "tables"])}${seen(["iptables-save", "-t", "nat"]).split("\n").filter((l) => l.includes(port!)).join("\n")}`)
+        .concat(result.found.length ? [seen(["ip", "-4", "-br", "addr"]), seen(["ss", "-tnpH", "state", "established"]).split("\n").filter((l) => result.found.some((f) => l.includes(/:(\d+) \(/.exec(f)?.[1] ?? "-"))).join("\n"), seen(["nft", "list", "ruleset"])] : []);
       assert.deepEqual(result.found, [], why.join("\n"));
       assert.notEqual(result.uid, 0, "the app does not run as root");
       assert.equal(canary.connections(), 0, "the host service saw no connection from a tenant");
