@@ -105,6 +105,7 @@ export function scaleForAutoscale(deps: DeployDeps): (app: { id: number; name: s
     // The app the round judged: not a later app of the same name.
     const current = await findApp(deps.db, app.name);
     if (!current || current.id !== app.id) throw new DeckError("conflict", `${app.name} is no longer the app autoscaling judged; not scaled`);
-    await scale(deps, DECK_AUTOSCALER, app.name, { [type]: to }, (line) => deps.log(`autoscale: ${app.name}: ${line.replace(/^-----> /, "")}`));
+    // The controller writes the one audit entry of the change (ps:autoscale, with from, to and why).
+    await scale(deps, DECK_AUTOSCALER, app.name, { [type]: to }, (line) => deps.log(`autoscale: ${app.name}: ${line.replace(/^-----> /, "")}`), { audit: false });
   };
 }

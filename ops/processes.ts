@@ -20,7 +20,8 @@ export function parseFormation(args: string[]): Record<string, number> {
   return out;
 }
 
-export async function scale(deps: DeployDeps, caller: Caller, name: string, change: Record<string, number>, out: Out): Promise<Record<string, number>> {
+/** `options.audit: false` for a caller that writes its own audit entry of the change (autoscaling, with its reason). */
+export async function scale(deps: DeployDeps, caller: Caller, name: string, change: Record<string, number>, out: Out, options: { audit?: boolean } = {}): Promise<Record<string, number>> {
   const app = await authorizeApp(deps.db, caller, "ps:scale", name);
   return deps.queue.run(app, "scale", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
     const current = await liveRelease(deps, app);
@@ -34,7 +35,7 @@ export async function scale(deps: DeployDeps, caller: Caller, name: string, chan
     // With a release live, the formation is saved as its new processes go live.
     if (current) await redeploy(deps, caller.user.id, { ...app, formation }, "scale", current, false, out, { commit: (tx) => setFormation(tx, app.id, formation), unchanged: "formation unchanged" });
     else await setFormation(deps.db, app.id, formation);
-    await audit(deps.db, { userId: caller.user.id, action: "ps:scale", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, formation: change } });
+    if (options.audit !== false) await audit(deps.db, { userId: caller.user.id, action: "ps:scale", target: app.name, sourceIp: caller.sourceIp, result: "ok", data: { via: caller.via, formation: change } });
     return formation;
   });
 }

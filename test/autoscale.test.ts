@@ -158,6 +158,8 @@ for (const runtime of RUNTIMES) describe(`autoscaling of an app (${runtime.name}
       assert.ok(scaled, audit.stdout);
       assert.deepEqual([scaled.userEmail, scaled.data.from], [null, 1]);
       assert.match(scaled.data.reason ?? "", /p95 \d+ms above 200ms/);
+      assert.equal(rows.filter((r) => r.action === "ps:autoscale").length, json.decisions.length, "one audit entry per decision");
+      assert.equal(rows.filter((r) => r.action === "ps:scale").length, 0, "the change is not written twice");
     } finally {
       events.destroy();
     }
