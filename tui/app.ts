@@ -33,24 +33,41 @@ export interface AppProps {
   screens?: readonly ScreenDef[];
 }
 
-/** The registry's lookups: screens by name, and `:` commands to screen names. */
-function indexScreens(screens: readonly ScreenDef[]): { byName: Map<string, ScreenDef>; commands: Map<string, string>; help: string[] } {
-  const byName = new Map<string, ScreenDef>(screens.map((d) => [d.name, d]));
+/** The registry's lookups: screens by name (a later entry of a name replaces an earlier), and `:` commands to screen names. */
+function indexScreens(list: readonly ScreenDef[]): { byName: Map<string, ScreenDef>; commands: Map<string, string>; help: string[] } {
+  const byName = new Map<string, ScreenDef>(list.map((d) => [d.name, d]));
+  const screens = [...byName.values()];
   const commands = new Map<string, string>();
   for (const d of screens) {
     if (d.aliases === undefined) continue;
     for (const c of [d.name, ...d.aliases]) commands.set(c, d.name);
   }
   const help = [
-    ...screens.filter((d) => d.aliases !== undefined).map((d) => `${[d.name, ...d.aliases!].map((c) => ":" + c).join(", ").padEnd(28)} ${d.title?.(undefined) ?? d.name}`),
-    ":q                           quit (also q)",
-    "/TEXT                        filter the list (Esc clears)",
-    "Enter                        open the selected row",
-    "Esc                          back (or cancel a question)",
-    "↑ ↓ (k j)                    move the selection",
-    "?                            this help",
+    `screens   ${screens.filter((d) => d.aliases !== undefined).map((d) => `:${d.name}${d.aliases!.length ? ` (:${d.aliases![0]})` : ""}`).join("  ")}`,
+    "keys      /TEXT filter (Esc clears)  Enter open  Esc back or cancel  ↑↓ or j k move  ? help  q or :q quit",
   ];
   return { byName, commands, help };
+}
+
+/** Help lines cut to `width`: a long line goes on over the next lines, indented under its text (after its key column). */
+function wrapHelp(lines: readonly string[], width: number): string[] {
+  const out: string[] = [];
+  for (const line of lines) {
+    const column = /^\S.*?\s{2,}/.exec(line)?.[0].length ?? 0;
+    const indent = " ".repeat(Math.min(column, Math.floor(width / 2)));
+    let rest = line;
+    let room = width;
+    while (rest.length > room && room >= 20) {
+      // At the last space that leaves at least half the room filled; a word longer than that is cut.
+      let cut = rest.lastIndexOf(" ", room);
+      if (cut < room / 2) cut = room;
+      out.push((out.length && rest !== line ? indent : "") + rest.slice(0, cut).trimEnd());
+      rest = rest.slice(cut).trimStart();
+      room = width - indent.length;
+    }
+    out.push((rest !== line ? indent : "") + rest);
+  }
+  return out;
 }
 
 const KEEP_EVENTS = 50;
@@ -241,9 +258,11 @@ export function App(props: AppProps): React.ReactElement {
     }),
   };
   const def = byName.get(screen.name) ?? byName.get("overview")!;
-  const helpLines = [...(def.help ?? []), ...HELP];
+  const keyContext = { readonly, me, viewAs, arg: screen.arg };
+  // This screen's keys first, then the grammar every screen shares.
+  const helpLines = [...(typeof def.help === "function" ? def.help(keyContext) : def.help ?? []), "", ...HELP];
   const body = help
-    ? h(Box, { flexDirection: "column" }, ...helpLines.map((l, i) => h(Text, { key: `${i}`, wrap: "truncate" }, truncateText(l, width))))
+    ? h(Box, { flexDirection: "column" }, ...wrapHelp(helpLines, width).slice(0, bodyHeight).map((l, i) => h(Text, { key: `${i}`, wrap: "truncate" }, truncateText(l, width) || " ")))
     : h(def.component, { ...screenProps, ...(screen.arg === undefined ? {} : { arg: screen.arg }) });
 
   const clock = now.toISOString().slice(11, 19) + " UTC";
@@ -251,7 +270,7 @@ export function App(props: AppProps): React.ReactElement {
   const header = truncateText(title, Math.max(1, width - clock.length - 1)).padEnd(Math.max(1, width - clock.length - 1)) + " " + clock;
   const prompt = mode.name === "command" ? `:${mode.text}` : mode.name === "filter" ? `/${mode.text}` : mode.name === "ask" ? `${mode.prompt}${mode.text}`
     : notice?.text ?? problem ?? (filter ? `filter: ${filter} (Esc clears)` : "");
-  const own = typeof def.keys === "function" ? def.keys({ readonly, me, viewAs, arg: screen.arg }) : def.keys;
+  const own = typeof def.keys === "function" ? def.keys(keyContext) : def.keys;
   const keys = `q quit  : command  / filter${stack.length > 1 ? "  Esc back" : ""}  ? help${own ? "  " + own : ""}`;
   const promptColor = !props.color ? undefined : mode.name === "ask" ? "magenta" : notice?.tone === "error" ? "red" : notice?.tone === "ok" ? "green" : notice || problem ? "yellow" : undefined;
   return h(Box, { flexDirection: "column", width },

@@ -42,6 +42,9 @@ export interface ScreenProps {
   setViewAs: (email: string | undefined) => void;
 }
 
+/** What decides which keys a screen offers: read-only or not, who is signed in, whom they view as, the screen's argument. */
+export interface KeyContext { readonly: boolean; me: Me | undefined; viewAs: string | undefined; arg: string | undefined }
+
 /** One screen the root can show: the `:` commands that open it, its keys for the footer and help. */
 export interface ScreenDef {
   /** The screen's name (also its first command), e.g. "deploys". */
@@ -51,10 +54,10 @@ export interface ScreenDef {
   /** Title in the header, from the argument. */
   title?: (arg: string | undefined) => string;
   component: React.ComponentType<ScreenProps & { arg?: string }>;
-  /** Lines of `?` help for this screen (keys it adds), each "KEY   what it does". */
-  help?: string[];
+  /** Lines of `?` help for this screen (keys it adds), each "KEY   what it does": like the footer, only the keys the caller may use. */
+  help?: string[] | ((props: KeyContext) => string[]);
   /** The footer's key hint for this screen, e.g. "Enter follow  c cancel". */
-  keys?: string | ((props: { readonly: boolean; me: Me | undefined; viewAs: string | undefined; arg: string | undefined }) => string);
+  keys?: string | ((props: KeyContext) => string);
 }
 
 /** The usual way a screen runs an action: says it started, then how it ended, on the footer. */

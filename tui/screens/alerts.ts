@@ -125,8 +125,8 @@ export function AlertsScreen(props: ScreenProps): React.ReactElement {
 export const ALERTS_SCREEN: ScreenDef = {
   name: "alerts", aliases: ["al"], title: () => "alerts", component: AlertsScreen,
   keys: (p) => `Enter app${mayActSomewhere(p, "alerts:manage") ? "  S silence" : ""}`,
-  help: [
+  help: (p) => [
     "Enter                        open the selected alert's app",
-    "S                            silence the app's alert notices for a while (30m, 2h, 1d; off ends it)",
+    ...(mayActSomewhere(p, "alerts:manage") ? ["S                            silence the app's alert notices for a while (30m, 2h, 1d; off ends it)"] : []),
   ],
 };

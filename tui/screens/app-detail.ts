@@ -43,6 +43,7 @@ const LOG_RETRY_MS = 5000;
 export const APP_DETAIL_HELP = [
   "Tab → / Shift-Tab ←          next / previous tab (1-7 pick one)",
   "j k (↓ ↑)                    move through the tab's list (releases: the one b rolls back to)",
+  "(the keys below as your role on the app allows; the screen's key line shows which)",
   "r                            restart the app's processes (type y)",
   "S                            scale: TYPE=COUNT …, e.g. web=2 worker=1",
   "b                            roll back to the selected release, else the one before the live one (type the app's name)",

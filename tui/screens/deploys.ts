@@ -279,9 +279,9 @@ export function BuildScreen(props: ScreenProps & { app: string; id: string }): R
 export const DEPLOYS_SCREEN: ScreenDef = {
   name: "deploys", aliases: ["d", "builds"], title: () => "deploys", component: DeploysScreen,
   keys: (p) => `Enter output${mayActSomewhere(p, "app:deploy") ? "  c cancel" : ""}`,
-  help: [
+  help: (p) => [
     "Enter                        follow the selected build's output",
-    "c                            cancel the selected app's build (type the app's name to confirm)",
+    ...(mayActSomewhere(p, "app:deploy") ? ["c                            cancel the selected app's build (type the app's name to confirm)"] : []),
   ],
 };
 

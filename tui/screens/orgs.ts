@@ -186,10 +186,10 @@ export const ORG_SCREEN: ScreenDef = {
   // Whether the keys apply depends on the role in this org; the footer cannot know which org, so it
   // shows them to anyone who could hold such a role and the screen's body says when they do not apply.
   keys: (p) => (mayManageOrg(p, p.arg ?? "") ? "r role  a add  x remove  p plan" : ""),
-  help: [
+  help: (p) => (mayManageOrg(p, p.arg ?? "") ? [
     "r                            change the selected member's role",
     "a                            add a member (email, then role)",
     "x                            remove the selected member (type their email)",
     "p                            change the organisation's plan",
-  ],
+  ] : []),
 };

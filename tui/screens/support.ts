@@ -135,10 +135,9 @@ export const SUPPORT_SCREEN: ScreenDef = {
   // `x` (stop viewing) is shown on the screen itself while viewing: the footer cannot tell viewing
   // from `--readonly`.
   keys: (p) => `f find  Enter open app${p.viewAs ? "  x stop viewing" : mayViewAs(p) ? "  v view as" : ""}`,
-  help: [
+  help: (p) => [
     "f                            find a user by email",
     "Enter                        open the selected app",
-    "v                            view deck as this user, read-only (platform admins)",
-    "x                            stop viewing as another user",
+    ...(p.viewAs ? ["x                            stop viewing as another user"] : mayViewAs(p) ? ["v                            view deck as this user, read-only"] : []),
   ],
 };

@@ -122,6 +122,21 @@ test("read-only, the footer shows no action keys and `S` does nothing", async (t
   f = await frame(() => true);
   assert.doesNotMatch(f, /suspend bob@example\.com\?/);
   assert.deepEqual(changes(), []);
+  // `?` lists only the keys that work here.
+  await press("?");
+  f = await frame((f) => f.includes("the Support screen for the selected user"));
+  assert.doesNotMatch(f, /suspend \(y, then a reason\)|delete the selected user/);
+});
+
+test("`?` lists the user actions to a platform admin", async (t) => {
+  const { frame, press, api } = await openDashboard(t, { start: "users", routes: userRoutes(users()) });
+  await frame((f) => f.includes("bob@example.com"));
+  await frame(() => api.requests.includes("/api/v1/users/me"));
+  await new Promise((r) => setTimeout(r, 100));
+  await press("?");
+  const f = await frame((f) => f.includes("the Support screen for the selected user"));
+  assert.match(f, /^S \/ U +suspend \(y, then a reason\) \/ unsuspend the selected\n +user$/m, "a long line goes on under its text");
+  assert.match(f, /^D +delete the selected user \(type their email\)$/m);
 });
 
 test("someone who is not a platform admin sees the refusal and no action keys", async (t) => {

@@ -138,12 +138,14 @@ export function UsersScreen(props: ScreenProps): React.ReactElement {
 export const USERS_SCREEN: ScreenDef = {
   name: "users", aliases: ["u"], title: () => "users", component: UsersScreen,
   keys: (p) => (mayAdministerUsers(p) ? "n new  S/U suspend  D delete  M MFA  R revoke" : "Enter support"),
-  help: [
+  help: (p) => [
     "Enter                        the Support screen for the selected user",
+    ...(!mayAdministerUsers(p) ? [] : [
     "n                            create a user (email, then an organisation and role)",
     "S / U                        suspend (y, then a reason) / unsuspend the selected user",
     "D                            delete the selected user (type their email)",
     "M                            reset the user's two-factor authentication (y)",
     "R                            revoke all the user's tokens and SSH keys (y)",
+    ]),
   ],
 };
