@@ -183,6 +183,21 @@ const CASES: Case[] = [
     decision: { kind: "in", from: 4, to: 3, reason: "every target below 50% of itself for 5 minutes (cpu 70%)" }, exceededRounds: 0,
   },
   {
+    name: "a scale failed a minute and a half ago, the second in a row: the bounds wait too (2 minutes)",
+    settings: { min: 50, max: 50, cpuPercent: 70 }, history: { current: 1, failuresInARow: 2, lastFailureAt: NOW - 90_000, exceededRounds: 1 },
+    decision: { kind: "hold", reason: "the last scale failed; trying again in 30s" }, exceededRounds: 1,
+  },
+  {
+    name: "a scale failed, and its wait is over: tried again",
+    settings: { min: 2 }, history: { current: 1, failuresInARow: 1, lastFailureAt: NOW - 61_000 },
+    decision: { kind: "out", from: 1, to: 2, reason: "1 is below the minimum of 2" }, exceededRounds: 0,
+  },
+  {
+    name: "five scales failed in a row: deck stops trying until a deploy or new settings",
+    settings: { min: 2, p95Ms: 200 }, history: { current: 1, failuresInARow: 5, lastFailureAt: NOW - 24 * 60 * MIN, traffic: lastMinute(100, SLOW) },
+    decision: { kind: "hold", reason: "the last 5 scales failed; deck tries again after the next deploy or ps:autoscale" }, exceededRounds: 0,
+  },
+  {
     name: "CPU not measured: neither out nor in",
     settings: { cpuPercent: 70 }, history: { current: 4, traffic: fiveMinutes(1, FAST), processes: cpu(NOW - 5 * MIN, NOW, 4, null), exceededRounds: 1 },
     decision: { kind: "hold", reason: "within targets" }, exceededRounds: 0,

@@ -33,6 +33,11 @@ export const SCALE_IN_WINDOW_MS = 5 * 60_000;
 export const SCALE_IN_COOLDOWN_MS = 5 * 60_000;
 /** No scale-out within this long of the last scale-out. */
 export const SCALE_OUT_COOLDOWN_MS = 60_000;
+/** After a failed scale the next try waits this long, doubling with each failure in a row, up to FAILURE_BACKOFF_MAX_MS. */
+export const FAILURE_BACKOFF_MS = 60_000;
+export const FAILURE_BACKOFF_MAX_MS = 30 * 60_000;
+/** Failed scales in a row after which deck stops trying until the app is deployed again or its autoscaling is set again. */
+export const MAX_FAILURES_IN_A_ROW = 5;
 
 /** Process types the router sends requests to: the only ones a p95 or requests/s target means something for. */
 export const WEB_TYPES: readonly string[] = ["web"];
@@ -76,6 +81,15 @@ export interface AutoscaleHistory {
   lastChangeAt: number | null;
   /** When deck last scaled this type out; null = never. */
   lastScaleOutAt: number | null;
+  /** deck's scales of this type that failed in a row since the last that worked, the last deploy and the last change of its settings. */
+  failuresInARow?: number;
+  /** When the last of those failed. */
+  lastFailureAt?: number | null;
+}
+
+/** How long after `failures` failed scales in a row the next may be tried. */
+export function failureBackoffMs(failures: number): number {
+  return failures <= 0 ? 0 : Math.min(FAILURE_BACKOFF_MAX_MS, FAILURE_BACKOFF_MS * 2 ** (failures - 1));
 }
 
 export type ScaleDecision =
@@ -164,6 +178,15 @@ const hold = (reason: string, exceededRounds = 0): AutoscaleStep => ({ decision:
 export function decideScale(settings: AutoscaleSettings, history: AutoscaleHistory, now: number): AutoscaleStep {
   const { current } = history;
   const { min, max } = settings;
+  // An app whose scales keep failing (it crashes on start, the host is full) is not tried every round.
+  const failures = history.failuresInARow ?? 0;
+  if (failures >= MAX_FAILURES_IN_A_ROW) {
+    return hold(`the last ${failures} scales failed; deck tries again after the next deploy or ps:autoscale`, history.exceededRounds);
+  }
+  if (failures > 0 && history.lastFailureAt != null && now - history.lastFailureAt < failureBackoffMs(failures)) {
+    const wait = Math.ceil((failureBackoffMs(failures) - (now - history.lastFailureAt)) / 1000);
+    return hold(`the last scale failed; trying again in ${wait}s`, history.exceededRounds);
+  }
   if (current < min) return { decision: { kind: "out", from: current, to: min, reason: `${current} is below the minimum of ${min}` }, exceededRounds: 0 };
   if (current > max) return { decision: { kind: "in", from: current, to: max, reason: `${current} is above the maximum of ${max}` }, exceededRounds: 0 };
 

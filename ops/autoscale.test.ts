@@ -103,6 +103,8 @@ for (const backend of await databaseBackends()) {
       assert.deepEqual(json.types.map((x) => [x.type, x.p95Ms, x.cpuPercent, x.rps]), [["web", 200, null, 50], ["worker", null, 70, null]]);
       assert.deepEqual(json.decisions.map((d) => d.reason), ["p95 488ms above 200ms over the last minute"]);
 
+      // While deck autoscales a type, a user's ps:scale of it would be undone the next round: refused, saying what to do.
+      assert.deepEqual((await ssh("admin", "ps:scale", "shop", "web=4")).err, ["deck: error (conflict): shop: web autoscales between 1 and 3; set other bounds with ps:autoscale shop web --min N --max M, or stop it with ps:autoscale:off shop web"]);
       assert.deepEqual(await ssh("admin", "ps:autoscale:off", "shop", "worker"), { status: 0, out: ["shop: worker no longer autoscales; it keeps 1 process (ps:scale changes them)"], err: [] });
       assert.deepEqual((await ssh("admin", "ps:autoscale:off", "shop", "worker")).err, ["deck: error (not_found): shop's worker processes are not autoscaled (see ps:autoscale shop)"]);
       const audited = await db.any(q`SELECT action, data FROM audit_log WHERE target = 'shop' AND action LIKE 'ps:autoscale%' ORDER BY id`);

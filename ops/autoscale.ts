@@ -100,12 +100,14 @@ const DECK_AUTOSCALER: Caller = {
 };
 
 /** What the autoscaling controller calls to carry out a decision: ops `scale`, as deck. */
-export function scaleForAutoscale(deps: DeployDeps): (app: { id: number; name: string }, type: string, to: number) => Promise<void> {
-  return async (app, type, to) => {
-    // The app the round judged: not a later app of the same name.
+export function scaleForAutoscale(deps: DeployDeps): (app: { id: number; name: string }, type: string, to: number, from: number) => Promise<void> {
+  return async (app, type, to, from) => {
+    // The app the round judged: not a later app of the same name (checked again once the scale's turn comes).
     const current = await findApp(deps.db, app.name);
     if (!current || current.id !== app.id) throw new DeckError("conflict", `${app.name} is no longer the app autoscaling judged; not scaled`);
     // The controller writes the one audit entry of the change (ps:autoscale, with from, to and why).
-    await scale(deps, DECK_AUTOSCALER, app.name, { [type]: to }, (line) => deps.log(`autoscale: ${app.name}: ${line.replace(/^-----> /, "")}`), { audit: false });
+    await scale(deps, DECK_AUTOSCALER, app.name, { [type]: to }, (line) => deps.log(`autoscale: ${app.name}: ${line.replace(/^-----> /, "")}`), {
+      audit: false, expect: { appId: app.id, type, from },
+    });
   };
 }

@@ -1,6 +1,7 @@
-import { DeckError } from "../core/index.ts";
+import { DeckError, processCount } from "../core/index.ts";
 import { drainAndStop, redeploy, refreshRoute, type DeployDeps } from "../deploy/index.ts";
-import { audit, findBuild, setAppStopped, setFormation } from "../store/queries/index.ts";
+import { audit, findApp, findBuild, setAppStopped, setFormation } from "../store/queries/index.ts";
+import { listAutoscaleSettings } from "../store/queries/autoscale.ts";
 import { authorizeApp, type Caller } from "./access.ts";
 import { recordAction, type Out } from "./audit.ts";
 import { liveRelease } from "./releases.ts";
@@ -20,10 +21,33 @@ export function parseFormation(args: string[]): Record<string, number> {
   return out;
 }
 
-/** `options.audit: false` for a caller that writes its own audit entry of the change (autoscaling, with its reason). */
-export async function scale(deps: DeployDeps, caller: Caller, name: string, change: Record<string, number>, out: Out, options: { audit?: boolean } = {}): Promise<Record<string, number>> {
-  const app = await authorizeApp(deps.db, caller, "ps:scale", name);
-  return deps.queue.run(app, "scale", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+/**
+ * Sets how many processes of each type run. `options.audit: false` for a caller that writes its own
+ * audit entry of the change; `options.expect` for autoscaling: once the scale's turn comes, it goes
+ * ahead only if the app is the one judged, is not stopped, and still runs `from` processes of the type
+ * (a ps:stop or a user's change in between wins). A user cannot scale a type deck autoscales.
+ */
+export async function scale(deps: DeployDeps, caller: Caller, name: string, change: Record<string, number>, out: Out,
+  options: { audit?: boolean; expect?: { appId: number; type: string; from: number } } = {}): Promise<Record<string, number>> {
+  const found = await authorizeApp(deps.db, caller, "ps:scale", name);
+  if (!options.expect) {
+    const autoscaled = (await listAutoscaleSettings(deps.db, found.id)).filter((s) => s.type in change);
+    if (autoscaled.length) {
+      const s = autoscaled[0]!;
+      throw new DeckError("conflict", `${found.name}: ${s.type} autoscales between ${s.min} and ${s.max}; set other bounds with ps:autoscale ${found.name} ${s.type} --min N --max M, or stop it with ps:autoscale:off ${found.name} ${s.type}`);
+    }
+  }
+  return deps.queue.run(found, "scale", (pos) => out(`-----> Waiting for the deploy in progress (position ${pos} in line)`), async () => {
+    // The app as it is now: its formation may have changed while this waited its turn.
+    const app = await findApp(deps.db, found.name);
+    if (!app || app.id !== found.id) throw new DeckError("app_not_found", `app "${found.name}" no longer exists`);
+    const expect = options.expect;
+    if (expect) {
+      if (app.id !== expect.appId) throw new DeckError("conflict", `${app.name} is no longer the app autoscaling judged; not scaled`);
+      if (app.stopped) throw new DeckError("conflict", `${app.name} was stopped meanwhile; not scaled`);
+      const now = processCount(app.formation, expect.type);
+      if (now !== expect.from) throw new DeckError("conflict", `${app.name} runs ${now} ${expect.type} processes now, not ${expect.from}; not scaled`);
+    }
     const current = await liveRelease(deps, app);
     const build = current ? await findBuild(deps.db, current.buildId) : null;
     if (build?.procfile) {

@@ -219,9 +219,11 @@ for (const backend of backends) {
       assert.deepEqual((await findApp(tdb.db.pool, app.name))!.formation, { web: 1, worker: 3 });
     });
 
-    it("a scale that fails is written down as failed, audited and told, and counts for the cooldown", async () => {
+    it("a scale that fails is written down as failed, audited and told, and is tried again only after a wait", async () => {
       await goLive(T0 - 10 * MIN);
       await setAutoscale(deps, owner, app.name, { type: "web", min: 1, max: 3, p95Ms: 200, cpuPercent: null, rps: null });
+      // The settings were set before this test's clock starts.
+      await tdb.db.pool.query(q`UPDATE autoscale_settings SET updated_at = to_timestamp(${(T0 - 5 * MIN) / 1000})`);
       await measure(T0 - MIN, T0 + MIN, { perRow: 10, ms: 400 });
       failWith = "the new processes did not answer their health check within 60s";
       const events: AutoscaleEvent[] = [];
@@ -241,7 +243,40 @@ for (const backend of backends) {
         clock = t;
         after.push(...judged(await c.evaluate(t)).map((j) => j.reason));
       }
-      assert.deepEqual(after, ["p95 488ms above 200ms (round 1 of 2)", "p95 488ms above 200ms, but scaled out less than 60s ago"]);
+      assert.deepEqual(after, ["the last scale failed; trying again in 58s", "the last scale failed; trying again in 56s"]);
+      assert.equal(asked.length, 1, "not tried again every round");
+      // The wait over, and the scale working again: out it goes.
+      failWith = null;
+      for (const t of [T0 + 62_000, T0 + 64_000]) {
+        clock = t;
+        await c.evaluate(t);
+      }
+      assert.deepEqual(asked.map((a) => a[2]), [3, 3]);
+    });
+
+    it("after five failed scales in a row deck stops trying, until the app is deployed again", async () => {
+      await goLive(T0 - 10 * MIN);
+      await setFormation(tdb.db.pool, app.id, { web: 1 });
+      await setAutoscale(deps, owner, app.name, { type: "web", min: 2, max: 3, p95Ms: 200, cpuPercent: null, rps: null });
+      await tdb.db.pool.query(q`UPDATE autoscale_settings SET updated_at = to_timestamp(${(T0 - 5 * MIN) / 1000})`);
+      failWith = "the new processes crashed on start";
+      const c = controller();
+      // Each try after its wait (1, 2, 4, 8 minutes); then none, however long.
+      let t = T0;
+      for (const wait of [0, 61, 121, 241, 481, 961, 3600]) {
+        t += wait * 1000;
+        clock = t;
+        await c.evaluate(t);
+      }
+      assert.equal(asked.length, 5, JSON.stringify(asked));
+      const reasons = judged(await c.evaluate(t + 1000)).map((j) => j.reason);
+      assert.deepEqual(reasons, ["the last 5 scales failed; deck tries again after the next deploy or ps:autoscale"]);
+      // A deploy going live starts over.
+      failWith = null;
+      await goLive(t + 2000);
+      clock = t + 3000;
+      await c.evaluate(clock);
+      assert.equal(asked.length, 6);
     });
 
     it("brings a count outside the bounds back to them at once, and leaves stopped apps, apps without a release and missing types alone", async () => {

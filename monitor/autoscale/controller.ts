@@ -37,7 +37,8 @@ export interface AutoscaleEvent {
 }
 
 /** Scales a process type of an app to `to` processes, as ps:scale does (ops/autoscale.ts scaleForAutoscale). */
-export type AutoscaleScale = (app: { id: number; name: string }, type: string, to: number) => Promise<void>;
+/** Carries out a decision: `type` from `from` processes to `to` (refused if the app or its count changed meanwhile). */
+export type AutoscaleScale = (app: { id: number; name: string }, type: string, to: number, from: number) => Promise<void>;
 
 export interface AutoscaleControllerOptions {
   db: DatabasePool;
@@ -175,6 +176,8 @@ export class AutoscaleController {
       exceededRounds: t.settings.exceededRounds,
       lastChangeAt: changes.length ? Math.max(...changes) : null,
       lastScaleOutAt: t.lastScaleOutAt,
+      failuresInARow: t.failuresInARow,
+      lastFailureAt: t.lastFailureAt,
     }, r.at);
   }
 
@@ -185,7 +188,7 @@ export class AutoscaleController {
     this.o.log(`autoscale: ${app.name}: scaling ${type} ${p.direction} from ${p.from} to ${p.to}: ${p.reason}`);
     let error: string | null = null;
     try {
-      await this.o.scale({ id: app.id, name: app.name }, type, p.to);
+      await this.o.scale({ id: app.id, name: app.name }, type, p.to, p.from);
     } catch (e) {
       error = (e as Error).message;
       this.o.log(`autoscale: ${app.name}: scaling ${type} from ${p.from} to ${p.to} failed: ${error}`);

@@ -114,6 +114,9 @@ export interface AutoscaleTarget {
   lastScaleOutAt: number | null;
   /** A scale of the app decided by deck is still running. */
   scaling: boolean;
+  /** deck's scales of the type that failed in a row since the last that worked, the live deploy and the settings' last change. */
+  failuresInARow: number;
+  lastFailureAt: number | null;
 }
 
 /** Every autoscaled process type of every app, with what a round needs to judge it. */
@@ -124,13 +127,19 @@ export async function listAutoscaleTargets(db: Db): Promise<AutoscaleTarget[]> {
            (SELECT extract(epoch FROM max(coalesce(d.finished_at, d.at))) * 1000 FROM autoscale_decisions d WHERE d.app_id = s.app_id) AS last_decision_at,
            (SELECT extract(epoch FROM max(coalesce(d.finished_at, d.at))) * 1000 FROM autoscale_decisions d
              WHERE d.app_id = s.app_id AND d.process_type = s.process_type AND d.direction = 'out') AS last_out_at,
-           EXISTS (SELECT 1 FROM autoscale_decisions d WHERE d.app_id = s.app_id AND d.status = 'pending') AS scaling
+           EXISTS (SELECT 1 FROM autoscale_decisions d WHERE d.app_id = s.app_id AND d.status = 'pending') AS scaling,
+           f.failures, extract(epoch FROM f.last_failure_at) * 1000 AS last_failure_at
       FROM autoscale_settings s
       JOIN apps a ON a.id = s.app_id
       JOIN organizations o ON o.id = a.org_id
       LEFT JOIN deployments ld ON ld.id = a.live_deployment_id
       LEFT JOIN releases lr ON lr.id = ld.release_id
       LEFT JOIN builds b ON b.id = lr.build_id
+      LEFT JOIN LATERAL (
+        SELECT count(*) AS failures, max(coalesce(d.finished_at, d.at)) AS last_failure_at FROM autoscale_decisions d
+         WHERE d.app_id = s.app_id AND d.process_type = s.process_type AND d.status = 'failed'
+           AND d.at > s.updated_at AND d.at > coalesce(ld.finished_at, '-infinity'::timestamptz)
+           AND d.id > coalesce((SELECT max(x.id) FROM autoscale_decisions x WHERE x.app_id = s.app_id AND x.process_type = s.process_type AND x.status = 'done'), 0)) f ON true
      ORDER BY s.app_id, s.process_type`);
   return rows.map((r) => {
     const procfile = (typeof r.procfile === "string" ? JSON.parse(r.procfile) : r.procfile) as Record<string, string> | null;
@@ -143,6 +152,8 @@ export async function listAutoscaleTargets(db: Db): Promise<AutoscaleTarget[]> {
       lastDecisionAt: numOrNull(r.last_decision_at),
       lastScaleOutAt: numOrNull(r.last_out_at),
       scaling: Boolean(r.scaling),
+      failuresInARow: Number(r.failures ?? 0),
+      lastFailureAt: numOrNull(r.last_failure_at),
     };
   });
 }
