@@ -16,7 +16,7 @@
  * (apt-get install -y haproxy caddy: without them their rows say "not installed" and the rest runs).
  * BENCH_SECONDS sets the length of each request-rate run (default 3, at least 2), BENCH_SWITCHES
  * the number of blue-green switches (default 20, the issue's number; fewer for a quick look).
- * About 9 minutes in all.
+ * About 8 minutes in all.
  */
 import { execFileSync, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, readdirSync, readFileSync } from "node:fs";
