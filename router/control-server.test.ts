@@ -25,7 +25,8 @@ async function startRouter(t: TestContext): Promise<Router> {
   const dir = await mkdtemp(join(tmpdir(), "deck-router-control-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const table = new RouteTable();
-  const proxy = createProxyServer({ table });
+  // No per-client rate limit: these tests drive thousands of requests a second from one address.
+  const proxy = createProxyServer({ table, limits: { rateLimitRps: 0 } });
   await proxy.listen(0, "127.0.0.1");
   t.after(() => proxy.close(0));
   const socket = join(dir, "router.sock");
