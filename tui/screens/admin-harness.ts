@@ -1,5 +1,5 @@
 /**
- * The admin screens' tests: the real dashboard (root, footer, questions) with these screens added,
+ * The dashboard screens' tests: the real dashboard (root, footer, questions, every registered screen)
  * against the fake API with the routes a test gives, in an 80-column terminal.
  */
 import type { TestContext } from "node:test";
@@ -9,14 +9,6 @@ import { render } from "ink-testing-library";
 import { createApiClient, type Me } from "../api-client.ts";
 import { App } from "../app.ts";
 import { startFakeApi, waitForFrame, type FakeApiData } from "../fake-api.ts";
-import type { ScreenDef } from "../screen.ts";
-import { SCREENS } from "./index.ts";
-import { BILLING_SCREEN } from "./billing.ts";
-import { ORG_SCREEN, ORGS_SCREEN } from "./orgs.ts";
-import { SUPPORT_SCREEN } from "./support.ts";
-import { USERS_SCREEN } from "./users.ts";
-
-export const ADMIN_SCREENS: ScreenDef[] = [USERS_SCREEN, ORGS_SCREEN, ORG_SCREEN, BILLING_SCREEN, SUPPORT_SCREEN];
 
 export const ADMIN_ME: Me = { id: 1, email: "admin@example.com", name: "Admin", isAdmin: true, scopes: ["admin"], organizations: [{ slug: "default", role: "owner" }] };
 
@@ -30,7 +22,7 @@ export interface DashboardOptions {
 export async function openDashboard(t: TestContext, options: DashboardOptions) {
   const api = await startFakeApi({ token: "tok-admin", apps: [], metrics: {}, deployments: {}, health: null, me: options.me ?? ADMIN_ME, routes: options.routes });
   const client = createApiClient({ url: api.url, token: "tok-admin" });
-  const ui = render(React.createElement(App, { client, color: false, readonly: options.readonly ?? false, screens: [...SCREENS, ...ADMIN_SCREENS], start: options.start }));
+  const ui = render(React.createElement(App, { client, color: false, readonly: options.readonly ?? false, start: options.start }));
   // ink-testing-library's terminal is 100 columns; make it 80, as most terminals are.
   Object.defineProperty(ui.stdout, "columns", { get: () => 80 });
   ui.stdout.emit("resize");
@@ -55,7 +47,9 @@ export async function openDashboard(t: TestContext, options: DashboardOptions) {
   };
   /** The calls that changed something ("METHOD /api/v1/…"), in order. */
   const changes = () => api.requests.filter((r) => !r.startsWith("/"));
-  return { api, ui, press, answer, frame, changes };
+  /** Waits until the dashboard knows who is signed in (the footer's action keys depend on it). */
+  const signedIn = () => waitForFrame(() => String(api.requests.includes("/api/v1/users/me")), (v) => v === "true");
+  return { api, ui, press, answer, frame, changes, signedIn };
 }
 
 /** Every line of the frame fits in 80 columns. */
