@@ -152,6 +152,12 @@ describe("billing", () => {
     // A month passes: the org's history moves back a month, and a platform admin closes that month.
     const url = deckDatabaseUrl(deck, { name: "embedded" });
     const [org] = await queryDeckDatabase<{ id: string }>(url, "SELECT id FROM organizations WHERE slug = 'lean'");
+    // The ledger takes in each build on its next round: both builds are in it before history moves.
+    for (const until = Date.now() + 30_000; Date.now() < until;) {
+      const [n] = await queryDeckDatabase<{ count: string }>(url, "SELECT count(*) FROM usage_records WHERE org_id = $1 AND meter = 'build_seconds'", [org!.id]);
+      if (Number(n!.count) >= 2) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
     await queryDeckDatabase(url, "UPDATE organizations SET created_at = created_at - interval '1 month' WHERE id = $1", [org!.id]);
     await queryDeckDatabase(url, "UPDATE subscriptions SET starts_at = starts_at - interval '1 month' WHERE org_id = $1", [org!.id]);
     await queryDeckDatabase(url, "UPDATE usage_records SET at = at - interval '1 month' WHERE org_id = $1", [org!.id]);
